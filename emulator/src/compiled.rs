@@ -1,0 +1,348 @@
+//! A network placed on a chip: per-neuron parameters in the chip's arithmetic, synapses stored
+//! per source (CSR) and grouped by destination core, and the capacity check of the mapping.
+
+use crate::arith::Arith;
+use crate::chip::ChipConfig;
+use crate::error::{CoreViolation, Error, Result};
+use crate::network::{Network, Reset, Source};
+
+/// How neurons are assigned to cores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mapping {
+    /// Fill cores in neuron (population) order, moving to the next core when the neuron or
+    /// synapse capacity would be exceeded.
+    Auto,
+    /// `core_of[neuron]`, core numbered row-major on the mesh.
+    Explicit(Vec<u32>),
+}
+
+impl Mapping {
+    /// The core of every neuron; errors name the neuron or the cores that do not fit.
+    pub fn resolve(&self, net: &Network, chip: &ChipConfig) -> Result<Vec<u32>> {
+        let n = net.n_neurons();
+        let n_cores = chip.n_cores();
+        match self {
+            Self::Explicit(core_of) => {
+                if core_of.len() != n {
+                    return Err(Error::input(
+                        "mapping",
+                        format!("{} entries for {n} neurons (one core per neuron)", core_of.len()),
+                    ));
+                }
+                if let Some(i) = core_of.iter().position(|&c| c as usize >= n_cores) {
+                    return Err(Error::input(
+                        "mapping",
+                        format!("neuron {i} is mapped to core {}, outside 0..{n_cores}", core_of[i]),
+                    ));
+                }
+                Ok(core_of.clone())
+            }
+            Self::Auto => auto_map(net, chip),
+        }
+    }
+}
+
+fn incoming_counts(net: &Network) -> Vec<u64> {
+    let starts = net.starts();
+    let mut counts = vec![0u64; net.n_neurons()];
+    for pr in net.projections() {
+        let t0 = starts[pr.target];
+        pr.weights.for_each(|t, _, w| {
+            if w != 0.0 {
+                counts[t0 + t] += 1;
+            }
+        });
+    }
+    counts
+}
+
+fn auto_map(net: &Network, chip: &ChipConfig) -> Result<Vec<u32>> {
+    let cap = chip.core;
+    let incoming = incoming_counts(net);
+    let n_cores = chip.n_cores();
+    let mut core_of = Vec::with_capacity(incoming.len());
+    let (mut core, mut neurons, mut synapses) = (0usize, 0u64, 0u64);
+    for (i, &syn) in incoming.iter().enumerate() {
+        if neurons > 0 && (neurons + 1 > cap.neurons || synapses + syn > cap.synapses) {
+            core += 1;
+            neurons = 0;
+            synapses = 0;
+        }
+        if core >= n_cores {
+            let remaining = incoming.len() - i;
+            return Err(Error::Mapping {
+                violations: vec![],
+                message: format!(
+                    "automatic mapping ran out of cores: {remaining} neurons left after filling all {n_cores} \
+                     cores ({} neurons, {} synapses each)",
+                    cap.neurons, cap.synapses
+                ),
+            });
+        }
+        neurons += 1;
+        synapses += syn;
+        // core < n_cores <= 2^20
+        #[allow(clippy::cast_possible_truncation)]
+        core_of.push(core as u32);
+    }
+    Ok(core_of)
+}
+
+/// The network in the chip's arithmetic, ready to simulate.
+#[derive(Debug, Clone)]
+pub struct Compiled<A: Arith> {
+    pub arith: A,
+    pub n_inputs: usize,
+    pub n_neurons: usize,
+    pub n_cores: usize,
+    pub theta: Vec<A::V>,
+    pub leak: Vec<A::Leak>,
+    pub subtract: Vec<bool>,
+    pub refractory: Vec<bool>,
+    /// Population index of every neuron.
+    pub population: Vec<u32>,
+    /// Whether the neuron's population projects anywhere (else it never queues).
+    pub has_out: Vec<bool>,
+    pub core_of: Vec<u32>,
+    /// Router of every source: input channels enter at the input port.
+    pub router_of_source: Vec<u32>,
+    /// CSR over sources: synapses of source `s` are `row[s]..row[s + 1]`, sorted by
+    /// (destination core, target).
+    pub row: Vec<usize>,
+    pub target: Vec<u32>,
+    pub weight: Vec<A::W>,
+    /// Segments (one per destination core) of source `s`: `seg[s]..seg[s + 1]`.
+    pub seg: Vec<usize>,
+    /// Destination core and end offset (into `target`) of each segment.
+    pub seg_core: Vec<u32>,
+    pub seg_end: Vec<usize>,
+    /// Total route hops of one spike of each source (sum over its segments).
+    pub hops_of_source: Vec<u64>,
+    pub output_start: usize,
+    pub output_size: usize,
+    /// Weights clipped by the fixed-point range.
+    pub clipped_weights: u64,
+    /// Neurons per core.
+    pub core_neurons: Vec<u64>,
+}
+
+/// Per-core resource use of a compiled network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreUsage {
+    pub neurons: Vec<u64>,
+    pub synapses: Vec<u64>,
+    pub fan_in: Vec<u64>,
+    pub fan_out: Vec<u64>,
+}
+
+impl<A: Arith> Compiled<A> {
+    /// Place `net` on `chip` with the given core of every neuron.
+    pub fn new(net: &Network, chip: &ChipConfig, arith: A, core_of: Vec<u32>) -> Result<Self> {
+        let n_in = net.n_inputs();
+        let n = net.n_neurons();
+        let n_src = n_in + n;
+        let pops = net.populations();
+        let population = net.population_of();
+        let mut theta = Vec::with_capacity(n);
+        let mut leak = Vec::with_capacity(n);
+        let mut subtract = Vec::with_capacity(n);
+        let mut refractory = Vec::with_capacity(n);
+        for (i, p) in pops.iter().enumerate() {
+            let th = arith.threshold(p.theta).map_err(|e| match e {
+                Error::Network { message, .. } => Error::network(format!("populations[{i}].theta"), message),
+                other => other,
+            })?;
+            let lk = arith.leak_factor(p.beta);
+            for _ in 0..p.size {
+                theta.push(th);
+                leak.push(lk);
+                subtract.push(p.reset == Reset::Subtract);
+                refractory.push(p.refractory);
+            }
+        }
+        let mut has_out = vec![false; n];
+        for pr in net.projections() {
+            if let Source::Population(s) = pr.source {
+                let s0 = net.starts()[s];
+                has_out[s0..s0 + pops[s].size].iter_mut().for_each(|h| *h = true);
+            }
+        }
+
+        // Counting sort of synapses by source, then per-source sort by (core, target) and merge.
+        let starts = net.starts();
+        let mut counts = vec![0usize; n_src + 1];
+        for pr in net.projections() {
+            let s0 = match pr.source {
+                Source::Input => 0,
+                Source::Population(s) => n_in + starts[s],
+            };
+            pr.weights.for_each(|_, s, w| {
+                if w != 0.0 {
+                    counts[s0 + s + 1] += 1;
+                }
+            });
+        }
+        for i in 0..n_src {
+            counts[i + 1] += counts[i];
+        }
+        let total = counts[n_src];
+        let mut fill = counts.clone();
+        let mut raw: Vec<(u32, u32, f32)> = vec![(0, 0, 0.0); total];
+        for pr in net.projections() {
+            let s0 = match pr.source {
+                Source::Input => 0,
+                Source::Population(s) => n_in + starts[s],
+            };
+            let t0 = starts[pr.target];
+            pr.weights.for_each(|t, s, w| {
+                if w != 0.0 {
+                    let src = s0 + s;
+                    // n <= 2^28
+                    #[allow(clippy::cast_possible_truncation)]
+                    let tg = (t0 + t) as u32;
+                    raw[fill[src]] = (core_of[t0 + t], tg, w);
+                    fill[src] += 1;
+                }
+            });
+        }
+        let input_router = u32::try_from(chip.input_router()).unwrap_or(u32::MAX);
+        let mut router_of_source = vec![input_router; n_in];
+        router_of_source.extend_from_slice(&core_of);
+
+        let mut row = Vec::with_capacity(n_src + 1);
+        let mut target = Vec::with_capacity(total);
+        let mut weight = Vec::with_capacity(total);
+        let mut seg = Vec::with_capacity(n_src + 1);
+        let mut seg_core = Vec::new();
+        let mut seg_end = Vec::new();
+        let mut hops_of_source = vec![0u64; n_src];
+        let mut clipped = 0u64;
+        row.push(0);
+        seg.push(0);
+        for src in 0..n_src {
+            let syn = &mut raw[counts[src]..counts[src + 1]];
+            syn.sort_unstable_by_key(|&(c, t, _)| (c, t));
+            let mut cur_core: Option<u32> = None;
+            let mut i = 0;
+            while i < syn.len() {
+                let (c, t, mut w) = syn[i];
+                i += 1;
+                while i < syn.len() && syn[i].1 == t {
+                    w += syn[i].2;
+                    i += 1;
+                }
+                let (q, clip) = arith.weight(w);
+                clipped += u64::from(clip);
+                if A::weight_is_zero(q) {
+                    continue;
+                }
+                if cur_core != Some(c) {
+                    if cur_core.is_some() {
+                        seg_end.push(target.len());
+                    }
+                    seg_core.push(c);
+                    hops_of_source[src] += chip.hops(router_of_source[src] as usize, c as usize);
+                    cur_core = Some(c);
+                }
+                target.push(t);
+                weight.push(q);
+            }
+            if cur_core.is_some() {
+                seg_end.push(target.len());
+            }
+            row.push(target.len());
+            seg.push(seg_core.len());
+        }
+        debug_assert_eq!(seg_core.len(), seg_end.len());
+        let out = net.output_range();
+        let n_cores = chip.n_cores();
+        let mut core_neurons = vec![0u64; n_cores];
+        for &c in &core_of {
+            core_neurons[c as usize] += 1;
+        }
+        Ok(Self {
+            arith,
+            n_inputs: n_in,
+            n_neurons: n,
+            n_cores,
+            theta,
+            leak,
+            subtract,
+            refractory,
+            population,
+            has_out,
+            core_of,
+            router_of_source,
+            row,
+            target,
+            weight,
+            seg,
+            seg_core,
+            seg_end,
+            hops_of_source,
+            output_start: out.start,
+            output_size: out.len(),
+            clipped_weights: clipped,
+            core_neurons,
+        })
+    }
+
+    /// Number of sources (input channels then neurons).
+    #[must_use]
+    pub fn n_sources(&self) -> usize {
+        self.n_inputs + self.n_neurons
+    }
+
+    /// Stored synapses.
+    #[must_use]
+    pub fn n_synapses(&self) -> usize {
+        self.target.len()
+    }
+
+    /// Resource use per core.
+    #[must_use]
+    pub fn usage(&self) -> CoreUsage {
+        let nc = self.n_cores;
+        let mut synapses = vec![0u64; nc];
+        let mut fan_in = vec![0u64; nc];
+        let mut fan_out = vec![0u64; nc];
+        for src in 0..self.n_sources() {
+            let mut begin = self.row[src];
+            for k in self.seg[src]..self.seg[src + 1] {
+                let c = self.seg_core[k] as usize;
+                synapses[c] += (self.seg_end[k] - begin) as u64;
+                begin = self.seg_end[k];
+                fan_in[c] += 1;
+                if src >= self.n_inputs {
+                    fan_out[self.core_of[src - self.n_inputs] as usize] += 1;
+                }
+            }
+        }
+        CoreUsage { neurons: self.core_neurons.clone(), synapses, fan_in, fan_out }
+    }
+
+    /// Every capacity violation, per core, with numbers; `Ok` when the mapping fits.
+    pub fn check_capacity(&self, chip: &ChipConfig) -> Result<()> {
+        let u = self.usage();
+        let cap = chip.core;
+        let mut violations = Vec::new();
+        for c in 0..self.n_cores {
+            for (resource, needed, capacity) in [
+                ("neurons", u.neurons[c], cap.neurons),
+                ("synapses", u.synapses[c], cap.synapses),
+                ("fan_in", u.fan_in[c], cap.fan_in),
+                ("fan_out", u.fan_out[c], cap.fan_out),
+            ] {
+                if needed > capacity {
+                    violations.push(CoreViolation { core: c, resource, needed, capacity });
+                }
+            }
+        }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            let message = format!("{} capacity violation(s)", violations.len());
+            Err(Error::Mapping { violations, message })
+        }
+    }
+}

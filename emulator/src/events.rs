@@ -1,0 +1,438 @@
+//! `events` timing mode: integer-tick discrete-event simulation of the chip.
+//!
+//! Within one tick, events run in phases: (0) release rounds of the cores' spike schedulers,
+//! which emit one packet per (spike, destination core); (1) packet movement over the mesh
+//! (XY routes, per-hop latency, link bandwidth and buffers); (2) completion of synaptic
+//! processing in the cores (one packet at a time, in arrival order, `syn_op_ticks` per
+//! synapse); (3) the fire phase of every neuron that received input in this tick. Events of
+//! the same tick and phase run in the order they were scheduled. A spike fired at tick `t` is
+//! released at `t + 1` at the earliest, so on a chip with zero costs a tick is exactly a forward
+//! step of `steps` mode, and the two modes agree spike for spike.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+use crate::arith::Arith;
+use crate::chip::ChipConfig;
+use crate::compiled::Compiled;
+use crate::error::{Error, Result};
+use crate::hash::frame_prefix;
+use crate::input::SampleInput;
+use crate::options::{InputMode, RunOptions};
+use crate::result::SampleResult;
+use crate::state::{State, When};
+
+const RELEASE: u8 = 0;
+const ARRIVE: u8 = 1;
+const SYN_DONE: u8 = 2;
+const FIRE: u8 = 3;
+
+#[derive(Debug, Clone, Copy)]
+struct Packet {
+    src: u32,
+    count: u32,
+    /// Segment (destination core) of the source's synapses.
+    seg: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Release(u32),
+    Arrive(Packet, u32),
+    SynDone(u32),
+    Fire,
+}
+
+#[derive(Debug)]
+struct Ev {
+    tick: u64,
+    phase: u8,
+    seq: u64,
+    kind: Kind,
+}
+
+impl PartialEq for Ev {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Ev {}
+impl PartialOrd for Ev {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ev {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.tick, self.phase, self.seq).cmp(&(other.tick, other.phase, other.seq))
+    }
+}
+
+/// One directed link out of a router.
+#[derive(Debug, Default, Clone)]
+struct Link {
+    last_depart: u64,
+    used_at_last: u32,
+    waiting: VecDeque<u64>,
+}
+
+#[derive(Debug)]
+enum Links {
+    Dense(Vec<Link>),
+    Sparse(HashMap<u32, Link>),
+}
+
+impl Links {
+    fn new(n_routers: usize) -> Self {
+        if n_routers * 4 <= 1 << 16 {
+            Self::Dense(vec![Link::default(); n_routers * 4])
+        } else {
+            Self::Sparse(HashMap::new())
+        }
+    }
+    fn get(&mut self, id: u32) -> &mut Link {
+        match self {
+            Self::Dense(v) => &mut v[id as usize],
+            Self::Sparse(m) => m.entry(id).or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct CoreUnit {
+    buffer: VecDeque<Packet>,
+    current: Option<Packet>,
+    busy_until: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct GroupState {
+    scheduled: bool,
+    free_at: u64,
+    rounds: u64,
+}
+
+struct Sim<'c, 'o, A: Arith> {
+    st: State<'c, A>,
+    chip: &'o ChipConfig,
+    opts: &'o RunOptions,
+    heap: BinaryHeap<Reverse<Ev>>,
+    seq: u64,
+    cores: Vec<CoreUnit>,
+    groups: Vec<GroupState>,
+    links: Links,
+    input_group: u32,
+    frame: u32,
+    frame_start: u64,
+    prefix: u32,
+    sample: u64,
+    fire_at: Option<u64>,
+    step_at: Option<u64>,
+    capped: Vec<u32>,
+    released: Vec<u32>,
+    woken: Vec<u32>,
+    step_limit: u64,
+    limit_is_error: bool,
+}
+
+impl<A: Arith> Sim<'_, '_, A> {
+    fn push(&mut self, tick: u64, phase: u8, kind: Kind) {
+        self.seq += 1;
+        self.heap.push(Reverse(Ev { tick, phase, seq: self.seq, kind }));
+    }
+
+    fn schedule_release(&mut self, g: u32, t: u64) -> Result<()> {
+        let gs = self.groups[g as usize];
+        if gs.scheduled {
+            return Ok(());
+        }
+        if gs.rounds >= self.step_limit {
+            if self.limit_is_error {
+                return Err(Error::Runaway {
+                    message: format!(
+                        "frame {} of sample {}: a core released spikes in more than {} rounds; \
+                         set max_steps to cap the rounds per frame",
+                        self.frame, self.sample, self.step_limit
+                    ),
+                });
+            }
+            self.capped.push(g);
+            return Ok(());
+        }
+        let at = t.max(gs.free_at);
+        self.groups[g as usize].scheduled = true;
+        self.push(at, RELEASE, Kind::Release(g));
+        Ok(())
+    }
+
+    fn ensure_fire(&mut self, t: u64) {
+        if self.fire_at != Some(t) {
+            self.fire_at = Some(t);
+            self.push(t, FIRE, Kind::Fire);
+        }
+    }
+
+    fn release(&mut self, g: u32, t: u64) -> Result<()> {
+        let net = self.st.net;
+        self.groups[g as usize].scheduled = false;
+        let mut released = std::mem::take(&mut self.released);
+        released.clear();
+        if g == self.input_group && self.opts.input_mode == InputMode::AllAtOnce {
+            self.st.queue.release_all(g, &mut released);
+        } else {
+            self.st.queue.release(
+                g,
+                self.opts.f_limit(),
+                self.opts.scheduler,
+                self.prefix,
+                t - self.frame_start,
+                &net.population,
+                net.n_inputs,
+                &mut released,
+            );
+        }
+        let rt = self.chip.release_ticks;
+        {
+            let gs = &mut self.groups[g as usize];
+            gs.rounds += 1;
+            gs.free_at = t + rt;
+        }
+        if g != self.input_group {
+            self.st.core_busy_ticks[g as usize] += rt;
+        }
+        released.sort_unstable();
+        for &s in &released {
+            let su = s as usize;
+            let c = std::mem::take(&mut self.st.queue.count[su]);
+            let router = net.router_of_source[su];
+            for seg in net.seg[su]..net.seg[su + 1] {
+                self.st.metrics.packets += 1;
+                // segments < 2^32 (synapses are bounded)
+                #[allow(clippy::cast_possible_truncation)]
+                let pkt = Packet { src: s, count: c, seg: seg as u32 };
+                self.push(t, ARRIVE, Kind::Arrive(pkt, router));
+            }
+        }
+        self.released = released;
+        if self.step_at != Some(t) {
+            self.step_at = Some(t);
+            self.st.metrics.steps += 1;
+        }
+        self.ensure_fire(t);
+        if self.st.queue.group_len(g) > 0 {
+            self.schedule_release(g, t + rt)?;
+        }
+        Ok(())
+    }
+
+    fn arrive(&mut self, pkt: Packet, router: u32, t: u64) {
+        let net = self.st.net;
+        let dst = net.seg_core[pkt.seg as usize];
+        if router == dst {
+            self.to_core(dst, pkt, t);
+            return;
+        }
+        let w = self.chip.mesh_width;
+        let (x, y) = (router % w, router / w);
+        let (dx, dy) = (dst % w, dst / w);
+        let (dir, next) = if x != dx {
+            if dx > x {
+                (0, router + 1)
+            } else {
+                (1, router - 1)
+            }
+        } else if dy > y {
+            (2, router + w)
+        } else {
+            (3, router - w)
+        };
+        let depth = self.chip.link_buffer_depth;
+        let bandwidth = self.chip.link_packets_per_tick;
+        let link = self.links.get(router * 4 + dir);
+        while link.waiting.front().is_some_and(|&d| d <= t) {
+            link.waiting.pop_front();
+        }
+        if depth.is_some_and(|d| link.waiting.len() >= d as usize) {
+            self.st.metrics.dropped_link += 1;
+            return;
+        }
+        let depart = match bandwidth {
+            None => t,
+            Some(b) => {
+                if link.last_depart >= t && link.used_at_last > 0 {
+                    if link.used_at_last < b {
+                        link.used_at_last += 1;
+                        link.last_depart
+                    } else {
+                        link.last_depart += 1;
+                        link.used_at_last = 1;
+                        link.last_depart
+                    }
+                } else {
+                    link.last_depart = t;
+                    link.used_at_last = 1;
+                    t
+                }
+            }
+        };
+        if depart > t {
+            link.waiting.push_back(depart);
+            self.st.metrics.stall_ticks += depart - t;
+            self.st.metrics.stalled_packets += 1;
+        }
+        self.st.metrics.hops += 1;
+        self.push(depart + self.chip.hop_latency_ticks, ARRIVE, Kind::Arrive(pkt, next));
+    }
+
+    fn to_core(&mut self, core: u32, pkt: Packet, t: u64) {
+        let unit = &mut self.cores[core as usize];
+        if self.chip.input_buffer_depth.is_some_and(|d| unit.buffer.len() >= d as usize) {
+            self.st.metrics.dropped_buffer += 1;
+            return;
+        }
+        unit.buffer.push_back(pkt);
+        if unit.current.is_none() {
+            self.start_next(core, t);
+        }
+    }
+
+    fn start_next(&mut self, core: u32, t: u64) {
+        let net = self.st.net;
+        let unit = &mut self.cores[core as usize];
+        let Some(pkt) = unit.buffer.pop_front() else { return };
+        let (src, seg) = (pkt.src as usize, pkt.seg as usize);
+        let begin = if seg == net.seg[src] { net.row[src] } else { net.seg_end[seg - 1] };
+        let service = (net.seg_end[seg] - begin) as u64 * self.chip.syn_op_ticks;
+        let done = t.max(unit.busy_until) + service;
+        unit.busy_until = done;
+        unit.current = Some(pkt);
+        self.st.core_busy_ticks[core as usize] += service;
+        self.push(done, SYN_DONE, Kind::SynDone(core));
+    }
+
+    fn syn_done(&mut self, core: u32, t: u64) {
+        let net = self.st.net;
+        let Some(pkt) = self.cores[core as usize].current.take() else { return };
+        let (src, seg) = (pkt.src as usize, pkt.seg as usize);
+        let begin = if seg == net.seg[src] { net.row[src] } else { net.seg_end[seg - 1] };
+        self.st.deliver_segment(seg, begin, pkt.count);
+        self.st.metrics.packets_delivered += 1;
+        self.ensure_fire(t);
+        self.start_next(core, t);
+    }
+
+    fn fire(&mut self, t: u64) -> Result<()> {
+        let when = When {
+            frame: self.frame,
+            step: t - self.frame_start,
+            time: t,
+            global_step: self.st.metrics.steps.saturating_sub(1),
+        };
+        self.st.fire(when);
+        let mut woken = std::mem::take(&mut self.woken);
+        self.st.queue.take_woken(&mut woken);
+        for &g in &woken {
+            self.schedule_release(g, t + 1)?;
+        }
+        self.woken = woken;
+        Ok(())
+    }
+}
+
+/// Run one sample in `events` mode.
+pub(crate) fn run_sample<A: Arith>(
+    net: &Compiled<A>,
+    chip: &ChipConfig,
+    input: &SampleInput,
+    label: Option<u32>,
+    sample: u64,
+    opts: &RunOptions,
+) -> Result<SampleResult> {
+    let n_cores = net.n_cores;
+    // n_cores <= 2^20
+    #[allow(clippy::cast_possible_truncation)]
+    let input_group = n_cores as u32;
+    let (step_limit, limit_is_error) = opts.step_limit();
+    let mut sim = Sim {
+        st: State::new(net, n_cores + 1, input.n_frames(), opts.trace, label),
+        chip,
+        opts,
+        heap: BinaryHeap::new(),
+        seq: 0,
+        cores: vec![CoreUnit::default(); n_cores],
+        groups: vec![GroupState::default(); n_cores + 1],
+        links: Links::new(n_cores),
+        input_group,
+        frame: 0,
+        frame_start: 0,
+        prefix: 0,
+        sample,
+        fire_at: None,
+        step_at: None,
+        capped: Vec::new(),
+        released: Vec::new(),
+        woken: Vec::new(),
+        step_limit,
+        limit_is_error,
+    };
+    let mut start = 0u64;
+    let mut end = 0u64;
+    for (f, events) in input.frames.iter().enumerate() {
+        // frames <= 2^24
+        #[allow(clippy::cast_possible_truncation)]
+        let frame = f as u32;
+        sim.frame = frame;
+        sim.frame_start = start;
+        sim.prefix = frame_prefix(opts.seed, sample, u64::from(frame));
+        sim.st.leak();
+        for (c, unit) in sim.cores.iter_mut().enumerate() {
+            let leak = net.core_neurons[c] * chip.neuron_update_ticks;
+            unit.busy_until = unit.busy_until.max(start) + leak;
+            sim.st.core_busy_ticks[c] += leak;
+        }
+        for g in &mut sim.groups {
+            g.rounds = 0;
+        }
+        let since = u64::from(frame) << 32;
+        for &(ch, n) in events {
+            sim.st.queue.push(input_group, ch, n, since);
+        }
+        let mut woken = std::mem::take(&mut sim.woken);
+        sim.st.queue.take_woken(&mut woken);
+        woken.append(&mut sim.capped);
+        woken.sort_unstable();
+        woken.dedup();
+        for &g in &woken {
+            sim.schedule_release(g, start)?;
+        }
+        sim.woken = woken;
+        end = start;
+        while let Some(Reverse(ev)) = sim.heap.pop() {
+            end = end.max(ev.tick);
+            match ev.kind {
+                Kind::Release(g) => sim.release(g, ev.tick)?,
+                Kind::Arrive(pkt, r) => sim.arrive(pkt, r, ev.tick),
+                Kind::SynDone(c) => sim.syn_done(c, ev.tick),
+                Kind::Fire => sim.fire(ev.tick)?,
+            }
+        }
+        for unit in &sim.cores {
+            end = end.max(unit.busy_until);
+        }
+        start = end + 1 + chip.barrier_ticks;
+    }
+    let total_ticks = if input.frames.is_empty() { 0 } else { end + 1 };
+    let mut st = sim.st;
+    st.metrics.ticks = total_ticks;
+    let e = &mut st.metrics.energy;
+    // Counts are far below 2^53: exact in f64.
+    #[allow(clippy::cast_precision_loss)]
+    {
+        e.synaptic_pj = st.metrics.synops as f64 * chip.syn_op_energy_pj;
+        e.neuron_pj = st.metrics.neuron_updates as f64 * chip.neuron_update_energy_pj;
+        e.routing_pj =
+            st.metrics.packets as f64 * chip.packet_energy_pj + st.metrics.hops as f64 * chip.hop_energy_pj;
+        e.static_pj = chip.static_power_mw * total_ticks as f64 * chip.tick_ns;
+    }
+    Ok(st.finish())
+}

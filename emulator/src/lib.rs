@@ -1,0 +1,222 @@
+//! # asyncsnn emulator
+//!
+//! A deterministic emulator of a multi-core neuromorphic chip, the Rust half of asyncsnn.
+//!
+//! * [`ChipConfig`] describes the chip: a `W x H` mesh of cores, per-core capacities, timing and
+//!   energy costs, and the arithmetic (`f32` or saturating fixed point). Presets: `loihi`,
+//!   `edge`, `ideal`.
+//! * [`Network`] describes populations of LIF neurons and projections between them (any
+//!   directed graph, dense or sparse weights).
+//! * [`Emulator`] places a network on a chip ([`Mapping`]: automatic or explicit; every
+//!   capacity violation is reported per core before anything runs) and runs batches of samples
+//!   in parallel, in `steps` mode (the reference execution model, forward step by forward
+//!   step) or `events` mode (integer-tick discrete-event simulation with routing latencies,
+//!   buffers and service times).
+//!
+//! The execution model and the scheduler hash are documented in `docs/execution-model.md`
+//! of the repository; [`hash`] defines the hash bit for bit.
+//!
+//! ```
+//! use emulator::{ChipConfig, Emulator, Mapping, Network, Population, Projection, Reset,
+//!                RunOptions, SampleInput, Source, Weights};
+//! let pop = |size| Population { size, theta: 1.0, beta: 1.0, reset: Reset::Zero, refractory: true };
+//! let net = Network::new(
+//!     2,
+//!     vec![pop(1)],
+//!     vec![Projection { source: Source::Input, target: 0,
+//!                       weights: Weights::Dense { rows: 1, cols: 2, data: vec![0.75, 0.5] } }],
+//!     0,
+//! ).unwrap();
+//! let emu = Emulator::new(&net, ChipConfig::preset("ideal").unwrap(), &Mapping::Auto).unwrap();
+//! let input = SampleInput::from_dense(&[1, 1], 1, 2).unwrap();
+//! let out = emu.run(&[input], None, &RunOptions::default()).unwrap();
+//! assert_eq!(out[0].out_counts, vec![1]);
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod arith;
+pub mod chip;
+pub mod compiled;
+pub mod error;
+mod events;
+pub mod hash;
+pub mod input;
+pub mod network;
+pub mod options;
+pub mod result;
+pub mod scheduler;
+mod state;
+mod steps;
+
+use rayon::prelude::*;
+
+pub use arith::{Arith, Fixed, F32};
+pub use chip::{Arithmetic, ChipConfig, CoreCapacity, PRESETS};
+pub use compiled::{Compiled, CoreUsage, Mapping};
+pub use error::{CoreViolation, Error, Result};
+pub use input::SampleInput;
+pub use network::{Network, Population, Projection, Reset, Source, Weights};
+pub use options::{InputMode, Mode, RunOptions};
+pub use result::{Energy, Latency, Metrics, SampleResult, TraceRow};
+pub use scheduler::{Scheduler, SpikeQueue, SCHEDULERS};
+
+/// The compiled network in the chip's arithmetic.
+#[derive(Debug, Clone)]
+enum Engine {
+    F32(Compiled<F32>),
+    Fixed(Compiled<Fixed>),
+}
+
+/// A network placed on a chip, ready to run batches of samples.
+#[derive(Debug, Clone)]
+pub struct Emulator {
+    chip: ChipConfig,
+    engine: Engine,
+    n_inputs: usize,
+    output_size: usize,
+}
+
+impl Emulator {
+    /// Validate the chip, place the network, and check every core's capacity.
+    pub fn new(net: &Network, chip: ChipConfig, mapping: &Mapping) -> Result<Self> {
+        chip.validate()?;
+        let core_of = mapping.resolve(net, &chip)?;
+        let engine = match arith::fixed_of(&chip.arithmetic) {
+            None => {
+                let c = Compiled::new(net, &chip, F32, core_of)?;
+                c.check_capacity(&chip)?;
+                Engine::F32(c)
+            }
+            Some(fx) => {
+                let c = Compiled::new(net, &chip, fx, core_of)?;
+                c.check_capacity(&chip)?;
+                Engine::Fixed(c)
+            }
+        };
+        Ok(Self { chip, engine, n_inputs: net.n_inputs(), output_size: net.output_range().len() })
+    }
+
+    /// The chip.
+    #[must_use]
+    pub fn chip(&self) -> &ChipConfig {
+        &self.chip
+    }
+
+    /// Core of every neuron.
+    #[must_use]
+    pub fn core_of(&self) -> &[u32] {
+        match &self.engine {
+            Engine::F32(c) => &c.core_of,
+            Engine::Fixed(c) => &c.core_of,
+        }
+    }
+
+    /// Resource use per core.
+    #[must_use]
+    pub fn usage(&self) -> CoreUsage {
+        match &self.engine {
+            Engine::F32(c) => c.usage(),
+            Engine::Fixed(c) => c.usage(),
+        }
+    }
+
+    /// Stored (non-zero) synapses.
+    #[must_use]
+    pub fn n_synapses(&self) -> usize {
+        match &self.engine {
+            Engine::F32(c) => c.n_synapses(),
+            Engine::Fixed(c) => c.n_synapses(),
+        }
+    }
+
+    /// Weights clipped when quantizing to the chip's fixed point (0 in `f32`).
+    #[must_use]
+    pub fn clipped_weights(&self) -> u64 {
+        match &self.engine {
+            Engine::F32(c) => c.clipped_weights,
+            Engine::Fixed(c) => c.clipped_weights,
+        }
+    }
+
+    /// Number of input channels.
+    #[must_use]
+    pub fn n_inputs(&self) -> usize {
+        self.n_inputs
+    }
+
+    /// Number of output neurons.
+    #[must_use]
+    pub fn output_size(&self) -> usize {
+        self.output_size
+    }
+
+    /// Run a batch. Samples run in parallel; results do not depend on the thread count.
+    /// `labels[i]` (the correct output neuron of sample `i`) enables the first-correct latency.
+    pub fn run(
+        &self,
+        inputs: &[SampleInput],
+        labels: Option<&[u32]>,
+        opts: &RunOptions,
+    ) -> Result<Vec<SampleResult>> {
+        opts.validate()?;
+        for (i, x) in inputs.iter().enumerate() {
+            if x.n_channels != self.n_inputs {
+                return Err(Error::input(
+                    "inputs",
+                    format!("sample {i} has {} channels; the network has {} inputs", x.n_channels, self.n_inputs),
+                ));
+            }
+        }
+        if let Some(l) = labels {
+            if l.len() != inputs.len() {
+                return Err(Error::input(
+                    "labels",
+                    format!("{} labels for {} samples", l.len(), inputs.len()),
+                ));
+            }
+            if let Some((i, &y)) = l.iter().enumerate().find(|(_, &y)| y as usize >= self.output_size) {
+                return Err(Error::input(
+                    "labels",
+                    format!("label {y} of sample {i} is outside 0..{} (output neurons)", self.output_size),
+                ));
+            }
+        }
+        let job = || -> Result<Vec<SampleResult>> {
+            inputs
+                .par_iter()
+                .enumerate()
+                .map(|(i, x)| {
+                    let label = labels.map(|l| l[i]);
+                    let sample = opts.sample_offset.wrapping_add(i as u64);
+                    match &self.engine {
+                        Engine::F32(c) => self.run_one(c, x, label, sample, opts),
+                        Engine::Fixed(c) => self.run_one(c, x, label, sample, opts),
+                    }
+                })
+                .collect()
+        };
+        match opts.threads {
+            None => job(),
+            Some(t) => rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .map_err(|e| Error::input("threads", e.to_string()))?
+                .install(job),
+        }
+    }
+
+    fn run_one<A: Arith>(
+        &self,
+        net: &Compiled<A>,
+        x: &SampleInput,
+        label: Option<u32>,
+        sample: u64,
+        opts: &RunOptions,
+    ) -> Result<SampleResult> {
+        match opts.mode {
+            Mode::Steps => steps::run_sample(net, &self.chip, x, label, sample, opts),
+            Mode::Events => events::run_sample(net, &self.chip, x, label, sample, opts),
+        }
+    }
+}

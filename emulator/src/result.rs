@@ -1,0 +1,104 @@
+//! What a run returns per sample.
+
+use serde::Serialize;
+
+/// When the first (or first correct) output spike happened.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Latency {
+    /// Frame of the spike.
+    pub frame: u32,
+    /// Forward step inside the frame (`steps` mode) or tick offset from the frame start
+    /// (`events` mode).
+    pub step: u64,
+    /// Forward steps counted over all frames up to and including this one, minus one (the
+    /// index of the step; `steps` mode), or release ticks likewise (`events` mode).
+    pub global_step: u64,
+    /// Absolute tick (`events` mode); equal to `global_step` in `steps` mode.
+    pub tick: u64,
+    /// Spikes emitted in steps strictly before this one.
+    pub spikes_before: u64,
+}
+
+/// Energy split in picojoules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Energy {
+    pub synaptic_pj: f64,
+    pub neuron_pj: f64,
+    pub routing_pj: f64,
+    pub static_pj: f64,
+}
+
+impl Energy {
+    #[must_use]
+    pub fn total_pj(&self) -> f64 {
+        self.synaptic_pj + self.neuron_pj + self.routing_pj + self.static_pj
+    }
+}
+
+/// Counters of one sample.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Metrics {
+    /// Spikes emitted by all neurons.
+    pub spikes: u64,
+    /// Effective synaptic operations: released `(source, target)` pairs with a non-zero weight.
+    pub synops: u64,
+    /// Neuron-state updates: one per neuron per frame (leak) plus one per neuron and step in
+    /// which it received input.
+    pub neuron_updates: u64,
+    /// Packets created (one per spike and destination core, input spikes included).
+    pub packets: u64,
+    /// Packets that reached their core and were processed.
+    pub packets_delivered: u64,
+    /// Link traversals.
+    pub hops: u64,
+    /// Ticks packets spent waiting for a link (`events` mode).
+    pub stall_ticks: u64,
+    /// Packets that waited at least one tick for a link (`events` mode).
+    pub stalled_packets: u64,
+    /// Packets dropped at a full link buffer (`events` mode).
+    pub dropped_link: u64,
+    /// Packets dropped at a full core input buffer (`events` mode).
+    pub dropped_buffer: u64,
+    /// Forward steps over all frames (`events` mode: ticks in which some group released).
+    pub steps: u64,
+    /// Pending count left when the last frame ended (only with a step cap).
+    pub unreleased: u64,
+    /// Duration in ticks (`events` mode; 0 in `steps` mode).
+    pub ticks: u64,
+    /// First output spike, if any.
+    pub first_out: Option<Latency>,
+    /// First output spike of the labelled class, if a label was given and it fired.
+    pub first_correct: Option<Latency>,
+    pub energy: Energy,
+}
+
+/// One row of the spike trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TraceRow {
+    pub frame: u32,
+    /// Step in frame (`steps`) or tick offset in frame (`events`).
+    pub step: u64,
+    /// Global step (`steps`) or absolute tick (`events`).
+    pub time: u64,
+    pub neuron: u32,
+}
+
+/// Everything a run reports for one sample.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SampleResult {
+    /// Output spike counts, `frames x output_size`, row-major.
+    pub out_counts: Vec<u32>,
+    /// Per output neuron: global step (`steps`) or tick (`events`) of its first spike, or -1.
+    pub first_spike: Vec<i64>,
+    /// Full spike trace in firing order (empty unless requested).
+    pub trace: Vec<TraceRow>,
+    /// Potential of every neuron after the last frame (network units).
+    pub v_final: Vec<f64>,
+    pub metrics: Metrics,
+    /// Spikes emitted by neurons of each core.
+    pub core_spikes: Vec<u64>,
+    /// Synaptic operations performed by each core.
+    pub core_synops: Vec<u64>,
+    /// Ticks each core was busy (leak, synaptic processing, release rounds; `events` mode).
+    pub core_busy_ticks: Vec<u64>,
+}

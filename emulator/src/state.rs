@@ -1,0 +1,214 @@
+//! Neuron state of one sample and the operations both timing modes share: leak, inject,
+//! deliver one source's synapses to one core, and the fire phase.
+
+use crate::arith::Arith;
+use crate::compiled::Compiled;
+use crate::result::{Latency, Metrics, SampleResult, TraceRow};
+use crate::scheduler::SpikeQueue;
+
+/// Where in time a fire phase happens.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct When {
+    pub frame: u32,
+    /// Step in frame (`steps`) or tick offset in frame (`events`).
+    pub step: u64,
+    /// Global step (`steps`) or absolute tick (`events`).
+    pub time: u64,
+    /// Index of this step among all steps of the sample.
+    pub global_step: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct State<'c, A: Arith> {
+    pub net: &'c Compiled<A>,
+    pub v: Vec<A::V>,
+    acc: Vec<A::V>,
+    pub refractory: Vec<bool>,
+    touched_flag: Vec<bool>,
+    touched: Vec<u32>,
+    carry: Vec<u32>,
+    next_carry: Vec<u32>,
+    fired: Vec<(u32, f64)>,
+    pub queue: SpikeQueue,
+    pub metrics: Metrics,
+    pub out_counts: Vec<u32>,
+    pub first_spike: Vec<i64>,
+    pub trace: Vec<TraceRow>,
+    pub want_trace: bool,
+    pub label: Option<u32>,
+    pub core_spikes: Vec<u64>,
+    pub core_synops: Vec<u64>,
+    pub core_busy_ticks: Vec<u64>,
+    spikes_before_step: u64,
+}
+
+impl<'c, A: Arith> State<'c, A> {
+    pub fn new(net: &'c Compiled<A>, n_groups: usize, n_frames: usize, want_trace: bool, label: Option<u32>) -> Self {
+        let n = net.n_neurons;
+        Self {
+            net,
+            v: vec![A::V::default(); n],
+            acc: vec![A::V::default(); n],
+            refractory: vec![false; n],
+            touched_flag: vec![false; n],
+            touched: Vec::new(),
+            carry: Vec::new(),
+            next_carry: Vec::new(),
+            fired: Vec::new(),
+            queue: SpikeQueue::new(net.n_sources(), n_groups),
+            metrics: Metrics::default(),
+            out_counts: vec![0; n_frames * net.output_size],
+            first_spike: vec![-1; net.output_size],
+            trace: Vec::new(),
+            want_trace,
+            label,
+            core_spikes: vec![0; net.n_cores],
+            core_synops: vec![0; net.n_cores],
+            core_busy_ticks: vec![0; net.n_cores],
+            spikes_before_step: 0,
+        }
+    }
+
+    /// Start of a frame: leak every neuron, clear refractory flags, and collect neurons that
+    /// are already above threshold (they fire at the next fire phase).
+    pub fn leak(&mut self) {
+        let net = self.net;
+        self.carry.clear();
+        for n in 0..net.n_neurons {
+            self.v[n] = net.arith.leak(self.v[n], net.leak[n]);
+            self.refractory[n] = false;
+            if self.v[n] > net.theta[n] {
+                // n < 2^28
+                #[allow(clippy::cast_possible_truncation)]
+                self.carry.push(n as u32);
+            }
+        }
+        self.metrics.neuron_updates += net.n_neurons as u64;
+    }
+
+    /// Deliver segment `k` (one destination core) of a released source with count `c`.
+    #[inline]
+    pub fn deliver_segment(&mut self, k: usize, begin: usize, c: u32) {
+        let net = self.net;
+        let end = net.seg_end[k];
+        self.core_synops[net.seg_core[k] as usize] += (end - begin) as u64;
+        self.metrics.synops += (end - begin) as u64;
+        let targets = &net.target[begin..end];
+        let weights = &net.weight[begin..end];
+        for (&t, &w) in targets.iter().zip(weights) {
+            let t = t as usize;
+            if !self.refractory[t] {
+                self.acc[t] = A::accumulate(self.acc[t], w, c);
+                if !self.touched_flag[t] {
+                    self.touched_flag[t] = true;
+                    // t < 2^28
+                    #[allow(clippy::cast_possible_truncation)]
+                    self.touched.push(t as u32);
+                }
+            }
+        }
+    }
+
+    /// Fire phase: integrate the accumulated current of every touched neuron, then every
+    /// non-refractory neuron above threshold fires once (ascending neuron order in the trace).
+    pub fn fire(&mut self, when: When) {
+        let net = self.net;
+        self.metrics.neuron_updates += self.touched.len() as u64;
+        self.fired.clear();
+        for i in 0..self.carry.len() {
+            let n = self.carry[i] as usize;
+            if !self.touched_flag[n] && !self.refractory[n] && self.v[n] > net.theta[n] {
+                self.fire_one(n);
+            }
+        }
+        for i in 0..self.touched.len() {
+            let n = self.touched[i] as usize;
+            self.touched_flag[n] = false;
+            self.v[n] = net.arith.integrate(self.v[n], self.acc[n]);
+            self.acc[n] = A::V::default();
+            if self.v[n] > net.theta[n] {
+                self.fire_one(n);
+            }
+        }
+        self.touched.clear();
+        std::mem::swap(&mut self.carry, &mut self.next_carry);
+        self.next_carry.clear();
+        if self.fired.is_empty() {
+            return;
+        }
+        self.fired.sort_unstable_by_key(|e| e.0);
+        let since = (u64::from(when.frame) << 32) | when.step.min(0xffff_ffff);
+        let spikes_before = self.spikes_before_step;
+        for i in 0..self.fired.len() {
+            let (n32, overshoot) = self.fired[i];
+            let n = n32 as usize;
+            self.metrics.spikes += 1;
+            self.core_spikes[net.core_of[n] as usize] += 1;
+            if self.want_trace {
+                self.trace.push(TraceRow { frame: when.frame, step: when.step, time: when.time, neuron: n32 });
+            }
+            if net.has_out[n] {
+                // sources < 2^29
+                #[allow(clippy::cast_possible_truncation)]
+                let src = (net.n_inputs + n) as u32;
+                self.queue.push(net.core_of[n], src, 1, since);
+                self.queue.overshoot[src as usize] = overshoot;
+            }
+            if n >= net.output_start && n < net.output_start + net.output_size {
+                let o = n - net.output_start;
+                self.out_counts[when.frame as usize * net.output_size + o] += 1;
+                let lat = Latency {
+                    frame: when.frame,
+                    step: when.step,
+                    global_step: when.global_step,
+                    tick: when.time,
+                    spikes_before,
+                };
+                if self.first_spike[o] < 0 {
+                    self.first_spike[o] = i64::try_from(when.time).unwrap_or(i64::MAX);
+                }
+                if self.metrics.first_out.is_none() {
+                    self.metrics.first_out = Some(lat);
+                }
+                if self.metrics.first_correct.is_none() && self.label.is_some_and(|l| l as usize == o) {
+                    self.metrics.first_correct = Some(lat);
+                }
+            }
+        }
+        self.spikes_before_step = self.metrics.spikes;
+    }
+
+    #[inline]
+    fn fire_one(&mut self, n: usize) {
+        let net = self.net;
+        let over = net.arith.subtract(self.v[n], net.theta[n]);
+        self.v[n] = if net.subtract[n] { over } else { A::V::default() };
+        if net.refractory[n] {
+            self.refractory[n] = true;
+        } else if net.subtract[n] && self.v[n] > net.theta[n] {
+            // n < 2^28
+            #[allow(clippy::cast_possible_truncation)]
+            self.next_carry.push(n as u32);
+        }
+        // n < 2^28
+        #[allow(clippy::cast_possible_truncation)]
+        self.fired.push((n as u32, A::raw(over)));
+    }
+
+    /// Finish: potentials in network units and the result record.
+    pub fn finish(mut self) -> SampleResult {
+        self.metrics.unreleased = self.queue.total_count();
+        let net = self.net;
+        let v_final = self.v.iter().map(|&v| net.arith.to_f64(v)).collect();
+        SampleResult {
+            out_counts: self.out_counts,
+            first_spike: self.first_spike,
+            trace: self.trace,
+            v_final,
+            metrics: self.metrics,
+            core_spikes: self.core_spikes,
+            core_synops: self.core_synops,
+            core_busy_ticks: self.core_busy_ticks,
+        }
+    }
+}

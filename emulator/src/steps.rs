@@ -1,0 +1,112 @@
+//! `steps` timing mode: the reference execution model, forward step by forward step.
+
+use crate::arith::Arith;
+use crate::chip::ChipConfig;
+use crate::compiled::Compiled;
+use crate::error::{Error, Result};
+use crate::hash::frame_prefix;
+use crate::input::SampleInput;
+use crate::options::{InputMode, RunOptions};
+use crate::result::SampleResult;
+use crate::state::{State, When};
+
+/// Run one sample in `steps` mode.
+pub(crate) fn run_sample<A: Arith>(
+    net: &Compiled<A>,
+    chip: &ChipConfig,
+    input: &SampleInput,
+    label: Option<u32>,
+    sample: u64,
+    opts: &RunOptions,
+) -> Result<SampleResult> {
+    let n_cores = net.n_cores;
+    // Groups: one per core, then the input port.
+    // n_cores <= 2^20
+    #[allow(clippy::cast_possible_truncation)]
+    let input_group = n_cores as u32;
+    let mut st = State::new(net, n_cores + 1, input.n_frames(), opts.trace, label);
+    let f_limit = opts.f_limit();
+    let (step_limit, limit_is_error) = opts.step_limit();
+    let mut released: Vec<u32> = Vec::new();
+    let mut active: Vec<u32> = Vec::new();
+    let mut woken: Vec<u32> = Vec::new();
+    let mut global_step = 0u64;
+    for (f, events) in input.frames.iter().enumerate() {
+        // frames <= 2^24
+        #[allow(clippy::cast_possible_truncation)]
+        let frame = f as u32;
+        st.leak();
+        let since = u64::from(frame) << 32;
+        for &(ch, n) in events {
+            st.queue.push(input_group, ch, n, since);
+        }
+        let prefix = frame_prefix(opts.seed, sample, u64::from(frame));
+        let mut k = 0u64;
+        while st.queue.any_pending() {
+            if k >= step_limit {
+                if limit_is_error {
+                    return Err(Error::Runaway {
+                        message: format!(
+                            "frame {frame} of sample {sample} did not settle within {step_limit} forward steps; \
+                             set max_steps to cap the steps per frame"
+                        ),
+                    });
+                }
+                break;
+            }
+            st.queue.take_woken(&mut woken);
+            active.append(&mut woken);
+            released.clear();
+            let mut next_active = Vec::with_capacity(active.len());
+            for &g in &active {
+                if g == input_group && opts.input_mode == InputMode::AllAtOnce {
+                    st.queue.release_all(g, &mut released);
+                } else {
+                    st.queue.release(
+                        g,
+                        f_limit,
+                        opts.scheduler,
+                        prefix,
+                        k,
+                        &net.population,
+                        net.n_inputs,
+                        &mut released,
+                    );
+                }
+                if st.queue.group_len(g) > 0 {
+                    next_active.push(g);
+                }
+            }
+            active = next_active;
+            released.sort_unstable();
+            for &s in &released {
+                let s = s as usize;
+                let c = std::mem::take(&mut st.queue.count[s]);
+                let mut begin = net.row[s];
+                for seg in net.seg[s]..net.seg[s + 1] {
+                    st.deliver_segment(seg, begin, c);
+                    begin = net.seg_end[seg];
+                }
+                st.metrics.packets += (net.seg[s + 1] - net.seg[s]) as u64;
+                st.metrics.hops += net.hops_of_source[s];
+            }
+            st.fire(When { frame, step: k, time: global_step, global_step });
+            k += 1;
+            global_step += 1;
+        }
+        // Groups left active by a step cap stay in `active` for the next frame.
+    }
+    st.metrics.steps = global_step;
+    st.metrics.packets_delivered = st.metrics.packets;
+    let e = &mut st.metrics.energy;
+    // Counts are far below 2^53: exact in f64.
+    #[allow(clippy::cast_precision_loss)]
+    {
+        e.synaptic_pj = st.metrics.synops as f64 * chip.syn_op_energy_pj;
+        e.neuron_pj = st.metrics.neuron_updates as f64 * chip.neuron_update_energy_pj;
+        e.routing_pj =
+            st.metrics.packets as f64 * chip.packet_energy_pj + st.metrics.hops as f64 * chip.hop_energy_pj;
+    }
+    e.static_pj = 0.0;
+    Ok(st.finish())
+}

@@ -1,0 +1,34 @@
+"""asyncsnn: spiking neural networks trained for, and run on, asynchronous neuromorphic chips.
+
+The emulator half (Rust, through :mod:`asyncsnn._native`):
+
+* :class:`Chip` -- a chip description (preset, TOML file or keywords);
+* :class:`Network` -- populations of LIF neurons and projections;
+* ``Chip.place(network).run(inputs, mode=..., scheduler=..., F=..., seed=...)`` -- a batch run
+  returning a :class:`RunResult`.
+"""
+
+from ._native import __version__, hash_key
+from .chip import INPUT_MODES, MODES, SCHEDULERS, Chip, Placement, RunResult
+from .errors import ConfigError, InputError, InternalError, MappingError, NetworkError, RunawayError
+from .network import Network, Population, Projection
+
+__all__ = [
+    "Chip",
+    "ConfigError",
+    "INPUT_MODES",
+    "InputError",
+    "InternalError",
+    "MODES",
+    "MappingError",
+    "Network",
+    "NetworkError",
+    "Placement",
+    "Population",
+    "Projection",
+    "RunResult",
+    "RunawayError",
+    "SCHEDULERS",
+    "__version__",
+    "hash_key",
+]

@@ -1,0 +1,88 @@
+"""Type stub of the compiled extension (kept by hand; checked against the module by a test)."""
+
+from typing import Optional, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+SCHEDULERS: list[str]
+
+class ConfigError(ValueError): ...
+class NetworkError(ValueError): ...
+class InputError(ValueError): ...
+class MappingError(ConfigError):
+    violations: list[tuple[int, str, int, int]]
+
+class RunawayError(RuntimeError): ...
+class InternalError(RuntimeError): ...
+
+def hash_key(seed: int, sample: int, frame: int, step: int, source: int) -> int: ...
+
+class ChipConfig:
+    @staticmethod
+    def preset(name: str) -> ChipConfig: ...
+    @staticmethod
+    def from_toml(text: str) -> ChipConfig: ...
+    @staticmethod
+    def from_json(text: str) -> ChipConfig: ...
+    @staticmethod
+    def presets() -> list[str]: ...
+    def to_toml(self) -> str: ...
+    def to_json(self) -> str: ...
+    @property
+    def n_cores(self) -> int: ...
+
+class Network:
+    def __init__(self, n_inputs: int, populations: list[dict], projections: list[dict], output: int) -> None: ...
+    @property
+    def n_inputs(self) -> int: ...
+    @property
+    def n_neurons(self) -> int: ...
+    @property
+    def output_range(self) -> tuple[int, int]: ...
+
+class Emulator:
+    def __init__(self, network: Network, chip: ChipConfig, core_of: Optional[npt.NDArray[np.int64]] = None) -> None: ...
+    @property
+    def core_of(self) -> npt.NDArray[np.uint32]: ...
+    @property
+    def n_synapses(self) -> int: ...
+    @property
+    def clipped_weights(self) -> int: ...
+    @property
+    def chip(self) -> ChipConfig: ...
+    def usage(self) -> dict[str, npt.NDArray[np.uint64]]: ...
+    def run_dense(
+        self,
+        inputs: npt.NDArray[np.uint32],
+        labels: Optional[npt.NDArray[np.int64]] = None,
+        *,
+        mode: str = "steps",
+        scheduler: str = "fifo",
+        f: Optional[int] = None,
+        seed: int = 0,
+        sample_offset: int = 0,
+        input_mode: str = "all_at_once",
+        max_steps: Optional[int] = None,
+        trace: bool = False,
+        threads: Optional[int] = None,
+    ) -> dict: ...
+    def run_events(
+        self,
+        times: Sequence[npt.NDArray[np.int64]],
+        channels: Sequence[npt.NDArray[np.int64]],
+        dt: int,
+        n_frames: Optional[int] = None,
+        labels: Optional[npt.NDArray[np.int64]] = None,
+        *,
+        mode: str = "steps",
+        scheduler: str = "fifo",
+        f: Optional[int] = None,
+        seed: int = 0,
+        sample_offset: int = 0,
+        input_mode: str = "all_at_once",
+        max_steps: Optional[int] = None,
+        trace: bool = False,
+        threads: Optional[int] = None,
+    ) -> dict: ...

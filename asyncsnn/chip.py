@@ -1,0 +1,328 @@
+"""The emulated chip: configuration, placement of a network, and runs.
+
+>>> import numpy as np, asyncsnn
+>>> net = asyncsnn.Network.feedforward([np.full((2, 3), 0.6, np.float32)], refractory=True)
+>>> chip = asyncsnn.Chip.preset("ideal")
+>>> res = chip.run(net, np.ones((1, 2, 3), np.uint32), scheduler="random", F=1, seed=3)
+>>> res.out_counts.shape
+(1, 2, 2)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from . import _native
+from .errors import ConfigError, InputError
+from .network import Network
+
+MODES = ("steps", "events")
+INPUT_MODES = ("all_at_once", "scheduled")
+SCHEDULERS = tuple(_native.SCHEDULERS)
+_U32_MAX = np.iinfo(np.uint32).max
+
+
+def _merge(base: dict, overrides: Mapping[str, Any]) -> dict:
+    out = dict(base)
+    for k, v in overrides.items():
+        if k == "core" and isinstance(v, Mapping):
+            out["core"] = {**out.get("core", {}), **v}
+        elif k.startswith("core_") and k[5:] in out.get("core", {}):
+            out["core"] = {**out["core"], k[5:]: v}
+        elif k == "arithmetic" and isinstance(v, str):
+            if v == "f32":
+                out["arithmetic"] = {"kind": "f32"}
+            elif v == "fixed":
+                out["arithmetic"] = {"kind": "fixed", "weight_bits": 8, "potential_bits": 16, "frac_bits": 6,
+                                     "leak_bits": 8}
+            else:
+                raise ConfigError(f"invalid chip config: arithmetic: {v!r}; allowed: 'f32', 'fixed' or a dict")
+        else:
+            out[k] = v
+    return out
+
+
+class Chip:
+    """A chip description.
+
+    Build one from a preset (``Chip.preset("loihi")``), a TOML file (``Chip.from_toml(path)``)
+    or keywords (``Chip(mesh_width=4, ...)``, on top of the ``ideal`` preset, or of ``base=``).
+    Keyword overrides use the TOML field names; core capacities go in ``core={...}`` or as
+    ``core_neurons=...``; ``arithmetic`` is ``"f32"``, ``"fixed"`` or a dict.
+    """
+
+    def __init__(self, base: str = "ideal", **overrides: Any) -> None:
+        cfg = json.loads(_native.ChipConfig.preset(base).to_json())
+        if overrides:
+            cfg = _merge(cfg, overrides)
+        try:
+            text = json.dumps(cfg, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"invalid chip config: {e}") from None
+        self._config = _native.ChipConfig.from_json(text)
+
+    @classmethod
+    def _wrap(cls, config: "_native.ChipConfig") -> "Chip":
+        obj = cls.__new__(cls)
+        obj._config = config
+        return obj
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "Chip":
+        """A built-in preset (``loihi``, ``edge``, ``ideal``), optionally with overrides."""
+        if overrides:
+            return cls(base=name, **overrides)
+        return cls._wrap(_native.ChipConfig.preset(name))
+
+    @classmethod
+    def from_toml(cls, path_or_text: str | Path, **overrides: Any) -> "Chip":
+        """From a TOML file path or TOML text."""
+        p = Path(str(path_or_text))
+        text = str(path_or_text)
+        if "\n" not in text and p.suffix == ".toml":
+            if not p.exists():
+                raise FileNotFoundError(f"chip file {p} does not exist")
+            text = p.read_text()
+        chip = cls._wrap(_native.ChipConfig.from_toml(text))
+        if overrides:
+            chip = cls._wrap(_native.ChipConfig.from_json(json.dumps(_merge(chip.config, overrides))))
+        return chip
+
+    @staticmethod
+    def presets() -> list[str]:
+        return list(_native.ChipConfig.presets())
+
+    @property
+    def config(self) -> dict:
+        """The full description as a dict (TOML field names)."""
+        return json.loads(self._config.to_json())
+
+    @property
+    def native(self) -> "_native.ChipConfig":
+        return self._config
+
+    @property
+    def n_cores(self) -> int:
+        return int(self._config.n_cores)
+
+    @property
+    def name(self) -> str:
+        return str(self.config["name"])
+
+    def to_toml(self) -> str:
+        return self._config.to_toml()
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"Chip({c['name']!r}, mesh={c['mesh_width']}x{c['mesh_height']}, arithmetic={c['arithmetic']['kind']})"
+
+    def place(self, network: Network, mapping: Optional[Sequence[int]] = None) -> "Placement":
+        """Place ``network`` on this chip (automatically, or ``mapping[neuron] = core``).
+
+        Raises :class:`MappingError` listing every over-full core before anything runs.
+        """
+        native_net = network.to_native()
+        core_of = None
+        if mapping is not None:
+            m = np.asarray(mapping)
+            if m.ndim != 1 or m.dtype.kind not in "iu":
+                raise InputError(f"invalid input: mapping: expected a 1-D integer array, got {m.dtype} {m.shape}")
+            core_of = np.ascontiguousarray(m, dtype=np.int64)
+        return Placement(self, network, _native.Emulator(native_net, self._config, core_of))
+
+    def run(self, network: Network, inputs: Any = None, *, mapping: Optional[Sequence[int]] = None,
+            **kwargs: Any) -> "RunResult":
+        """Place ``network`` and run ``inputs`` (see :meth:`Placement.run`)."""
+        return self.place(network, mapping).run(inputs, **kwargs)
+
+
+def _dense_counts(inputs: Any, n_inputs: int) -> np.ndarray:
+    a = np.asarray(inputs)
+    if a.ndim != 3:
+        raise InputError(
+            f"invalid input: inputs: expected dense frames of shape (batch, frames, channels), got shape {a.shape}"
+        )
+    if a.shape[2] != n_inputs:
+        raise InputError(f"invalid input: inputs: {a.shape[2]} channels; the network has {n_inputs} inputs")
+    if a.dtype == np.bool_:
+        return np.ascontiguousarray(a, dtype=np.uint32)
+    if a.dtype.kind not in "fiu":
+        raise InputError(f"invalid input: inputs: dtype {a.dtype} is not numeric")
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            raise InputError("invalid input: inputs: event counts must be finite")
+        if (a != np.round(a)).any():
+            raise InputError("invalid input: inputs: event counts must be whole numbers")
+    if a.size and (a.min() < 0 or a.max() > _U32_MAX):
+        raise InputError(f"invalid input: inputs: event counts must be in 0..={_U32_MAX}")
+    return np.ascontiguousarray(a, dtype=np.uint32)
+
+
+@dataclass
+class Placement:
+    """A network placed on a chip; run it as often as needed."""
+
+    chip: Chip
+    network: Network
+    native: Any = field(repr=False)
+
+    @property
+    def core_of(self) -> np.ndarray:
+        return np.asarray(self.native.core_of)
+
+    def usage(self) -> dict[str, np.ndarray]:
+        """Per-core neurons, synapses, fan-in and fan-out."""
+        return dict(self.native.usage())
+
+    def run(
+        self,
+        inputs: Any = None,
+        *,
+        events: Optional[Sequence[tuple[Any, Any]]] = None,
+        dt: int = 1,
+        n_frames: Optional[int] = None,
+        labels: Optional[Sequence[int]] = None,
+        mode: str = "steps",
+        scheduler: str = "fifo",
+        F: Optional[int] = None,
+        seed: int = 0,
+        sample_offset: int = 0,
+        input_mode: str = "all_at_once",
+        max_steps: Optional[int] = None,
+        trace: bool = False,
+        threads: Optional[int] = None,
+    ) -> "RunResult":
+        """Run a batch.
+
+        Inputs are dense event counts ``(batch, frames, channels)``, or ``events``: one
+        ``(times, channels)`` pair of 1-D integer arrays per sample, binned into frames of
+        ``dt`` time units. ``F`` is the per-core release limit per forward step (``None`` =
+        unlimited). The interpreter is released while the emulator runs.
+        """
+        for name, value, allowed in (("mode", mode, MODES), ("scheduler", scheduler, SCHEDULERS),
+                                     ("input_mode", input_mode, INPUT_MODES)):
+            if value not in allowed:
+                raise InputError(f"invalid input: {name}: {value!r}; allowed: {', '.join(allowed)}")
+        if seed < 0 or seed >= 2**64 or sample_offset < 0 or sample_offset >= 2**64:
+            raise InputError("invalid input: seed/sample_offset: must be in 0..2**64")
+        lab = None
+        if labels is not None:
+            lab = np.ascontiguousarray(np.asarray(labels), dtype=np.int64)
+            if lab.ndim != 1:
+                raise InputError(f"invalid input: labels: expected a 1-D array, got shape {lab.shape}")
+        kw = dict(mode=mode, scheduler=scheduler, f=F, seed=int(seed), sample_offset=int(sample_offset),
+                  input_mode=input_mode, max_steps=max_steps, trace=trace, threads=threads)
+        if (inputs is None) == (events is None):
+            raise InputError("invalid input: inputs: give exactly one of dense `inputs` or `events`")
+        if inputs is not None:
+            x = _dense_counts(inputs, self.network.n_inputs)
+            raw = self.native.run_dense(x, lab, **kw)
+        else:
+            times, chans = [], []
+            for i, ev in enumerate(events):  # type: ignore[union-attr]
+                try:
+                    t, c = ev
+                except (TypeError, ValueError):
+                    raise InputError(f"invalid input: events[{i}]: expected a (times, channels) pair") from None
+                t, c = np.asarray(t), np.asarray(c)
+                if t.ndim != 1 or c.ndim != 1 or t.dtype.kind not in "iu" or c.dtype.kind not in "iu":
+                    raise InputError(f"invalid input: events[{i}]: times and channels must be 1-D integer arrays")
+                times.append(np.ascontiguousarray(t, dtype=np.int64))
+                chans.append(np.ascontiguousarray(c, dtype=np.int64))
+            raw = self.native.run_events(times, chans, int(dt), n_frames, lab, **kw)
+        return RunResult.from_native(raw, mode=mode, labels=lab)
+
+
+@dataclass
+class RunResult:
+    """What a batch run returns (numpy arrays, batch first).
+
+    * ``out_counts`` ``(batch, frames, outputs)``: output spike counts per frame;
+    * ``first_spike`` ``(batch, outputs)``: global step (``steps``) or tick (``events``) of
+      each output neuron's first spike, -1 if none;
+    * ``v_final`` ``(batch, neurons)``: potentials after the last frame;
+    * ``trace`` ``(rows, 5)``: ``[sample, frame, step, time, neuron]`` (with ``trace=True``);
+    * ``core_spikes``, ``core_synops``, ``core_busy_ticks`` ``(batch, cores)``;
+    * ``metrics``: name -> ``(batch,)`` array (see :data:`METRIC_DOCS`).
+    """
+
+    out_counts: np.ndarray
+    first_spike: np.ndarray
+    v_final: np.ndarray
+    trace: np.ndarray
+    core_spikes: np.ndarray
+    core_synops: np.ndarray
+    core_busy_ticks: np.ndarray
+    metrics: dict[str, np.ndarray]
+    mode: str = "steps"
+    labels: Optional[np.ndarray] = None
+
+    @classmethod
+    def from_native(cls, raw: dict, mode: str, labels: Optional[np.ndarray]) -> "RunResult":
+        return cls(
+            out_counts=raw["out_counts"], first_spike=raw["first_spike"], v_final=raw["v_final"],
+            trace=raw["trace"], core_spikes=raw["core_spikes"], core_synops=raw["core_synops"],
+            core_busy_ticks=raw["core_busy_ticks"], metrics=dict(raw["metrics"]), mode=mode, labels=labels,
+        )
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.out_counts.shape[0])
+
+    def predictions(self) -> np.ndarray:
+        """Class with the most output spikes (ties: lowest index); -1 where no output spiked."""
+        totals = self.out_counts.sum(axis=1)
+        pred = totals.argmax(axis=1).astype(np.int64)
+        pred[totals.max(axis=1) == 0] = -1
+        return pred
+
+    def accuracy(self, labels: Optional[Sequence[int]] = None) -> float:
+        y = self.labels if labels is None else np.asarray(labels)
+        if y is None:
+            raise InputError("invalid input: labels: accuracy needs labels (pass them to run or here)")
+        return float((self.predictions() == y).mean()) if len(y) else float("nan")
+
+    def summary(self) -> dict[str, float]:
+        """Batch means of every metric (latencies over samples that have one), plus accuracy."""
+        out: dict[str, float] = {}
+        for k, v in sorted(self.metrics.items()):
+            v = np.asarray(v, dtype=np.float64)
+            if k.startswith(("first_out", "first_correct")):
+                valid = v[(v >= 0) & np.isfinite(v)]
+                out[k] = float(valid.mean()) if valid.size else float("nan")
+            else:
+                out[k] = float(v.mean()) if v.size else float("nan")
+        n_neurons = self.v_final.shape[1] if self.v_final.ndim == 2 else 0
+        frames = self.out_counts.shape[1]
+        if n_neurons and frames:
+            out["spike_density"] = out.get("spikes", 0.0) / n_neurons / frames
+        if self.labels is not None:
+            out["accuracy"] = self.accuracy()
+            out["answered"] = float((self.predictions() >= 0).mean())
+        return out
+
+
+METRIC_DOCS = {
+    "spikes": "spikes emitted by all neurons",
+    "synops": "effective synaptic operations (released (source, target) pairs with non-zero weight)",
+    "neuron_updates": "neuron-state updates (leak per frame plus integrations)",
+    "packets": "packets created, one per spike and destination core",
+    "packets_delivered": "packets processed by their destination core",
+    "hops": "link traversals",
+    "stall_ticks": "ticks packets waited for a link (events mode)",
+    "stalled_packets": "packets that waited for a link (events mode)",
+    "dropped_link": "packets dropped at a full link buffer (events mode)",
+    "dropped_buffer": "packets dropped at a full core input buffer (events mode)",
+    "steps": "forward steps (events mode: ticks with a release)",
+    "unreleased": "pending count left after the last frame (step cap)",
+    "ticks": "duration in ticks (events mode)",
+    "time_ns": "duration in nanoseconds (events mode)",
+    "first_out_*": "frame, step, global_step, tick, ns and spikes_before of the first output spike (-1/NaN: none)",
+    "first_correct_*": "the same for the first spike of the labelled output neuron",
+    "energy_*_pj": "energy split: synaptic, neuron, routing, static, total (picojoules)",
+}

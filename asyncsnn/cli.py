@@ -1,0 +1,149 @@
+"""Command line: ``asyncsnn emulate`` (more subcommands arrive with the training layer)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from . import __version__
+from .chip import SCHEDULERS, Chip
+from .errors import ConfigError, InputError, MappingError, NetworkError, RunawayError
+from .generate import poisson_frames, random_feedforward
+from .network import Network
+from .runs import new_run_dir, write_csv, write_json
+
+TABLE_COLUMNS = [
+    ("mode", "mode", "{}"),
+    ("scheduler", "sched", "{}"),
+    ("F", "F", "{}"),
+    ("spikes", "spikes/sample", "{:.1f}"),
+    ("synops", "synops/sample", "{:.0f}"),
+    ("steps", "steps", "{:.1f}"),
+    ("first_out_global_step", "1st-out step", "{:.1f}"),
+    ("first_out_ns", "1st-out ns", "{:.0f}"),
+    ("energy_total_pj", "energy nJ", "{:.2f}"),
+    ("dropped", "drops", "{:.0f}"),
+]
+
+
+def _chip_from_arg(spec: str) -> Chip:
+    if spec.endswith(".toml"):
+        return Chip.from_toml(spec)
+    return Chip.preset(spec)
+
+
+def _format_table(rows: list[dict]) -> str:
+    head = [c[1] for c in TABLE_COLUMNS]
+    body = []
+    for r in rows:
+        line = []
+        for key, _, fmt in TABLE_COLUMNS:
+            v = r.get(key, "")
+            if key == "energy_total_pj" and isinstance(v, float):
+                v = v / 1000.0
+            try:
+                line.append(fmt.format(v) if not (isinstance(v, float) and np.isnan(v)) else "-")
+            except (ValueError, TypeError):
+                line.append(str(v))
+        body.append(line)
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    fmt_row = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([fmt_row(head), sep, *(fmt_row(b) for b in body)])
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    chip = _chip_from_arg(args.chip)
+    if args.network:
+        net = Network.load(args.network)
+    else:
+        sizes = [int(s) for s in args.sizes.split(",")]
+        net = random_feedforward(sizes, seed=args.seed, refractory=args.refractory, beta=args.beta)
+    x = poisson_frames(args.batch, args.frames, net.n_inputs, args.rate, seed=args.seed + 1)
+    placement = chip.place(net)
+    schedulers = SCHEDULERS if args.scheduler == "all" else [args.scheduler]
+    modes = ["steps", "events"] if args.mode == "both" else [args.mode]
+    f_values: list[Optional[int]] = [None if f in ("inf", "none") else int(f) for f in args.F.split(",")]
+    run_dir = new_run_dir(args.out, "emulate")
+    config = {k: v for k, v in vars(args).items() if k != "func"}
+    config.update(chip=chip.config, n_inputs=net.n_inputs, n_neurons=net.n_neurons, version=__version__)
+    write_json(run_dir / "config.json", config)
+    if not args.network:
+        net.save(run_dir / "network.npz")
+    rows, first = [], None
+    cells = [(m, s, f) for m in modes for s in schedulers for f in f_values]
+    t0 = time.perf_counter()
+    for mode, sched, f in tqdm(cells, desc="emulate", disable=args.no_progress, file=sys.stderr):
+        res = placement.run(x, mode=mode, scheduler=sched, F=f, seed=args.seed, threads=args.threads,
+                            trace=first is None)
+        if first is None:
+            first = (mode, sched, f, res)
+        s = res.summary()
+        s["dropped"] = s.get("dropped_link", 0.0) + s.get("dropped_buffer", 0.0)
+        rows.append({"mode": mode, "scheduler": sched, "F": "inf" if f is None else f, **s})
+    elapsed = time.perf_counter() - t0
+    write_csv(run_dir / "summary.csv", rows)
+    write_json(run_dir / "results.json", {"rows": rows, "elapsed_s": elapsed, "usage": {
+        k: v.tolist() for k, v in placement.usage().items()}})
+    table = _format_table(rows)
+    (run_dir / "summary.md").write_text(table + "\n")
+    if not args.no_plots and first is not None:
+        from .plots import core_heatmap, spike_raster
+
+        mode, sched, f, res = first
+        spike_raster(res.trace, 0, run_dir / "raster.png", boundaries=net.population_starts[1:],
+                     title=f"sample 0, {mode} mode, {sched}, F={f}")
+        cfg = chip.config
+        core_heatmap(res.core_spikes.mean(axis=0), cfg["mesh_width"], cfg["mesh_height"], run_dir / "cores.png",
+                     title="mean spikes per core and sample")
+    print(f"chip {chip.name} ({chip.n_cores} cores), network {net.n_inputs}->"
+          f"{'-'.join(str(p.size) for p in net.populations)}, {args.batch} samples x {args.frames} frames")
+    print(table)
+    print(f"\n{len(cells)} runs in {elapsed:.2f} s; results in {run_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asyncsnn", description="Spiking networks for asynchronous neuromorphic chips.")
+    p.add_argument("--version", action="version", version=f"asyncsnn {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("emulate", help="run a network on the emulated chip and report spikes, latency, energy")
+    e.add_argument("--network", help="network file (.npz from Network.save); default: a generated network")
+    e.add_argument("--sizes", default="256,128,64,10", help="generated network sizes, inputs first")
+    e.add_argument("--refractory", action="store_true", help="generated network: refractory neurons")
+    e.add_argument("--beta", type=float, default=0.9, help="generated network: leak per frame")
+    e.add_argument("--chip", default="loihi", help="preset name (loihi, edge, ideal) or a .toml file")
+    e.add_argument("--mode", default="both", choices=["steps", "events", "both"])
+    e.add_argument("--scheduler", default="all", choices=["all", *SCHEDULERS])
+    e.add_argument("--F", default="4,inf", help="comma-separated release limits per core and step (inf = none)")
+    e.add_argument("--batch", type=int, default=64)
+    e.add_argument("--frames", type=int, default=20)
+    e.add_argument("--rate", type=float, default=0.05, help="input events per channel and frame")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--out", default="runs", help="folder for run folders")
+    e.add_argument("--no-progress", action="store_true")
+    e.add_argument("--no-plots", action="store_true")
+    e.set_defaults(func=cmd_emulate)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, NetworkError, InputError, MappingError, RunawayError, FileNotFoundError) as e:
+        print(f"asyncsnn: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

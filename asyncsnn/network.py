@@ -1,0 +1,244 @@
+"""Network descriptions shared by the emulator and the training layer.
+
+A network is a list of populations of LIF neurons and a list of projections (weight matrices
+``[target, source]``) from the inputs or a population to a population; any directed graph is
+allowed (skip connections, recurrence). Neurons are numbered in population order; sources are
+numbered input channels first, then neurons.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+
+from . import _native
+from .errors import NetworkError
+
+SourceRef = Union[str, int]
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True)
+class Population:
+    """A group of LIF neurons with shared parameters.
+
+    Dynamics per frame: ``v <- beta * v`` (leak), then input currents are integrated step by
+    step; a neuron fires when ``v > theta`` (strict) and resets to ``0`` (``reset="zero"``) or
+    ``v - theta`` (``reset="subtract"``). A refractory neuron fires at most once per frame.
+    """
+
+    size: int
+    theta: float = 1.0
+    beta: float = 1.0
+    reset: str = "zero"
+    refractory: bool = False
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Weights from ``source`` (``"input"`` or a population index or name) to ``target``.
+
+    ``weights`` is a dense ``(target size, source size)`` array, or a sparse triple
+    ``(rows, cols, values)`` with ``shape`` given.
+    """
+
+    source: SourceRef
+    target: SourceRef
+    weights: np.ndarray | None = None
+    rows: np.ndarray | None = None
+    cols: np.ndarray | None = None
+    values: np.ndarray | None = None
+    shape: tuple[int, int] | None = None
+
+
+def _as_weight_array(w, field_name: str) -> np.ndarray:
+    a = np.asarray(w)
+    if a.dtype.kind not in "fiub":
+        raise NetworkError(f"invalid network: {field_name}: dtype {a.dtype} is not numeric")
+    a64 = a.astype(np.float64, copy=False)
+    bad = ~np.isfinite(a64)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise NetworkError(f"invalid network: {field_name}: non-finite weight {a64[idx]} at {list(idx)}")
+    if a64.size and np.abs(a64).max() > _F32_MAX:
+        raise NetworkError(f"invalid network: {field_name}: weights must fit float32 (|w| <= {_F32_MAX:.3e})")
+    return np.ascontiguousarray(a64, dtype=np.float32)
+
+
+@dataclass
+class Network:
+    """A spiking network: ``n_inputs`` channels, populations, projections, output population."""
+
+    n_inputs: int
+    populations: list[Population]
+    projections: list[Projection]
+    output: SourceRef = -1
+    _native_cache: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.populations = list(self.populations)
+        self.projections = list(self.projections)
+
+    # ----------------------------------------------------------------- construction helpers
+    @classmethod
+    def feedforward(
+        cls,
+        weights: Sequence[np.ndarray],
+        *,
+        theta: float = 1.0,
+        beta: float = 1.0,
+        reset: str = "zero",
+        refractory: bool = False,
+    ) -> "Network":
+        """A layered network from weight matrices ``W[i]`` of shape ``(n_{i+1}, n_i)``."""
+        if len(weights) == 0:
+            raise NetworkError("invalid network: weights: at least one weight matrix is required")
+        mats = [np.asarray(w) for w in weights]
+        for i, w in enumerate(mats):
+            if w.ndim != 2:
+                raise NetworkError(f"invalid network: weights[{i}]: expected a 2-D array, got shape {w.shape}")
+        pops = [Population(w.shape[0], theta, beta, reset, refractory, name=f"layer{i}") for i, w in enumerate(mats)]
+        projs = [Projection("input" if i == 0 else i - 1, i, w) for i, w in enumerate(mats)]
+        return cls(int(mats[0].shape[1]), pops, projs, output=len(pops) - 1)
+
+    # ----------------------------------------------------------------- queries
+    def _pop_index(self, ref: SourceRef, field_name: str) -> int:
+        if isinstance(ref, str):
+            for i, p in enumerate(self.populations):
+                if p.name and p.name == ref:
+                    return i
+            names = [p.name for p in self.populations if p.name]
+            raise NetworkError(f"invalid network: {field_name}: no population named {ref!r} (names: {names})")
+        i = int(ref)
+        if i < 0:
+            i += len(self.populations)
+        return i
+
+    @property
+    def output_index(self) -> int:
+        return self._pop_index(self.output, "output")
+
+    @property
+    def n_neurons(self) -> int:
+        return sum(int(p.size) for p in self.populations)
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self.populations[self.output_index].size)
+
+    @property
+    def population_starts(self) -> list[int]:
+        starts, s = [], 0
+        for p in self.populations:
+            starts.append(s)
+            s += int(p.size)
+        return starts
+
+    # ----------------------------------------------------------------- native conversion
+    def to_native(self) -> "_native.Network":
+        """The validated native network (cached; rebuild after mutating the lists)."""
+        if self._native_cache is not None:
+            return self._native_cache  # type: ignore[return-value]
+        pops = []
+        for i, p in enumerate(self.populations):
+            pops.append(
+                {
+                    "size": int(p.size),
+                    "theta": float(p.theta),
+                    "beta": float(p.beta),
+                    "reset": str(p.reset),
+                    "refractory": bool(p.refractory),
+                }
+            )
+        projs = []
+        for j, pr in enumerate(self.projections):
+            src = "input" if pr.source == "input" else self._pop_index(pr.source, f"projections[{j}].source")
+            tgt = self._pop_index(pr.target, f"projections[{j}].target")
+            d: dict = {"source": src, "target": tgt}
+            if pr.weights is not None:
+                w = _as_weight_array(pr.weights, f"projections[{j}].weights")
+                if w.ndim != 2:
+                    raise NetworkError(
+                        f"invalid network: projections[{j}].weights: expected a 2-D (target, source) array, "
+                        f"got shape {w.shape}"
+                    )
+                d["weights"] = w
+            else:
+                if pr.rows is None or pr.cols is None or pr.values is None or pr.shape is None:
+                    raise NetworkError(
+                        f"invalid network: projections[{j}]: give dense weights or rows, cols, values and shape"
+                    )
+                d["shape"] = (int(pr.shape[0]), int(pr.shape[1]))
+                d["rows"] = np.ascontiguousarray(pr.rows, dtype=np.int64)
+                d["cols"] = np.ascontiguousarray(pr.cols, dtype=np.int64)
+                d["values"] = _as_weight_array(pr.values, f"projections[{j}].values").ravel()
+            projs.append(d)
+        self._native_cache = _native.Network(int(self.n_inputs), pops, projs, self.output_index)
+        return self._native_cache  # type: ignore[return-value]
+
+    def validate(self) -> "Network":
+        """Raise :class:`NetworkError` naming the field if anything is wrong."""
+        self._native_cache = None
+        self.to_native()
+        return self
+
+    # ----------------------------------------------------------------- files
+    def save(self, path: str | Path) -> Path:
+        """Save to a ``.npz`` file (metadata as JSON plus one array per weight)."""
+        path = Path(path)
+        meta = {
+            "format": "asyncsnn.network/1",
+            "n_inputs": int(self.n_inputs),
+            "output": self.output_index,
+            "populations": [asdict(p) for p in self.populations],
+            "projections": [],
+        }
+        arrays: dict[str, np.ndarray] = {}
+        for j, pr in enumerate(self.projections):
+            entry = {"source": pr.source, "target": pr.target}
+            if pr.weights is not None:
+                arrays[f"w{j}"] = np.asarray(pr.weights, dtype=np.float32)
+                entry["kind"] = "dense"
+            else:
+                arrays[f"r{j}"] = np.asarray(pr.rows, dtype=np.int64)
+                arrays[f"c{j}"] = np.asarray(pr.cols, dtype=np.int64)
+                arrays[f"v{j}"] = np.asarray(pr.values, dtype=np.float32)
+                entry["kind"] = "sparse"
+                entry["shape"] = [int(pr.shape[0]), int(pr.shape[1])]  # type: ignore[index]
+            meta["projections"].append(entry)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Network":
+        """Load a file written by :meth:`save`."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"network file {path} does not exist")
+        with np.load(path, allow_pickle=False) as z:
+            if "meta" not in z.files:
+                raise NetworkError(f"invalid network: {path}: not an asyncsnn network file (no metadata)")
+            meta = json.loads(bytes(z["meta"]).decode())
+            if meta.get("format") != "asyncsnn.network/1":
+                raise NetworkError(f"invalid network: {path}: unknown format {meta.get('format')!r}")
+            pops = [Population(**p) for p in meta["populations"]]
+            projs = []
+            for j, e in enumerate(meta["projections"]):
+                if e["kind"] == "dense":
+                    projs.append(Projection(e["source"], e["target"], z[f"w{j}"]))
+                else:
+                    projs.append(
+                        Projection(
+                            e["source"], e["target"], rows=z[f"r{j}"], cols=z[f"c{j}"], values=z[f"v{j}"],
+                            shape=tuple(e["shape"]),
+                        )
+                    )
+        return cls(meta["n_inputs"], pops, projs, output=meta["output"]).validate()

@@ -1,0 +1,52 @@
+"""Plots a person would rather look at than read: spike rasters and per-core activity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def spike_raster(trace: np.ndarray, sample: int, path: str | Path, *, boundaries: Optional[Sequence[int]] = None,
+                 title: str = "", time_column: int = 3, time_label: str = "global step") -> Path:
+    """Raster of one sample from a ``[sample, frame, step, time, neuron]`` trace."""
+    plt = _plt()
+    rows = trace[trace[:, 0] == sample]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.scatter(rows[:, time_column], rows[:, 4], s=4, marker="|", color="k")
+    for b in boundaries or []:
+        ax.axhline(b - 0.5, color="tab:blue", lw=0.5, alpha=0.5)
+    ax.set_xlabel(time_label)
+    ax.set_ylabel("neuron")
+    ax.set_title(title or f"spike raster, sample {sample}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def core_heatmap(values: np.ndarray, mesh_width: int, mesh_height: int, path: str | Path, *,
+                 title: str = "spikes per core", label: str = "spikes") -> Path:
+    """Per-core values drawn on the mesh (core ``y * width + x``)."""
+    plt = _plt()
+    grid = np.asarray(values, dtype=float).reshape(mesh_height, mesh_width)
+    fig, ax = plt.subplots(figsize=(max(3, mesh_width * 0.6 + 1.5), max(2.5, mesh_height * 0.6 + 1)))
+    im = ax.imshow(grid, cmap="viridis", origin="lower")
+    fig.colorbar(im, ax=ax, label=label)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

@@ -247,6 +247,9 @@ class RunResult:
       each output neuron's first spike, -1 if none;
     * ``v_final`` ``(batch, neurons)``: potentials after the last frame;
     * ``trace`` ``(rows, 5)``: ``[sample, frame, step, time, neuron]`` (with ``trace=True``);
+    * ``releases`` ``(rows, 7)``: ``[sample, frame, step, time, group, source, count]``, every
+      release of a pending source in release order (with ``trace=True``; ``group`` is the
+      core, or the number of cores for the input port);
     * ``core_spikes``, ``core_synops``, ``core_busy_ticks`` ``(batch, cores)``;
     * ``metrics``: name -> ``(batch,)`` array (see :data:`METRIC_DOCS`).
     """
@@ -255,6 +258,7 @@ class RunResult:
     first_spike: np.ndarray
     v_final: np.ndarray
     trace: np.ndarray
+    releases: np.ndarray
     core_spikes: np.ndarray
     core_synops: np.ndarray
     core_busy_ticks: np.ndarray
@@ -266,7 +270,7 @@ class RunResult:
     def from_native(cls, raw: dict, mode: str, labels: Optional[np.ndarray]) -> "RunResult":
         return cls(
             out_counts=raw["out_counts"], first_spike=raw["first_spike"], v_final=raw["v_final"],
-            trace=raw["trace"], core_spikes=raw["core_spikes"], core_synops=raw["core_synops"],
+            trace=raw["trace"], releases=raw["releases"], core_spikes=raw["core_spikes"], core_synops=raw["core_synops"],
             core_busy_ticks=raw["core_busy_ticks"], metrics=dict(raw["metrics"]), mode=mode, labels=labels,
         )
 

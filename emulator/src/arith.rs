@@ -199,9 +199,17 @@ impl Arith for Fixed {
 pub fn fixed_of(a: &Arithmetic) -> Option<Fixed> {
     match *a {
         Arithmetic::F32 => None,
-        Arithmetic::Fixed { weight_bits, potential_bits, frac_bits, leak_bits } => {
-            Some(Fixed::new(weight_bits, potential_bits, frac_bits, leak_bits))
-        }
+        Arithmetic::Fixed {
+            weight_bits,
+            potential_bits,
+            frac_bits,
+            leak_bits,
+        } => Some(Fixed::new(
+            weight_bits,
+            potential_bits,
+            frac_bits,
+            leak_bits,
+        )),
     }
 }
 

@@ -136,15 +136,16 @@ impl ChipConfig {
 
     /// Parse and validate a TOML description.
     pub fn from_toml(text: &str) -> Result<Self> {
-        let cfg: Self =
-            toml::from_str(text).map_err(|e| Error::config("toml", e.to_string().trim().to_string()))?;
+        let cfg: Self = toml::from_str(text)
+            .map_err(|e| Error::config("toml", e.to_string().trim().to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Parse and validate a JSON description (the Python keyword form travels as JSON).
     pub fn from_json(text: &str) -> Result<Self> {
-        let cfg: Self = serde_json::from_str(text).map_err(|e| Error::config("json", e.to_string()))?;
+        let cfg: Self =
+            serde_json::from_str(text).map_err(|e| Error::config("json", e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -163,7 +164,10 @@ impl ChipConfig {
     pub fn validate(&self) -> Result<()> {
         let side = |field: &str, v: u32| {
             if v == 0 || v > MAX_MESH_SIDE {
-                Err(Error::config(field, format!("{v} is outside 1..={MAX_MESH_SIDE}")))
+                Err(Error::config(
+                    field,
+                    format!("{v} is outside 1..={MAX_MESH_SIDE}"),
+                ))
             } else {
                 Ok(())
             }
@@ -198,15 +202,25 @@ impl ChipConfig {
                 "input_port",
                 format!(
                     "{:?} is outside the {}x{} mesh (x in 0..{}, y in 0..{})",
-                    self.input_port, self.mesh_width, self.mesh_height, self.mesh_width, self.mesh_height
+                    self.input_port,
+                    self.mesh_width,
+                    self.mesh_height,
+                    self.mesh_width,
+                    self.mesh_height
                 ),
             ));
         }
         if self.release_ticks == 0 {
-            return Err(Error::config("release_ticks", "must be >= 1 (one release round takes time)"));
+            return Err(Error::config(
+                "release_ticks",
+                "must be >= 1 (one release round takes time)",
+            ));
         }
         if let Some(0) = self.link_packets_per_tick {
-            return Err(Error::config("link_packets_per_tick", "must be >= 1 or absent (unlimited)"));
+            return Err(Error::config(
+                "link_packets_per_tick",
+                "must be >= 1 or absent (unlimited)",
+            ));
         }
         let big = 1u64 << 40;
         for (field, v) in [
@@ -220,9 +234,18 @@ impl ChipConfig {
                 return Err(Error::config(field, format!("{v} is outside 0..={big}")));
             }
         }
-        if let Arithmetic::Fixed { weight_bits, potential_bits, frac_bits, leak_bits } = self.arithmetic {
+        if let Arithmetic::Fixed {
+            weight_bits,
+            potential_bits,
+            frac_bits,
+            leak_bits,
+        } = self.arithmetic
+        {
             if !(2..=32).contains(&weight_bits) {
-                return Err(Error::config("arithmetic.weight_bits", format!("{weight_bits} is outside 2..=32")));
+                return Err(Error::config(
+                    "arithmetic.weight_bits",
+                    format!("{weight_bits} is outside 2..=32"),
+                ));
             }
             if !(2..=48).contains(&potential_bits) {
                 return Err(Error::config(
@@ -243,7 +266,10 @@ impl ChipConfig {
                 ));
             }
             if !(1..=24).contains(&leak_bits) {
-                return Err(Error::config("arithmetic.leak_bits", format!("{leak_bits} is outside 1..=24")));
+                return Err(Error::config(
+                    "arithmetic.leak_bits",
+                    format!("{leak_bits} is outside 1..=24"),
+                ));
             }
         }
         Ok(())
@@ -281,7 +307,10 @@ impl ChipConfig {
 
 fn finite_nonneg(field: &str, v: f64) -> Result<()> {
     if !v.is_finite() || v < 0.0 {
-        return Err(Error::config(field, format!("{v} is outside [0, inf) (finite)")));
+        return Err(Error::config(
+            field,
+            format!("{v} is outside [0, inf) (finite)"),
+        ));
     }
     Ok(())
 }
@@ -309,10 +338,16 @@ mod tests {
         assert!(err.contains("mesh_width"), "{err}");
         let mut cfg = ChipConfig::preset("loihi").unwrap();
         cfg.input_port = [100, 0];
-        assert!(cfg.validate().unwrap_err().to_string().contains("input_port"));
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("input_port"));
         let err = ChipConfig::preset("nope").unwrap_err().to_string();
         assert!(err.contains("loihi"), "{err}");
-        let err = ChipConfig::from_toml("mesh_width = 2").unwrap_err().to_string();
+        let err = ChipConfig::from_toml("mesh_width = 2")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing field"), "{err}");
     }
 

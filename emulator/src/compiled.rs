@@ -26,13 +26,19 @@ impl Mapping {
                 if core_of.len() != n {
                     return Err(Error::input(
                         "mapping",
-                        format!("{} entries for {n} neurons (one core per neuron)", core_of.len()),
+                        format!(
+                            "{} entries for {n} neurons (one core per neuron)",
+                            core_of.len()
+                        ),
                     ));
                 }
                 if let Some(i) = core_of.iter().position(|&c| c as usize >= n_cores) {
                     return Err(Error::input(
                         "mapping",
-                        format!("neuron {i} is mapped to core {}, outside 0..{n_cores}", core_of[i]),
+                        format!(
+                            "neuron {i} is mapped to core {}, outside 0..{n_cores}",
+                            core_of[i]
+                        ),
                     ));
                 }
                 Ok(core_of.clone())
@@ -149,7 +155,9 @@ impl<A: Arith> Compiled<A> {
         let mut refractory = Vec::with_capacity(n);
         for (i, p) in pops.iter().enumerate() {
             let th = arith.threshold(p.theta).map_err(|e| match e {
-                Error::Network { message, .. } => Error::network(format!("populations[{i}].theta"), message),
+                Error::Network { message, .. } => {
+                    Error::network(format!("populations[{i}].theta"), message)
+                }
                 other => other,
             })?;
             let lk = arith.leak_factor(p.beta);
@@ -164,7 +172,9 @@ impl<A: Arith> Compiled<A> {
         for pr in net.projections() {
             if let Source::Population(s) = pr.source {
                 let s0 = net.starts()[s];
-                has_out[s0..s0 + pops[s].size].iter_mut().for_each(|h| *h = true);
+                has_out[s0..s0 + pops[s].size]
+                    .iter_mut()
+                    .for_each(|h| *h = true);
             }
         }
 
@@ -318,7 +328,12 @@ impl<A: Arith> Compiled<A> {
                 }
             }
         }
-        CoreUsage { neurons: self.core_neurons.clone(), synapses, fan_in, fan_out }
+        CoreUsage {
+            neurons: self.core_neurons.clone(),
+            synapses,
+            fan_in,
+            fan_out,
+        }
     }
 
     /// Every capacity violation, per core, with numbers; `Ok` when the mapping fits.
@@ -334,7 +349,12 @@ impl<A: Arith> Compiled<A> {
                 ("fan_out", u.fan_out[c], cap.fan_out),
             ] {
                 if needed > capacity {
-                    violations.push(CoreViolation { core: c, resource, needed, capacity });
+                    violations.push(CoreViolation {
+                        core: c,
+                        resource,
+                        needed,
+                        capacity,
+                    });
                 }
             }
         }
@@ -342,7 +362,10 @@ impl<A: Arith> Compiled<A> {
             Ok(())
         } else {
             let message = format!("{} capacity violation(s)", violations.len());
-            Err(Error::Mapping { violations, message })
+            Err(Error::Mapping {
+                violations,
+                message,
+            })
         }
     }
 }

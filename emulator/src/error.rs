@@ -39,29 +39,49 @@ pub enum Error {
     #[error("invalid input: {field}: {message}")]
     Input { field: String, message: String },
     /// The mapping of neurons to cores does not fit the chip; every violation is listed.
-    #[error("mapping does not fit the chip: {}", format_violations(.violations))]
-    Mapping { violations: Vec<CoreViolation>, message: String },
+    #[error(
+        "mapping does not fit the chip: {}",
+        format_mapping(message, violations)
+    )]
+    Mapping {
+        violations: Vec<CoreViolation>,
+        message: String,
+    },
     /// Activity that does not stop by itself (a frame ran past the safety limit of steps).
     #[error("runaway activity: {message}")]
     Runaway { message: String },
 }
 
-fn format_violations(v: &[CoreViolation]) -> String {
+fn format_mapping(message: &str, v: &[CoreViolation]) -> String {
     if v.is_empty() {
-        return String::from("(no per-core violation)");
+        return message.to_string();
     }
-    v.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    let list = v
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!("{message}: {list}")
 }
 
 impl Error {
     pub(crate) fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Config { field: field.into(), message: message.into() }
+        Self::Config {
+            field: field.into(),
+            message: message.into(),
+        }
     }
     pub(crate) fn network(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Network { field: field.into(), message: message.into() }
+        Self::Network {
+            field: field.into(),
+            message: message.into(),
+        }
     }
     pub(crate) fn input(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Input { field: field.into(), message: message.into() }
+        Self::Input {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 

@@ -138,7 +138,12 @@ struct Sim<'c, 'o, A: Arith> {
 impl<A: Arith> Sim<'_, '_, A> {
     fn push(&mut self, tick: u64, phase: u8, kind: Kind) {
         self.seq += 1;
-        self.heap.push(Reverse(Ev { tick, phase, seq: self.seq, kind }));
+        self.heap.push(Reverse(Ev {
+            tick,
+            phase,
+            seq: self.seq,
+            kind,
+        }));
     }
 
     fn schedule_release(&mut self, g: u32, t: u64) -> Result<()> {
@@ -201,15 +206,25 @@ impl<A: Arith> Sim<'_, '_, A> {
             self.st.core_busy_ticks[g as usize] += rt;
         }
         released.sort_unstable();
+        let when = When {
+            frame: self.frame,
+            step: t - self.frame_start,
+            time: t,
+            global_step: self.st.metrics.steps,
+        };
         for &s in &released {
             let su = s as usize;
-            let c = std::mem::take(&mut self.st.queue.count[su]);
+            let c = self.st.take_release(when, s);
             let router = net.router_of_source[su];
             for seg in net.seg[su]..net.seg[su + 1] {
                 self.st.metrics.packets += 1;
                 // segments < 2^32 (synapses are bounded)
                 #[allow(clippy::cast_possible_truncation)]
-                let pkt = Packet { src: s, count: c, seg: seg as u32 };
+                let pkt = Packet {
+                    src: s,
+                    count: c,
+                    seg: seg as u32,
+                };
                 self.push(t, ARRIVE, Kind::Arrive(pkt, router));
             }
         }
@@ -229,7 +244,7 @@ impl<A: Arith> Sim<'_, '_, A> {
         let net = self.st.net;
         let dst = net.seg_core[pkt.seg as usize];
         if router == dst {
-            self.to_core(dst, pkt, t);
+            self.enqueue_at_core(dst, pkt, t);
             return;
         }
         let w = self.chip.mesh_width;
@@ -281,12 +296,20 @@ impl<A: Arith> Sim<'_, '_, A> {
             self.st.metrics.stalled_packets += 1;
         }
         self.st.metrics.hops += 1;
-        self.push(depart + self.chip.hop_latency_ticks, ARRIVE, Kind::Arrive(pkt, next));
+        self.push(
+            depart + self.chip.hop_latency_ticks,
+            ARRIVE,
+            Kind::Arrive(pkt, next),
+        );
     }
 
-    fn to_core(&mut self, core: u32, pkt: Packet, t: u64) {
+    fn enqueue_at_core(&mut self, core: u32, pkt: Packet, t: u64) {
         let unit = &mut self.cores[core as usize];
-        if self.chip.input_buffer_depth.is_some_and(|d| unit.buffer.len() >= d as usize) {
+        if self
+            .chip
+            .input_buffer_depth
+            .is_some_and(|d| unit.buffer.len() >= d as usize)
+        {
             self.st.metrics.dropped_buffer += 1;
             return;
         }
@@ -299,9 +322,15 @@ impl<A: Arith> Sim<'_, '_, A> {
     fn start_next(&mut self, core: u32, t: u64) {
         let net = self.st.net;
         let unit = &mut self.cores[core as usize];
-        let Some(pkt) = unit.buffer.pop_front() else { return };
+        let Some(pkt) = unit.buffer.pop_front() else {
+            return;
+        };
         let (src, seg) = (pkt.src as usize, pkt.seg as usize);
-        let begin = if seg == net.seg[src] { net.row[src] } else { net.seg_end[seg - 1] };
+        let begin = if seg == net.seg[src] {
+            net.row[src]
+        } else {
+            net.seg_end[seg - 1]
+        };
         let service = (net.seg_end[seg] - begin) as u64 * self.chip.syn_op_ticks;
         let done = t.max(unit.busy_until) + service;
         unit.busy_until = done;
@@ -312,9 +341,15 @@ impl<A: Arith> Sim<'_, '_, A> {
 
     fn syn_done(&mut self, core: u32, t: u64) {
         let net = self.st.net;
-        let Some(pkt) = self.cores[core as usize].current.take() else { return };
+        let Some(pkt) = self.cores[core as usize].current.take() else {
+            return;
+        };
         let (src, seg) = (pkt.src as usize, pkt.seg as usize);
-        let begin = if seg == net.seg[src] { net.row[src] } else { net.seg_end[seg - 1] };
+        let begin = if seg == net.seg[src] {
+            net.row[src]
+        } else {
+            net.seg_end[seg - 1]
+        };
         self.st.deliver_segment(seg, begin, pkt.count);
         self.st.metrics.packets_delivered += 1;
         self.ensure_fire(t);
@@ -430,8 +465,8 @@ pub(crate) fn run_sample<A: Arith>(
     {
         e.synaptic_pj = st.metrics.synops as f64 * chip.syn_op_energy_pj;
         e.neuron_pj = st.metrics.neuron_updates as f64 * chip.neuron_update_energy_pj;
-        e.routing_pj =
-            st.metrics.packets as f64 * chip.packet_energy_pj + st.metrics.hops as f64 * chip.hop_energy_pj;
+        e.routing_pj = st.metrics.packets as f64 * chip.packet_energy_pj
+            + st.metrics.hops as f64 * chip.hop_energy_pj;
         e.static_pj = chip.static_power_mw * total_ticks as f64 * chip.tick_ns;
     }
     Ok(st.finish())

@@ -61,8 +61,14 @@ mod tests {
 
     #[test]
     fn prefix_matches_full_key() {
-        for (s, n, f, k, src) in [(7u64, 0u64, 0u64, 0u64, 1u64), (2_131_554_104, 2844, 417, 242, 421_968)] {
-            assert_eq!(key(s, n, f, k, src), key_from_prefix(frame_prefix(s, n, f), k, src));
+        for (s, n, f, k, src) in [
+            (7u64, 0u64, 0u64, 0u64, 1u64),
+            (2_131_554_104, 2844, 417, 242, 421_968),
+        ] {
+            assert_eq!(
+                key(s, n, f, k, src),
+                key_from_prefix(frame_prefix(s, n, f), k, src)
+            );
         }
     }
 

@@ -18,11 +18,17 @@ impl SampleInput {
         if counts.len() != n_frames * n_channels {
             return Err(Error::input(
                 "inputs",
-                format!("{} values for ({n_frames}, {n_channels}) frames", counts.len()),
+                format!(
+                    "{} values for ({n_frames}, {n_channels}) frames",
+                    counts.len()
+                ),
             ));
         }
         if n_frames > MAX_FRAMES {
-            return Err(Error::input("inputs", format!("{n_frames} frames is outside 0..={MAX_FRAMES}")));
+            return Err(Error::input(
+                "inputs",
+                format!("{n_frames} frames is outside 0..={MAX_FRAMES}"),
+            ));
         }
         let frames = (0..n_frames)
             .map(|f| {
@@ -55,7 +61,11 @@ impl SampleInput {
         if times.len() != channels.len() {
             return Err(Error::input(
                 "events",
-                format!("{} times but {} channels (one of each per event)", times.len(), channels.len()),
+                format!(
+                    "{} times but {} channels (one of each per event)",
+                    times.len(),
+                    channels.len()
+                ),
             ));
         }
         if dt <= 0 {
@@ -65,19 +75,34 @@ impl SampleInput {
             if w[1] < w[0] {
                 return Err(Error::input(
                     "events.t",
-                    format!("event times must be sorted: t[{}] = {} < t[{i}] = {}", i + 1, w[1], w[0]),
+                    format!(
+                        "event times must be sorted: t[{}] = {} < t[{i}] = {}",
+                        i + 1,
+                        w[1],
+                        w[0]
+                    ),
                 ));
             }
         }
         if let Some(&t0) = times.first() {
             if t0 < 0 {
-                return Err(Error::input("events.t", format!("negative event time {t0}; times must be >= 0")));
+                return Err(Error::input(
+                    "events.t",
+                    format!("negative event time {t0}; times must be >= 0"),
+                ));
             }
         }
-        let needed = times.last().map_or(0, |&t| usize::try_from(t / dt).unwrap_or(usize::MAX).saturating_add(1));
+        let needed = times.last().map_or(0, |&t| {
+            usize::try_from(t / dt)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1)
+        });
         let n_frames = n_frames.unwrap_or(needed);
         if n_frames > MAX_FRAMES {
-            return Err(Error::input("n_frames", format!("{n_frames} is outside 0..={MAX_FRAMES}")));
+            return Err(Error::input(
+                "n_frames",
+                format!("{n_frames} is outside 0..={MAX_FRAMES}"),
+            ));
         }
         if needed > n_frames {
             return Err(Error::input(
@@ -89,7 +114,8 @@ impl SampleInput {
                 ),
             ));
         }
-        let mut dense: Vec<std::collections::BTreeMap<u32, u32>> = vec![Default::default(); n_frames];
+        let mut dense: Vec<std::collections::BTreeMap<u32, u32>> =
+            vec![Default::default(); n_frames];
         for (i, (&t, &c)) in times.iter().zip(channels).enumerate() {
             if c < 0 || c as u64 >= n_channels as u64 {
                 return Err(Error::input(
@@ -115,6 +141,10 @@ impl SampleInput {
     /// Total input events.
     #[must_use]
     pub fn n_events(&self) -> u64 {
-        self.frames.iter().flatten().map(|&(_, n)| u64::from(n)).sum()
+        self.frames
+            .iter()
+            .flatten()
+            .map(|&(_, n)| u64::from(n))
+            .sum()
     }
 }

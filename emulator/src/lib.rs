@@ -94,7 +94,12 @@ impl Emulator {
                 Engine::Fixed(c)
             }
         };
-        Ok(Self { chip, engine, n_inputs: net.n_inputs(), output_size: net.output_range().len() })
+        Ok(Self {
+            chip,
+            engine,
+            n_inputs: net.n_inputs(),
+            output_size: net.output_range().len(),
+        })
     }
 
     /// The chip.
@@ -164,7 +169,10 @@ impl Emulator {
             if x.n_channels != self.n_inputs {
                 return Err(Error::input(
                     "inputs",
-                    format!("sample {i} has {} channels; the network has {} inputs", x.n_channels, self.n_inputs),
+                    format!(
+                        "sample {i} has {} channels; the network has {} inputs",
+                        x.n_channels, self.n_inputs
+                    ),
                 ));
             }
         }
@@ -175,10 +183,17 @@ impl Emulator {
                     format!("{} labels for {} samples", l.len(), inputs.len()),
                 ));
             }
-            if let Some((i, &y)) = l.iter().enumerate().find(|(_, &y)| y as usize >= self.output_size) {
+            if let Some((i, &y)) = l
+                .iter()
+                .enumerate()
+                .find(|(_, &y)| y as usize >= self.output_size)
+            {
                 return Err(Error::input(
                     "labels",
-                    format!("label {y} of sample {i} is outside 0..{} (output neurons)", self.output_size),
+                    format!(
+                        "label {y} of sample {i} is outside 0..{} (output neurons)",
+                        self.output_size
+                    ),
                 ));
             }
         }

@@ -26,7 +26,10 @@ impl Reset {
         match s {
             "zero" => Ok(Self::Zero),
             "subtract" => Ok(Self::Subtract),
-            other => Err(Error::network("reset", format!("{other:?}; allowed: zero, subtract"))),
+            other => Err(Error::network(
+                "reset",
+                format!("{other:?}; allowed: zero, subtract"),
+            )),
         }
     }
 }
@@ -60,9 +63,17 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Weights {
     /// Row-major `rows x cols` matrix: `rows` = target size, `cols` = source size.
-    Dense { rows: usize, cols: usize, data: Vec<f32> },
+    Dense {
+        rows: usize,
+        cols: usize,
+        data: Vec<f32>,
+    },
     /// Coordinate list `(target, source, weight)`; duplicates add up.
-    Sparse { rows: usize, cols: usize, entries: Vec<(u32, u32, f32)> },
+    Sparse {
+        rows: usize,
+        cols: usize,
+        entries: Vec<(u32, u32, f32)>,
+    },
 }
 
 impl Weights {
@@ -118,10 +129,16 @@ impl Network {
         output: usize,
     ) -> Result<Self> {
         if n_inputs == 0 || n_inputs > MAX_ITEMS {
-            return Err(Error::network("n_inputs", format!("{n_inputs} is outside 1..={MAX_ITEMS}")));
+            return Err(Error::network(
+                "n_inputs",
+                format!("{n_inputs} is outside 1..={MAX_ITEMS}"),
+            ));
         }
         if populations.is_empty() {
-            return Err(Error::network("populations", "at least one population is required"));
+            return Err(Error::network(
+                "populations",
+                "at least one population is required",
+            ));
         }
         let mut starts = Vec::with_capacity(populations.len());
         let mut total = 0usize;
@@ -147,13 +164,19 @@ impl Network {
             starts.push(total);
             total += p.size;
             if total > MAX_ITEMS {
-                return Err(Error::network("populations", format!("more than {MAX_ITEMS} neurons in total")));
+                return Err(Error::network(
+                    "populations",
+                    format!("more than {MAX_ITEMS} neurons in total"),
+                ));
             }
         }
         if output >= populations.len() {
             return Err(Error::network(
                 "output",
-                format!("{output} is outside 0..{} (population index)", populations.len()),
+                format!(
+                    "{output} is outside 0..{} (population index)",
+                    populations.len()
+                ),
             ));
         }
         let mut synapses = 0usize;
@@ -162,7 +185,11 @@ impl Network {
             if pr.target >= populations.len() {
                 return Err(Error::network(
                     field("target"),
-                    format!("{} is outside 0..{} (population index)", pr.target, populations.len()),
+                    format!(
+                        "{} is outside 0..{} (population index)",
+                        pr.target,
+                        populations.len()
+                    ),
                 ));
             }
             let src_size = match pr.source {
@@ -196,7 +223,12 @@ impl Network {
                     if let Some(i) = data.iter().position(|w| !w.is_finite()) {
                         return Err(Error::network(
                             field("weights"),
-                            format!("non-finite weight {} at [{}, {}]", data[i], i / cols, i % cols),
+                            format!(
+                                "non-finite weight {} at [{}, {}]",
+                                data[i],
+                                i / cols,
+                                i % cols
+                            ),
                         ));
                     }
                     synapses += data.len();
@@ -220,10 +252,19 @@ impl Network {
                 }
             }
             if synapses > MAX_ITEMS * 4 {
-                return Err(Error::network("projections", format!("more than {} synapses", MAX_ITEMS * 4)));
+                return Err(Error::network(
+                    "projections",
+                    format!("more than {} synapses", MAX_ITEMS * 4),
+                ));
             }
         }
-        Ok(Self { n_inputs, populations, projections, output, starts })
+        Ok(Self {
+            n_inputs,
+            populations,
+            projections,
+            output,
+            starts,
+        })
     }
 
     #[must_use]

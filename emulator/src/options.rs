@@ -17,7 +17,10 @@ impl Mode {
         match s {
             "steps" => Ok(Self::Steps),
             "events" => Ok(Self::Events),
-            other => Err(Error::input("mode", format!("{other:?}; allowed: steps, events"))),
+            other => Err(Error::input(
+                "mode",
+                format!("{other:?}; allowed: steps, events"),
+            )),
         }
     }
 }
@@ -36,7 +39,10 @@ impl InputMode {
         match s {
             "all_at_once" => Ok(Self::AllAtOnce),
             "scheduled" => Ok(Self::Scheduled),
-            other => Err(Error::input("input_mode", format!("{other:?}; allowed: all_at_once, scheduled"))),
+            other => Err(Error::input(
+                "input_mode",
+                format!("{other:?}; allowed: all_at_once, scheduled"),
+            )),
         }
     }
 }
@@ -85,14 +91,23 @@ impl RunOptions {
     /// Check the option values.
     pub fn validate(&self) -> Result<()> {
         if self.f == Some(0) {
-            return Err(Error::input("F", "0 is outside 1.. (or None for unlimited)"));
+            return Err(Error::input(
+                "F",
+                "0 is outside 1.. (or None for unlimited)",
+            ));
         }
         if self.max_steps == Some(0) {
-            return Err(Error::input("max_steps", "0 is outside 1.. (or None for no cap)"));
+            return Err(Error::input(
+                "max_steps",
+                "0 is outside 1.. (or None for no cap)",
+            ));
         }
         if let Some(t) = self.threads {
             if t == 0 || t > 1024 {
-                return Err(Error::input("threads", format!("{t} is outside 1..=1024 (or None for all cores)")));
+                return Err(Error::input(
+                    "threads",
+                    format!("{t} is outside 1..=1024 (or None for all cores)"),
+                ));
             }
         }
         Ok(())

@@ -83,6 +83,22 @@ pub struct TraceRow {
     pub neuron: u32,
 }
 
+/// One release of a pending source by its arbitration group (recorded with the trace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReleaseRow {
+    pub frame: u32,
+    /// Step in frame (`steps`) or tick offset in frame (`events`).
+    pub step: u64,
+    /// Global step (`steps`) or absolute tick (`events`).
+    pub time: u64,
+    /// Arbitration group: the core, or `n_cores` for the input port.
+    pub group: u32,
+    /// Source released (input channel `c` as `c`, neuron `n` as `n_inputs + n`).
+    pub source: u32,
+    /// Pending count delivered by this release.
+    pub count: u32,
+}
+
 /// Everything a run reports for one sample.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SampleResult {
@@ -92,6 +108,8 @@ pub struct SampleResult {
     pub first_spike: Vec<i64>,
     /// Full spike trace in firing order (empty unless requested).
     pub trace: Vec<TraceRow>,
+    /// Every release, in release order (empty unless the trace is requested).
+    pub releases: Vec<ReleaseRow>,
     /// Potential of every neuron after the last frame (network units).
     pub v_final: Vec<f64>,
     pub metrics: Metrics,

@@ -3,7 +3,7 @@
 
 use crate::arith::Arith;
 use crate::compiled::Compiled;
-use crate::result::{Latency, Metrics, SampleResult, TraceRow};
+use crate::result::{Latency, Metrics, ReleaseRow, SampleResult, TraceRow};
 use crate::scheduler::SpikeQueue;
 
 /// Where in time a fire phase happens.
@@ -34,6 +34,7 @@ pub(crate) struct State<'c, A: Arith> {
     pub out_counts: Vec<u32>,
     pub first_spike: Vec<i64>,
     pub trace: Vec<TraceRow>,
+    pub releases: Vec<ReleaseRow>,
     pub want_trace: bool,
     pub label: Option<u32>,
     pub core_spikes: Vec<u64>,
@@ -43,7 +44,13 @@ pub(crate) struct State<'c, A: Arith> {
 }
 
 impl<'c, A: Arith> State<'c, A> {
-    pub fn new(net: &'c Compiled<A>, n_groups: usize, n_frames: usize, want_trace: bool, label: Option<u32>) -> Self {
+    pub fn new(
+        net: &'c Compiled<A>,
+        n_groups: usize,
+        n_frames: usize,
+        want_trace: bool,
+        label: Option<u32>,
+    ) -> Self {
         let n = net.n_neurons;
         Self {
             net,
@@ -60,6 +67,7 @@ impl<'c, A: Arith> State<'c, A> {
             out_counts: vec![0; n_frames * net.output_size],
             first_spike: vec![-1; net.output_size],
             trace: Vec::new(),
+            releases: Vec::new(),
             want_trace,
             label,
             core_spikes: vec![0; net.n_cores],
@@ -67,6 +75,32 @@ impl<'c, A: Arith> State<'c, A> {
             core_busy_ticks: vec![0; net.n_cores],
             spikes_before_step: 0,
         }
+    }
+
+    /// Take the pending count of a released source (logging the release with the trace).
+    #[inline]
+    pub fn take_release(&mut self, when: When, source: u32) -> u32 {
+        let net = self.net;
+        let count = std::mem::take(&mut self.queue.count[source as usize]);
+        if self.want_trace {
+            let s = source as usize;
+            // n_cores <= 2^20
+            #[allow(clippy::cast_possible_truncation)]
+            let group = if s < net.n_inputs {
+                net.n_cores as u32
+            } else {
+                net.core_of[s - net.n_inputs]
+            };
+            self.releases.push(ReleaseRow {
+                frame: when.frame,
+                step: when.step,
+                time: when.time,
+                group,
+                source,
+                count,
+            });
+        }
+        count
     }
 
     /// Start of a frame: leak every neuron, clear refractory flags, and collect neurons that
@@ -145,7 +179,12 @@ impl<'c, A: Arith> State<'c, A> {
             self.metrics.spikes += 1;
             self.core_spikes[net.core_of[n] as usize] += 1;
             if self.want_trace {
-                self.trace.push(TraceRow { frame: when.frame, step: when.step, time: when.time, neuron: n32 });
+                self.trace.push(TraceRow {
+                    frame: when.frame,
+                    step: when.step,
+                    time: when.time,
+                    neuron: n32,
+                });
             }
             if net.has_out[n] {
                 // sources < 2^29
@@ -170,7 +209,9 @@ impl<'c, A: Arith> State<'c, A> {
                 if self.metrics.first_out.is_none() {
                     self.metrics.first_out = Some(lat);
                 }
-                if self.metrics.first_correct.is_none() && self.label.is_some_and(|l| l as usize == o) {
+                if self.metrics.first_correct.is_none()
+                    && self.label.is_some_and(|l| l as usize == o)
+                {
                     self.metrics.first_correct = Some(lat);
                 }
             }
@@ -182,7 +223,11 @@ impl<'c, A: Arith> State<'c, A> {
     fn fire_one(&mut self, n: usize) {
         let net = self.net;
         let over = net.arith.subtract(self.v[n], net.theta[n]);
-        self.v[n] = if net.subtract[n] { over } else { A::V::default() };
+        self.v[n] = if net.subtract[n] {
+            over
+        } else {
+            A::V::default()
+        };
         if net.refractory[n] {
             self.refractory[n] = true;
         } else if net.subtract[n] && self.v[n] > net.theta[n] {
@@ -204,6 +249,7 @@ impl<'c, A: Arith> State<'c, A> {
             out_counts: self.out_counts,
             first_spike: self.first_spike,
             trace: self.trace,
+            releases: self.releases,
             v_final,
             metrics: self.metrics,
             core_spikes: self.core_spikes,

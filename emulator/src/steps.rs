@@ -79,9 +79,15 @@ pub(crate) fn run_sample<A: Arith>(
             }
             active = next_active;
             released.sort_unstable();
-            for &s in &released {
-                let s = s as usize;
-                let c = std::mem::take(&mut st.queue.count[s]);
+            let when = When {
+                frame,
+                step: k,
+                time: global_step,
+                global_step,
+            };
+            for &s32 in &released {
+                let c = st.take_release(when, s32);
+                let s = s32 as usize;
                 let mut begin = net.row[s];
                 for seg in net.seg[s]..net.seg[s + 1] {
                     st.deliver_segment(seg, begin, c);
@@ -90,7 +96,7 @@ pub(crate) fn run_sample<A: Arith>(
                 st.metrics.packets += (net.seg[s + 1] - net.seg[s]) as u64;
                 st.metrics.hops += net.hops_of_source[s];
             }
-            st.fire(When { frame, step: k, time: global_step, global_step });
+            st.fire(when);
             k += 1;
             global_step += 1;
         }
@@ -104,8 +110,8 @@ pub(crate) fn run_sample<A: Arith>(
     {
         e.synaptic_pj = st.metrics.synops as f64 * chip.syn_op_energy_pj;
         e.neuron_pj = st.metrics.neuron_updates as f64 * chip.neuron_update_energy_pj;
-        e.routing_pj =
-            st.metrics.packets as f64 * chip.packet_energy_pj + st.metrics.hops as f64 * chip.hop_energy_pj;
+        e.routing_pj = st.metrics.packets as f64 * chip.packet_energy_pj
+            + st.metrics.hops as f64 * chip.hop_energy_pj;
     }
     e.static_pj = 0.0;
     Ok(st.finish())

@@ -4,25 +4,60 @@
 //! arrays, core errors to Python exceptions. The simulation runs with the interpreter detached
 //! and inside `catch_unwind`, so no panic crosses into Python.
 
+// PyO3 hands extracted arguments over by value.
+#![allow(clippy::needless_pass_by_value)]
+
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use emulator::{
-    ChipConfig, Emulator, Error, InputMode, Mapping, Mode, Network, Population, Projection, Reset, RunOptions,
-    SampleInput, SampleResult, Scheduler, Source, Weights,
+    ChipConfig, Emulator, Error, InputMode, Mapping, Mode, Network, Population, Projection, Reset,
+    RunOptions, SampleInput, SampleResult, Scheduler, Source, Weights,
 };
-use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3};
+use numpy::{
+    IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3,
+};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-create_exception!(_native, ConfigError, PyValueError, "Invalid chip configuration (a field is out of range).");
-create_exception!(_native, NetworkError, PyValueError, "Invalid network description.");
-create_exception!(_native, InputError, PyValueError, "Invalid run input or option.");
-create_exception!(_native, MappingError, ConfigError, "The mapping of neurons to cores does not fit the chip.");
-create_exception!(_native, RunawayError, PyRuntimeError, "Activity that does not settle within the step limit.");
-create_exception!(_native, InternalError, PyRuntimeError, "A bug in the emulator (please report it).");
+create_exception!(
+    _native,
+    ConfigError,
+    PyValueError,
+    "Invalid chip configuration (a field is out of range)."
+);
+create_exception!(
+    _native,
+    NetworkError,
+    PyValueError,
+    "Invalid network description."
+);
+create_exception!(
+    _native,
+    InputError,
+    PyValueError,
+    "Invalid run input or option."
+);
+create_exception!(
+    _native,
+    MappingError,
+    ConfigError,
+    "The mapping of neurons to cores does not fit the chip."
+);
+create_exception!(
+    _native,
+    RunawayError,
+    PyRuntimeError,
+    "Activity that does not settle within the step limit."
+);
+create_exception!(
+    _native,
+    InternalError,
+    PyRuntimeError,
+    "A bug in the emulator (please report it)."
+);
 
 /// The one place where core errors become Python exceptions.
 struct CoreError(Error);
@@ -43,8 +78,10 @@ impl From<CoreError> for PyErr {
             Error::Runaway { .. } => RunawayError::new_err(msg),
             Error::Mapping { violations, .. } => Python::attach(|py| {
                 let err = MappingError::new_err(msg);
-                let rows: Vec<(usize, &str, u64, u64)> =
-                    violations.iter().map(|v| (v.core, v.resource, v.needed, v.capacity)).collect();
+                let rows: Vec<(usize, &str, u64, u64)> = violations
+                    .iter()
+                    .map(|v| (v.core, v.resource, v.needed, v.capacity))
+                    .collect();
                 // Attaching the structured list is best effort; the message already has it all.
                 let _ = err.value(py).setattr("violations", rows);
                 err
@@ -102,23 +139,45 @@ impl PyChipConfig {
 }
 
 fn get_item<'py>(d: &Bound<'py, PyDict>, key: &str, field: &str) -> PyResult<Bound<'py, PyAny>> {
-    d.get_item(key)?.ok_or_else(|| network_err(field, format!("missing key {key:?}")))
+    d.get_item(key)?
+        .ok_or_else(|| network_err(field, format!("missing key {key:?}")))
 }
 
-fn extract<'py, T: FromPyObjectOwned<'py>>(v: &Bound<'py, PyAny>, field: &str, what: &str) -> PyResult<T> {
-    v.extract::<T>().map_err(|_| network_err(field, format!("expected {what}")))
+fn extract<'py, T: FromPyObjectOwned<'py>>(
+    v: &Bound<'py, PyAny>,
+    field: &str,
+    what: &str,
+) -> PyResult<T> {
+    v.extract::<T>()
+        .map_err(|_| network_err(field, format!("expected {what}")))
 }
 
 fn parse_population(i: usize, d: &Bound<'_, PyDict>) -> PyResult<Population> {
     let f = |k: &str| format!("populations[{i}].{k}");
     let size: i64 = extract(&get_item(d, "size", &f("size"))?, &f("size"), "an integer")?;
-    let size = usize::try_from(size).map_err(|_| network_err(&f("size"), format!("{size} is outside 1..")))?;
+    let size = usize::try_from(size)
+        .map_err(|_| network_err(&f("size"), format!("{size} is outside 1..")))?;
     let theta: f32 = extract(&get_item(d, "theta", &f("theta"))?, &f("theta"), "a number")?;
     let beta: f32 = extract(&get_item(d, "beta", &f("beta"))?, &f("beta"), "a number")?;
-    let reset: String = extract(&get_item(d, "reset", &f("reset"))?, &f("reset"), "'zero' or 'subtract'")?;
-    let reset = Reset::parse(&reset).map_err(|_| network_err(&f("reset"), format!("{reset:?}; allowed: zero, subtract")))?;
-    let refractory: bool = extract(&get_item(d, "refractory", &f("refractory"))?, &f("refractory"), "a bool")?;
-    Ok(Population { size, theta, beta, reset, refractory })
+    let reset: String = extract(
+        &get_item(d, "reset", &f("reset"))?,
+        &f("reset"),
+        "'zero' or 'subtract'",
+    )?;
+    let reset = Reset::parse(&reset)
+        .map_err(|_| network_err(&f("reset"), format!("{reset:?}; allowed: zero, subtract")))?;
+    let refractory: bool = extract(
+        &get_item(d, "refractory", &f("refractory"))?,
+        &f("refractory"),
+        "a bool",
+    )?;
+    Ok(Population {
+        size,
+        theta,
+        beta,
+        reset,
+        refractory,
+    })
 }
 
 fn parse_projection(j: usize, d: &Bound<'_, PyDict>) -> PyResult<Projection> {
@@ -126,32 +185,68 @@ fn parse_projection(j: usize, d: &Bound<'_, PyDict>) -> PyResult<Projection> {
     let src = get_item(d, "source", &f("source"))?;
     let source = if let Ok(s) = src.extract::<String>() {
         if s != "input" {
-            return Err(network_err(&f("source"), format!("{s:?}; allowed: 'input' or a population index")));
+            return Err(network_err(
+                &f("source"),
+                format!("{s:?}; allowed: 'input' or a population index"),
+            ));
         }
         Source::Input
     } else {
         let s: i64 = extract(&src, &f("source"), "'input' or a population index")?;
-        Source::Population(usize::try_from(s).map_err(|_| network_err(&f("source"), format!("{s} is negative")))?)
+        Source::Population(
+            usize::try_from(s)
+                .map_err(|_| network_err(&f("source"), format!("{s} is negative")))?,
+        )
     };
-    let t: i64 = extract(&get_item(d, "target", &f("target"))?, &f("target"), "a population index")?;
-    let target = usize::try_from(t).map_err(|_| network_err(&f("target"), format!("{t} is negative")))?;
+    let t: i64 = extract(
+        &get_item(d, "target", &f("target"))?,
+        &f("target"),
+        "a population index",
+    )?;
+    let target =
+        usize::try_from(t).map_err(|_| network_err(&f("target"), format!("{t} is negative")))?;
     let weights = if let Some(w) = d.get_item("weights")? {
-        let arr: PyReadonlyArray2<'_, f32> =
-            w.extract().map_err(|_| network_err(&f("weights"), "expected a 2-D float32 numpy array"))?;
+        let arr: PyReadonlyArray2<'_, f32> = w
+            .extract()
+            .map_err(|_| network_err(&f("weights"), "expected a 2-D float32 numpy array"))?;
         let a = arr.as_array();
         let (rows, cols) = a.dim();
-        Weights::Dense { rows, cols, data: a.iter().copied().collect() }
+        Weights::Dense {
+            rows,
+            cols,
+            data: a.iter().copied().collect(),
+        }
     } else {
-        let shape: (usize, usize) = extract(&get_item(d, "shape", &f("shape"))?, &f("shape"), "(rows, cols)")?;
-        let rows: PyReadonlyArray1<'_, i64> = extract(&get_item(d, "rows", &f("rows"))?, &f("rows"), "a 1-D int64 array")?;
-        let cols: PyReadonlyArray1<'_, i64> = extract(&get_item(d, "cols", &f("cols"))?, &f("cols"), "a 1-D int64 array")?;
-        let vals: PyReadonlyArray1<'_, f32> =
-            extract(&get_item(d, "values", &f("values"))?, &f("values"), "a 1-D float32 array")?;
+        let shape: (usize, usize) = extract(
+            &get_item(d, "shape", &f("shape"))?,
+            &f("shape"),
+            "(rows, cols)",
+        )?;
+        let rows: PyReadonlyArray1<'_, i64> = extract(
+            &get_item(d, "rows", &f("rows"))?,
+            &f("rows"),
+            "a 1-D int64 array",
+        )?;
+        let cols: PyReadonlyArray1<'_, i64> = extract(
+            &get_item(d, "cols", &f("cols"))?,
+            &f("cols"),
+            "a 1-D int64 array",
+        )?;
+        let vals: PyReadonlyArray1<'_, f32> = extract(
+            &get_item(d, "values", &f("values"))?,
+            &f("values"),
+            "a 1-D float32 array",
+        )?;
         let (r, c, v) = (rows.as_array(), cols.as_array(), vals.as_array());
         if r.len() != c.len() || r.len() != v.len() {
             return Err(network_err(
                 &f("weights"),
-                format!("rows, cols and values differ in length ({}, {}, {})", r.len(), c.len(), v.len()),
+                format!(
+                    "rows, cols and values differ in length ({}, {}, {})",
+                    r.len(),
+                    c.len(),
+                    v.len()
+                ),
             ));
         }
         let mut entries = Vec::with_capacity(r.len());
@@ -160,14 +255,25 @@ fn parse_projection(j: usize, d: &Bound<'_, PyDict>) -> PyResult<Projection> {
             if ri < 0 || ci < 0 || ri as u64 >= shape.0 as u64 || ci as u64 >= shape.1 as u64 {
                 return Err(network_err(
                     &f("weights"),
-                    format!("index ({ri}, {ci}) is outside the ({}, {}) matrix", shape.0, shape.1),
+                    format!(
+                        "index ({ri}, {ci}) is outside the ({}, {}) matrix",
+                        shape.0, shape.1
+                    ),
                 ));
             }
             entries.push((ri as u32, ci as u32, v[k]));
         }
-        Weights::Sparse { rows: shape.0, cols: shape.1, entries }
+        Weights::Sparse {
+            rows: shape.0,
+            cols: shape.1,
+            entries,
+        }
     };
-    Ok(Projection { source, target, weights })
+    Ok(Projection {
+        source,
+        target,
+        weights,
+    })
 }
 
 /// A validated network (see the emulator's `Network`).
@@ -183,19 +289,27 @@ impl PyNetwork {
         projections: &Bound<'_, PyList>,
         output: i64,
     ) -> PyResult<Self> {
-        let n_inputs = usize::try_from(n_inputs).map_err(|_| network_err("n_inputs", format!("{n_inputs} is negative")))?;
-        let output = usize::try_from(output).map_err(|_| network_err("output", format!("{output} is negative")))?;
+        let n_inputs = usize::try_from(n_inputs)
+            .map_err(|_| network_err("n_inputs", format!("{n_inputs} is negative")))?;
+        let output = usize::try_from(output)
+            .map_err(|_| network_err("output", format!("{output} is negative")))?;
         let mut pops = Vec::with_capacity(populations.len());
         for (i, p) in populations.iter().enumerate() {
-            let d = p.cast::<PyDict>().map_err(|_| network_err(&format!("populations[{i}]"), "expected a dict"))?;
+            let d = p
+                .cast::<PyDict>()
+                .map_err(|_| network_err(&format!("populations[{i}]"), "expected a dict"))?;
             pops.push(parse_population(i, d)?);
         }
         let mut projs = Vec::with_capacity(projections.len());
         for (j, p) in projections.iter().enumerate() {
-            let d = p.cast::<PyDict>().map_err(|_| network_err(&format!("projections[{j}]"), "expected a dict"))?;
+            let d = p
+                .cast::<PyDict>()
+                .map_err(|_| network_err(&format!("projections[{j}]"), "expected a dict"))?;
             projs.push(parse_projection(j, d)?);
         }
-        Ok(Self(Network::new(n_inputs, pops, projs, output).map_err(CoreError)?))
+        Ok(Self(
+            Network::new(n_inputs, pops, projs, output).map_err(CoreError)?,
+        ))
     }
     #[getter]
     fn n_inputs(&self) -> usize {
@@ -212,6 +326,7 @@ impl PyNetwork {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn parse_options(
     mode: &str,
     scheduler: &str,
@@ -224,18 +339,26 @@ fn parse_options(
     threads: Option<i64>,
 ) -> PyResult<RunOptions> {
     let pos = |field: &str, v: i64| -> PyResult<u64> {
-        u64::try_from(v).ok().filter(|&x| x >= 1).ok_or_else(|| input_err(field, format!("{v} is outside 1..")))
+        u64::try_from(v)
+            .ok()
+            .filter(|&x| x >= 1)
+            .ok_or_else(|| input_err(field, format!("{v} is outside 1..")))
     };
     Ok(RunOptions {
         mode: Mode::parse(mode).map_err(CoreError)?,
         scheduler: Scheduler::parse(scheduler).map_err(CoreError)?,
-        f: f.map(|v| pos("F", v)).transpose()?.map(|v| usize::try_from(v).unwrap_or(usize::MAX)),
+        f: f.map(|v| pos("F", v))
+            .transpose()?
+            .map(|v| usize::try_from(v).unwrap_or(usize::MAX)),
         seed,
         sample_offset,
         input_mode: InputMode::parse(input_mode).map_err(CoreError)?,
         max_steps: max_steps.map(|v| pos("max_steps", v)).transpose()?,
         trace,
-        threads: threads.map(|v| pos("threads", v)).transpose()?.map(|v| usize::try_from(v).unwrap_or(usize::MAX)),
+        threads: threads
+            .map(|v| pos("threads", v))
+            .transpose()?
+            .map(|v| usize::try_from(v).unwrap_or(usize::MAX)),
     })
 }
 
@@ -247,21 +370,35 @@ struct PyEmulator(Emulator);
 impl PyEmulator {
     #[new]
     #[pyo3(signature = (network, chip, core_of=None))]
-    fn new(py: Python<'_>, network: &PyNetwork, chip: &PyChipConfig, core_of: Option<PyReadonlyArray1<'_, i64>>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        network: &PyNetwork,
+        chip: &PyChipConfig,
+        core_of: Option<PyReadonlyArray1<'_, i64>>,
+    ) -> PyResult<Self> {
         let mapping = match core_of {
             None => Mapping::Auto,
             Some(a) => {
                 let mut v = Vec::with_capacity(a.len()?);
                 for (i, &c) in a.as_array().iter().enumerate() {
-                    let c = u32::try_from(c)
-                        .map_err(|_| input_err("mapping", format!("neuron {i} is mapped to core {c}, outside 0..{}", chip.0.n_cores())))?;
+                    let c = u32::try_from(c).map_err(|_| {
+                        input_err(
+                            "mapping",
+                            format!(
+                                "neuron {i} is mapped to core {c}, outside 0..{}",
+                                chip.0.n_cores()
+                            ),
+                        )
+                    })?;
                     v.push(c);
                 }
                 Mapping::Explicit(v)
             }
         };
         let (net, cfg) = (&network.0, chip.0.clone());
-        let emu = py.detach(|| Emulator::new(net, cfg, &mapping)).map_err(CoreError)?;
+        let emu = py
+            .detach(|| Emulator::new(net, cfg, &mapping))
+            .map_err(CoreError)?;
         Ok(Self(emu))
     }
 
@@ -315,12 +452,26 @@ impl PyEmulator {
         trace: bool,
         threads: Option<i64>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let opts = parse_options(mode, scheduler, f, seed, sample_offset, input_mode, max_steps, trace, threads)?;
+        let opts = parse_options(
+            mode,
+            scheduler,
+            f,
+            seed,
+            sample_offset,
+            input_mode,
+            max_steps,
+            trace,
+            threads,
+        )?;
         let a = inputs.as_array();
         let (b, t, c) = a.dim();
         let mut samples = Vec::with_capacity(b);
         for i in 0..b {
-            let counts: Vec<u32> = a.index_axis(numpy::ndarray::Axis(0), i).iter().copied().collect();
+            let counts: Vec<u32> = a
+                .index_axis(numpy::ndarray::Axis(0), i)
+                .iter()
+                .copied()
+                .collect();
             samples.push(SampleInput::from_dense(&counts, t, c).map_err(CoreError)?);
         }
         let labels = convert_labels(labels, b)?;
@@ -350,28 +501,59 @@ impl PyEmulator {
         trace: bool,
         threads: Option<i64>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let opts = parse_options(mode, scheduler, f, seed, sample_offset, input_mode, max_steps, trace, threads)?;
+        let opts = parse_options(
+            mode,
+            scheduler,
+            f,
+            seed,
+            sample_offset,
+            input_mode,
+            max_steps,
+            trace,
+            threads,
+        )?;
         if times.len() != channels.len() {
-            return Err(input_err("events", format!("{} time arrays but {} channel arrays", times.len(), channels.len())));
+            return Err(input_err(
+                "events",
+                format!(
+                    "{} time arrays but {} channel arrays",
+                    times.len(),
+                    channels.len()
+                ),
+            ));
         }
         if dt <= 0 {
             return Err(input_err("dt", format!("{dt} is outside 1..")));
         }
         let n_frames = match n_frames {
-            Some(n) => Some(usize::try_from(n).map_err(|_| input_err("n_frames", format!("{n} is negative")))?),
+            Some(n) => Some(
+                usize::try_from(n)
+                    .map_err(|_| input_err("n_frames", format!("{n} is negative")))?,
+            ),
             None => {
                 // One frame count for the whole batch: enough for the latest event.
-                let last = times.iter().filter_map(|t| t.as_array().iter().copied().max()).max().unwrap_or(-1);
-                Some(if last < 0 { 0 } else { usize::try_from(last / dt + 1).unwrap_or(usize::MAX) })
+                let last = times
+                    .iter()
+                    .filter_map(|t| t.as_array().iter().copied().max())
+                    .max()
+                    .unwrap_or(-1);
+                Some(if last < 0 {
+                    0
+                } else {
+                    usize::try_from(last / dt + 1).unwrap_or(usize::MAX)
+                })
             }
         };
         let n_ch = self.0.n_inputs();
         let mut samples = Vec::with_capacity(times.len());
         for (i, (t, c)) in times.iter().zip(&channels).enumerate() {
             let (t, c) = (t.as_array(), c.as_array());
-            let (t, c): (Vec<i64>, Vec<i64>) = (t.iter().copied().collect(), c.iter().copied().collect());
+            let (t, c): (Vec<i64>, Vec<i64>) =
+                (t.iter().copied().collect(), c.iter().copied().collect());
             let s = SampleInput::from_events(&t, &c, dt, n_frames, n_ch).map_err(|e| match e {
-                Error::Input { field, message } => input_err(&format!("sample {i}: {field}"), message),
+                Error::Input { field, message } => {
+                    input_err(&format!("sample {i}: {field}"), message)
+                }
                 other => PyErr::from(CoreError(other)),
             })?;
             samples.push(s);
@@ -391,15 +573,24 @@ impl PyEmulator {
     }
 }
 
-fn convert_labels(labels: Option<PyReadonlyArray1<'_, i64>>, n: usize) -> PyResult<Option<Vec<u32>>> {
+fn convert_labels(
+    labels: Option<PyReadonlyArray1<'_, i64>>,
+    n: usize,
+) -> PyResult<Option<Vec<u32>>> {
     let Some(l) = labels else { return Ok(None) };
     let a = l.as_array();
     if a.len() != n {
-        return Err(input_err("labels", format!("{} labels for {n} samples", a.len())));
+        return Err(input_err(
+            "labels",
+            format!("{} labels for {n} samples", a.len()),
+        ));
     }
     let mut out = Vec::with_capacity(n);
     for (i, &y) in a.iter().enumerate() {
-        out.push(u32::try_from(y).map_err(|_| input_err("labels", format!("label {y} of sample {i} is negative")))?);
+        out.push(
+            u32::try_from(y)
+                .map_err(|_| input_err("labels", format!("label {y} of sample {i} is negative")))?,
+        );
     }
     Ok(Some(out))
 }
@@ -413,7 +604,8 @@ impl PyEmulator {
         opts: &RunOptions,
     ) -> PyResult<Bound<'py, PyDict>> {
         let emu = &self.0;
-        let outcome = py.detach(|| catch_unwind(AssertUnwindSafe(|| emu.run(samples, labels, opts))));
+        let outcome =
+            py.detach(|| catch_unwind(AssertUnwindSafe(|| emu.run(samples, labels, opts))));
         let results = match outcome {
             Ok(r) => r.map_err(CoreError)?,
             Err(panic) => {
@@ -427,7 +619,11 @@ impl PyEmulator {
         };
         let n_frames = samples.first().map_or(0, SampleInput::n_frames);
         // Nanoseconds exist only in `events` mode.
-        let tick_ns = if opts.mode == Mode::Events { emu.chip().tick_ns } else { f64::NAN };
+        let tick_ns = if opts.mode == Mode::Events {
+            emu.chip().tick_ns
+        } else {
+            f64::NAN
+        };
         batch_to_dict(py, &results, n_frames, emu.output_size(), tick_ns)
     }
 }
@@ -449,6 +645,7 @@ fn batch_to_dict<'py>(
     let mut v_final = Vec::with_capacity(b * n_neurons);
     let (mut cs, mut cy, mut cb) = (Vec::new(), Vec::new(), Vec::new());
     let mut trace: Vec<i64> = Vec::new();
+    let mut releases: Vec<i64> = Vec::new();
     let mut ints: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut floats: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let to_i = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
@@ -460,7 +657,24 @@ fn batch_to_dict<'py>(
         cy.extend_from_slice(&r.core_synops);
         cb.extend_from_slice(&r.core_busy_ticks);
         for t in &r.trace {
-            trace.extend_from_slice(&[i as i64, i64::from(t.frame), to_i(t.step), to_i(t.time), i64::from(t.neuron)]);
+            trace.extend_from_slice(&[
+                i as i64,
+                i64::from(t.frame),
+                to_i(t.step),
+                to_i(t.time),
+                i64::from(t.neuron),
+            ]);
+        }
+        for e in &r.releases {
+            releases.extend_from_slice(&[
+                i as i64,
+                i64::from(e.frame),
+                to_i(e.step),
+                to_i(e.time),
+                i64::from(e.group),
+                i64::from(e.source),
+                i64::from(e.count),
+            ]);
         }
         let m = &r.metrics;
         for (k, v) in [
@@ -480,9 +694,18 @@ fn batch_to_dict<'py>(
         ] {
             ints.entry(k).or_default().push(to_i(v));
         }
-        for (prefix, lat) in [("first_out", m.first_out), ("first_correct", m.first_correct)] {
+        for (prefix, lat) in [
+            ("first_out", m.first_out),
+            ("first_correct", m.first_correct),
+        ] {
             let (frame, step, gstep, tick, before) = lat.map_or((-1, -1, -1, -1, -1), |l| {
-                (i64::from(l.frame), to_i(l.step), to_i(l.global_step), to_i(l.tick), to_i(l.spikes_before))
+                (
+                    i64::from(l.frame),
+                    to_i(l.step),
+                    to_i(l.global_step),
+                    to_i(l.tick),
+                    to_i(l.spikes_before),
+                )
             });
             let key = |s: &'static str| -> &'static str {
                 match (prefix, s) {
@@ -516,7 +739,10 @@ fn batch_to_dict<'py>(
             #[allow(clippy::cast_precision_loss)]
             ("time_ns", m.ticks as f64 * tick_ns),
             ("first_out_ns", ns(m.first_out.map_or(-1, |l| to_i(l.tick)))),
-            ("first_correct_ns", ns(m.first_correct.map_or(-1, |l| to_i(l.tick)))),
+            (
+                "first_correct_ns",
+                ns(m.first_correct.map_or(-1, |l| to_i(l.tick))),
+            ),
         ] {
             floats.entry(k).or_default().push(v);
         }
@@ -525,14 +751,23 @@ fn batch_to_dict<'py>(
         Ok(v.into_pyarray(py).reshape([b, n_frames, n_out])?.into_any())
     };
     d.set_item("out_counts", shape3(out_counts)?)?;
-    d.set_item("first_spike", first_spike.into_pyarray(py).reshape([b, n_out])?)?;
+    d.set_item(
+        "first_spike",
+        first_spike.into_pyarray(py).reshape([b, n_out])?,
+    )?;
     d.set_item("v_final", v_final.into_pyarray(py).reshape([b, n_neurons])?)?;
     d.set_item("core_spikes", cs.into_pyarray(py).reshape([b, n_cores])?)?;
     d.set_item("core_synops", cy.into_pyarray(py).reshape([b, n_cores])?)?;
-    d.set_item("core_busy_ticks", cb.into_pyarray(py).reshape([b, n_cores])?)?;
+    d.set_item(
+        "core_busy_ticks",
+        cb.into_pyarray(py).reshape([b, n_cores])?,
+    )?;
     let rows = trace.len() / 5;
     let trace: Bound<'py, PyArray2<i64>> = trace.into_pyarray(py).reshape([rows, 5])?;
     d.set_item("trace", trace)?;
+    let rows = releases.len() / 7;
+    let releases: Bound<'py, PyArray2<i64>> = releases.into_pyarray(py).reshape([rows, 7])?;
+    d.set_item("releases", releases)?;
     let metrics = PyDict::new(py);
     for (k, v) in ints {
         metrics.set_item(k, v.into_pyarray(py))?;

@@ -1,13 +1,16 @@
 //! Helpers shared by the integration tests.
 
 use emulator::{
-    ChipConfig, Emulator, InputMode, Mapping, Network, Population, Projection, Reset, RunOptions, SampleInput,
-    SampleResult, Scheduler, Source, Weights,
+    ChipConfig, Emulator, InputMode, Mapping, Network, Population, Projection, Reset, RunOptions,
+    SampleInput, SampleResult, Scheduler, Source, Weights,
 };
 use serde_json::Value;
 
 pub fn golden() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/execution_model.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/execution_model.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).expect("golden file")).expect("golden json")
 }
 
@@ -18,7 +21,13 @@ pub fn ideal(n_cores: u32) -> ChipConfig {
 }
 
 pub fn pop(size: usize, theta: f32, beta: f32, reset: Reset, refractory: bool) -> Population {
-    Population { size, theta, beta, reset, refractory }
+    Population {
+        size,
+        theta,
+        beta,
+        reset,
+        refractory,
+    }
 }
 
 pub fn dense(rows: usize, cols: usize, data: Vec<f32>) -> Weights {
@@ -55,7 +64,13 @@ pub fn case_setup(c: &Value) -> (Network, Mapping, u32, RunOptions, SampleInput)
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|r| r.as_array().unwrap().iter().map(|w| w.as_f64().unwrap() as f32).collect())
+                .map(|r| {
+                    r.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|w| w.as_f64().unwrap() as f32)
+                        .collect()
+                })
                 .collect();
             let (nr, nc) = (rows.len(), rows[0].len());
             Projection {
@@ -65,11 +80,22 @@ pub fn case_setup(c: &Value) -> (Network, Mapping, u32, RunOptions, SampleInput)
             }
         })
         .collect();
-    let net = Network::new(n_inputs, pops, projections, c["output"].as_u64().unwrap() as usize).unwrap();
+    let net = Network::new(
+        n_inputs,
+        pops,
+        projections,
+        c["output"].as_u64().unwrap() as usize,
+    )
+    .unwrap();
     let (mapping, n_cores) = match &c["core_of"] {
         Value::Null => (Mapping::Auto, 1),
         v => {
-            let core_of: Vec<u32> = v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+            let core_of: Vec<u32> = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect();
             let n = core_of.iter().copied().max().unwrap() + 1;
             (Mapping::Explicit(core_of), n)
         }
@@ -78,7 +104,13 @@ pub fn case_setup(c: &Value) -> (Network, Mapping, u32, RunOptions, SampleInput)
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| f.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect())
+        .map(|f| {
+            f.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect()
+        })
         .collect();
     let input = SampleInput::from_dense(&frames.concat(), frames.len(), n_inputs).unwrap();
     let opts = RunOptions {
@@ -120,22 +152,53 @@ pub fn random_net(rng: &mut Rng, n_in: usize, sizes: &[usize], recurrent: bool) 
     let mut pops = Vec::new();
     let mut projs = Vec::new();
     for (i, &s) in sizes.iter().enumerate() {
-        let reset = if rng.below(2) == 0 { Reset::Zero } else { Reset::Subtract };
+        let reset = if rng.below(2) == 0 {
+            Reset::Zero
+        } else {
+            Reset::Subtract
+        };
         let beta = [0.0, 0.5, 0.75, 1.0][rng.below(4) as usize];
         pops.push(pop(s, 1.0, beta, reset, rng.below(2) == 0));
-        let (src, n_src) = if i == 0 { (Source::Input, n_in) } else { (Source::Population(i - 1), sizes[i - 1]) };
-        let data = (0..s * n_src).map(|_| if rng.below(4) == 0 { 0.0 } else { rng.grid(-40, 90) }).collect();
-        projs.push(Projection { source: src, target: i, weights: dense(s, n_src, data) });
+        let (src, n_src) = if i == 0 {
+            (Source::Input, n_in)
+        } else {
+            (Source::Population(i - 1), sizes[i - 1])
+        };
+        let data = (0..s * n_src)
+            .map(|_| {
+                if rng.below(4) == 0 {
+                    0.0
+                } else {
+                    rng.grid(-40, 90)
+                }
+            })
+            .collect();
+        projs.push(Projection {
+            source: src,
+            target: i,
+            weights: dense(s, n_src, data),
+        });
         if recurrent && i > 0 {
             let data = (0..s * s).map(|_| rng.grid(-30, 40)).collect();
-            projs.push(Projection { source: Source::Population(i), target: i, weights: dense(s, s, data) });
+            projs.push(Projection {
+                source: Source::Population(i),
+                target: i,
+                weights: dense(s, s, data),
+            });
         }
     }
     Network::new(n_in, pops, projs, sizes.len() - 1).unwrap()
 }
 
 pub fn random_input(rng: &mut Rng, frames: usize, channels: usize, density: u64) -> SampleInput {
-    let counts: Vec<u32> =
-        (0..frames * channels).map(|_| if rng.below(100) < density { 1 + rng.below(2) as u32 } else { 0 }).collect();
+    let counts: Vec<u32> = (0..frames * channels)
+        .map(|_| {
+            if rng.below(100) < density {
+                1 + rng.below(2) as u32
+            } else {
+                0
+            }
+        })
+        .collect();
     SampleInput::from_dense(&counts, frames, channels).unwrap()
 }

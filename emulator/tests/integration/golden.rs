@@ -24,16 +24,32 @@ fn hash_vectors() {
 }
 
 fn check(name: &str, r: &SampleResult, e: &Value) {
-    let trace: Vec<Value> = r.trace.iter().map(|t| json!([t.frame, t.step, t.neuron])).collect();
+    let trace: Vec<Value> = r
+        .trace
+        .iter()
+        .map(|t| json!([t.frame, t.step, t.neuron]))
+        .collect();
     assert_eq!(Value::Array(trace), e["trace"], "{name}: trace");
     let out_size = e["out_counts"][0].as_array().unwrap().len();
     let rows: Vec<Value> = r.out_counts.chunks(out_size).map(|c| json!(c)).collect();
     assert_eq!(Value::Array(rows), e["out_counts"], "{name}: out_counts");
     assert_eq!(json!(r.metrics.synops), e["synops"], "{name}: synops");
-    assert_eq!(json!(r.metrics.unreleased), e["unreleased"], "{name}: unreleased");
-    let first = r.metrics.first_out.map_or(Value::Null, |l| json!([l.frame, l.step]));
+    assert_eq!(
+        json!(r.metrics.unreleased),
+        e["unreleased"],
+        "{name}: unreleased"
+    );
+    let first = r
+        .metrics
+        .first_out
+        .map_or(Value::Null, |l| json!([l.frame, l.step]));
     assert_eq!(first, e["first_out"], "{name}: first_out");
-    let v: Vec<f64> = e["v_final"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let v: Vec<f64> = e["v_final"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
     assert_eq!(r.v_final, v, "{name}: v_final");
 }
 
@@ -48,7 +64,11 @@ fn golden_cases_steps_mode() {
         let emu = Emulator::new(&net, ideal(n_cores), &mapping).unwrap();
         let r = run1(&emu, input, &opts);
         check(name, &r, &c["expected"]);
-        assert_eq!(json!(r.metrics.steps), c["expected"]["steps"], "{name}: steps");
+        assert_eq!(
+            json!(r.metrics.steps),
+            c["expected"]["steps"],
+            "{name}: steps"
+        );
     }
 }
 
@@ -59,9 +79,16 @@ fn golden_cases_events_mode_on_zero_cost_chip() {
         let name = c["name"].as_str().unwrap();
         let (net, mapping, n_cores, opts, input) = case_setup(c);
         let emu = Emulator::new(&net, ideal(n_cores), &mapping).unwrap();
-        let opts = RunOptions { mode: Mode::Events, ..opts };
+        let opts = RunOptions {
+            mode: Mode::Events,
+            ..opts
+        };
         let r = run1(&emu, input, &opts);
         check(name, &r, &c["expected"]);
-        assert_eq!(json!(r.metrics.steps), c["expected"]["steps"], "{name}: steps");
+        assert_eq!(
+            json!(r.metrics.steps),
+            c["expected"]["steps"],
+            "{name}: steps"
+        );
     }
 }

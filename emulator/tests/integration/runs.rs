@@ -1,1 +1,277 @@
+//! Whole runs: fixed point, step caps, runaway activity, determinism, input conversions.
 
+use emulator::{
+    Arithmetic, Emulator, Error, InputMode, Mapping, Mode, Network, Projection, Reset, RunOptions,
+    SampleInput, Scheduler, Source,
+};
+
+use crate::common::{dense, ideal, pop, random_input, random_net, run1, Rng};
+
+#[test]
+fn fixed_point_quantizes_clips_and_saturates() {
+    let mut chip = ideal(1);
+    chip.arithmetic = Arithmetic::Fixed {
+        weight_bits: 4,
+        potential_bits: 6,
+        frac_bits: 0,
+        leak_bits: 4,
+    };
+    // Potentials in [-32, 31], weights in [-8, 7].
+    let net = Network::new(
+        5,
+        vec![pop(2, 30.0, 1.0, Reset::Subtract, false)],
+        vec![Projection {
+            source: Source::Input,
+            target: 0,
+            weights: dense(
+                2,
+                5,
+                vec![7.0, 7.0, 7.0, 7.0, 100.0, -8.0, -8.0, -8.0, -8.0, -8.0],
+            ),
+        }],
+        0,
+    )
+    .unwrap();
+    let emu = Emulator::new(&net, chip, &Mapping::Auto).unwrap();
+    assert_eq!(emu.clipped_weights(), 1);
+    let r = run1(
+        &emu,
+        SampleInput::from_dense(&[2; 5], 1, 5).unwrap(),
+        &RunOptions::default(),
+    );
+    // Neuron 0: 5 x 7 x 2 = 70 saturates at 31 > 30, fires, 31 - 30 = 1 left.
+    // Neuron 1: -80 saturates at -32.
+    assert_eq!(r.out_counts, vec![1, 0]);
+    assert_eq!(r.v_final, vec![1.0, -32.0]);
+}
+
+#[test]
+fn fixed_point_threshold_out_of_range_is_an_error() {
+    let mut chip = ideal(1);
+    chip.arithmetic = Arithmetic::Fixed {
+        weight_bits: 4,
+        potential_bits: 6,
+        frac_bits: 0,
+        leak_bits: 4,
+    };
+    let net = Network::new(
+        1,
+        vec![pop(1, 100.0, 1.0, Reset::Zero, false)],
+        vec![Projection {
+            source: Source::Input,
+            target: 0,
+            weights: dense(1, 1, vec![1.0]),
+        }],
+        0,
+    )
+    .unwrap();
+    let err = Emulator::new(&net, chip, &Mapping::Auto)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("populations[0].theta"), "{err}");
+}
+
+/// One self-exciting neuron: once it fires it re-fires forever.
+fn runaway_net() -> Network {
+    Network::new(
+        1,
+        vec![pop(1, 1.0, 1.0, Reset::Subtract, false)],
+        vec![
+            Projection {
+                source: Source::Input,
+                target: 0,
+                weights: dense(1, 1, vec![2.0]),
+            },
+            Projection {
+                source: Source::Population(0),
+                target: 0,
+                weights: dense(1, 1, vec![2.0]),
+            },
+        ],
+        0,
+    )
+    .unwrap()
+}
+
+#[test]
+fn runaway_activity_is_an_error_not_a_hang() {
+    let emu = Emulator::new(&runaway_net(), ideal(1), &Mapping::Auto).unwrap();
+    for mode in [Mode::Steps, Mode::Events] {
+        let opts = RunOptions {
+            mode,
+            ..RunOptions::default()
+        };
+        let err = emu
+            .run(&[SampleInput::from_dense(&[1], 1, 1).unwrap()], None, &opts)
+            .unwrap_err();
+        assert!(matches!(err, Error::Runaway { .. }), "{err}");
+        assert!(err.to_string().contains("max_steps"));
+    }
+}
+
+#[test]
+fn step_cap_carries_over_and_reports_unreleased() {
+    let emu = Emulator::new(&runaway_net(), ideal(1), &Mapping::Auto).unwrap();
+    let opts = RunOptions {
+        max_steps: Some(5),
+        ..RunOptions::default()
+    };
+    let r = run1(&emu, SampleInput::from_dense(&[1, 0], 2, 1).unwrap(), &opts);
+    assert_eq!(r.metrics.steps, 10);
+    // It fires at every step: 5 in each frame, and the last spike is still pending at the end.
+    assert_eq!(r.out_counts, vec![5, 5]);
+    assert_eq!(r.metrics.unreleased, 1);
+}
+
+#[test]
+fn same_results_on_any_thread_count() {
+    let mut rng = Rng(42);
+    let net = random_net(&mut rng, 12, &[10, 8, 4], true);
+    let inputs: Vec<SampleInput> = (0..24).map(|_| random_input(&mut rng, 5, 12, 30)).collect();
+    let mut chip = ideal(3);
+    chip.hop_latency_ticks = 2;
+    chip.syn_op_ticks = 1;
+    let emu = Emulator::new(
+        &net,
+        chip,
+        &Mapping::Explicit((0..22).map(|i| i % 3).collect()),
+    )
+    .unwrap();
+    for mode in [Mode::Steps, Mode::Events] {
+        for scheduler in [Scheduler::Random, Scheduler::Momentum] {
+            let base = RunOptions {
+                mode,
+                scheduler,
+                f: Some(2),
+                seed: 9,
+                trace: true,
+                ..RunOptions::default()
+            };
+            let one = emu
+                .run(
+                    &inputs,
+                    None,
+                    &RunOptions {
+                        threads: Some(1),
+                        ..base.clone()
+                    },
+                )
+                .unwrap();
+            let four = emu
+                .run(
+                    &inputs,
+                    None,
+                    &RunOptions {
+                        threads: Some(4),
+                        ..base.clone()
+                    },
+                )
+                .unwrap();
+            let all = emu.run(&inputs, None, &base).unwrap();
+            assert_eq!(one, four);
+            assert_eq!(one, all);
+            let other_seed = emu
+                .run(
+                    &inputs,
+                    None,
+                    &RunOptions {
+                        seed: 10,
+                        ..base.clone()
+                    },
+                )
+                .unwrap();
+            assert_ne!(
+                one, other_seed,
+                "the seed must matter for the random schedule"
+            );
+        }
+    }
+}
+
+#[test]
+fn event_streams_bin_like_dense_frames() {
+    let x = SampleInput::from_events(&[0, 3, 3, 10, 25], &[1, 0, 1, 1, 2], 10, None, 3).unwrap();
+    let d = SampleInput::from_dense(&[1, 2, 0, 0, 1, 0, 0, 0, 1], 3, 3).unwrap();
+    assert_eq!(x, d);
+    let e = SampleInput::from_events(&[5, 2], &[0, 0], 10, None, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sorted"), "{e}");
+    let e = SampleInput::from_events(&[-1], &[0], 10, None, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("negative"), "{e}");
+    let e = SampleInput::from_events(&[1], &[3], 10, None, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("outside 0..3"), "{e}");
+    let e = SampleInput::from_events(&[100], &[0], 10, Some(2), 3)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("only 2 frames"), "{e}");
+}
+
+#[test]
+fn labels_give_first_correct_latency() {
+    let net = Network::new(
+        1,
+        vec![pop(2, 1.0, 1.0, Reset::Zero, true)],
+        vec![Projection {
+            source: Source::Input,
+            target: 0,
+            weights: dense(2, 1, vec![2.0, 0.5]),
+        }],
+        0,
+    )
+    .unwrap();
+    let emu = Emulator::new(&net, ideal(1), &Mapping::Auto).unwrap();
+    let x = SampleInput::from_dense(&[1, 1, 1, 1], 4, 1).unwrap();
+    let r = emu
+        .run(&[x.clone(), x], Some(&[0, 1]), &RunOptions::default())
+        .unwrap();
+    assert_eq!(r[0].metrics.first_correct.unwrap().frame, 0);
+    // Neuron 1 integrates 0.5 per frame (no leak): above 1 in frame 2.
+    assert_eq!(r[1].metrics.first_correct.unwrap().frame, 2);
+    assert_eq!(r[1].first_spike, vec![0, 2]);
+    let err = emu.run(
+        &[SampleInput::from_dense(&[1], 1, 1).unwrap()],
+        Some(&[2]),
+        &RunOptions::default(),
+    );
+    assert!(err.unwrap_err().to_string().contains("outside 0..2"));
+}
+
+#[test]
+fn scheduled_inputs_respect_f() {
+    let net = Network::new(
+        4,
+        vec![pop(1, 100.0, 1.0, Reset::Zero, false)],
+        vec![Projection {
+            source: Source::Input,
+            target: 0,
+            weights: dense(1, 4, vec![1.0; 4]),
+        }],
+        0,
+    )
+    .unwrap();
+    let emu = Emulator::new(&net, ideal(1), &Mapping::Auto).unwrap();
+    let opts = RunOptions {
+        f: Some(1),
+        input_mode: InputMode::Scheduled,
+        trace: true,
+        ..RunOptions::default()
+    };
+    let r = run1(&emu, SampleInput::from_dense(&[1; 4], 1, 4).unwrap(), &opts);
+    assert_eq!(r.metrics.steps, 4);
+    assert_eq!(r.releases.len(), 4);
+    let opts = RunOptions {
+        input_mode: InputMode::AllAtOnce,
+        ..opts
+    };
+    assert_eq!(
+        run1(&emu, SampleInput::from_dense(&[1; 4], 1, 4).unwrap(), &opts)
+            .metrics
+            .steps,
+        1
+    );
+}

@@ -47,6 +47,18 @@ def _merge(base: dict, overrides: Mapping[str, Any]) -> dict:
     return out
 
 
+def _check_finite(value: Any, field: str) -> None:
+    """JSON cannot carry NaN or infinity: name the field here instead."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{field}.{k}" if field else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{field}[{i}]")
+    elif isinstance(value, float) and not np.isfinite(value):
+        raise ConfigError(f"invalid chip config: {field}: {value} is not a finite number")
+
+
 class Chip:
     """A chip description.
 
@@ -60,6 +72,7 @@ class Chip:
         cfg = json.loads(_native.ChipConfig.preset(base).to_json())
         if overrides:
             cfg = _merge(cfg, overrides)
+        _check_finite(cfg, "")
         try:
             text = json.dumps(cfg, allow_nan=False)
         except (TypeError, ValueError) as e:

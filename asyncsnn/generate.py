@@ -42,6 +42,8 @@ def random_sparse(
     seed: int = 0,
     theta: float = 1.0,
     beta: float = 0.9,
+    reset: str = "subtract",
+    refractory: bool = False,
 ) -> Network:
     """A layered network with sparse random connectivity (``synapses_per_neuron`` inputs each)."""
     rng = np.random.default_rng(seed)
@@ -52,7 +54,7 @@ def random_sparse(
         rows = np.repeat(np.arange(size), k)
         cols = np.concatenate([rng.choice(prev, size=k, replace=False) for _ in range(size)])
         vals = rng.normal(1.5 / np.sqrt(k), 1.0 / np.sqrt(k), size=rows.size).astype(np.float32)
-        pops.append(Population(size, theta, beta, "subtract", False, name=f"layer{i}"))
+        pops.append(Population(size, theta, beta, reset, refractory, name=f"layer{i}"))
         projs.append(Projection("input" if i == 0 else i - 1, i, rows=rows, cols=cols, values=vals,
                                 shape=(size, prev)))
         prev = size

@@ -145,6 +145,8 @@ class Network:
         """The validated native network (cached; rebuild after mutating the lists)."""
         if self._native_cache is not None:
             return self._native_cache  # type: ignore[return-value]
+        if not self.populations:
+            raise NetworkError("invalid network: populations: at least one population is required")
         pops = []
         for i, p in enumerate(self.populations):
             pops.append(

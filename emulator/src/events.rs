@@ -5,12 +5,11 @@
 //! (XY routes, per-hop latency, link bandwidth and buffers); (2) completion of synaptic
 //! processing in the cores (one packet at a time, in arrival order, `syn_op_ticks` per
 //! synapse); (3) the fire phase of every neuron that received input in this tick. Events of
-//! the same tick and phase run in the order they were scheduled. A spike fired at tick `t` is
+//! the same tick and phase run in the order they were scheduled (first in, first out). A spike fired at tick `t` is
 //! released at `t + 1` at the earliest, so on a chip with zero costs a tick is exactly a forward
 //! step of `steps` mode, and the two modes agree spike for spike.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::arith::Arith;
 use crate::chip::ChipConfig;
@@ -43,28 +42,32 @@ enum Kind {
     Fire,
 }
 
-#[derive(Debug)]
-struct Ev {
-    tick: u64,
-    phase: u8,
-    seq: u64,
-    kind: Kind,
+/// Pending events ordered by `(tick, phase)`, first in first out within one `(tick, phase)`:
+/// the order of a binary heap keyed `(tick, phase, sequence number)`, with O(1) appends to the
+/// (few) buckets that are live at once.
+#[derive(Debug, Default)]
+struct EventQueue {
+    buckets: BTreeMap<(u64, u8), VecDeque<Kind>>,
+    spare: Vec<VecDeque<Kind>>,
 }
 
-impl PartialEq for Ev {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+impl EventQueue {
+    fn push(&mut self, tick: u64, phase: u8, kind: Kind) {
+        let spare = &mut self.spare;
+        self.buckets
+            .entry((tick, phase))
+            .or_insert_with(|| spare.pop().unwrap_or_default())
+            .push_back(kind);
     }
-}
-impl Eq for Ev {}
-impl PartialOrd for Ev {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Ev {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.tick, self.phase, self.seq).cmp(&(other.tick, other.phase, other.seq))
+
+    fn pop(&mut self) -> Option<(u64, Kind)> {
+        let mut first = self.buckets.first_entry()?;
+        let (tick, _) = *first.key();
+        let kind = first.get_mut().pop_front();
+        if first.get().is_empty() {
+            self.spare.push(first.remove());
+        }
+        kind.map(|k| (tick, k))
     }
 }
 
@@ -116,8 +119,7 @@ struct Sim<'c, 'o, A: Arith> {
     st: State<'c, A>,
     chip: &'o ChipConfig,
     opts: &'o RunOptions,
-    heap: BinaryHeap<Reverse<Ev>>,
-    seq: u64,
+    queue: EventQueue,
     cores: Vec<CoreUnit>,
     groups: Vec<GroupState>,
     links: Links,
@@ -137,13 +139,7 @@ struct Sim<'c, 'o, A: Arith> {
 
 impl<A: Arith> Sim<'_, '_, A> {
     fn push(&mut self, tick: u64, phase: u8, kind: Kind) {
-        self.seq += 1;
-        self.heap.push(Reverse(Ev {
-            tick,
-            phase,
-            seq: self.seq,
-            kind,
-        }));
+        self.queue.push(tick, phase, kind);
     }
 
     fn schedule_release(&mut self, g: u32, t: u64) -> Result<()> {
@@ -247,6 +243,18 @@ impl<A: Arith> Sim<'_, '_, A> {
             self.enqueue_at_core(dst, pkt, t);
             return;
         }
+        if self.chip.link_packets_per_tick.is_none() && self.chip.link_buffer_depth.is_none() {
+            // Free links: no packet can delay another, so the whole route is taken at once.
+            let hops = self.chip.hops(router as usize, dst as usize);
+            self.st.metrics.hops += hops;
+            let at = t + hops * self.chip.hop_latency_ticks;
+            if at == t {
+                self.enqueue_at_core(dst, pkt, t);
+            } else {
+                self.push(at, ARRIVE, Kind::Arrive(pkt, dst));
+            }
+            return;
+        }
         let w = self.chip.mesh_width;
         let (x, y) = (router % w, router / w);
         let (dx, dy) = (dst % w, dst / w);
@@ -319,24 +327,35 @@ impl<A: Arith> Sim<'_, '_, A> {
         }
     }
 
+    /// Start processing the next buffered packet of a core. Work that takes no time is done at
+    /// once (it would complete in this tick's synaptic phase, before the fire phase, anyway).
     fn start_next(&mut self, core: u32, t: u64) {
         let net = self.st.net;
-        let unit = &mut self.cores[core as usize];
-        let Some(pkt) = unit.buffer.pop_front() else {
+        loop {
+            let unit = &mut self.cores[core as usize];
+            let Some(pkt) = unit.buffer.pop_front() else {
+                return;
+            };
+            let (src, seg) = (pkt.src as usize, pkt.seg as usize);
+            let begin = seg_begin(net, src, seg);
+            let service = (net.seg_end[seg] - begin) as u64 * self.chip.syn_op_ticks;
+            let start = t.max(unit.busy_until);
+            if service == 0 && start == t {
+                self.deliver(pkt, begin, t);
+                continue;
+            }
+            unit.busy_until = start + service;
+            unit.current = Some(pkt);
+            self.st.core_busy_ticks[core as usize] += service;
+            self.push(start + service, SYN_DONE, Kind::SynDone(core));
             return;
-        };
-        let (src, seg) = (pkt.src as usize, pkt.seg as usize);
-        let begin = if seg == net.seg[src] {
-            net.row[src]
-        } else {
-            net.seg_end[seg - 1]
-        };
-        let service = (net.seg_end[seg] - begin) as u64 * self.chip.syn_op_ticks;
-        let done = t.max(unit.busy_until) + service;
-        unit.busy_until = done;
-        unit.current = Some(pkt);
-        self.st.core_busy_ticks[core as usize] += service;
-        self.push(done, SYN_DONE, Kind::SynDone(core));
+        }
+    }
+
+    fn deliver(&mut self, pkt: Packet, begin: usize, t: u64) {
+        self.st.deliver_segment(pkt.seg as usize, begin, pkt.count);
+        self.st.metrics.packets_delivered += 1;
+        self.ensure_fire(t);
     }
 
     fn syn_done(&mut self, core: u32, t: u64) {
@@ -344,15 +363,7 @@ impl<A: Arith> Sim<'_, '_, A> {
         let Some(pkt) = self.cores[core as usize].current.take() else {
             return;
         };
-        let (src, seg) = (pkt.src as usize, pkt.seg as usize);
-        let begin = if seg == net.seg[src] {
-            net.row[src]
-        } else {
-            net.seg_end[seg - 1]
-        };
-        self.st.deliver_segment(seg, begin, pkt.count);
-        self.st.metrics.packets_delivered += 1;
-        self.ensure_fire(t);
+        self.deliver(pkt, seg_begin(net, pkt.src as usize, pkt.seg as usize), t);
         self.start_next(core, t);
     }
 
@@ -374,6 +385,15 @@ impl<A: Arith> Sim<'_, '_, A> {
     }
 }
 
+/// First synapse (offset into the CSR) of segment `seg` of source `src`.
+fn seg_begin<A: Arith>(net: &Compiled<A>, src: usize, seg: usize) -> usize {
+    if seg == net.seg[src] {
+        net.row[src]
+    } else {
+        net.seg_end[seg - 1]
+    }
+}
+
 /// Run one sample in `events` mode.
 pub(crate) fn run_sample<A: Arith>(
     net: &Compiled<A>,
@@ -392,8 +412,7 @@ pub(crate) fn run_sample<A: Arith>(
         st: State::new(net, n_cores + 1, input.n_frames(), opts.trace, label),
         chip,
         opts,
-        heap: BinaryHeap::new(),
-        seq: 0,
+        queue: EventQueue::default(),
         cores: vec![CoreUnit::default(); n_cores],
         groups: vec![GroupState::default(); n_cores + 1],
         links: Links::new(n_cores),
@@ -442,13 +461,13 @@ pub(crate) fn run_sample<A: Arith>(
         }
         sim.woken = woken;
         end = start;
-        while let Some(Reverse(ev)) = sim.heap.pop() {
-            end = end.max(ev.tick);
-            match ev.kind {
-                Kind::Release(g) => sim.release(g, ev.tick)?,
-                Kind::Arrive(pkt, r) => sim.arrive(pkt, r, ev.tick),
-                Kind::SynDone(c) => sim.syn_done(c, ev.tick),
-                Kind::Fire => sim.fire(ev.tick)?,
+        while let Some((tick, kind)) = sim.queue.pop() {
+            end = end.max(tick);
+            match kind {
+                Kind::Release(g) => sim.release(g, tick)?,
+                Kind::Arrive(pkt, r) => sim.arrive(pkt, r, tick),
+                Kind::SynDone(c) => sim.syn_done(c, tick),
+                Kind::Fire => sim.fire(tick)?,
             }
         }
         for unit in &sim.cores {

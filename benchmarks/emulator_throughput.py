@@ -1,0 +1,146 @@
+"""Emulator throughput: effective synaptic operations per second, single thread and all threads.
+
+Workloads
+  (a) a 2312-64-64-64-10 network with N-MNIST-like input (2312 = 34x34x2 pixels, about 5 % of
+      the pixels active per 10 ms frame), on the Loihi-like preset;
+  (b) about 20 000 neurons and 3.5 million synapses (sparse, 175 per neuron) on a 42-core
+      (6 x 7) Loihi-like chip;
+  per-frame fixed overhead: frames with no input at all.
+Baseline: the plain numpy implementation of the same `steps` model (asyncsnn.reference),
+measured in the same run on the same inputs. Results go to benchmarks/results/.
+
+Run:  python benchmarks/emulator_throughput.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import best_of, machine, save  # noqa: E402
+
+import asyncsnn  # noqa: E402
+from asyncsnn import reference  # noqa: E402
+from asyncsnn.generate import poisson_frames, random_feedforward, random_sparse  # noqa: E402
+
+
+def synops_per_s(place, x, repeat, **kw):
+    res = place.run(x, **kw)
+    t = best_of(lambda: place.run(x, **kw), repeat)
+    return float(res.metrics["synops"].sum()) / t, t, res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="smaller batches (a smoke run)")
+    args = ap.parse_args()
+    batch = 16 if args.quick else 64
+    repeat = 1 if args.quick else 3
+    threads_all = os.cpu_count() or 1
+    rows, out = [], {"machine": machine(), "threads_all": threads_all}
+
+    # (a) 2312-64-64-64-10, N-MNIST-like input
+    # Weights on the 1/64 grid so that float sums are exact and the baseline must agree exactly.
+    net_a = random_feedforward([2312, 64, 64, 64, 10], seed=0, beta=0.875, reset="subtract", gain=3.0, grid=True)
+    x_a = poisson_frames(batch, 30, 2312, 0.05, seed=1)
+    loihi = asyncsnn.Chip.preset("loihi")
+    place_a = loihi.place(net_a)
+    # The same network on 4 cores of a chip with zero-cost timing: `events` mode then produces
+    # exactly the spikes of `steps` mode (a tested property), so the two do the same work.
+    free4 = asyncsnn.Chip.preset("ideal", mesh_width=2, mesh_height=2, core_neurons=64).place(net_a)
+    for label, place, mode, F in [
+        ("(a) steps F=16", place_a, "steps", 16),
+        ("(a) steps F=inf", place_a, "steps", None),
+        ("(a) steps F=16, 4 cores", free4, "steps", 16),
+        ("(a) events F=16, 4 cores, zero-cost timing (same work as steps)", free4, "events", 16),
+        ("(a) events F=16, loihi timing", place_a, "events", 16),
+    ]:
+        for threads in (1, threads_all):
+            r, t, res = synops_per_s(place, x_a, repeat, mode=mode, scheduler="random", F=F, threads=threads)
+            rows.append({"workload": label, "threads": threads, "synops_per_s": r, "seconds": t,
+                         "synops": int(res.metrics["synops"].sum()), "samples": batch,
+                         "spikes_per_sample": float(res.metrics["spikes"].mean())})
+    # baseline: numpy reference on a few samples of the same input
+    nb = 2 if args.quick else 4
+    t0 = time.perf_counter()
+    base_synops = 0
+    for i in range(nb):
+        base_synops += reference.simulate(net_a, x_a[i], scheduler="random", F=16, seed=0, sample=i,
+                                          core_of=place_a.core_of)["synops"]
+    base_t = time.perf_counter() - t0
+    check = place_a.run(x_a[:nb], scheduler="random", F=16, seed=0)
+    assert int(check.metrics["synops"].sum()) == base_synops, "baseline and emulator disagree"
+    base_rate = base_synops / base_t
+    rows.append({"workload": "(a) numpy reference, steps F=16", "threads": 1, "synops_per_s": base_rate,
+                 "seconds": base_t, "synops": base_synops, "samples": nb})
+
+    # (b) ~20 000 neurons, 3.5 M synapses, 42 cores
+    # Random (non-local) connectivity needs larger axon tables than Loihi's 4096 per core.
+    chip_b = asyncsnn.Chip.preset("loihi", mesh_width=6, mesh_height=7, core_neurons=480, core_fan_in=16384,
+                                  core_fan_out=16384)
+    net_b = random_sparse(1000, [5000, 5000, 5000, 5000], 175, seed=3, beta=0.9, theta=1.0,
+                          refractory=True)
+    place_b = chip_b.place(net_b)
+    free_b = asyncsnn.Chip.preset("ideal", mesh_width=6, mesh_height=7, core_neurons=480).place(net_b)
+    nb_b = 4 if args.quick else 16
+    x_b = poisson_frames(nb_b, 10, 1000, 0.05, seed=4)
+    out["network_b"] = {"neurons": net_b.n_neurons, "synapses": int(place_b.native.n_synapses),
+                        "cores_used": int(len(set(place_b.core_of.tolist())))}
+    for label, place, mode in [("(b) steps F=16", place_b, "steps"),
+                               ("(b) events F=16, zero-cost timing (same work as steps)", free_b, "events"),
+                               ("(b) events F=16, loihi timing", place_b, "events")]:
+        for threads in (1, threads_all):
+            r, t, res = synops_per_s(place, x_b, repeat, mode=mode, scheduler="random", F=16, threads=threads)
+            rows.append({"workload": label, "threads": threads, "synops_per_s": r, "seconds": t,
+                         "synops": int(res.metrics["synops"].sum()), "samples": nb_b,
+                         "spikes_per_sample": float(res.metrics["spikes"].mean())})
+
+    # per-frame fixed overhead: no input at all
+    # (given as empty event streams, so that no dense input has to be scanned)
+    frames = 2000
+    none = np.zeros(0, np.int64)
+    empty = [(none, none)] * batch
+    for mode in ("steps", "events"):
+        t = best_of(lambda: place_a.run(events=empty, n_frames=frames, mode=mode, threads=1), repeat)
+        rows.append({"workload": f"(a) empty frames, {mode}", "threads": 1,
+                     "ns_per_frame": t / (batch * frames) * 1e9, "seconds": t})
+
+    out["rows"] = rows
+    get = {(r["workload"], r["threads"]): r for r in rows}
+    steps1 = get[("(a) steps F=16", 1)]["synops_per_s"]
+    same = "zero-cost timing (same work as steps)"
+    out["ratios"] = {
+        "(a) steps F=16, 1 thread / numpy reference": steps1 / base_rate,
+        "(a) steps F=16, all threads / 1 thread": get[("(a) steps F=16", threads_all)]["synops_per_s"] / steps1,
+        "(a) events / steps, same work, 1 thread": get[(f"(a) events F=16, 4 cores, {same}", 1)]["synops_per_s"]
+        / get[("(a) steps F=16, 4 cores", 1)]["synops_per_s"],
+        "(b) events / steps, same work, 1 thread": get[(f"(b) events F=16, {same}", 1)]["synops_per_s"]
+        / get[("(b) steps F=16", 1)]["synops_per_s"],
+        "(b) steps F=16, all threads / 1 thread": get[("(b) steps F=16", threads_all)]["synops_per_s"]
+        / get[("(b) steps F=16", 1)]["synops_per_s"],
+    }
+    lines = [f"# Emulator throughput ({out['machine']['date']})", "",
+             f"Machine: {out['machine']['cpu']}, {out['machine']['cores']} cores, "
+             f"{out['machine']['memory_gb']} GiB; {out['machine']['rustc']}", "",
+             "| workload | threads | synops/s | ns/frame | seconds |", "|---|---|---|---|---|"]
+    for r in rows:
+        sps = f"{r['synops_per_s']:.3g}" if "synops_per_s" in r else "-"
+        npf = f"{r['ns_per_frame']:.0f}" if "ns_per_frame" in r else "-"
+        lines.append(f"| {r['workload']} | {r['threads']} | {sps} | {npf} | {r['seconds']:.3f} |")
+    lines += ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in out["ratios"].items()]
+    lines += ["", f"Network (b): {out['network_b']}"]
+    md = "\n".join(lines)
+    name = "emulator_throughput_quick" if args.quick else "emulator_throughput"
+    path = save(name, out, md)
+    print(md)
+    print(f"\nwritten {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

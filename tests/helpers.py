@@ -1,0 +1,29 @@
+"""Helpers shared by the tests: golden cases as asyncsnn objects, small random networks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import asyncsnn
+from asyncsnn import Network, Population, Projection
+
+
+def golden_network(case: dict) -> Network:
+    pops = [Population(p["size"], p["theta"], p["beta"], p["reset"], p["refractory"]) for p in case["populations"]]
+    projs = [Projection(pr["source"], pr["target"], np.array(pr["weight"], np.float32)) for pr in case["projections"]]
+    return Network(case["n_inputs"], pops, projs, output=case["output"])
+
+
+def golden_chip(case: dict) -> asyncsnn.Chip:
+    n_cores = 1 if case["core_of"] is None else max(case["core_of"]) + 1
+    return asyncsnn.Chip.preset("ideal", mesh_width=n_cores)
+
+
+def golden_kwargs(case: dict) -> dict:
+    return dict(scheduler=case["scheduler"], F=case["F"], seed=case["seed"], sample_offset=case["sample"],
+                input_mode=case["input_mode"])
+
+
+def trace_rows(res, sample: int = 0) -> list[list[int]]:
+    t = res.trace[res.trace[:, 0] == sample]
+    return [[int(r[1]), int(r[2]), int(r[4])] for r in t]

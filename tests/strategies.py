@@ -1,0 +1,85 @@
+"""Reusable hypothesis strategies: random networks on an exact weight grid, chips, inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+import asyncsnn
+from asyncsnn import Network, Population, Projection
+
+GRID = 64  # weights are multiples of 1/64: f32 sums stay exact
+BETAS = [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+@st.composite
+def grid_matrix(draw, rows: int, cols: int, lo: int = -48, hi: int = 96, density: float = 0.7):
+    seed = draw(st.integers(0, 2**32 - 1))
+    r = np.random.default_rng(seed)
+    w = r.integers(lo, hi, size=(rows, cols)) / GRID
+    w[r.random((rows, cols)) > density] = 0.0
+    return w.astype(np.float32)
+
+
+@st.composite
+def populations(draw, n: int, max_size: int = 6):
+    pops = []
+    for i in range(n):
+        pops.append(Population(
+            size=draw(st.integers(1, max_size)),
+            theta=draw(st.sampled_from([0.5, 1.0, 1.5])),
+            beta=draw(st.sampled_from(BETAS)),
+            reset=draw(st.sampled_from(["zero", "subtract"])),
+            refractory=draw(st.booleans()),
+            name=f"p{i}",
+        ))
+    return pops
+
+
+@st.composite
+def networks(draw, max_inputs: int = 6, max_layers: int = 3, recurrent: bool = True, skip: bool = True,
+             sparse: bool = True):
+    """A random directed graph: a feed-forward chain plus optional recurrent and skip
+    projections, dense or sparse weights on the exact grid."""
+    n_in = draw(st.integers(1, max_inputs))
+    n_layers = draw(st.integers(1, max_layers))
+    pops = draw(populations(n_layers))
+    projs = []
+    edges = [("input", 0)] + [(i - 1, i) for i in range(1, n_layers)]
+    if recurrent:
+        edges += [(i, i) for i in range(n_layers) if draw(st.booleans())]
+    if skip and n_layers > 2 and draw(st.booleans()):
+        edges.append(("input", n_layers - 1))
+    if n_layers > 1 and recurrent and draw(st.booleans()):
+        edges.append((n_layers - 1, 0))  # feedback from the output layer
+    for src, tgt in edges:
+        n_src = n_in if src == "input" else pops[src].size
+        w = draw(grid_matrix(pops[tgt].size, n_src, lo=-40 if src == tgt else -48, hi=60 if src == tgt else 96))
+        if sparse and draw(st.booleans()):
+            r, c = np.nonzero(w)
+            projs.append(Projection(src, tgt, rows=r, cols=c, values=w[r, c], shape=w.shape))
+        else:
+            projs.append(Projection(src, tgt, w))
+    return Network(n_in, pops, projs, output=n_layers - 1)
+
+
+@st.composite
+def frames(draw, n_inputs: int, max_frames: int = 4, max_count: int = 2):
+    t = draw(st.integers(1, max_frames))
+    seed = draw(st.integers(0, 2**32 - 1))
+    r = np.random.default_rng(seed)
+    density = draw(st.sampled_from([0.2, 0.5, 0.9]))
+    x = r.integers(1, max_count + 1, size=(t, n_inputs)) * (r.random((t, n_inputs)) < density)
+    return x.astype(np.uint32)
+
+
+schedulers = st.sampled_from(list(asyncsnn.SCHEDULERS))
+f_values = st.one_of(st.none(), st.integers(1, 4))
+seeds = st.integers(0, 2**32 - 1)
+
+
+@st.composite
+def mappings(draw, n_neurons: int, max_cores: int = 4):
+    n_cores = draw(st.integers(1, max_cores))
+    core_of = draw(st.lists(st.integers(0, n_cores - 1), min_size=n_neurons, max_size=n_neurons))
+    return n_cores, core_of

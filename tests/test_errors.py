@@ -1,0 +1,168 @@
+"""Bad input gets a clear exception naming the field and the allowed range; nothing panics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import asyncsnn
+from asyncsnn import Chip, Network, Population, Projection
+from asyncsnn.generate import random_feedforward
+
+NET = random_feedforward([4, 3, 2], seed=0)
+X = np.ones((1, 2, 4), np.uint32)
+
+
+def make(pops=None, projs=None, n_inputs=4, output=-1):
+    pops = pops if pops is not None else [Population(3)]
+    projs = projs if projs is not None else [Projection("input", 0, np.ones((3, 4), np.float32))]
+    return Network(n_inputs, pops, projs, output=output).validate()
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(mesh_width=0), "mesh_width"),
+    (dict(mesh_height=5000), "mesh_height"),
+    (dict(tick_ns=-1.0), "tick_ns"),
+    (dict(hop_energy_pj=float("nan")), "hop_energy_pj"),
+    (dict(core_neurons=0), "core.neurons"),
+    (dict(input_port=[3, 0]), "input_port"),
+    (dict(release_ticks=0), "release_ticks"),
+    (dict(link_packets_per_tick=0), "link_packets_per_tick"),
+    (dict(arithmetic={"kind": "fixed", "weight_bits": 40, "potential_bits": 16, "frac_bits": 4, "leak_bits": 8}),
+     "weight_bits"),
+    (dict(arithmetic={"kind": "fixed", "weight_bits": 8, "potential_bits": 16, "frac_bits": 16, "leak_bits": 8}),
+     "frac_bits"),
+    (dict(no_such_field=1), "no_such_field"),
+    (dict(arithmetic="float64"), "arithmetic"),
+])
+def test_bad_chip_configs(kwargs, field):
+    with pytest.raises(asyncsnn.ConfigError, match=field):
+        Chip(**kwargs)
+
+
+def test_bad_chip_sources(tmp_path):
+    with pytest.raises(asyncsnn.ConfigError, match="unknown preset.*loihi"):
+        Chip.preset("truenorth")
+    with pytest.raises(asyncsnn.ConfigError, match="toml"):
+        Chip.from_toml("mesh_width = [")
+    with pytest.raises(FileNotFoundError, match="nope.toml"):
+        Chip.from_toml(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("build, field", [
+    (lambda: make(pops=[Population(0)]), r"populations\[0\].size"),
+    (lambda: make(pops=[Population(-3)]), r"populations\[0\].size"),
+    (lambda: make(pops=[Population(3, theta=0.0)]), r"populations\[0\].theta"),
+    (lambda: make(pops=[Population(3, theta=float("inf"))]), r"populations\[0\].theta"),
+    (lambda: make(pops=[Population(3, beta=1.5)]), r"populations\[0\].beta"),
+    (lambda: make(pops=[Population(3, reset="hard")]), r"populations\[0\].reset"),
+    (lambda: make(projs=[Projection("input", 0, np.ones((3, 5), np.float32))]), r"projections\[0\].weights.*\(3, 4\)"),
+    (lambda: make(projs=[Projection("input", 0, np.ones((3,), np.float32))]), r"projections\[0\].weights"),
+    (lambda: make(projs=[Projection("input", 0, np.full((3, 4), np.nan, np.float32))]), "non-finite"),
+    (lambda: make(projs=[Projection("input", 0, np.full((3, 4), np.inf))]), "non-finite"),
+    (lambda: make(projs=[Projection("input", 0, np.full((3, 4), 1e300))]), "float32"),
+    (lambda: make(projs=[Projection("input", 3, np.ones((3, 4), np.float32))]), r"projections\[0\].target"),
+    (lambda: make(projs=[Projection(7, 0, np.ones((3, 3), np.float32))]), r"projections\[0\].source"),
+    (lambda: make(projs=[Projection("input", 0, rows=np.array([0, 5]), cols=np.array([0, 0]),
+                                    values=np.ones(2), shape=(3, 4))]), r"index \(5, 0\)"),
+    (lambda: make(output=4), "output"),
+    (lambda: make(n_inputs=0), "n_inputs"),
+    (lambda: make(pops=[]), "populations"),
+])
+def test_bad_networks(build, field):
+    with pytest.raises(asyncsnn.NetworkError, match=field):
+        build()
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(inputs=np.ones((2, 4), np.uint32)), r"\(batch, frames, channels\)"),
+    (dict(inputs=np.ones((1, 2, 5), np.uint32)), "5 channels"),
+    (dict(inputs=-np.ones((1, 2, 4))), "0..="),
+    (dict(inputs=np.full((1, 2, 4), 0.5)), "whole numbers"),
+    (dict(inputs=np.full((1, 2, 4), np.nan)), "finite"),
+    (dict(inputs=X, scheduler="lifo"), "scheduler.*fifo"),
+    (dict(inputs=X, mode="async"), "mode"),
+    (dict(inputs=X, input_mode="later"), "input_mode"),
+    (dict(inputs=X, F=0), "F"),
+    (dict(inputs=X, max_steps=0), "max_steps"),
+    (dict(inputs=X, threads=0), "threads"),
+    (dict(inputs=X, labels=[5]), r"label 5 of sample 0 is outside 0..2"),
+    (dict(inputs=X, labels=[0, 1]), "2 labels for 1 samples"),
+    (dict(inputs=X, labels=[-1]), "negative"),
+    (dict(), "exactly one"),
+    (dict(events=[(np.array([3, 1]), np.array([0, 0]))], dt=1), "sorted"),
+    (dict(events=[(np.array([-3]), np.array([0]))], dt=1), "negative"),
+    (dict(events=[(np.array([3]), np.array([9]))], dt=1), r"channel 9 of event 0 is outside 0..4"),
+    (dict(events=[(np.array([3]), np.array([0]))], dt=0), "dt"),
+    (dict(events=[(np.array([30]), np.array([0]))], dt=1, n_frames=2), "only 2 frames"),
+    (dict(events=[(np.array([1.5]), np.array([0]))], dt=1), "integer"),
+    (dict(events=[np.array([1])], dt=1), r"events\[0\]"),
+])
+def test_bad_run_inputs(kwargs, field):
+    with pytest.raises(asyncsnn.InputError, match=field):
+        Chip.preset("ideal").run(NET, **kwargs)
+
+
+def test_bad_mappings():
+    chip = Chip.preset("ideal", mesh_width=2)
+    with pytest.raises(asyncsnn.InputError, match="neuron 1 is mapped to core 7, outside 0..2"):
+        chip.place(NET, mapping=[0, 7, 0, 0, 0])
+    with pytest.raises(asyncsnn.InputError, match="mapped to core -1"):
+        chip.place(NET, mapping=[0, -1, 0, 0, 0])
+    with pytest.raises(asyncsnn.InputError, match="3 entries for 5 neurons"):
+        chip.place(NET, mapping=[0, 0, 0])
+    with pytest.raises(asyncsnn.MappingError, match="ran out of cores"):
+        Chip.preset("ideal", core_neurons=1).place(NET)
+
+
+def test_runaway_activity_raises_instead_of_hanging():
+    w = np.array([[2.0]], np.float32)
+    net = Network(1, [Population(1, reset="subtract")], [Projection("input", 0, w), Projection(0, 0, w)], output=0)
+    with pytest.raises(asyncsnn.RunawayError, match="max_steps"):
+        Chip.preset("ideal").run(net, np.ones((1, 1, 1), np.uint32))
+    capped = Chip.preset("ideal").run(net, np.ones((1, 1, 1), np.uint32), max_steps=10)
+    assert capped.metrics["unreleased"][0] == 1
+
+
+def test_missing_network_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="net.npz"):
+        Network.load(tmp_path / "net.npz")
+
+
+@given(
+    size=st.integers(-(2**62), 2**62),
+    theta=st.floats(allow_nan=True, allow_infinity=True, width=32),
+    beta=st.floats(allow_nan=True, allow_infinity=True, width=32),
+    shape=st.tuples(st.integers(0, 4), st.integers(0, 4)),
+    fill=st.floats(allow_nan=True, allow_infinity=True),
+)
+def test_random_bad_networks_never_crash(size, theta, beta, shape, fill):
+    """Whatever the values, building a network either works or raises NetworkError."""
+    try:
+        net = Network(2, [Population(size, theta, beta)], [Projection("input", 0, np.full(shape, fill))], output=0)
+        net.validate()
+    except asyncsnn.NetworkError as e:
+        assert "invalid network" in str(e)
+    else:
+        assert 1 <= size and theta > 0 and 0 <= beta <= 1 and shape == (size, 2)
+
+
+@given(
+    counts=st.integers(-5, 2**33),
+    frames=st.integers(0, 5),
+    channels=st.integers(0, 6),
+    F=st.one_of(st.none(), st.integers(-3, 5)),
+    max_steps=st.one_of(st.none(), st.integers(-3, 5)),
+)
+def test_random_bad_runs_never_crash(counts, frames, channels, F, max_steps):
+    x = np.full((1, frames, channels), counts, dtype=np.int64)
+    try:
+        res = Chip.preset("ideal").run(NET, x, F=F, max_steps=max_steps)
+    except asyncsnn.InputError as e:
+        assert "invalid input" in str(e)
+    except OverflowError:
+        pytest.fail("overflow leaked instead of InputError")
+    else:
+        assert res.out_counts.shape == (1, frames, 2)

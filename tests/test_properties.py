@@ -1,0 +1,148 @@
+"""Properties of the emulator on random networks (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import asyncsnn
+from asyncsnn import Network, Population, Projection, reference
+from helpers import trace_rows
+from strategies import f_values, frames, mappings, networks, schedulers, seeds
+
+CAP = 60  # step cap that keeps runaway recurrent draws short
+
+
+@given(data=st.data(), net=networks(), scheduler=schedulers, F=f_values, seed=seeds,
+       input_mode=st.sampled_from(["all_at_once", "scheduled"]))
+def test_steps_mode_equals_numpy_reference(data, net, scheduler, F, seed, input_mode):
+    x = data.draw(frames(net.n_inputs))
+    n_cores, core_of = data.draw(mappings(net.n_neurons))
+    chip = asyncsnn.Chip.preset("ideal", mesh_width=n_cores)
+    res = chip.run(net, x[None], mapping=core_of, scheduler=scheduler, F=F, seed=seed, sample_offset=5,
+                   input_mode=input_mode, max_steps=CAP, trace=True)
+    ref = reference.simulate(net, x, scheduler=scheduler, F=F, core_of=core_of, seed=seed, sample=5,
+                             input_mode=input_mode, max_steps=CAP)
+    assert trace_rows(res) == [list(t) for t in ref["trace"]]
+    assert res.out_counts[0].tolist() == ref["out_counts"].tolist()
+    assert int(res.metrics["synops"][0]) == ref["synops"]
+    assert int(res.metrics["steps"][0]) == ref["steps"]
+    assert int(res.metrics["unreleased"][0]) == ref["unreleased"]
+    assert res.v_final[0].tolist() == ref["v_final"].tolist()
+
+
+def _with_observer(net: Network, rng: np.random.Generator) -> tuple[Network, np.ndarray]:
+    """Add a population that never fires and listens to every source with grid weights: its
+    final potential is the exact sum of every delivered spike times its weight."""
+    big = 1e6
+    obs = Population(3, theta=big, beta=1.0, reset="zero", refractory=False, name="observer")
+    pops = list(net.populations) + [obs]
+    k = len(pops) - 1
+    projs = list(net.projections)
+    w_all = []
+    w_in = (rng.integers(1, 8, size=(3, net.n_inputs)) / 64).astype(np.float32)
+    projs.append(Projection("input", k, w_in))
+    w_all.append(w_in)
+    for i, p in enumerate(net.populations):
+        w = (rng.integers(1, 8, size=(3, p.size)) / 64).astype(np.float32)
+        projs.append(Projection(i, k, w))
+        w_all.append(w)
+    return Network(net.n_inputs, pops, projs, output=net.output), np.concatenate(w_all, axis=1)
+
+
+@given(data=st.data(), net=networks(), scheduler=schedulers, F=f_values, seed=seeds,
+       mode=st.sampled_from(["steps", "events"]))
+def test_every_spike_reaches_its_whole_fan_out_exactly_once(data, net, scheduler, F, seed, mode):
+    rng = np.random.default_rng(seed)
+    onet, w_obs = _with_observer(net, rng)
+    x = data.draw(frames(net.n_inputs))
+    n_cores, core_of = data.draw(mappings(onet.n_neurons))
+    chip = asyncsnn.Chip.preset("loihi", mesh_width=n_cores, mesh_height=1, link_buffer_depth=None,
+                                input_buffer_depth=None)
+    res = chip.run(onet, x[None], mapping=core_of, mode=mode, scheduler=scheduler, F=F, seed=seed, trace=True,
+                   max_steps=CAP)
+    assume(int(res.metrics["unreleased"][0]) == 0)
+    # Spikes of every source: input events, then neurons of the original network.
+    spikes = np.zeros(net.n_inputs + net.n_neurons)
+    spikes[:net.n_inputs] = x.sum(axis=0)
+    neurons = res.trace[:, 4]
+    neurons = neurons[neurons < net.n_neurons]
+    np.add.at(spikes, net.n_inputs + neurons, 1)
+    # Every population projects to the observer, so every spike is sent.
+    assume(not (res.v_final[0, net.n_neurons:] > 1e5).any())
+    expected = w_obs.astype(np.float64) @ spikes
+    assert np.array_equal(res.v_final[0, net.n_neurons:], expected)
+
+
+@given(data=st.data(), net=networks(recurrent=False), seed=seeds, depth=st.integers(1, 3),
+       bandwidth=st.sampled_from([1, 2, None]))
+def test_packets_conserved_and_energy_is_counts_times_costs(data, net, seed, depth, bandwidth):
+    x = data.draw(frames(net.n_inputs))
+    n_cores, core_of = data.draw(mappings(net.n_neurons, max_cores=6))
+    chip = asyncsnn.Chip.preset("loihi", mesh_width=n_cores, mesh_height=1, link_buffer_depth=depth,
+                                input_buffer_depth=depth, link_packets_per_tick=bandwidth)
+    res = chip.run(net, x[None], mapping=core_of, mode="events", scheduler="random", F=2, seed=seed)
+    m = {k: float(v[0]) for k, v in res.metrics.items()}
+    assert m["packets"] == m["packets_delivered"] + m["dropped_link"] + m["dropped_buffer"]
+    c = chip.config
+    assert np.isclose(m["energy_synaptic_pj"], m["synops"] * c["syn_op_energy_pj"])
+    assert np.isclose(m["energy_neuron_pj"], m["neuron_updates"] * c["neuron_update_energy_pj"])
+    assert np.isclose(m["energy_routing_pj"], m["packets"] * c["packet_energy_pj"] + m["hops"] * c["hop_energy_pj"])
+    assert np.isclose(m["energy_static_pj"], c["static_power_mw"] * m["ticks"] * c["tick_ns"])
+    assert np.isclose(m["energy_total_pj"], sum(m[f"energy_{k}_pj"] for k in ("synaptic", "neuron", "routing",
+                                                                                "static")))
+
+
+@given(data=st.data(), seed=seeds, hop=st.integers(1, 9), syn=st.integers(0, 3))
+def test_causality_in_events_mode(data, seed, hop, syn):
+    """A spike of layer L+1 never precedes the earliest spike of layer L in the same frame plus
+    one release tick plus the route latency between their cores (zero reset: no neuron starts a
+    frame above threshold)."""
+    rng = np.random.default_rng(seed)
+    sizes = [int(rng.integers(2, 7)) for _ in range(3)]
+    mats, prev = [], 4
+    for s in sizes:
+        mats.append((rng.integers(-20, 90, size=(s, prev)) / 64).astype(np.float32))
+        prev = s
+    net = Network.feedforward(mats, theta=1.0, beta=0.5, reset="zero", refractory=False)
+    x = data.draw(frames(4, max_frames=3, max_count=3))
+    width = 3
+    n_cores, core_of = width * 2, rng.integers(0, width * 2, size=net.n_neurons)
+    chip = asyncsnn.Chip.preset("ideal", mesh_width=width, mesh_height=2, hop_latency_ticks=hop, syn_op_ticks=syn)
+    res = chip.run(net, x[None], mapping=core_of, mode="events", scheduler="fifo", F=1, trace=True)
+    starts = net.population_starts + [net.n_neurons]
+    layer_of = np.searchsorted(starts, res.trace[:, 4], side="right") - 1
+    xy = np.stack([np.asarray(core_of) % width, np.asarray(core_of) // width], axis=1)
+    for f in np.unique(res.trace[:, 1]):
+        for layer in range(1, len(sizes)):
+            prev_rows = res.trace[(res.trace[:, 1] == f) & (layer_of == layer - 1)]
+            rows = res.trace[(res.trace[:, 1] == f) & (layer_of == layer)]
+            if len(rows) == 0:
+                continue
+            assert len(prev_rows) > 0, "a layer fired before anything reached it"
+            src = xy[starts[layer - 1]:starts[layer]]
+            dst = xy[starts[layer]:starts[layer + 1]]
+            min_hops = np.abs(src[:, None, :] - dst[None, :, :]).sum(axis=2).min()
+            assert rows[:, 3].min() >= prev_rows[:, 3].min() + 1 + hop * min_hops
+
+
+@given(data=st.data(), net=networks(), scheduler=schedulers, F=st.integers(1, 3), seed=seeds,
+       mode=st.sampled_from(["steps", "events"]))
+def test_per_core_f_and_no_spike_lost_or_released_twice(data, net, scheduler, F, seed, mode):
+    x = data.draw(frames(net.n_inputs))
+    n_cores, core_of = data.draw(mappings(net.n_neurons))
+    chip = asyncsnn.Chip.preset("ideal", mesh_width=n_cores, hop_latency_ticks=1 if mode == "events" else 0)
+    res = chip.run(net, x[None], mapping=core_of, mode=mode, scheduler=scheduler, F=F, seed=seed, trace=True,
+                   max_steps=CAP)
+    rel = res.releases
+    cores = rel[:, 4] < n_cores
+    _, per_round = np.unique(rel[cores][:, [1, 3, 4]], axis=0, return_counts=True)
+    assert (per_round <= F).all()
+    if int(res.metrics["unreleased"][0]) == 0:
+        released = np.bincount(rel[:, 5], weights=rel[:, 6], minlength=net.n_inputs + net.n_neurons)
+        assert np.array_equal(released[:net.n_inputs], x.sum(axis=0))
+        spikes = np.bincount(res.trace[:, 4], minlength=net.n_neurons)
+        sent = released[net.n_inputs:]
+        queued = sent > 0
+        assert np.array_equal(sent[queued], spikes[queued])

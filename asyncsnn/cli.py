@@ -32,10 +32,25 @@ TABLE_COLUMNS = [
 ]
 
 
-def _chip_from_arg(spec: str) -> Chip:
-    if spec.endswith(".toml"):
-        return Chip.from_toml(spec)
-    return Chip.preset(spec)
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _chip_from_args(args: argparse.Namespace) -> Chip:
+    overrides = {}
+    if args.core_neurons:
+        overrides["core_neurons"] = args.core_neurons
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"invalid chip config: --set {item!r}: expected KEY=VALUE")
+        overrides[key.strip()] = _parse_value(value.strip())
+    if args.chip.endswith(".toml"):
+        return Chip.from_toml(args.chip, **overrides)
+    return Chip.preset(args.chip, **overrides)
 
 
 def _format_table(rows: list[dict]) -> str:
@@ -61,7 +76,7 @@ def _format_table(rows: list[dict]) -> str:
 def cmd_emulate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    chip = _chip_from_arg(args.chip)
+    chip = _chip_from_args(args)
     if args.network:
         net = Network.load(args.network)
     else:
@@ -121,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--refractory", action="store_true", help="generated network: refractory neurons")
     e.add_argument("--beta", type=float, default=0.9, help="generated network: leak per frame")
     e.add_argument("--chip", default="loihi", help="preset name (loihi, edge, ideal) or a .toml file")
+    e.add_argument("--core-neurons", type=int, default=32,
+                   help="neurons per core (small values spread the network over the mesh); 0 keeps the chip's")
+    e.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a chip field, e.g. --set hop_latency_ticks=10 (repeatable)")
     e.add_argument("--mode", default="both", choices=["steps", "events", "both"])
     e.add_argument("--scheduler", default="all", choices=["all", *SCHEDULERS])
     e.add_argument("--F", default="4,inf", help="comma-separated release limits per core and step (inf = none)")

@@ -42,3 +42,17 @@ def test_emulate_reports_bad_options_cleanly(tmp_path):
                            "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "unknown preset" in proc.stderr and "Traceback" not in proc.stderr
+    assert main(["emulate", "--set", "hop_latency_ticks=-3", "--out", str(tmp_path)]) == 2
+    assert main(["emulate", "--set", "nonsense", "--out", str(tmp_path)]) == 2
+
+
+def test_emulate_spreads_the_network_over_cores(tmp_path):
+    args = ["emulate", "--sizes", "20,8,4", "--batch", "2", "--frames", "2", "--core-neurons", "4",
+            "--set", "hop_latency_ticks=7", "--mode", "events", "--scheduler", "fifo", "--F", "inf",
+            "--out", str(tmp_path), "--no-progress", "--no-plots"]
+    assert main(args) == 0
+    (run,) = list(tmp_path.iterdir())
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["chip"]["core"]["neurons"] == 4 and cfg["chip"]["hop_latency_ticks"] == 7
+    usage = json.loads((run / "results.json").read_text())["usage"]
+    assert sum(1 for n in usage["neurons"] if n > 0) == 3

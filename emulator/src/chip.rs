@@ -115,7 +115,7 @@ const EDGE_TOML: &str = include_str!("../presets/edge.toml");
 const IDEAL_TOML: &str = include_str!("../presets/ideal.toml");
 
 /// Largest mesh side accepted; keeps per-run allocations bounded.
-pub const MAX_MESH_SIDE: u32 = 1024;
+pub const MAX_MESH_SIDE: u32 = 256;
 
 impl ChipConfig {
     /// A built-in preset by name (`loihi`, `edge`, `ideal`).

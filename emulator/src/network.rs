@@ -7,8 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Largest number of neurons, input channels or synapses accepted (keeps allocations sane).
-pub const MAX_ITEMS: usize = 1 << 28;
+/// Largest number of neurons (and of input channels) accepted: the state of one sample stays
+/// below a few hundred MB.
+pub const MAX_ITEMS: usize = 1 << 24;
+
+/// Largest number of synapses accepted.
+pub const MAX_SYNAPSES: usize = 1 << 30;
 
 /// What happens to the potential when a neuron fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,10 +255,10 @@ impl Network {
                     synapses += entries.len();
                 }
             }
-            if synapses > MAX_ITEMS * 4 {
+            if synapses > MAX_SYNAPSES {
                 return Err(Error::network(
                     "projections",
-                    format!("more than {} synapses", MAX_ITEMS * 4),
+                    format!("more than {MAX_SYNAPSES} synapses"),
                 ));
             }
         }

@@ -90,6 +90,25 @@ impl From<CoreError> for PyErr {
     }
 }
 
+/// The one place where the binding releases the interpreter and catches panics: `work` runs
+/// detached, a core error becomes its Python exception, a panic becomes `InternalError`.
+fn detached<T: Send>(
+    py: Python<'_>,
+    work: impl FnOnce() -> emulator::Result<T> + Send,
+) -> PyResult<T> {
+    match py.detach(|| catch_unwind(AssertUnwindSafe(work))) {
+        Ok(result) => Ok(result.map_err(CoreError)?),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(ToString::to_string)
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(InternalError::new_err(format!("emulator panicked: {what}")))
+        }
+    }
+}
+
 fn input_err(field: &str, message: impl Into<String>) -> PyErr {
     InputError::new_err(format!("invalid input: {field}: {}", message.into()))
 }
@@ -396,10 +415,7 @@ impl PyEmulator {
             }
         };
         let (net, cfg) = (&network.0, chip.0.clone());
-        let emu = py
-            .detach(|| Emulator::new(net, cfg, &mapping))
-            .map_err(CoreError)?;
-        Ok(Self(emu))
+        Ok(Self(detached(py, || Emulator::new(net, cfg, &mapping))?))
     }
 
     #[getter]
@@ -604,19 +620,7 @@ impl PyEmulator {
         opts: &RunOptions,
     ) -> PyResult<Bound<'py, PyDict>> {
         let emu = &self.0;
-        let outcome =
-            py.detach(|| catch_unwind(AssertUnwindSafe(|| emu.run(samples, labels, opts))));
-        let results = match outcome {
-            Ok(r) => r.map_err(CoreError)?,
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(ToString::to_string)
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                return Err(InternalError::new_err(format!("emulator panicked: {what}")));
-            }
-        };
+        let results = detached(py, || emu.run(samples, labels, opts))?;
         let n_frames = samples.first().map_or(0, SampleInput::n_frames);
         // Nanoseconds exist only in `events` mode.
         let tick_ns = if opts.mode == Mode::Events {

@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a chip field, e.g. --set hop_latency_ticks=10 (repeatable)")
     e.add_argument("--mode", default="both", choices=["steps", "events", "both"])
     e.add_argument("--scheduler", default="all", choices=["all", *SCHEDULERS])
-    e.add_argument("--F", default="4,inf", help="comma-separated release limits per core and step (inf = none)")
+    e.add_argument("--F", default="1,inf", help="comma-separated release limits per core and step (inf = none)")
     e.add_argument("--batch", type=int, default=64)
     e.add_argument("--frames", type=int, default=20)
     e.add_argument("--rate", type=float, default=0.05, help="input events per channel and frame")

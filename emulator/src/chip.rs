@@ -68,8 +68,8 @@ pub struct ChipConfig {
     /// Packets a link accepts per tick; absent = unlimited bandwidth.
     #[serde(default)]
     pub link_packets_per_tick: Option<u32>,
-    /// Packets that may wait for one link; absent = unbounded. A packet arriving at a full
-    /// buffer is dropped and counted.
+    /// Packets that may wait for one link; absent = unbounded. A packet in transit arriving at
+    /// a full buffer is dropped and counted (a core's own packets wait in its injection queue).
     #[serde(default)]
     pub link_buffer_depth: Option<u32>,
     /// Packets that may wait at one core's input; absent = unbounded. Overflow is dropped and

@@ -271,11 +271,14 @@ impl<A: Arith> Sim<'_, '_, A> {
         };
         let depth = self.chip.link_buffer_depth;
         let bandwidth = self.chip.link_packets_per_tick;
+        // A core (or the input port) never drops its own packets: its injection queue holds
+        // them until the link takes them. Packets in transit find finite router buffers.
+        let injected = router == net.router_of_source[pkt.src as usize];
         let link = self.links.get(router * 4 + dir);
         while link.waiting.front().is_some_and(|&d| d <= t) {
             link.waiting.pop_front();
         }
-        if depth.is_some_and(|d| link.waiting.len() >= d as usize) {
+        if !injected && depth.is_some_and(|d| link.waiting.len() >= d as usize) {
             self.st.metrics.dropped_link += 1;
             return;
         }

@@ -110,7 +110,7 @@ fn fan() -> Network {
 }
 
 #[test]
-fn link_congestion_delays_and_overflow_drops() {
+fn injection_waits_for_the_link_and_is_never_dropped() {
     let mut chip = line_chip();
     chip.link_packets_per_tick = Some(1);
     chip.link_buffer_depth = Some(1);
@@ -121,19 +121,77 @@ fn link_congestion_delays_and_overflow_drops() {
         &events(),
     );
     let m = &r.metrics;
-    // Three packets want the link 0->1 at tick 0: one goes, one waits a tick, one is dropped.
+    // Three packets want the link 0->1 at tick 0: they leave at ticks 0, 1 and 2.
     assert_eq!(
         (m.packets, m.dropped_link, m.stalled_packets, m.stall_ticks),
-        (3, 1, 1, 1)
+        (3, 0, 2, 1 + 2)
     );
+    assert_eq!(m.packets, m.packets_delivered);
+    let times: Vec<(u32, u64)> = r.trace.iter().map(|t| (t.neuron, t.time)).collect();
+    // They reach core 2 at 10, 11 and 12; the core takes 2 ticks per synapse.
+    assert_eq!(times, vec![(0, 12), (1, 14), (2, 16)]);
+}
+
+#[test]
+fn transit_packets_overflow_a_full_link_buffer() {
+    // Input port on router 1 of a 3x1 mesh. X (core 0) relays channels 0..3 to Y (core 2);
+    // channels 0..6 also go straight to Y. The six input packets queue on link 1->2
+    // (leaving at ticks 0..5); X's spikes come back through router 1 at ticks 3, 4 and 5.
+    let mut chip = ideal(3);
+    chip.input_port = [1, 0];
+    chip.hop_latency_ticks = 1;
+    chip.link_packets_per_tick = Some(1);
+    chip.link_buffer_depth = Some(1);
+    let mut to_x = vec![0.0; 3 * 6];
+    let mut to_y = vec![0.25; 3 * 6];
+    for i in 0..3 {
+        to_x[i * 6 + i] = 2.0;
+        to_y[i * 6 + 3 + i] = 0.0;
+    }
+    let eye: Vec<f32> = (0..9).map(|k| if k % 4 == 0 { 2.0 } else { 0.0 }).collect();
+    let net = Network::new(
+        6,
+        vec![
+            pop(3, 1.0, 1.0, Reset::Zero, true),
+            pop(3, 1.0, 1.0, Reset::Zero, true),
+        ],
+        vec![
+            Projection {
+                source: Source::Input,
+                target: 0,
+                weights: dense(3, 6, to_x),
+            },
+            Projection {
+                source: Source::Input,
+                target: 1,
+                weights: dense(3, 6, to_y),
+            },
+            Projection {
+                source: Source::Population(0),
+                target: 1,
+                weights: dense(3, 3, eye),
+            },
+        ],
+        1,
+    )
+    .unwrap();
+    let emu = Emulator::new(&net, chip, &Mapping::Explicit(vec![0, 0, 0, 2, 2, 2])).unwrap();
+    let r = run1(
+        &emu,
+        SampleInput::from_dense(&[1; 6], 1, 6).unwrap(),
+        &events(),
+    );
+    let m = &r.metrics;
+    // X0's packet reaches router 1 at tick 3 with departures 4 and 5 waiting: dropped; so is
+    // X1's at tick 4 (5 waiting); X2's at tick 5 waits one tick.
+    assert_eq!(m.packets, 6 + 3 + 3);
+    assert_eq!(m.dropped_link, 2);
     assert_eq!(
         m.packets,
         m.packets_delivered + m.dropped_link + m.dropped_buffer
     );
-    let times: Vec<(u32, u64)> = r.trace.iter().map(|t| (t.neuron, t.time)).collect();
-    // Channel 0 arrives at 10 and is processed by 12; channel 1 left a tick later (11), then
-    // waits for the core until 12 and is done at 14.
-    assert_eq!(times, vec![(0, 12), (1, 14)]);
+    assert_eq!(m.stalled_packets, 5 + 2 + 1);
+    assert_eq!(m.stall_ticks, (1 + 2 + 3 + 4 + 5) + (1 + 2) + 1);
 }
 
 #[test]

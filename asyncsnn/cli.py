@@ -126,6 +126,68 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_options(items: Optional[list[str]]) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"invalid input: --option {item!r}: expected KEY=VALUE")
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from . import data
+
+    if args.action == "list":
+        print("generated (embedded, no download):")
+        for name in data.GENERATED:
+            print(f"  {name}")
+        print(f"recorded (through tonic; data root {data.data_root(args.data_dir)}):")
+        for name in data.RECORDED:
+            src = data.SOURCES[name]
+            archive = src["files"]["train"][0]
+            print(f"  {name:11s} {src['title']}: {src['url']} -> {Path(archive).parent}/  ({src['license']})")
+        return 0
+    if not args.name:
+        raise InputError("invalid input: name: give a dataset name (see `asyncsnn datasets list`)")
+    options = _dataset_options(args.option)
+    if args.action == "stats":
+        splits = data.load(args.name, data_dir=args.data_dir, **options)
+        for split in (splits.train, splits.test):
+            st = split.stats()
+            print(json.dumps(st))
+        return 0
+    if args.action == "generate":
+        if args.name not in data.GENERATED:
+            raise InputError(f"invalid input: name: {args.name!r} is not generated; choose {data.GENERATED}")
+        splits = data.load(args.name, dt=args.dt, data_dir=args.data_dir, **options)
+        for split in (splits.train, splits.test):
+            len(split)
+        cache = data.data_root(args.data_dir) / "cache"
+        print(f"generated {args.name}: {len(splits.train)} train, {len(splits.test)} test samples; "
+              f"frames of {args.dt} us cached in {cache}")
+        return 0
+    if args.action == "plot":
+        from .plots import event_image, event_raster
+
+        splits = data.load(args.name, data_dir=args.data_dir, **options)
+        ds = splits.train if args.split == "train" else splits.test
+        if not 0 <= args.index < len(ds):
+            raise InputError(f"invalid input: index: {args.index} is outside 0..{len(ds)}")
+        ev, label = ds[args.index]
+        out = Path(args.out or f"{args.name}-{args.split}-{args.index}.png")
+        info = ds.info
+        title = f"{args.name} {args.split}[{args.index}], class {info.classes[label]}"
+        if len(info.sensor_size) == 3 and info.sensor_size[1] > 1:
+            event_image(ev, info.sensor_size, out, title=title)
+        else:
+            event_raster(ev, out, title=title)
+        print(f"wrote {out}")
+        return 0
+    raise InputError(f"invalid input: action: {args.action!r}")  # pragma: no cover
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asyncsnn", description="Spiking networks for asynchronous neuromorphic chips.")
     p.add_argument("--version", action="version", version=f"asyncsnn {__version__}")
@@ -152,6 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-progress", action="store_true")
     e.add_argument("--no-plots", action="store_true")
     e.set_defaults(func=cmd_emulate)
+
+    d = sub.add_parser("datasets", help="list, inspect, generate and plot datasets")
+    d.add_argument("action", choices=["list", "stats", "generate", "plot"])
+    d.add_argument("name", nargs="?", help="dataset name (see `asyncsnn datasets list`)")
+    d.add_argument("--data-dir", default=None, help="data root (default $ASYNCSNN_DATA_DIR or ./datasets)")
+    d.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="dataset option, e.g. --option n_classes=4 (repeatable)")
+    d.add_argument("--dt", type=int, default=1000, help="generate: frame length in microseconds")
+    d.add_argument("--split", choices=["train", "test"], default="train", help="plot: split")
+    d.add_argument("--index", type=int, default=0, help="plot: sample index")
+    d.add_argument("--out", default=None, help="plot: output PNG")
+    d.set_defaults(func=cmd_datasets)
     return p
 
 
@@ -159,7 +233,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, NetworkError, InputError, MappingError, RunawayError, FileNotFoundError) as e:
+    except (ConfigError, NetworkError, InputError, MappingError, RunawayError, FileNotFoundError, ValueError) as e:
         print(f"asyncsnn: error: {e}", file=sys.stderr)
         return 2
 

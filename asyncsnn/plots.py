@@ -50,3 +50,37 @@ def core_heatmap(values: np.ndarray, mesh_width: int, mesh_height: int, path: st
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def event_raster(events: np.ndarray, path: str | Path, *, title: str = "") -> Path:
+    """Raster of an event stream (fields ``t`` in microseconds and ``c``)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.scatter(events["t"] / 1000.0, events["c"], s=2, marker="|", color="k")
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel("channel")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def event_image(events: np.ndarray, sensor_size, path: str | Path, *, title: str = "") -> Path:
+    """Event counts per pixel of a 2-D sensor ``(W, H, P)``, one panel per polarity
+    (channel ``(p * H + y) * W + x``)."""
+    plt = _plt()
+    w, h = int(sensor_size[0]), int(sensor_size[1])
+    p = int(sensor_size[2]) if len(sensor_size) > 2 else 1
+    counts = np.bincount(events["c"], minlength=w * h * p).reshape(p, h, w)
+    fig, axes = plt.subplots(1, p, figsize=(3.2 * p + 1, 3.4), squeeze=False)
+    for k in range(p):
+        ax = axes[0, k]
+        im = ax.imshow(counts[k], cmap="magma")
+        fig.colorbar(im, ax=ax, label="events")
+        ax.set_title(("OFF", "ON")[k] if p == 2 else f"polarity {k}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

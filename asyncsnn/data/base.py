@@ -1,0 +1,228 @@
+"""Event datasets, binning into frames, caching, batching.
+
+Every dataset gives samples as *event streams*: a structured array with fields ``t`` (integer
+microseconds, sorted) and ``c`` (channel index in ``0..n_channels``), plus an integer label.
+:class:`FrameDataset` bins them into dense frames ``(frames, channels)`` of ``dt``
+microseconds, ready for the simulators and the emulator, and caches the result on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+EVENT_DTYPE = np.dtype([("t", np.int64), ("c", np.int64)])
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are missing; the message says where to get them and where to put them."""
+
+
+def data_root(data_dir: Optional[str | os.PathLike] = None) -> Path:
+    """The data root: ``data_dir``, else ``$ASYNCSNN_DATA_DIR``, else ``./datasets``."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    env = os.environ.get("ASYNCSNN_DATA_DIR")
+    return Path(env).expanduser() if env else Path.cwd() / "datasets"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset is: sizes, classes, the sensor, where it comes from."""
+
+    name: str
+    n_channels: int
+    n_classes: int
+    classes: tuple[str, ...]
+    sensor_size: tuple[int, ...]
+    duration_us: int
+    source: str = ""
+    license: str = ""
+
+
+def channel_of(events: np.ndarray, sensor_size: Sequence[int]) -> np.ndarray:
+    """Sensor-to-channel mapping. For an ``(W, H, P)`` sensor with fields ``x``, ``y``, ``p``
+    the channel is ``(p * H + y) * W + x`` (C order of ``(P, H, W)``); a sensor without ``y``
+    or ``p`` fields uses ``x`` alone (e.g. SHD's 700 cochlea channels)."""
+    names = events.dtype.names or ()
+    w = int(sensor_size[0])
+    h = int(sensor_size[1]) if len(sensor_size) > 1 else 1
+    x = events["x"].astype(np.int64)
+    y = events["y"].astype(np.int64) if "y" in names and h > 1 else np.zeros_like(x)
+    p = events["p"].astype(np.int64) if "p" in names and len(sensor_size) > 2 and sensor_size[2] > 1 \
+        else np.zeros_like(x)
+    return (p * h + y) * w + x
+
+
+def make_events(t: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """A sorted event stream from times (us) and channels."""
+    ev = np.empty(len(t), EVENT_DTYPE)
+    ev["t"] = np.asarray(t, np.int64)
+    ev["c"] = np.asarray(c, np.int64)
+    return ev[np.argsort(ev["t"], kind="stable")]
+
+
+def bin_events(events: np.ndarray, n_channels: int, dt: int, n_frames: Optional[int] = None) -> np.ndarray:
+    """Event counts ``(frames, channels)`` as float32: frame of an event is ``t // dt``.
+    With ``n_frames`` events past the last frame are dropped (the sample is cut there)."""
+    if dt <= 0:
+        raise ValueError(f"dt: {dt} is outside 1.. (microseconds)")
+    t = events["t"].astype(np.int64)
+    c = events["c"].astype(np.int64)
+    if len(t) and (t.min() < 0 or c.min() < 0 or c.max() >= n_channels):
+        raise ValueError(f"events: times must be >= 0 and channels in 0..{n_channels}")
+    f = t // dt
+    total = int(f.max()) + 1 if len(f) else 0
+    n = total if n_frames is None else int(n_frames)
+    keep = f < n
+    out = np.zeros((n, n_channels), np.float32)
+    np.add.at(out, (f[keep], c[keep]), 1.0)
+    return out
+
+
+class EventDataset(torch.utils.data.Dataset):
+    """A split of a dataset as event streams: ``ds[i] -> (events, label)``."""
+
+    info: DatasetInfo
+    split: str
+
+    def __len__(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def labels(self) -> np.ndarray:
+        return np.array([self[i][1] for i in range(len(self))], np.int64)
+
+    def cache_key(self) -> str:
+        """What identifies this split's content (for the frame cache)."""
+        return f"{self.info.name}-{self.split}"
+
+    def stats(self) -> dict:
+        """Samples, events per sample, duration, class counts."""
+        n_ev, dur = [], []
+        for i in range(len(self)):
+            ev, _ = self[i]
+            n_ev.append(len(ev))
+            dur.append(int(ev["t"].max()) + 1 if len(ev) else 0)
+        counts = np.bincount(self.labels(), minlength=self.info.n_classes)
+        return {
+            "dataset": self.info.name,
+            "split": self.split,
+            "samples": len(self),
+            "channels": self.info.n_channels,
+            "classes": self.info.n_classes,
+            "events_per_sample_mean": float(np.mean(n_ev)) if n_ev else 0.0,
+            "events_per_sample_max": int(np.max(n_ev)) if n_ev else 0,
+            "duration_us_mean": float(np.mean(dur)) if dur else 0.0,
+            "class_counts": counts.tolist(),
+        }
+
+
+@dataclass
+class FrameDataset(torch.utils.data.Dataset):
+    """Dense frames of an event dataset: ``ds[i] -> (frames float32 (T, C), label)``.
+
+    ``dt`` is the frame length in microseconds; ``n_frames`` fixes the length (cut or pad),
+    else each sample has as many frames as its events need. With ``cache_dir`` the binned split
+    is stored once as ``.npz`` and reused.
+    """
+
+    events: EventDataset
+    dt: int
+    n_frames: Optional[int] = None
+    cache_dir: Optional[Path] = None
+    _frames: list = field(default_factory=list, repr=False)
+    _labels: Optional[np.ndarray] = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.dt <= 0:
+            raise ValueError(f"dt: {self.dt} is outside 1.. (microseconds)")
+        if self.cache_dir is not None:
+            self._load_or_build_cache()
+
+    @property
+    def info(self) -> DatasetInfo:
+        return self.events.info
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def _bin(self, i: int) -> tuple[np.ndarray, int]:
+        ev, y = self.events[i]
+        x = bin_events(ev, self.info.n_channels, self.dt, self.n_frames)
+        return x, int(y)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        if self._labels is not None:
+            return self._frames[index], int(self._labels[index])
+        return self._bin(index)
+
+    def _cache_path(self) -> Path:
+        key = json.dumps({"split": self.events.cache_key(), "dt": self.dt, "n_frames": self.n_frames,
+                          "info": asdict(self.info)}, sort_keys=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        return Path(self.cache_dir) / f"{self.events.cache_key()}-dt{self.dt}-{digest}.npz"
+
+    def _load_or_build_cache(self) -> None:
+        path = self._cache_path()
+        if path.exists():
+            with np.load(path, allow_pickle=False) as z:
+                lengths = z["lengths"]
+                flat = z["frames"]
+                self._labels = z["labels"]
+            offsets = np.concatenate([[0], np.cumsum(lengths)])
+            self._frames = [flat[offsets[i]:offsets[i + 1]] for i in range(len(lengths))]
+            return
+        frames, labels = zip(*(self._bin(i) for i in range(len(self.events)))) if len(self.events) else ((), ())
+        self._frames = list(frames)
+        self._labels = np.asarray(labels, np.int64)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        flat = np.concatenate(self._frames) if self._frames else np.zeros((0, self.info.n_channels), np.float32)
+        np.savez_compressed(tmp, frames=flat, labels=self._labels,
+                            lengths=np.array([len(f) for f in self._frames], np.int64))
+        tmp.replace(path)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The whole split as one padded batch ``(x (N, T, C), labels (N,), lengths (N,))``."""
+        x, y, n = collate([self[i] for i in range(len(self))])
+        return x.numpy(), y.numpy(), n.numpy()
+
+
+def collate(batch: Sequence[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batch samples of different lengths: frames zero-padded at the end to the longest,
+    ``(x (B, T, C) float32, labels (B,) int64, lengths (B,) int64)``."""
+    if len(batch) == 0:
+        raise ValueError("collate: empty batch")
+    lengths = [int(np.asarray(x).shape[0]) for x, _ in batch]
+    t_max = max(lengths)
+    c = int(np.asarray(batch[0][0]).shape[1])
+    out = torch.zeros((len(batch), t_max, c), dtype=torch.float32)
+    for i, (x, _) in enumerate(batch):
+        out[i, : lengths[i]] = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    labels = torch.tensor([int(y) for _, y in batch], dtype=torch.int64)
+    return out, labels, torch.tensor(lengths, dtype=torch.int64)
+
+
+@dataclass
+class Splits:
+    """Train and test splits of one dataset."""
+
+    train: torch.utils.data.Dataset
+    test: torch.utils.data.Dataset
+
+    @property
+    def info(self) -> DatasetInfo:
+        return self.train.info  # type: ignore[attr-defined]
+
+
+Transform = Callable[[np.ndarray], np.ndarray]

@@ -255,3 +255,15 @@ def test_datasets_cli(tmp_path, capsys):
     assert main(["datasets", "stats", "shd", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "zenkelab" in err and str(tmp_path) in err
+
+
+def test_tonic_transforms_really_act(nmnist_root):
+    # Two neighbouring events 1 us apart survive denoising; isolated ones do not.
+    write_nmnist_bin(nmnist_root / "NMNIST" / "Train" / "3" / "00002.bin",
+                     [(10, 10, 1, 100), (11, 10, 1, 101), (30, 2, 0, 50_000)])
+    plain = data.load("nmnist", data_dir=nmnist_root)
+    clean = data.load("nmnist", data_dir=nmnist_root, denoise_us=1000)
+    pick = lambda s: [s.train[i][0] for i in range(len(s.train)) if s.train[i][1] == 3][0]  # noqa: E731
+    assert len(pick(plain)) == 3 and len(pick(clean)) < 3
+    small = data.load("nmnist", data_dir=nmnist_root, downsample=0.5)
+    assert small.info.sensor_size == (17, 17, 2) and pick(small)["c"].max() < 17 * 17 * 2

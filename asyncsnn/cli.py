@@ -39,15 +39,21 @@ def _parse_value(text: str):
         return text
 
 
-def _chip_from_args(args: argparse.Namespace) -> Chip:
-    overrides = {}
-    if args.core_neurons:
-        overrides["core_neurons"] = args.core_neurons
-    for item in args.set or []:
+def _key_values(items: Optional[list[str]], flag: str, error: type) -> dict:
+    """``KEY=VALUE`` options (values parsed as JSON where they can be) as a dict."""
+    out = {}
+    for item in items or []:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ConfigError(f"invalid chip config: --set {item!r}: expected KEY=VALUE")
-        overrides[key.strip()] = _parse_value(value.strip())
+            raise error(f"invalid input: {flag} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def _chip_from_args(args: argparse.Namespace) -> Chip:
+    overrides = _key_values(args.set, "--set", ConfigError)
+    if args.core_neurons:
+        overrides.setdefault("core_neurons", args.core_neurons)
     if args.chip.endswith(".toml"):
         return Chip.from_toml(args.chip, **overrides)
     return Chip.preset(args.chip, **overrides)
@@ -126,16 +132,6 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dataset_options(items: Optional[list[str]]) -> dict:
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise InputError(f"invalid input: --option {item!r}: expected KEY=VALUE")
-        out[key.strip()] = _parse_value(value.strip())
-    return out
-
-
 def cmd_datasets(args: argparse.Namespace) -> int:
     from . import data
 
@@ -151,7 +147,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise InputError("invalid input: name: give a dataset name (see `asyncsnn datasets list`)")
-    options = _dataset_options(args.option)
+    options = _key_values(args.option, "--option", InputError)
     if args.action == "stats":
         splits = data.load(args.name, data_dir=args.data_dir, **options)
         for split in (splits.train, splits.test):

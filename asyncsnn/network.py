@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence, Union
+from typing import NamedTuple, Sequence, Union
 
 import numpy as np
 
@@ -69,6 +69,17 @@ def _as_weight_array(w, field_name: str) -> np.ndarray:
     if a64.size and np.abs(a64).max() > _F32_MAX:
         raise NetworkError(f"invalid network: {field_name}: weights must fit float32 (|w| <= {_F32_MAX:.3e})")
     return np.ascontiguousarray(a64, dtype=np.float32)
+
+
+class NeuronArrays(NamedTuple):
+    """Per-neuron parameters of a network, in neuron order (numpy arrays of length N)."""
+
+    population: np.ndarray  # int64 population index
+    theta: np.ndarray       # float32
+    beta: np.ndarray        # float32
+    subtract: np.ndarray    # bool: reset by subtraction (else to zero)
+    refractory: np.ndarray  # bool
+    has_out: np.ndarray     # bool: the population projects somewhere, so its spikes queue
 
 
 @dataclass
@@ -139,6 +150,25 @@ class Network:
             starts.append(s)
             s += int(p.size)
         return starts
+
+    def neuron_arrays(self) -> NeuronArrays:
+        """Per-neuron parameters expanded from the populations."""
+        pops = self.populations
+        expand = lambda f, dtype: np.concatenate([np.full(p.size, f(p), dtype) for p in pops])  # noqa: E731
+        has_out = np.zeros(self.n_neurons, bool)
+        starts = self.population_starts
+        for j, pr in enumerate(self.projections):
+            if pr.source != "input":
+                i = self._pop_index(pr.source, f"projections[{j}].source")
+                has_out[starts[i]:starts[i] + pops[i].size] = True
+        return NeuronArrays(
+            population=np.concatenate([np.full(p.size, i, np.int64) for i, p in enumerate(pops)]),
+            theta=expand(lambda p: p.theta, np.float32),
+            beta=expand(lambda p: p.beta, np.float32),
+            subtract=expand(lambda p: p.reset == "subtract", bool),
+            refractory=expand(lambda p: p.refractory, bool),
+            has_out=has_out,
+        )
 
     # ----------------------------------------------------------------- native conversion
     def to_native(self) -> "_native.Network":

@@ -72,17 +72,10 @@ def simulate(
     s_total = m + n
     w = dense_weights(net)
     pops = net.populations
-    pop_of = np.concatenate([np.full(p.size, i) for i, p in enumerate(pops)])
-    theta = np.concatenate([np.full(p.size, p.theta, np.float32) for p in pops])
-    beta = np.concatenate([np.full(p.size, p.beta, np.float32) for p in pops])
-    subtract = np.concatenate([np.full(p.size, p.reset == "subtract") for p in pops])
-    refr_pop = np.concatenate([np.full(p.size, p.refractory) for p in pops])
-    has_out = np.zeros(n, bool)
+    arr = net.neuron_arrays()
+    pop_of, theta, beta, subtract = arr.population, arr.theta, arr.beta, arr.subtract
+    refr_pop, has_out = arr.refractory, arr.has_out
     starts = net.population_starts
-    for pr in net.projections:
-        if pr.source != "input":
-            i = net._pop_index(pr.source, "source")
-            has_out[starts[i]:starts[i] + pops[i].size] = True
     core = np.zeros(n, np.int64) if core_of is None else np.asarray(core_of, np.int64)
     group = np.concatenate([np.full(m, -1), core])  # -1: the input port
     layer = np.concatenate([np.zeros(m), pop_of + 1])

@@ -30,6 +30,7 @@ from .base import (
     collate,
     data_root,
     make_events,
+    to_arrays,
 )
 from .generated import DigitsConfig, DigitsDataset, ManifoldConfig, ManifoldDataset
 from .tonic_sets import SOURCES, dvsgesture, nmnist, shd
@@ -89,5 +90,5 @@ def load(
 __all__ = [
     "EVENT_DTYPE", "DatasetInfo", "DatasetNotFoundError", "DigitsConfig", "DigitsDataset", "EventDataset",
     "FrameDataset", "GENERATED", "ManifoldConfig", "ManifoldDataset", "NAMES", "RECORDED", "SOURCES", "Splits",
-    "bin_events", "channel_of", "collate", "data_root", "load", "make_events",
+    "bin_events", "channel_of", "collate", "data_root", "load", "make_events", "to_arrays",
 ]

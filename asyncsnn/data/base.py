@@ -192,11 +192,6 @@ class FrameDataset(torch.utils.data.Dataset):
                             lengths=np.array([len(f) for f in self._frames], np.int64))
         tmp.replace(path)
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The whole split as one padded batch ``(x (N, T, C), labels (N,), lengths (N,))``."""
-        x, y, n = collate([self[i] for i in range(len(self))])
-        return x.numpy(), y.numpy(), n.numpy()
-
 
 def collate(batch: Sequence[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batch samples of different lengths: frames zero-padded at the end to the longest,
@@ -211,6 +206,13 @@ def collate(batch: Sequence[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torc
         out[i, : lengths[i]] = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     labels = torch.tensor([int(y) for _, y in batch], dtype=torch.int64)
     return out, labels, torch.tensor(lengths, dtype=torch.int64)
+
+
+def to_arrays(dataset: torch.utils.data.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every sample of a frame dataset (or a ``Subset`` of one) as one padded batch
+    ``(x (N, T, C), labels (N,), lengths (N,))``."""
+    x, y, n = collate([dataset[i] for i in range(len(dataset))])  # type: ignore[arg-type]
+    return x.numpy(), y.numpy(), n.numpy()
 
 
 @dataclass

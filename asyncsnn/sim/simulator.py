@@ -46,7 +46,6 @@ class AsyncSimulator(torch.nn.Module):
         pops = network.populations
         mask = np.zeros_like(w, dtype=bool)
         starts = network.population_starts
-        has_out = np.zeros(n, bool)
         for pr in network.projections:
             t = network._pop_index(pr.target, "target")
             t0, t1 = starts[t], starts[t] + pops[t].size
@@ -55,7 +54,6 @@ class AsyncSimulator(torch.nn.Module):
             else:
                 s = network._pop_index(pr.source, "source")
                 s0, s1 = m + starts[s], m + starts[s] + pops[s].size
-                has_out[starts[s]:starts[s] + pops[s].size] = True
             mask[t0:t1, s0:s1] = True
         if core_of is None:
             core = np.zeros(n, np.int64)
@@ -66,15 +64,14 @@ class AsyncSimulator(torch.nn.Module):
         n_cores = int(core.max()) + 1 if n else 1
         self.weight = torch.nn.Parameter(torch.tensor(w))
         self.register_buffer("mask", torch.tensor(mask))
-        self.register_buffer("theta", torch.tensor(np.concatenate([np.full(p.size, p.theta, np.float32) for p in pops])))
-        self.register_buffer("beta", torch.tensor(np.concatenate([np.full(p.size, p.beta, np.float32) for p in pops])))
-        self.register_buffer("subtract", torch.tensor(np.concatenate([np.full(p.size, p.reset == "subtract")
-                                                                      for p in pops])))
-        self.register_buffer("refractory", torch.tensor(np.concatenate([np.full(p.size, p.refractory)
-                                                                        for p in pops])))
-        self.register_buffer("has_out", torch.tensor(has_out))
+        arr = network.neuron_arrays()
+        self.register_buffer("theta", torch.tensor(arr.theta))
+        self.register_buffer("beta", torch.tensor(arr.beta))
+        self.register_buffer("subtract", torch.tensor(arr.subtract))
+        self.register_buffer("refractory", torch.tensor(arr.refractory))
+        self.register_buffer("has_out", torch.tensor(arr.has_out))
         self.register_buffer("group", torch.tensor(np.concatenate([np.full(m, n_cores), core])))
-        layer = np.concatenate([np.zeros(m, np.int64)] + [np.full(p.size, i + 1) for i, p in enumerate(pops)])
+        layer = np.concatenate([np.zeros(m, np.int64), arr.population + 1])
         self.register_buffer("layer", torch.tensor(layer))
         o = network.output_index
         self.out_slice = slice(starts[o], starts[o] + pops[o].size)

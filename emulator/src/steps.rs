@@ -57,7 +57,6 @@ pub(crate) fn run_sample<A: Arith>(
             st.queue.take_woken(&mut woken);
             active.append(&mut woken);
             released.clear();
-            let mut next_active = Vec::with_capacity(active.len());
             for &g in &active {
                 if g == input_group && opts.input_mode == InputMode::AllAtOnce {
                     st.queue.release_all(g, &mut released);
@@ -73,11 +72,8 @@ pub(crate) fn run_sample<A: Arith>(
                         &mut released,
                     );
                 }
-                if st.queue.group_len(g) > 0 {
-                    next_active.push(g);
-                }
             }
-            active = next_active;
+            active.retain(|&g| st.queue.group_len(g) > 0);
             released.sort_unstable();
             let when = When {
                 frame,

@@ -650,7 +650,7 @@ fn batch_to_dict<'py>(
     let (mut cs, mut cy, mut cb) = (Vec::new(), Vec::new(), Vec::new());
     let mut trace: Vec<i64> = Vec::new();
     let mut releases: Vec<i64> = Vec::new();
-    let mut ints: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    let mut ints: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     let mut floats: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let to_i = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
     for (i, r) in results.iter().enumerate() {
@@ -696,7 +696,7 @@ fn batch_to_dict<'py>(
             ("unreleased", m.unreleased),
             ("ticks", m.ticks),
         ] {
-            ints.entry(k).or_default().push(to_i(v));
+            ints.entry(k.to_string()).or_default().push(to_i(v));
         }
         for (prefix, lat) in [
             ("first_out", m.first_out),
@@ -711,25 +711,17 @@ fn batch_to_dict<'py>(
                     to_i(l.spikes_before),
                 )
             });
-            let key = |s: &'static str| -> &'static str {
-                match (prefix, s) {
-                    ("first_out", "frame") => "first_out_frame",
-                    ("first_out", "step") => "first_out_step",
-                    ("first_out", "global_step") => "first_out_global_step",
-                    ("first_out", "tick") => "first_out_tick",
-                    ("first_out", "spikes") => "first_out_spikes_before",
-                    (_, "frame") => "first_correct_frame",
-                    (_, "step") => "first_correct_step",
-                    (_, "global_step") => "first_correct_global_step",
-                    (_, "tick") => "first_correct_tick",
-                    _ => "first_correct_spikes_before",
-                }
-            };
-            ints.entry(key("frame")).or_default().push(frame);
-            ints.entry(key("step")).or_default().push(step);
-            ints.entry(key("global_step")).or_default().push(gstep);
-            ints.entry(key("tick")).or_default().push(tick);
-            ints.entry(key("spikes")).or_default().push(before);
+            for (field, value) in [
+                ("frame", frame),
+                ("step", step),
+                ("global_step", gstep),
+                ("tick", tick),
+                ("spikes_before", before),
+            ] {
+                ints.entry(format!("{prefix}_{field}"))
+                    .or_default()
+                    .push(value);
+            }
         }
         #[allow(clippy::cast_precision_loss)]
         let ns = |t: i64| if t < 0 { f64::NAN } else { t as f64 * tick_ns };

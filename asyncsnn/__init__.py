@@ -11,7 +11,7 @@ The emulator half (Rust, through :mod:`asyncsnn._native`):
 from ._native import __version__, hash_key
 from .chip import INPUT_MODES, MODES, SCHEDULERS, Chip, Placement, RunResult
 from .errors import ConfigError, InputError, InternalError, MappingError, NetworkError, RunawayError
-from .network import Network, Population, Projection
+from .network import Conv2d, Network, Population, Projection
 
 __all__ = [
     "Chip",
@@ -26,6 +26,7 @@ __all__ = [
     "Placement",
     "Population",
     "Projection",
+    "Conv2d",
     "RunResult",
     "RunawayError",
     "SCHEDULERS",

@@ -41,11 +41,44 @@ class Population:
 
 
 @dataclass(frozen=True)
+class Conv2d:
+    """Geometry of a 2-D convolution from a source laid out as ``(channels, height, width)``
+    (channel-major, like the sensor mapping ``(p*H + y)*W + x``) to a target laid out as
+    ``(out_channels, out_height, out_width)``. No bias: neurons have thresholds."""
+
+    in_shape: tuple[int, int, int]
+    stride: int = 1
+    padding: int = 0
+
+    def out_shape(self, kernel_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        c, h, w = self.in_shape
+        oc, _, kh, kw = kernel_shape
+        return (int(oc), (h + 2 * self.padding - kh) // self.stride + 1, (w + 2 * self.padding - kw) // self.stride + 1)
+
+    def connections(self, kernel_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, cols, kernel_index)``: every (target, source) pair the kernel connects, with
+        the flat index of its kernel weight. Padding positions connect nothing."""
+        c, h, w = self.in_shape
+        oc, ic, kh, kw = kernel_shape
+        _, oh, ow = self.out_shape(kernel_shape)
+        o, y, x, i, dy, dx = np.meshgrid(np.arange(oc), np.arange(oh), np.arange(ow), np.arange(ic), np.arange(kh),
+                                         np.arange(kw), indexing="ij")
+        sy = y * self.stride - self.padding + dy
+        sx = x * self.stride - self.padding + dx
+        ok = (sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)
+        rows = ((o * oh + y) * ow + x)[ok]
+        cols = ((i * h + sy) * w + sx)[ok]
+        kidx = (((o * ic + i) * kh + dy) * kw + dx)[ok]
+        return rows.astype(np.int64), cols.astype(np.int64), kidx.astype(np.int64)
+
+
+@dataclass(frozen=True)
 class Projection:
     """Weights from ``source`` (``"input"`` or a population index or name) to ``target``.
 
     ``weights`` is a dense ``(target size, source size)`` array, or a sparse triple
-    ``(rows, cols, values)`` with ``shape`` given.
+    ``(rows, cols, values)`` with ``shape`` given, or (with ``conv``) a convolution kernel
+    ``(out_channels, in_channels, kh, kw)`` shared across positions (see :class:`Conv2d`).
     """
 
     source: SourceRef
@@ -55,6 +88,27 @@ class Projection:
     cols: np.ndarray | None = None
     values: np.ndarray | None = None
     shape: tuple[int, int] | None = None
+    conv: Conv2d | None = None
+
+    @classmethod
+    def conv2d(cls, source: SourceRef, target: SourceRef, kernel, in_shape: Sequence[int], *, stride: int = 1,
+               padding: int = 0) -> "Projection":
+        """A convolution projection; the target population must have
+        ``out_channels * out_height * out_width`` neurons."""
+        return cls(source, target, weights=np.asarray(kernel),
+                   conv=Conv2d(tuple(int(v) for v in in_shape), int(stride), int(padding)))  # type: ignore[arg-type]
+
+    @property
+    def kind(self) -> str:
+        return "conv" if self.conv is not None else ("dense" if self.weights is not None else "sparse")
+
+    def triples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, cols, values)`` of the non-dense kinds (a convolution expanded)."""
+        if self.conv is not None:
+            k = np.asarray(self.weights, np.float32)
+            rows, cols, kidx = self.conv.connections(k.shape)
+            return rows, cols, k.ravel()[kidx]
+        return np.asarray(self.rows), np.asarray(self.cols), np.asarray(self.values)
 
 
 def _as_weight_array(w, field_name: str) -> np.ndarray:
@@ -193,7 +247,9 @@ class Network:
             src = "input" if pr.source == "input" else self._pop_index(pr.source, f"projections[{j}].source")
             tgt = self._pop_index(pr.target, f"projections[{j}].target")
             d: dict = {"source": src, "target": tgt}
-            if pr.weights is not None:
+            if pr.conv is not None:
+                d.update(self._conv_native(j, pr, src, tgt))
+            elif pr.weights is not None:
                 w = _as_weight_array(pr.weights, f"projections[{j}].weights")
                 if w.ndim != 2:
                     raise NetworkError(
@@ -213,6 +269,35 @@ class Network:
             projs.append(d)
         self._native_cache = _native.Network(int(self.n_inputs), pops, projs, self.output_index)
         return self._native_cache  # type: ignore[return-value]
+
+    def _conv_native(self, j: int, pr: Projection, src, tgt: int) -> dict:
+        field_name = f"projections[{j}]"
+        k = _as_weight_array(pr.weights, f"{field_name}.weights")
+        conv = pr.conv
+        assert conv is not None
+        if k.ndim != 4 or min(k.shape) < 1:
+            raise NetworkError(f"invalid network: {field_name}.weights: a convolution kernel must be "
+                               f"(out_channels, in_channels, kh, kw), got shape {k.shape}")
+        if len(conv.in_shape) != 3 or min(conv.in_shape) < 1 or conv.stride < 1 or conv.padding < 0:
+            raise NetworkError(f"invalid network: {field_name}.conv: in_shape must be 3 positive sizes, stride >= 1 "
+                               f"and padding >= 0, got {conv}")
+        if k.shape[1] != conv.in_shape[0]:
+            raise NetworkError(f"invalid network: {field_name}.weights: kernel has {k.shape[1]} input channels but "
+                               f"in_shape has {conv.in_shape[0]}")
+        src_size = self.n_inputs if src == "input" else self.populations[src].size
+        if int(np.prod(conv.in_shape)) != src_size:
+            raise NetworkError(f"invalid network: {field_name}.conv.in_shape: {conv.in_shape} holds "
+                               f"{int(np.prod(conv.in_shape))} neurons but the source has {src_size}")
+        out = conv.out_shape(k.shape)
+        if min(out) < 1:
+            raise NetworkError(f"invalid network: {field_name}: the kernel {k.shape[2:]} does not fit in_shape "
+                               f"{conv.in_shape} with padding {conv.padding}")
+        if int(np.prod(out)) != self.populations[tgt].size:
+            raise NetworkError(f"invalid network: {field_name}: the convolution yields {out} = {int(np.prod(out))} "
+                               f"neurons but the target has {self.populations[tgt].size}")
+        rows, cols, vals = pr.triples()
+        return {"shape": (self.populations[tgt].size, src_size), "rows": rows, "cols": cols,
+                "values": np.ascontiguousarray(vals, np.float32)}
 
     def validate(self) -> "Network":
         """Raise :class:`NetworkError` naming the field if anything is wrong."""
@@ -234,7 +319,11 @@ class Network:
         arrays: dict[str, np.ndarray] = {}
         for j, pr in enumerate(self.projections):
             entry = {"source": pr.source, "target": pr.target}
-            if pr.weights is not None:
+            if pr.conv is not None:
+                arrays[f"w{j}"] = np.asarray(pr.weights, dtype=np.float32)
+                entry["kind"] = "conv"
+                entry["conv"] = asdict(pr.conv)
+            elif pr.weights is not None:
                 arrays[f"w{j}"] = np.asarray(pr.weights, dtype=np.float32)
                 entry["kind"] = "dense"
             else:
@@ -266,6 +355,10 @@ class Network:
             for j, e in enumerate(meta["projections"]):
                 if e["kind"] == "dense":
                     projs.append(Projection(e["source"], e["target"], z[f"w{j}"]))
+                elif e["kind"] == "conv":
+                    c = e["conv"]
+                    projs.append(Projection.conv2d(e["source"], e["target"], z[f"w{j}"], c["in_shape"],
+                                                   stride=c["stride"], padding=c["padding"]))
                 else:
                     projs.append(
                         Projection(

@@ -46,11 +46,12 @@ def dense_weights(net: Network) -> np.ndarray:
     for j, pr in enumerate(net.projections):
         t0 = starts[net._pop_index(pr.target, "target")]
         s0 = 0 if pr.source == "input" else m + starts[net._pop_index(pr.source, "source")]
-        if pr.weights is not None:
+        if pr.kind == "dense":
             a = np.asarray(pr.weights, dtype=np.float32)
             w[t0:t0 + a.shape[0], s0:s0 + a.shape[1]] += a
         else:
-            np.add.at(w, (t0 + np.asarray(pr.rows), s0 + np.asarray(pr.cols)), np.asarray(pr.values, np.float32))
+            rows, cols, vals = pr.triples()
+            np.add.at(w, (t0 + np.asarray(rows), s0 + np.asarray(cols)), np.asarray(vals, np.float32))
     return w
 
 

@@ -64,6 +64,13 @@ def test_exact_agreement_with_the_emulator(data, net, scheduler, F, seed, input_
     assert r.steps.numpy().tolist() == emu.metrics["steps"].tolist()
     assert r.unreleased.numpy().astype(int).tolist() == emu.metrics["unreleased"].tolist()
     assert r.v_final.detach().double().numpy().tolist() == emu.v_final.tolist()
+    assert r.first_spike.tolist() == emu.first_spike.tolist()
+    assert r.first_out[:, 0].tolist() == emu.metrics["first_out_frame"].tolist()
+    assert r.first_out[:, 1].tolist() == emu.metrics["first_out_step"].tolist()
+    fs = np.where(r.first_spike.numpy() >= 0, r.first_spike.numpy(), np.iinfo(np.int64).max)
+    sb = r.spikes_before.numpy()
+    before = [int(sb[b, fs[b].argmin()]) if r.first_out[b, 0] >= 0 else -1 for b in range(len(batch))]
+    assert before == emu.metrics["first_out_spikes_before"].tolist()
 
 
 @pytest.mark.parametrize("kind", fn.SURROGATES)
@@ -89,11 +96,11 @@ def test_gradients_flow_through_the_schedule():
     r = sim(x, scheduler="momentum", F=1, seed=2)
     loss = torch.nn.functional.cross_entropy(r.out_counts.sum(1), torch.tensor([0, 1, 2, 0]))
     loss.backward()
-    g = sim.weight.grad
-    assert torch.isfinite(g).all() and g.abs().sum() > 0
-    assert (g[~sim.mask] == 0).all()  # no gradient to weights that do not exist
-    hidden_to_out = g[8:, 12:20]
-    assert hidden_to_out.abs().sum() > 0  # through the spikes of the hidden layer
+    g_in, g_out = (w.grad for w in sim.weights)
+    assert g_in.shape == (8, 12) and g_out.shape == (3, 8)
+    assert torch.isfinite(g_in).all() and torch.isfinite(g_out).all()
+    assert g_out.abs().sum() > 0
+    assert g_in.abs().sum() > 0  # through the spikes of the hidden layer
 
 
 def test_bad_arguments():
@@ -110,3 +117,51 @@ def test_bad_arguments():
         sim(x, input_mode="later")
     with pytest.raises(ValueError, match="core_of"):
         AsyncSimulator(net, core_of=[0, 1])
+
+
+def conv_network(stride=1, padding=1):
+    r = np.random.default_rng(0)
+    kernel = (r.integers(-16, 48, size=(3, 2, 3, 3)) / 64).astype(np.float32)
+    conv = asyncsnn.Projection.conv2d("input", 0, kernel, (2, 6, 5), stride=stride, padding=padding)
+    out = conv.conv.out_shape(kernel.shape)
+    pops = [asyncsnn.Population(int(np.prod(out)), theta=1.0, beta=0.5), asyncsnn.Population(4, theta=1.0)]
+    head = asyncsnn.Projection(0, 1, (r.integers(-8, 40, size=(4, pops[0].size)) / 64).astype(np.float32))
+    return asyncsnn.Network(60, pops, [conv, head], output=1), kernel
+
+
+@pytest.mark.parametrize("stride,padding", [(1, 1), (2, 0), (1, 0)])
+def test_conv_projection_is_a_convolution(stride, padding):
+    net, kernel = conv_network(stride, padding)
+    sim = AsyncSimulator(net)
+    w_in, _ = sim.weight_matrices()
+    w_in = w_in[:net.populations[0].size]
+    x = torch.rand(3, 60)
+    ref = torch.nn.functional.conv2d(x.view(3, 2, 6, 5), torch.tensor(kernel), stride=stride, padding=padding)
+    assert torch.allclose(x @ w_in.t(), ref.reshape(3, -1), atol=1e-5)
+    # the gradient reaches the shared kernel exactly as through conv2d
+    (x @ w_in.t()).square().sum().backward()
+    k = torch.tensor(kernel, requires_grad=True)
+    torch.nn.functional.conv2d(x.view(3, 2, 6, 5), k, stride=stride, padding=padding).square().sum().backward()
+    assert torch.allclose(sim.weights[0].grad, k.grad, atol=1e-4)
+
+
+def test_conv_network_agrees_with_the_emulator_and_round_trips(tmp_path):
+    net, _ = conv_network()
+    x = np.random.default_rng(1).poisson(0.4, size=(2, 4, 60)).astype(np.float32)
+    emu = asyncsnn.Chip.preset("ideal").run(net, x, scheduler="momentum", F=3, seed=2)
+    r = AsyncSimulator(net)(torch.tensor(x), scheduler="momentum", F=3, seed=2)
+    assert r.out_counts.detach().numpy().tolist() == emu.out_counts.tolist()
+    assert r.steps.tolist() == emu.metrics["steps"].tolist()
+    loaded = asyncsnn.Network.load(net.save(tmp_path / "conv.npz"))
+    assert loaded.projections[0].kind == "conv"
+    assert np.array_equal(asyncsnn.reference.dense_weights(loaded), asyncsnn.reference.dense_weights(net))
+
+
+def test_conv_geometry_errors():
+    net, kernel = conv_network()
+    bad = asyncsnn.Projection.conv2d("input", 0, kernel, (2, 6, 6))  # 72 inputs, the source has 60
+    with pytest.raises(asyncsnn.NetworkError, match=r"projections\[0\].conv.in_shape"):
+        asyncsnn.Network(60, net.populations, [bad, net.projections[1]], output=1).validate()
+    wrong_target = asyncsnn.Projection.conv2d("input", 0, kernel, (2, 6, 5), padding=0)
+    with pytest.raises(asyncsnn.NetworkError, match="yields"):
+        asyncsnn.Network(60, net.populations, [wrong_target, net.projections[1]], output=1).validate()

@@ -6,6 +6,7 @@ export and the CLI come next.
 """
 
 from . import functional
+from .memory import saved_tensor_bytes
 from .simulator import AsyncSimulator, SimResult
 
-__all__ = ["AsyncSimulator", "SimResult", "functional"]
+__all__ = ["AsyncSimulator", "SimResult", "functional", "saved_tensor_bytes"]

@@ -9,7 +9,7 @@ for bit.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -73,39 +73,42 @@ def spike(x: torch.Tensor, surrogate: str = "fast_sigmoid", slope: float = 10.0)
 
 # --------------------------------------------------------------------------------------- model
 class Params(NamedTuple):
-    """Per-neuron parameters and the network's wiring, as tensors."""
+    """Per-neuron parameters (length ``N``) and the arbitration layout of the neurons.
 
-    theta: torch.Tensor       # (N,) float
-    beta: torch.Tensor        # (N,) float
-    subtract: torch.Tensor    # (N,) bool
-    refractory: torch.Tensor  # (N,) bool
-    has_out: torch.Tensor     # (N,) bool: the neuron queues its spikes
-    group: torch.Tensor       # (S,) int64: core of each source; inputs in group n_cores
-    layer: torch.Tensor       # (S,) int64: 0 for inputs, population index + 1 for neurons
+    ``slot_neuron`` ``(C, P)`` lists each core's neurons in ascending order, padded with ``N``;
+    ``neuron_slot`` ``(N,)`` is the flat slot of each neuron. Input channels form their own
+    arbitration group (used in ``scheduled`` input mode)."""
+
+    theta: torch.Tensor        # (N,) float
+    beta: torch.Tensor         # (N,) float
+    subtract: torch.Tensor     # (N,) bool
+    refractory: torch.Tensor   # (N,) bool
+    has_out: torch.Tensor      # (N,) bool: the neuron queues its spikes
+    layer: torch.Tensor        # (N,) int64: population index + 1 (inputs are layer 0)
+    slot_neuron: torch.Tensor  # (C, P) int64
+    neuron_slot: torch.Tensor  # (N,) int64
     n_inputs: int
-    n_cores: int
+    contiguous: bool           # slot order is neuron order: the layout is a plain view
 
 
 class State(NamedTuple):
-    """State of a batch: potentials, pending counts, pending since, overshoot, refractory."""
+    """State of a batch. Pending counts are floats so that spikes carry their gradient to the
+    step that delivers them. ``since`` is ``(frame << 32) | step`` of becoming pending."""
 
-    v: torch.Tensor       # (B, N)
-    p: torch.Tensor       # (B, S) float counts (carry gradients of spikes)
-    since: torch.Tensor   # (B, S) int64: (frame << 32) | step
-    over: torch.Tensor    # (B, S) float: overshoot of the most recent firing
-    refr: torch.Tensor    # (B, N) bool
+    v: torch.Tensor         # (B, N)
+    p: torch.Tensor         # (B, N) pending spikes of neurons
+    since: torch.Tensor     # (B, N) int64
+    over: torch.Tensor      # (B, N) overshoot of the most recent firing
+    refr: torch.Tensor      # (B, N) bool
+    p_in: torch.Tensor      # (B, M) pending input events (``scheduled`` input mode)
+    since_in: torch.Tensor  # (B, M) int64
 
 
 def initial_state(batch: int, params: Params, dtype=torch.float32, device=None) -> State:
-    n = params.theta.shape[0]
-    s = params.group.shape[0]
-    return State(
-        v=torch.zeros(batch, n, dtype=dtype, device=device),
-        p=torch.zeros(batch, s, dtype=dtype, device=device),
-        since=torch.zeros(batch, s, dtype=torch.int64, device=device),
-        over=torch.zeros(batch, s, dtype=dtype, device=device),
-        refr=torch.zeros(batch, n, dtype=torch.bool, device=device),
-    )
+    n, m = params.theta.shape[0], params.n_inputs
+    z = lambda k, dt: torch.zeros(batch, k, dtype=dt, device=device)  # noqa: E731
+    return State(z(n, dtype), z(n, dtype), z(n, torch.int64), z(n, dtype), z(n, torch.bool), z(m, dtype),
+                 z(m, torch.int64))
 
 
 def _ordered(x: torch.Tensor) -> torch.Tensor:
@@ -114,94 +117,135 @@ def _ordered(x: torch.Tensor) -> torch.Tensor:
     return torch.where(b < 0, b ^ 0x7FFFFFFF, b)
 
 
-def select(
-    state: State,
-    params: Params,
-    scheduler: str,
-    f_limit: torch.Tensor,
-    seed: int,
-    sample: torch.Tensor,
-    frame: int,
-    step: torch.Tensor,
-) -> torch.Tensor:
-    """Which pending sources each group releases at this step: a bool ``(B, S)``.
+def step_keys(seed: int, sample: torch.Tensor, frame: int, steps: torch.Tensor) -> torch.Tensor:
+    """The hash up to the step, ``(B, K)`` for samples ``(B,)`` and steps ``(K,)``; the key of
+    source ``s`` at step ``k`` is ``mix(step_keys[:, k] ^ s)``. Computed once per chunk of
+    steps so that a step costs one ``mix``."""
+    h = mix(torch.full_like(sample, int(seed) & _M32))
+    h = mix(h ^ sample)
+    h = mix(h ^ int(frame))
+    return mix(h[:, None] ^ steps[None, :])
 
-    ``f_limit`` is the release limit per group ``(n_groups,)``. Order inside a group: the
-    scheduler's primary key, then the hash key, then the source index (a stable lexicographic
-    sort, least significant key first)."""
+
+_LOW = 24  # bits of the slot index inside the composite sort key
+_NONE = torch.iinfo(torch.int64).max
+
+
+def rank_release(pending: torch.Tensor, secondary: torch.Tensor, primary: Optional[torch.Tensor],
+                 limit: int) -> torch.Tensor:
+    """Release the first ``limit`` pending entries of each row of ``(..., P)``.
+
+    Order: ascending ``primary`` (if given), then ascending ``secondary``, which must be unique
+    within a row (the hash key and the slot index packed together). Not pending entries never
+    release. One sort when ``primary`` is ``None``, else two (the second one stable)."""
+    sec = torch.where(pending, secondary, _NONE)
+    if primary is None:
+        _, order = sec.sort(dim=-1)
+    else:
+        _, order = sec.sort(dim=-1)
+        prim = torch.where(pending, primary, _NONE).gather(-1, order)
+        _, order2 = prim.sort(dim=-1, stable=True)
+        order = order.gather(-1, order2)
+    p = pending.shape[-1]
+    take = pending.gather(-1, order) & (torch.arange(p, device=pending.device) < limit)
+    return torch.zeros_like(pending).scatter(-1, order, take)
+
+
+def select_neurons(state: State, params: Params, scheduler: str, limit: Optional[int], keys: torch.Tensor,
+                   ) -> torch.Tensor:
+    """Which pending neurons each core releases at this step: bool ``(B, N)``.
+
+    ``keys`` ``(B,)`` is this step's column of :func:`step_keys`; ``limit`` is ``F`` (``None``
+    for infinity). With ``F`` at least the core size everything pending is released at once."""
     pending = state.p.detach() > 0
-    bsz, s = pending.shape
-    src = torch.arange(s, device=pending.device)
-    key = hash_key(seed, sample, frame, step, src)
+    c, p = params.slot_neuron.shape
+    if limit is None or limit >= p:
+        return pending
+    bsz, n = pending.shape
     m = params.n_inputs
-    if scheduler == "fifo":
-        primary = state.since
-    elif scheduler == "random":
-        primary = torch.zeros_like(key)
+    if params.contiguous:  # cores hold consecutive, equal blocks of neurons
+        pad = lambda x, fill: x  # noqa: E731
+        slots = slice(None)
+    else:
+        pad = lambda x, fill: torch.cat([x, torch.full((bsz, 1), fill, dtype=x.dtype, device=x.device)], 1)  # noqa: E731
+        slots = params.slot_neuron.reshape(-1)
+    pend_s = pad(pending, False)[:, slots].view(bsz, c, p)
+    src = (params.slot_neuron + m)[None]  # (1, C, P) source ids (padding gets N + m: harmless)
+    key = mix(keys[:, None, None] ^ src)
+    secondary = (key << _LOW) | torch.arange(p, device=key.device)
+    if scheduler == "random":
+        primary = None
+    elif scheduler == "fifo":
+        primary = pad(state.since, 0)[:, slots].view(bsz, c, p)
     elif scheduler == "momentum":
-        primary = torch.where(src[None, :] >= m, -_ordered(state.over.detach()), torch.zeros_like(key))
+        primary = -_ordered(pad(state.over.detach(), 0.0)[:, slots].view(bsz, c, p))
     elif scheduler == "layered":
-        primary = params.layer[None, :].expand(bsz, s)
+        primary = pad(params.layer[None].expand(bsz, n), 0)[:, slots].view(bsz, c, p)
     else:
         raise ValueError(f"scheduler: {scheduler!r}; allowed: fifo, random, momentum, layered")
-    group = params.group[None, :].expand(bsz, s)
-    idx = src[None, :].expand(bsz, s)
-    for k in (key, primary, group, (~pending).to(torch.int64)):
-        _, order = k.gather(1, idx).sort(dim=1, stable=True)
-        idx = idx.gather(1, order)
-    g_sorted = group.gather(1, idx)
-    pos = torch.arange(s, device=pending.device)[None, :].expand(bsz, s)
-    new = torch.ones_like(g_sorted, dtype=torch.bool)
-    new[:, 1:] = g_sorted[:, 1:] != g_sorted[:, :-1]
-    start = torch.where(new, pos, torch.zeros_like(pos)).cummax(dim=1).values
-    rank = pos - start
-    take = pending.gather(1, idx) & (rank < f_limit[g_sorted])
-    released = torch.zeros_like(pending)
-    return released.scatter(1, idx, take)
+    rel = rank_release(pend_s, secondary, primary, limit).view(bsz, c * p)
+    return rel if params.contiguous else rel[:, params.neuron_slot]
+
+
+def select_inputs(state: State, scheduler: str, limit: Optional[int], keys: torch.Tensor) -> torch.Tensor:
+    """Which pending input channels the input port releases (``scheduled`` input mode)."""
+    pending = state.p_in.detach() > 0
+    m = pending.shape[1]
+    if limit is None or limit >= m:
+        return pending
+    src = torch.arange(m, device=pending.device)
+    secondary = (mix(keys[:, None] ^ src[None]) << _LOW) | src
+    primary = state.since_in if scheduler == "fifo" else None  # inputs have no overshoot, one layer
+    return rank_release(pending, secondary, primary, limit)
 
 
 class StepOut(NamedTuple):
     state: State
     spikes: torch.Tensor    # (B, N) float, surrogate-differentiable
-    released: torch.Tensor  # (B, S) bool
     synops: torch.Tensor    # (B,) float
+
+
+GRADIENTS = ("full", "truncated")
 
 
 def step(
     state: State,
     params: Params,
-    weight: torch.Tensor,
-    fanout: torch.Tensor,
+    w_rec: torch.Tensor,
+    fanout_rec: torch.Tensor,
     released: torch.Tensor,
+    current: Optional[torch.Tensor],
     active: torch.Tensor,
-    since_now: torch.Tensor,
+    since_now: int,
+    gradient: str = "full",
     surrogate: str = "fast_sigmoid",
     slope: float = 10.0,
 ) -> StepOut:
-    """Deliver the released sources and fire (one forward step for the ``active`` samples).
+    """One forward step for the ``active`` samples: deliver the released neurons' pending
+    spikes through ``w_rec`` ``W[target, source neuron]`` (plus ``current`` from inputs), then
+    fire every non-refractory neuron above threshold.
 
-    ``weight`` is ``W[target, source]`` ``(N, S)``; ``fanout[s]`` the number of non-zero
-    weights of source ``s``; ``since_now`` ``(B,)`` is ``(frame << 32) | step``."""
-    m = params.n_inputs
+    ``gradient="truncated"`` cuts the gradient through the potential carried over from earlier
+    steps: a spike's gradient reaches only the current delivered at the step that triggered
+    it. ``"full"`` keeps the whole history across steps and frames."""
     rel = released & active[:, None]
     relf = rel.to(state.p.dtype)
-    counts = state.p * relf
-    current = counts @ weight.t()
-    synops = relf @ fanout
-    p = state.p * (1 - relf)
+    delivered = state.p * relf
+    cur = delivered @ w_rec.t()
+    if current is not None:
+        cur = cur + current
+    synops = relf @ fanout_rec
+    p = state.p - delivered
     act = active[:, None]
-    v = torch.where(state.refr | ~act, state.v, state.v + current)
+    v_prev = state.v.detach() if gradient == "truncated" else state.v
+    v = torch.where(state.refr | ~act, v_prev, v_prev + cur)
     over = v - params.theta
     s = spike(over, surrogate, slope) * (~state.refr & act).to(v.dtype)
     fired = s.detach() > 0
     v = torch.where(params.subtract, v - s * params.theta, v * (1 - s))
     refr = state.refr | (fired & params.refractory)
     queue = fired & params.has_out
-    newly = queue & (p[:, m:].detach() == 0)
-    since = state.since.clone()
-    since[:, m:] = torch.where(newly, since_now[:, None], state.since[:, m:])
-    p_neurons = p[:, m:] + s * params.has_out.to(s.dtype)
-    p = torch.cat([p[:, :m], p_neurons], dim=1)
-    over_all = state.over.clone()
-    over_all[:, m:] = torch.where(fired, over.detach(), state.over[:, m:])
-    return StepOut(State(v, p, since, over_all, refr), s, rel, synops)
+    since = torch.where(queue & (p.detach() == 0), since_now, state.since)
+    p = p + s * params.has_out.to(s.dtype)
+    over = torch.where(fired, over.detach(), state.over)
+    return StepOut(State(v, p, since, over, refr, state.p_in, state.since_in), s, synops)

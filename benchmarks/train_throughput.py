@@ -1,0 +1,131 @@
+"""Training throughput of unlayered backprop: samples per second of a full training step
+(forward through the asynchronous schedule, spike-count cross-entropy, backward, Adam update).
+
+Workload: a 2312-64-64-64-10 network (N-MNIST sized: 2312 = 34x34x2), batch 256, 30 input
+frames of N-MNIST-like Poisson input (5 % of the pixels active per frame), `momentum`
+scheduler, all neurons on one core, F in {16, 128, infinity}, on the CPU and on CUDA when
+available.
+Baseline, measured in the same run on the same inputs: the straightforward per-step dense
+implementation (benchmarks/naive_async.py: a full sort of all sources and a dense product of
+the whole weight matrix at every step, one host synchronisation per step). Both are checked to
+produce the same spikes before timing. Also reported: the full and truncated gradient (peak
+memory: CUDA allocator peak, or on the CPU the bytes autograd saves for backward).
+
+Run:  python benchmarks/train_throughput.py [--quick] [--device cpu|cuda|all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import machine, save  # noqa: E402
+from naive_async import NaiveAsyncSimulator  # noqa: E402
+
+from asyncsnn.generate import poisson_frames, random_feedforward  # noqa: E402
+from asyncsnn.sim import AsyncSimulator, saved_tensor_bytes  # noqa: E402
+
+
+def sync(dev: str) -> None:
+    if dev == "cuda":
+        torch.cuda.synchronize()
+
+
+def train_step(sim, opt, x, y, F, gradient="full", naive=False):
+    opt.zero_grad(set_to_none=True)
+    if naive:
+        r = sim(x, scheduler="momentum", F=F, seed=1)
+        out, steps, spikes = r["out_counts"], r["steps"], r["spike_counts"]
+    else:
+        r = sim(x, scheduler="momentum", F=F, seed=1, gradient=gradient)
+        out, steps, spikes = r.out_counts, r.steps, r.spike_counts
+    loss = torch.nn.functional.cross_entropy(out.sum(1), y)
+    loss.backward()
+    opt.step()
+    return out.detach(), steps, spikes.detach()
+
+
+def measure(make, x, y, F, dev, repeat, **kw):
+    """Samples/s (best of `repeat` after one warm-up) and the peak memory of one step."""
+    sim = make().to(dev)
+    opt = torch.optim.Adam(sim.parameters(), lr=0.0)  # lr 0: every repeat does the same work
+    first = train_step(sim, opt, x, y, F, **kw)
+    best = float("inf")
+    for _ in range(repeat):
+        sync(dev)
+        t0 = time.perf_counter()
+        train_step(sim, opt, x, y, F, **kw)
+        sync(dev)
+        best = min(best, time.perf_counter() - t0)
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        train_step(sim, opt, x, y, F, **kw)
+        mem = torch.cuda.max_memory_allocated() - base
+    else:
+        with saved_tensor_bytes() as counter:
+            train_step(sim, opt, x, y, F, **kw)
+        mem = counter.bytes
+    return len(x) / best, best, mem, first
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="batch 32, one repeat (a smoke run)")
+    ap.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
+    ap.add_argument("--batch", type=int, default=256)
+    args = ap.parse_args()
+    batch = 32 if args.quick else args.batch
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
+    torch.manual_seed(0)
+    net = random_feedforward([2312, 64, 64, 64, 10], seed=0, beta=0.875, reset="zero", gain=2.0, grid=True)
+    x_np = poisson_frames(batch, 30, 2312, 0.05, seed=1).astype(np.float32)
+    y_np = np.random.default_rng(2).integers(0, 10, batch)
+    out = {"machine": machine(), "torch": torch.__version__, "batch": batch, "frames": 30, "rows": []}
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name()
+    lines = ["| device | F | gradient | ours samples/s | baseline samples/s | speed-up | steps/sample | spikes/sample "
+             "| peak memory MB |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for dev in devices:
+        x = torch.tensor(x_np, device=dev)
+        y = torch.tensor(y_np, device=dev)
+        repeat = 1 if args.quick else 3
+        for F in (16, 128, None):
+            ours, t_ours, mem, first = measure(lambda: AsyncSimulator(net), x, y, F, dev, repeat)
+            base, t_base, _, first_b = measure(lambda: NaiveAsyncSimulator(net), x, y, F, dev, 1, naive=True)
+            assert torch.equal(first[0], first_b[0]) and torch.equal(first[1], first_b[1]), "spikes differ"
+            tr, t_tr, mem_tr, _ = measure(lambda: AsyncSimulator(net), x, y, F, dev, repeat, gradient="truncated")
+            f_txt = "inf" if F is None else str(F)
+            steps = float(first[1].float().mean())
+            spikes = float(first[2].sum(1).mean())
+            for grad, sps, m, b in (("full", ours, mem, base), ("truncated", tr, mem_tr, base)):
+                row = {"device": dev, "F": f_txt, "gradient": grad, "samples_per_s": sps, "baseline_samples_per_s": b,
+                       "speedup": sps / b, "steps_per_sample": steps, "spikes_per_sample": spikes,
+                       "peak_memory_bytes": m}
+                out["rows"].append(row)
+                lines.append(f"| {dev} | {f_txt} | {grad} | {sps:.0f} | {b:.1f} | {sps / b:.1f}x | {steps:.1f} | "
+                             f"{spikes:.0f} | {m / 2**20:.0f} |")
+                print(lines[-1], flush=True)
+    md = "\n".join([
+        "# Training throughput of unlayered backprop",
+        "",
+        f"2312-64-64-64-10, batch {batch}, 30 frames, momentum scheduler, one core. Machine: "
+        f"{out['machine']['cpu']} ({out['machine']['cores']} cores)" + (f", GPU {out['gpu']}" if "gpu" in out else "")
+        + f", torch {torch.__version__}. Baseline: benchmarks/naive_async.py in the same run.",
+        "",
+        *lines,
+    ])
+    name = "train_throughput" + ("_quick" if args.quick else "") + ("_" + "_".join(devices) if args.device != "all" else "")
+    print(save(name, out, md))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

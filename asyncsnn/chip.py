@@ -135,12 +135,15 @@ class Chip:
         return f"Chip({c['name']!r}, mesh={c['mesh_width']}x{c['mesh_height']}, arithmetic={c['arithmetic']['kind']})"
 
     def place(self, network: Network, mapping: Optional[Sequence[int]] = None) -> "Placement":
-        """Place ``network`` on this chip (automatically, or ``mapping[neuron] = core``).
+        """Place ``network`` on this chip (``mapping[neuron] = core``; default: the network's
+        own ``core_of`` if it has one, else automatically).
 
         Raises :class:`MappingError` listing every over-full core before anything runs.
         """
         native_net = network.to_native()
         core_of = None
+        if mapping is None:
+            mapping = network.core_of
         if mapping is not None:
             m = np.asarray(mapping)
             if m.ndim != 1 or m.dtype.kind not in "iu":

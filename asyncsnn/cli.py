@@ -1,4 +1,4 @@
-"""Command line: ``asyncsnn emulate`` (more subcommands arrive with the training layer)."""
+"""Command line: ``asyncsnn train | evaluate | export | emulate | datasets``."""
 
 from __future__ import annotations
 
@@ -82,12 +82,12 @@ def _format_table(rows: list[dict]) -> str:
 def cmd_emulate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    chip = _chip_from_args(args)
     if args.network:
         net = Network.load(args.network)
     else:
         sizes = [int(s) for s in args.sizes.split(",")]
         net = random_feedforward(sizes, seed=args.seed, refractory=args.refractory, beta=args.beta)
+    chip = _chip_for(args, net)
     x = poisson_frames(args.batch, args.frames, net.n_inputs, args.rate, seed=args.seed + 1)
     placement = chip.place(net)
     schedulers = SCHEDULERS if args.scheduler == "all" else [args.scheduler]
@@ -184,6 +184,116 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     raise InputError(f"invalid input: action: {args.action!r}")  # pragma: no cover
 
 
+def _run_or_network(path: str) -> tuple[Optional[Path], Path]:
+    """A run folder (with network.npz) or a network file."""
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "network.npz").exists():
+            raise FileNotFoundError(f"{p} has no network.npz (train it to the end, or give a network file)")
+        return p, p / "network.npz"
+    if not p.exists():
+        raise FileNotFoundError(f"{p} does not exist (give a run folder or a network .npz file)")
+    return None, p
+
+
+def _chip_for(args: argparse.Namespace, net: Network) -> Chip:
+    """The chip of the arguments; a preset whose mesh is too small for the network's own core
+    mapping grows to the smallest near-square mesh that holds it (unless the mesh is set)."""
+    chip = _chip_from_args(args)
+    overrides = _key_values(args.set, "--set", ConfigError)
+    n = int(net.core_of.max()) + 1 if net.core_of is not None and len(net.core_of) else 1
+    if n > chip.n_cores and not args.chip.endswith(".toml") and not {"mesh_width", "mesh_height"} & set(overrides):
+        w = int(np.ceil(np.sqrt(n)))
+        args.set = list(args.set or []) + [f"mesh_width={w}", f"mesh_height={int(np.ceil(n / w))}"]
+        chip = _chip_from_args(args)
+    return chip
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import load_config, resume, train
+
+    if args.resume:
+        trainer = resume(args.resume, epochs=args.epochs, progress=not args.no_progress)
+    else:
+        overrides = _key_values(args.set, "--set", ConfigError)
+        if args.epochs is not None:
+            overrides["train.epochs"] = args.epochs
+        if args.out:
+            overrides["out"] = args.out
+        trainer = train(load_config(args.config, overrides), progress=not args.no_progress)
+    last = trainer.history[-1] if trainer.history else {}
+    print(json.dumps({k: last[k] for k in ("epoch", "train_loss", "test_accuracy", "test_spikes", "test_steps",
+                                          "test_first_correct_step") if k in last}))
+    print(f"run folder: {trainer.run_dir}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import data
+    from .train import load_config
+    from .train.export import evaluate_side_by_side, quantize_network
+
+    run, net_path = _run_or_network(args.model)
+    cfg_path = args.config or (run / "config.json" if run is not None else None)
+    cfg = load_config(cfg_path)
+    net = Network.load(net_path)
+    chip = _chip_for(args, net)
+    if args.quantize:
+        net = quantize_network(net, chip.config["arithmetic"])
+    d = cfg.data
+    split = data.load(d.name, dt=d.dt, n_frames=d.n_frames, data_dir=d.data_dir, **d.options).test
+    x, y, _ = data.to_arrays(split)
+    if args.limit:
+        x, y = x[: args.limit], y[: args.limit]
+    t = cfg.train
+    F = t.F if args.F is None else (None if args.F in ("inf", "none") else int(args.F))
+    scheduler = args.scheduler or t.scheduler
+    modes = [m for m in args.modes.split(",") if m]
+    rows = evaluate_side_by_side(net, x, y, chip=chip, scheduler=scheduler, F=F, seed=t.seed,
+                                 input_mode=t.input_mode, max_steps=t.max_steps, modes=modes)
+    out_dir = new_run_dir(args.out, "evaluate")
+    write_json(out_dir / "config.json", {"model": str(net_path), "config": cfg.to_dict(), "chip": chip.config,
+                                         "scheduler": scheduler, "F": F, "quantize": args.quantize})
+    write_csv(out_dir / "evaluate.csv", rows)
+    write_json(out_dir / "results.json", {"rows": rows})
+    cols = ["engine", "accuracy", "spikes", "spike_density", "synops", "steps", "first_out_step",
+            "first_correct_step", "first_correct_spikes_before", "energy_total_pj", "first_correct_ns"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c, "")
+            cells.append(f"{v:.4g}" if isinstance(v, float) and np.isfinite(v) else ("-" if isinstance(v, float) else str(v)))
+        lines.append("| " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    (out_dir / "evaluate.md").write_text(table + "\n")
+    print(f"{len(y)} test samples of {d.name}, scheduler {scheduler}, F={'inf' if F is None else F}, chip {chip.name}")
+    print(table)
+    print(f"results in {out_dir}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .train.export import export_network
+
+    _, net_path = _run_or_network(args.model)
+    net = Network.load(net_path)
+    chip = _chip_for(args, net)
+    out = Path(args.output)
+    export_network(net, out, chip=chip, quantize=args.quantize)
+    print(f"wrote {out} ({'quantised to ' + chip.name + ' fixed point, ' if args.quantize else ''}placement on "
+          f"{chip.name} checked)")
+    return 0
+
+
+def _add_chip_args(p: argparse.ArgumentParser, default: str, core_neurons: int) -> None:
+    p.add_argument("--chip", default=default, help="preset name (loihi, edge, ideal) or a .toml file")
+    p.add_argument("--core-neurons", type=int, default=core_neurons,
+                   help="neurons per core (small values spread the network over the mesh); 0 keeps the chip's")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a chip field, e.g. --set hop_latency_ticks=10 (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asyncsnn", description="Spiking networks for asynchronous neuromorphic chips.")
     p.add_argument("--version", action="version", version=f"asyncsnn {__version__}")
@@ -193,11 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sizes", default="256,128,64,10", help="generated network sizes, inputs first")
     e.add_argument("--refractory", action="store_true", help="generated network: refractory neurons")
     e.add_argument("--beta", type=float, default=0.9, help="generated network: leak per frame")
-    e.add_argument("--chip", default="loihi", help="preset name (loihi, edge, ideal) or a .toml file")
-    e.add_argument("--core-neurons", type=int, default=32,
-                   help="neurons per core (small values spread the network over the mesh); 0 keeps the chip's")
-    e.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a chip field, e.g. --set hop_latency_ticks=10 (repeatable)")
+    _add_chip_args(e, "loihi", 32)
     e.add_argument("--mode", default="both", choices=["steps", "events", "both"])
     e.add_argument("--scheduler", default="all", choices=["all", *SCHEDULERS])
     e.add_argument("--F", default="1,inf", help="comma-separated release limits per core and step (inf = none)")
@@ -210,6 +316,35 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-progress", action="store_true")
     e.add_argument("--no-plots", action="store_true")
     e.set_defaults(func=cmd_emulate)
+
+    t = sub.add_parser("train", help="train a network for asynchronous execution (or the layered baseline)")
+    t.add_argument("--config", help="TOML or JSON file (sections data, model, train); default: built-in defaults")
+    t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override a setting, e.g. --set train.F=16 --set model.hidden=[128,128] (repeatable)")
+    t.add_argument("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    t.add_argument("--out", default=None, help="folder for run folders (default: the config's `out`, runs)")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    v = sub.add_parser("evaluate", help="test metrics in the PyTorch simulator and on the emulator, side by side")
+    v.add_argument("model", help="a training run folder, or a network .npz file")
+    v.add_argument("--config", help="training config for the dataset and schedule (default: the run's)")
+    v.add_argument("--scheduler", choices=list(SCHEDULERS), default=None, help="default: the training scheduler")
+    v.add_argument("--F", default=None, help="release limit (default: the training F; inf = none)")
+    v.add_argument("--modes", default="steps,events", help="emulator modes, comma-separated")
+    v.add_argument("--quantize", action="store_true", help="round weights to the chip's fixed-point grid first")
+    v.add_argument("--limit", type=int, default=None, help="use only the first N test samples")
+    v.add_argument("--out", default="runs", help="folder for run folders")
+    _add_chip_args(v, "ideal", 0)
+    v.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("export", help="write a trained network (optionally quantised) for the chip")
+    x.add_argument("model", help="a training run folder, or a network .npz file")
+    x.add_argument("-o", "--output", required=True, help="output .npz file")
+    x.add_argument("--quantize", action="store_true", help="round weights to the chip's fixed-point grid")
+    _add_chip_args(x, "edge", 0)
+    x.set_defaults(func=cmd_export)
 
     d = sub.add_parser("datasets", help="list, inspect, generate and plot datasets")
     d.add_argument("action", choices=["list", "stats", "generate", "plot"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Sequence, Union
+from typing import NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -144,11 +144,20 @@ class Network:
     populations: list[Population]
     projections: list[Projection]
     output: SourceRef = -1
+    core_of: Optional[np.ndarray] = field(default=None, compare=False)
+    """Optional neuron-to-core mapping that travels with the network (used by ``Chip.place``
+    when no mapping is given, and by the training simulator)."""
     _native_cache: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.populations = list(self.populations)
         self.projections = list(self.projections)
+        if self.core_of is not None:
+            c = np.asarray(self.core_of)
+            if c.ndim != 1 or c.dtype.kind not in "iu" or (c.size and c.min() < 0):
+                raise NetworkError(f"invalid network: core_of: expected a 1-D array of non-negative core indices, "
+                                   f"got {c.dtype} {c.shape}")
+            self.core_of = c.astype(np.int64)
 
     # ----------------------------------------------------------------- construction helpers
     @classmethod
@@ -303,6 +312,8 @@ class Network:
         """Raise :class:`NetworkError` naming the field if anything is wrong."""
         self._native_cache = None
         self.to_native()
+        if self.core_of is not None and len(self.core_of) != self.n_neurons:
+            raise NetworkError(f"invalid network: core_of: {len(self.core_of)} entries for {self.n_neurons} neurons")
         return self
 
     # ----------------------------------------------------------------- files
@@ -333,6 +344,8 @@ class Network:
                 entry["kind"] = "sparse"
                 entry["shape"] = [int(pr.shape[0]), int(pr.shape[1])]  # type: ignore[index]
             meta["projections"].append(entry)
+        if self.core_of is not None:
+            arrays["core_of"] = np.asarray(self.core_of, np.int64)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(tmp, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
         tmp.replace(path)
@@ -366,4 +379,5 @@ class Network:
                             shape=tuple(e["shape"]),
                         )
                     )
-        return cls(meta["n_inputs"], pops, projs, output=meta["output"]).validate()
+            core_of = z["core_of"] if "core_of" in z.files else None
+        return cls(meta["n_inputs"], pops, projs, output=meta["output"], core_of=core_of).validate()

@@ -58,7 +58,8 @@ class SimResult:
 class AsyncSimulator(torch.nn.Module):
     """A network ready to run in PyTorch (CPU or GPU).
 
-    ``core_of`` maps every neuron to a core (default: all on core 0); the release limit ``F``
+    ``core_of`` maps every neuron to a core (default: the network's ``core_of``, else all on
+    core 0); the release limit ``F``
     applies per core per step. ``weights`` lists one parameter per projection, in the network's
     order; :meth:`to_network` writes them back."""
 
@@ -94,6 +95,9 @@ class AsyncSimulator(torch.nn.Module):
                     self.weights.append(torch.nn.Parameter(torch.tensor(np.asarray(vals, np.float32))))
                 self.register_buffer(f"_idx{j}", torch.tensor(np.stack([t0 + rows, s0 + cols, kidx])))
                 self._layout.append((pr.kind, is_input, t0, s0, None))
+        if core_of is None:
+            core_of = network.core_of
+        self.mapping = None if core_of is None else np.asarray(core_of, np.int64)
         if core_of is None:
             core = np.zeros(n, np.int64)
         else:
@@ -149,7 +153,8 @@ class AsyncSimulator(torch.nn.Module):
         for pr, p in zip(self.network.projections, self.weights):
             w = p.detach().cpu().numpy().astype(np.float32)
             projs.append(replace(pr, values=w) if pr.kind == "sparse" else replace(pr, weights=w))
-        return Network(self.network.n_inputs, list(self.network.populations), projs, output=self.network.output)
+        return Network(self.network.n_inputs, list(self.network.populations), projs, output=self.network.output,
+                       core_of=self.mapping)
 
     def params(self) -> fn.Params:
         return fn.Params(self.theta, self.beta, self.subtract, self.refractory, self.has_out, self.layer,
@@ -308,7 +313,7 @@ class AsyncSimulator(torch.nn.Module):
                     if stop_after_output is not None:
                         first_g = torch.where(first_spike >= 0, first_spike, torch.iinfo(torch.int64).max).amin(1) \
                             if n_out else torch.full_like(steps, torch.iinfo(torch.int64).max)
-                        stop = steps > first_g + int(stop_after_output)
+                        stop = steps - int(stop_after_output) > first_g  # (no overflow when none fired)
                         done = done | stop
                         active = active & ~stop
                     if cap is not None and j >= cap:

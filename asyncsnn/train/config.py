@@ -1,0 +1,178 @@
+"""Training configuration: a TOML or JSON file plus ``section.key=value`` overrides.
+
+Every field has a default, so an empty file is a valid configuration (the embedded
+``manifold`` dataset, a 2-hidden-layer network, unlayered backprop with the ``momentum``
+scheduler). Unknown keys and out-of-range values raise :class:`~asyncsnn.errors.ConfigError`
+naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import ConfigError
+from ..sim.functional import GRADIENTS, SURROGATES
+from ..sim.simulator import INPUT_MODES, SCHEDULERS
+from .losses import READOUTS
+
+try:  # Python >= 3.11
+    import tomllib
+except ImportError:  # pragma: no cover - Python 3.9 / 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+METHODS = ("unlayered", "layered")
+
+
+@dataclass
+class DataConfig:
+    name: str = "manifold"
+    dt: int = 4000                  # frame length, microseconds
+    n_frames: Optional[int] = 25    # frames per sample (None: as long as the recording)
+    options: dict = field(default_factory=lambda: {"n_classes": 4, "train_per_class": 64, "test_per_class": 32})
+    data_dir: Optional[str] = None
+    train_limit: Optional[int] = None  # use only the first N training samples
+    test_limit: Optional[int] = None
+
+
+@dataclass
+class ModelConfig:
+    hidden: list = field(default_factory=lambda: [64, 64])
+    theta: float = 1.0
+    beta: float = 0.9
+    reset: str = "zero"
+    refractory: bool = False
+    recurrent: bool = False         # add a recurrent projection to each hidden population
+    gain: float = 2.0               # initial weights ~ N(gain / fan_in, (gain / sqrt(fan_in))^2)
+    core_neurons: int = 0           # neurons per core, consecutive blocks (0: all on one core)
+    surrogate: str = "fast_sigmoid"
+    slope: float = 10.0
+    network: Optional[str] = None   # start from this network file instead (sizes then ignored)
+
+
+@dataclass
+class OptimConfig:
+    method: str = "unlayered"       # or "layered": BPTT over frames, layer-synchronous
+    scheduler: str = "momentum"
+    F: Optional[int] = 8            # release limit per core and step (None: infinity)
+    input_mode: str = "all_at_once"
+    max_steps: Optional[int] = None
+    gradient: str = "full"          # or "truncated"
+    readout: str = "count"
+    tau: float = 10.0               # first_spike readout: steps per logit unit
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 0.005
+    weight_decay: float = 0.0
+    input_dropout: float = 0.0
+    spike_penalty: float = 0.0
+    seed: int = 0
+    device: str = "auto"            # auto, cpu, cuda, cuda:1, ...
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: OptimConfig = field(default_factory=OptimConfig)
+    out: str = "runs"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        d = dict(d)
+        sections = {"data": DataConfig, "model": ModelConfig, "train": OptimConfig}
+        kw: dict[str, Any] = {}
+        for key, value in d.items():
+            if key in sections:
+                if not isinstance(value, dict):
+                    raise ConfigError(f"invalid config: {key}: expected a table of settings")
+                allowed = {f.name for f in fields(sections[key])}
+                unknown = set(value) - allowed
+                if unknown:
+                    raise ConfigError(f"invalid config: {key}.{sorted(unknown)[0]}: unknown setting; "
+                                      f"allowed: {', '.join(sorted(allowed))}")
+                value = dict(value)
+                if key == "train" and value.get("F") in ("inf", "none"):
+                    value["F"] = None  # TOML has no null: F = "inf" means no limit
+                kw[key] = sections[key](**value)
+            elif key == "out":
+                kw[key] = str(value)
+            else:
+                raise ConfigError(f"invalid config: {key}: unknown section; allowed: data, model, train, out")
+        cfg = cls(**kw)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> "Config":
+        def check(ok: bool, name: str, msg: str) -> None:
+            if not ok:
+                raise ConfigError(f"invalid config: {name}: {msg}")
+
+        d, m, t = self.data, self.model, self.train
+        check(d.dt >= 1, "data.dt", f"{d.dt} is outside 1.. (microseconds)")
+        check(d.n_frames is None or d.n_frames >= 1, "data.n_frames", f"{d.n_frames} is outside 1..")
+        check(isinstance(d.options, dict), "data.options", "expected a table")
+        check(isinstance(m.hidden, list) and all(isinstance(h, int) and h >= 1 for h in m.hidden),
+              "model.hidden", f"{m.hidden!r}: expected a list of positive sizes")
+        check(m.theta > 0, "model.theta", f"{m.theta} must be > 0")
+        check(0 <= m.beta <= 1, "model.beta", f"{m.beta} is outside [0, 1]")
+        check(m.reset in ("zero", "subtract"), "model.reset", f"{m.reset!r}; allowed: zero, subtract")
+        check(m.core_neurons >= 0, "model.core_neurons", f"{m.core_neurons} is outside 0..")
+        check(m.surrogate in SURROGATES, "model.surrogate", f"{m.surrogate!r}; allowed: {', '.join(SURROGATES)}")
+        check(m.slope > 0, "model.slope", f"{m.slope} must be > 0")
+        check(t.method in METHODS, "train.method", f"{t.method!r}; allowed: {', '.join(METHODS)}")
+        check(t.scheduler in SCHEDULERS, "train.scheduler", f"{t.scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
+        check(t.F is None or t.F >= 1, "train.F", f"{t.F} is outside 1.. (or null for infinity)")
+        check(t.input_mode in INPUT_MODES, "train.input_mode", f"{t.input_mode!r}; allowed: {', '.join(INPUT_MODES)}")
+        check(t.max_steps is None or t.max_steps >= 1, "train.max_steps", f"{t.max_steps} is outside 1..")
+        check(t.gradient in GRADIENTS, "train.gradient", f"{t.gradient!r}; allowed: {', '.join(GRADIENTS)}")
+        check(t.readout in READOUTS, "train.readout", f"{t.readout!r}; allowed: {', '.join(READOUTS)}")
+        check(t.tau > 0, "train.tau", f"{t.tau} must be > 0")
+        check(t.epochs >= 0, "train.epochs", f"{t.epochs} is outside 0..")
+        check(t.batch_size >= 1, "train.batch_size", f"{t.batch_size} is outside 1..")
+        check(t.lr > 0, "train.lr", f"{t.lr} must be > 0")
+        check(t.weight_decay >= 0, "train.weight_decay", f"{t.weight_decay} must be >= 0")
+        check(0 <= t.input_dropout < 1, "train.input_dropout", f"{t.input_dropout} is outside [0, 1)")
+        check(t.spike_penalty >= 0, "train.spike_penalty", f"{t.spike_penalty} must be >= 0")
+        return self
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "Config":
+        """A copy with ``{"section.key": value}`` applied (``F`` accepts ``"inf"``)."""
+        d = self.to_dict()
+        for key, value in overrides.items():
+            section, _, name = key.partition(".")
+            if section == "out" and not name:
+                d["out"] = str(value)
+                continue
+            if section not in ("data", "model", "train") or not name:
+                raise ConfigError(f"invalid config: {key}: expected SECTION.KEY with SECTION in data, model, train")
+            if name not in d[section]:
+                raise ConfigError(f"invalid config: {key}: unknown setting; allowed: {', '.join(sorted(d[section]))}")
+            if name == "F" and value in ("inf", "none", None):
+                value = None
+            d[section][name] = value
+        return Config.from_dict(d)
+
+
+def load_config(path: Optional[str | Path] = None, overrides: Optional[dict[str, Any]] = None) -> Config:
+    """Read a ``.toml`` or ``.json`` file (or the defaults) and apply overrides."""
+    cfg = Config()
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"config file {p} does not exist")
+        text = p.read_text()
+        try:
+            raw = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+        except (ValueError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"invalid config: {p}: {e}") from None
+        cfg = Config.from_dict(raw)
+    return cfg.with_overrides(overrides or {}) if overrides else cfg.validate()
+
+
+__all__ = ["Config", "DataConfig", "ModelConfig", "OptimConfig", "load_config", "METHODS", "replace"]

@@ -1,0 +1,105 @@
+"""Export a trained model to the chip, and evaluate it in PyTorch and on the emulator side by side.
+
+``export_network`` writes the network with its neuron-to-core mapping to a ``.npz`` file that
+``asyncsnn emulate --network`` and ``Chip.place`` load; with ``quantize`` the weights and
+thresholds are rounded to the chip's fixed-point grid first (``round(w 2^frac_bits)``, clipped
+to ``weight_bits`` signed bits), so the float simulator, the f32 emulator and the fixed-point
+emulator see the same weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..chip import Chip
+from ..errors import ConfigError
+from ..network import Network
+from ..sim import AsyncSimulator
+from . import metrics
+
+# emulator metric name -> the training layer's name
+_EMU_NAMES = {
+    "spikes": "spikes", "synops": "synops", "steps": "steps", "unreleased": "unreleased",
+    "first_out_global_step": "first_out_step", "first_out_spikes_before": "first_out_spikes_before",
+    "first_correct_global_step": "first_correct_step", "first_correct_spikes_before": "first_correct_spikes_before",
+    "first_out_ns": "first_out_ns", "first_correct_ns": "first_correct_ns", "energy_total_pj": "energy_total_pj",
+    "time_ns": "time_ns", "dropped_link": "dropped_link", "dropped_buffer": "dropped_buffer",
+}
+
+
+def quantize_network(net: Network, arithmetic: dict) -> Network:
+    """Weights and thresholds on the fixed-point grid of ``arithmetic`` (a chip's
+    ``config["arithmetic"]`` with ``kind = "fixed"``)."""
+    if arithmetic.get("kind") != "fixed":
+        raise ConfigError("invalid config: arithmetic.kind: quantising needs a fixed-point chip (kind = \"fixed\")")
+    scale = float(2 ** int(arithmetic["frac_bits"]))
+    hi = 2 ** (int(arithmetic["weight_bits"]) - 1) - 1
+    q = lambda w: (np.clip(np.round(np.asarray(w, np.float64) * scale), -hi - 1, hi) / scale).astype(np.float32)  # noqa: E731
+    projs = [replace(pr, values=q(pr.values)) if pr.kind == "sparse" else replace(pr, weights=q(pr.weights))
+             for pr in net.projections]
+    pops = [replace(p, theta=float(max(np.round(p.theta * scale), 1) / scale)) for p in net.populations]
+    return Network(net.n_inputs, pops, projs, output=net.output, core_of=net.core_of).validate()
+
+
+def export_network(model: AsyncSimulator | Network, path: str | Path, *, chip: Optional[Chip] = None,
+                   quantize: bool = False) -> Path:
+    """Save ``model`` for the chip (quantised to ``chip``'s fixed point with ``quantize``); if a
+    chip is given, the placement is checked first (a :class:`MappingError` lists every
+    over-full core)."""
+    net = model.to_network() if isinstance(model, AsyncSimulator) else model
+    if quantize:
+        if chip is None:
+            raise ConfigError("invalid config: chip: quantize needs the target chip")
+        net = quantize_network(net, chip.config["arithmetic"])
+    if chip is not None:
+        chip.place(net)
+    return net.save(path)
+
+
+def evaluate_side_by_side(
+    net: Network,
+    frames: np.ndarray,
+    labels: np.ndarray,
+    *,
+    chip: Chip,
+    scheduler: str = "momentum",
+    F: Optional[int] = None,
+    seed: int = 0,
+    input_mode: str = "all_at_once",
+    max_steps: Optional[int] = None,
+    modes: Sequence[str] = ("steps", "events"),
+    batch_size: int = 256,
+    device: str = "cpu",
+) -> list[dict]:
+    """The same test set through the PyTorch simulator and the emulator (each mode): one row of
+    metrics per engine. In ``steps`` mode on an f32 chip the rows must agree (the validation
+    contract); ``events`` mode adds time, energy and drops."""
+    frames = np.asarray(frames, np.float32)
+    labels = np.asarray(labels, np.int64)
+    sim = AsyncSimulator(net).to(device)
+    rows: list[dict] = []
+    batches = []
+    with torch.no_grad():
+        for i in range(0, len(frames), batch_size):
+            x = torch.tensor(frames[i:i + batch_size], device=device)
+            y = torch.tensor(labels[i:i + batch_size], device=device)
+            r = sim(x, scheduler=scheduler, F=F, seed=seed, sample_offset=i, input_mode=input_mode, max_steps=max_steps)
+            batches.append(metrics.batch_metrics(r, y))
+    n_frames = frames.shape[1] if frames.ndim == 3 else 0
+    rows.append({"engine": "pytorch", **metrics.summarize(batches, net.n_neurons, n_frames)})
+    placement = chip.place(net)
+    for mode in modes:
+        res = placement.run(frames, labels=labels, mode=mode, scheduler=scheduler, F=F, seed=seed,
+                            input_mode=input_mode, max_steps=max_steps)
+        s = res.summary()
+        row = {"engine": f"emulator-{mode}", "accuracy": s["accuracy"], "answered": s["answered"]}
+        row.update({ours: s[k] for k, ours in _EMU_NAMES.items() if k in s})
+        row["spike_density"] = row["spikes"] / max(net.n_neurons, 1) / max(n_frames, 1)
+        row["samples"] = float(len(labels))
+        rows.append(row)
+    return rows

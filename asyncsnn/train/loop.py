@@ -1,0 +1,248 @@
+"""The training loop behind ``asyncsnn train``: data, model, epochs, metrics, checkpoints.
+
+A run lives in its own folder (never overwritten): ``config.json`` (resolved), ``metrics.csv``
+and ``metrics.json`` (one row per epoch), ``checkpoint.pt`` (written atomically after every
+epoch, so a crash leaves the previous one intact) and ``network.npz`` (the trained network with
+its core mapping, loadable by ``asyncsnn emulate`` and ``asyncsnn evaluate``). ``resume``
+continues a run from its checkpoint; every random choice (initial weights, batch order, input
+dropout, scheduler hash) derives from the seed and the epoch, so a resumed run ends where an
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..network import Network, Population, Projection
+from ..runs import new_run_dir, write_csv, write_json
+from ..sim import AsyncSimulator
+from ..sim.layered import layered_run
+from . import losses, metrics
+from .config import Config, ModelConfig
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device: {name!r} requested but CUDA is not available")
+    return dev
+
+
+def build_network(m: ModelConfig, n_inputs: int, n_classes: int, seed: int) -> Network:
+    """A feed-forward network (optionally with recurrent hidden populations) with random
+    initial weights, or the network file ``m.network``."""
+    if m.network:
+        net = Network.load(m.network)
+        if net.n_inputs != n_inputs or net.n_outputs != n_classes:
+            raise ValueError(f"model.network: {m.network} has {net.n_inputs} inputs and {net.n_outputs} outputs; "
+                             f"the dataset needs {n_inputs} and {n_classes}")
+        return net
+    rng = np.random.default_rng([seed, 17])
+    sizes = [n_inputs, *m.hidden, n_classes]
+    pops, projs = [], []
+    for i in range(1, len(sizes)):
+        a, b = sizes[i - 1], sizes[i]
+        pops.append(Population(b, m.theta, m.beta, m.reset, m.refractory, name=f"layer{i - 1}"))
+        w = rng.normal(m.gain / a, m.gain / np.sqrt(a), size=(b, a)).astype(np.float32)
+        projs.append(Projection("input" if i == 1 else i - 2, i - 1, w))
+        if m.recurrent and i < len(sizes) - 1:
+            projs.append(Projection(i - 1, i - 1, rng.normal(0.0, 0.5 / np.sqrt(b), size=(b, b)).astype(np.float32)))
+    n = sum(sizes[1:])
+    core_of = np.arange(n) // m.core_neurons if m.core_neurons else None
+    return Network(n_inputs, pops, projs, output=len(pops) - 1, core_of=core_of).validate()
+
+
+def run_model(sim: AsyncSimulator, frames: torch.Tensor, t, *, method: Optional[str] = None, seed: int = 0,
+              sample_offset: int = 0, F="config"):
+    """Run a batch the way ``t`` (an :class:`OptimConfig`) trains: asynchronously through the
+    schedule, or layer-synchronously."""
+    method = t.method if method is None else method
+    need_first = t.readout == "first_spike"
+    if method == "layered":
+        return layered_run(sim, frames, first_time=need_first)
+    return sim(frames, scheduler=t.scheduler, F=t.F if F == "config" else F, seed=seed, sample_offset=sample_offset,
+               input_mode=t.input_mode, max_steps=t.max_steps, gradient=t.gradient, first_time=need_first)
+
+
+def loss_of(result, labels: torch.Tensor, sim: AsyncSimulator, t, n_frames: int) -> torch.Tensor:
+    z = losses.logits(result, t.readout, theta_out=sim.theta[sim.out_slice], out_slice=sim.out_slice, tau=t.tau)
+    loss = torch.nn.functional.cross_entropy(z, labels)
+    if t.spike_penalty:
+        loss = loss + t.spike_penalty * losses.spike_penalty(result.spike_counts, n_frames)
+    return loss
+
+
+@dataclass
+class Trainer:
+    """State of one training run (see the module docstring)."""
+
+    cfg: Config
+    run_dir: Path
+    progress: bool = True
+    log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr))
+
+    def __post_init__(self) -> None:
+        from .. import data
+
+        t = self.cfg.train
+        seed_everything(t.seed)
+        self.device = resolve_device(t.device)
+        d = self.cfg.data
+        splits = data.load(d.name, dt=d.dt, n_frames=d.n_frames, data_dir=d.data_dir, **d.options)
+        self.train_set, self.test_set = splits.train, splits.test
+        if d.train_limit is not None:
+            self.train_set = torch.utils.data.Subset(self.train_set, range(min(d.train_limit, len(self.train_set))))
+        if d.test_limit is not None:
+            self.test_set = torch.utils.data.Subset(self.test_set, range(min(d.test_limit, len(self.test_set))))
+        info = splits.info
+        self.n_classes = int(info.n_classes)
+        net = build_network(self.cfg.model, int(info.n_channels), self.n_classes, t.seed)
+        self.sim = AsyncSimulator(net, surrogate=self.cfg.model.surrogate, slope=self.cfg.model.slope).to(self.device)
+        self.opt = torch.optim.Adam(self.sim.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.epoch = 0
+        self.history: list[dict] = []
+
+    # ----------------------------------------------------------------- data
+    def loader(self, dataset, shuffle: bool, epoch: int) -> torch.utils.data.DataLoader:
+        from ..data import collate
+
+        g = torch.Generator().manual_seed(self.cfg.train.seed * 100_003 + epoch)
+        return torch.utils.data.DataLoader(dataset, batch_size=self.cfg.train.batch_size, shuffle=shuffle,
+                                           generator=g, collate_fn=collate)
+
+    # ----------------------------------------------------------------- checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def save_checkpoint(self) -> Path:
+        state = {"epoch": self.epoch, "model": self.sim.state_dict(), "optim": self.opt.state_dict(),
+                 "config": self.cfg.to_dict(), "history": self.history}
+        tmp = self.checkpoint_path.with_name("checkpoint.pt.tmp")
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(self.checkpoint_path)
+        return self.checkpoint_path
+
+    def load_checkpoint(self) -> None:
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        self.sim.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optim"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+
+    # ----------------------------------------------------------------- epochs
+    def train_epoch(self) -> dict:
+        from tqdm import tqdm
+
+        t = self.cfg.train
+        self.sim.train()
+        rows, total_loss, n = [], 0.0, 0
+        drop_gen = torch.Generator(device="cpu").manual_seed(t.seed * 7919 + self.epoch)
+        it = tqdm(self.loader(self.train_set, True, self.epoch), desc=f"epoch {self.epoch + 1}/{t.epochs}",
+                  disable=not self.progress, file=sys.stderr, leave=False)
+        for b, (x, y, _) in enumerate(it):
+            x = losses.input_dropout(x, t.input_dropout, drop_gen)
+            x, y = x.to(self.device), y.to(self.device)
+            self.opt.zero_grad(set_to_none=True)
+            res = run_model(self.sim, x, t, seed=t.seed + self.epoch, sample_offset=b * t.batch_size)
+            loss = loss_of(res, y, self.sim, t, x.shape[1])
+            loss.backward()
+            self.opt.step()
+            total_loss += float(loss.detach()) * len(y)
+            n += len(y)
+            rows.append(metrics.batch_metrics(res, y))
+            it.set_postfix(loss=f"{total_loss / n:.3f}")
+        s = metrics.summarize(rows, self.sim.n_neurons, self._frames(self.train_set))
+        return {"train_loss": total_loss / max(n, 1), "train_accuracy": s.get("accuracy", float("nan")),
+                "train_spikes": s.get("spikes", float("nan"))}
+
+    def _frames(self, dataset) -> int:
+        return int(dataset[0][0].shape[0]) if len(dataset) else 0
+
+    @torch.no_grad()
+    def evaluate(self, dataset=None, *, method: str = "unlayered", F="config") -> dict:
+        """Run metrics on ``dataset`` (default: the test split), asynchronously with the
+        training scheduler (``method="unlayered"``) or layer-synchronously."""
+        t = self.cfg.train
+        dataset = self.test_set if dataset is None else dataset
+        self.sim.eval()
+        rows = []
+        for b, (x, y, _) in enumerate(self.loader(dataset, False, 0)):
+            x, y = x.to(self.device), y.to(self.device)
+            res = run_model(self.sim, x, t, method=method, seed=t.seed, sample_offset=b * t.batch_size, F=F)
+            rows.append(metrics.batch_metrics(res, y))
+        return metrics.summarize(rows, self.sim.n_neurons, self._frames(dataset))
+
+    def fit(self) -> list[dict]:
+        t = self.cfg.train
+        while self.epoch < t.epochs:
+            t0 = time.perf_counter()
+            row = {"epoch": self.epoch + 1, **self.train_epoch()}
+            ev = self.evaluate()
+            row.update({f"test_{k}": v for k, v in ev.items()})
+            if t.method == "layered":
+                row["test_layered_accuracy"] = self.evaluate(method="layered")["accuracy"]
+            row["seconds"] = time.perf_counter() - t0
+            self.epoch += 1
+            self.history.append(row)
+            self.save_checkpoint()
+            write_csv(self.run_dir / "metrics.csv", self.history)
+            write_json(self.run_dir / "metrics.json", {"history": self.history})
+            self.log(f"epoch {row['epoch']}/{t.epochs}: loss {row['train_loss']:.3f}, train acc "
+                     f"{row['train_accuracy']:.3f}, test acc {row['test_accuracy']:.3f}, spikes/sample "
+                     f"{row['test_spikes']:.1f}, steps {row['test_steps']:.1f} ({row['seconds']:.1f} s)")
+        self.sim.to_network().save(self.run_dir / "network.npz")
+        return self.history
+
+
+def train(cfg: Config, *, run_dir: Optional[Path] = None, progress: bool = True,
+          log: Optional[Callable[[str], None]] = None) -> Trainer:
+    """Train in a new run folder under ``cfg.out`` (or ``run_dir``); returns the trainer."""
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg.out, f"train-{cfg.train.method}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", cfg.to_dict())
+    trainer = Trainer(cfg, run_dir, progress, **({"log": log} if log else {}))
+    trainer.log(f"run folder {run_dir}; seed {cfg.train.seed}; device {trainer.device}; "
+                f"{len(trainer.train_set)} train / {len(trainer.test_set)} test samples")
+    trainer.fit()
+    return trainer
+
+
+def resume(run_dir: str | Path, *, epochs: Optional[int] = None, progress: bool = True,
+           log: Optional[Callable[[str], None]] = None) -> Trainer:
+    """Continue the run in ``run_dir`` from its checkpoint (optionally to more epochs)."""
+    import json
+
+    run_dir = Path(run_dir)
+    ck = run_dir / "checkpoint.pt"
+    if not ck.exists():
+        raise FileNotFoundError(f"resume: {ck} does not exist (no finished epoch to resume from)")
+    cfg = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
+    if epochs is not None:
+        cfg = cfg.with_overrides({"train.epochs": int(epochs)})
+        write_json(run_dir / "config.json", cfg.to_dict())
+    trainer = Trainer(cfg, run_dir, progress, **({"log": log} if log else {}))
+    trainer.load_checkpoint()
+    trainer.log(f"resuming {run_dir} after epoch {trainer.epoch}")
+    trainer.fit()
+    return trainer

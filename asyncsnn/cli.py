@@ -221,10 +221,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.out:
             overrides["out"] = args.out
         trainer = train(load_config(args.config, overrides), progress=not args.no_progress)
-    last = trainer.history[-1] if trainer.history else {}
-    print(json.dumps({k: last[k] for k in ("epoch", "train_loss", "test_accuracy", "test_spikes", "test_steps",
-                                          "test_first_correct_step") if k in last}))
-    print(f"run folder: {trainer.run_dir}")
+    cols = [("epoch", "epoch", "{:.0f}"), ("train_loss", "loss", "{:.3f}"), ("train_accuracy", "train acc", "{:.3f}"),
+            ("test_accuracy", "test acc", "{:.3f}"), ("test_spikes", "spikes/sample", "{:.1f}"),
+            ("test_synops", "synops/sample", "{:.0f}"), ("test_steps", "steps", "{:.1f}"),
+            ("test_first_correct_step", "1st-correct step", "{:.1f}"), ("seconds", "s", "{:.1f}")]
+    cfg = trainer.cfg
+    t = cfg.train
+    print(f"{cfg.data.name}: {len(trainer.train_set)} train / {len(trainer.test_set)} test samples; "
+          f"network {trainer.sim.n_inputs}->{'-'.join(str(p.size) for p in trainer.sim.network.populations)}; "
+          f"{t.method} training, test run asynchronously ({t.scheduler}, F={'inf' if t.F is None else t.F})")
+    lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
+    for row in trainer.history:
+        lines.append("| " + " | ".join(fmt.format(row[k]) if k in row else "-" for k, _, fmt in cols) + " |")
+    print("\n".join(lines))
+    print(f"run folder: {trainer.run_dir} (evaluate on the chip: asyncsnn evaluate {trainer.run_dir})")
     return 0
 
 

@@ -1,12 +1,16 @@
 """The PyTorch half: a batched, differentiable simulator of the asynchronous execution model.
 
-Work in progress (issue 3): the forward model and autograd through the schedule are here and
-agree with the emulator's `steps` mode exactly; training loop, readouts, the layered baseline,
-export and the CLI come next.
+* :class:`AsyncSimulator` runs frames through forward steps with the per-core release limit
+  ``F`` and a scheduler, exactly as the emulator's ``steps`` mode, with surrogate-gradient
+  spikes so that autograd runs through the schedule ("unlayered backprop");
+* :func:`layered.layered_run` is the layer-synchronous baseline on the same weights;
+* :mod:`functional` holds the pure functions (hash, surrogates, select, step);
+* :func:`saved_tensor_bytes` measures what autograd keeps for backward.
 """
 
 from . import functional
+from .layered import layered_run
 from .memory import saved_tensor_bytes
 from .simulator import AsyncSimulator, SimResult
 
-__all__ = ["AsyncSimulator", "SimResult", "functional", "saved_tensor_bytes"]
+__all__ = ["AsyncSimulator", "SimResult", "functional", "layered_run", "saved_tensor_bytes"]

@@ -233,8 +233,9 @@ class AsyncSimulator(torch.nn.Module):
         steps = torch.zeros(bsz, **i64)
         emitted = zeros_b  # spikes emitted so far (for spikes_before)
         frame_start = []  # global step at each frame's start, to locate the first output spike
-        first_spike = torch.full((bsz, n_out), -1, **i64)
-        spikes_before = torch.full((bsz, n_out), -1, dtype=dtype, device=dev)
+        big = torch.iinfo(torch.int64).max
+        first_g = torch.full((bsz,), big, **i64)  # global step of the first output spike (stop rule)
+        hist: list = []  # per loop step: (output fired (B, O), global step (B,), spikes before (B,))
         alive = torch.ones(bsz, n_out, dtype=dtype, device=dev) if first_time else None
         t_first = torch.zeros(bsz, n_out, dtype=dtype, device=dev) if first_time else None
         done = torch.zeros(bsz, dtype=torch.bool, device=dev)
@@ -293,9 +294,7 @@ class AsyncSimulator(torch.nn.Module):
                     frame_out = frame_out + out_s
                     g = steps  # global step index of this step, per sample
                     fired_out = out_s.detach() > 0
-                    new_first = fired_out & (first_spike < 0)
-                    first_spike = torch.where(new_first, g[:, None], first_spike)
-                    spikes_before = torch.where(new_first, emitted[:, None], spikes_before)
+                    hist.append((fired_out, g, emitted))
                     if first_time:
                         gf = g.to(dtype)[:, None]
                         t_first = t_first + alive * out_s * gf
@@ -311,8 +310,7 @@ class AsyncSimulator(torch.nn.Module):
                         pend = pend | (state.p_in.detach() > 0).any(1)
                     active = active & pend
                     if stop_after_output is not None:
-                        first_g = torch.where(first_spike >= 0, first_spike, torch.iinfo(torch.int64).max).amin(1) \
-                            if n_out else torch.full_like(steps, torch.iinfo(torch.int64).max)
+                        first_g = torch.where(fired_out.any(1) & (first_g == big), g, first_g)
                         stop = steps - int(stop_after_output) > first_g  # (no overflow when none fired)
                         done = done | stop
                         active = active & ~stop
@@ -328,9 +326,21 @@ class AsyncSimulator(torch.nn.Module):
         unreleased = state.p.detach().sum(1) + state.p_in.detach().sum(1)
         if first_time:
             t_first = t_first + alive * steps.to(dtype)[:, None]
+        # first spike of each output neuron, from the per-step history (no per-step bookkeeping)
+        first_spike = torch.full((bsz, n_out), -1, **i64)
+        spikes_before = torch.full((bsz, n_out), -1, dtype=dtype, device=dev)
+        if hist:
+            fired_h = torch.stack([h[0] for h in hist], 1)  # (B, K, O)
+            g_h = torch.stack([h[1] for h in hist], 1)      # (B, K)
+            e_h = torch.stack([h[2] for h in hist], 1)      # (B, K)
+            k_idx = torch.arange(len(hist), device=dev)[None, :, None]
+            first_k = torch.where(fired_h, k_idx, len(hist)).amin(1)  # (B, O)
+            has = first_k < len(hist)
+            kk = first_k.clamp(max=len(hist) - 1)
+            first_spike = torch.where(has, g_h.gather(1, kk), first_spike)
+            spikes_before = torch.where(has, e_h.gather(1, kk), spikes_before)
         first_out = torch.full((bsz, 2), -1, **i64)
         if n_out and t_frames:
-            big = torch.iinfo(torch.int64).max
             g0 = torch.where(first_spike >= 0, first_spike, big).amin(1)
             starts_ = torch.stack(frame_start, 1)
             fr = (starts_ <= g0[:, None]).sum(1) - 1

@@ -50,8 +50,17 @@ def _key_values(items: Optional[list[str]], flag: str, error: type) -> dict:
     return out
 
 
-def _chip_from_args(args: argparse.Namespace) -> Chip:
+def _chip_from_args(args: argparse.Namespace, net: Optional[Network] = None) -> Chip:
+    """The chip of ``--chip``, ``--core-neurons`` and ``--set``. Given the network, a preset
+    whose mesh is too small for the network's own core mapping grows to the smallest
+    near-square mesh that holds it (unless the mesh is set)."""
     overrides = _key_values(args.set, "--set", ConfigError)
+    n = int(net.core_of.max()) + 1 if net is not None and net.core_of is not None and len(net.core_of) else 1
+    if n > 1 and not args.chip.endswith(".toml") and not {"mesh_width", "mesh_height"} & set(overrides):
+        cfg = Chip.preset(args.chip).config
+        if n > cfg["mesh_width"] * cfg["mesh_height"]:
+            w = int(np.ceil(np.sqrt(n)))
+            overrides.update(mesh_width=w, mesh_height=int(np.ceil(n / w)))
     if args.core_neurons:
         overrides.setdefault("core_neurons", args.core_neurons)
     if args.chip.endswith(".toml"):
@@ -79,6 +88,19 @@ def _format_table(rows: list[dict]) -> str:
     return "\n".join([fmt_row(head), sep, *(fmt_row(b) for b in body)])
 
 
+def _markdown_table(rows: list[dict], cols: list[tuple[str, str, str]]) -> str:
+    """A plain Markdown table: ``cols`` are ``(key, header, format)``; missing or non-finite
+    numbers show as ``-``."""
+    def cell(v, fmt: str) -> str:
+        if v is None or (isinstance(v, float) and not np.isfinite(v)):
+            return "-"
+        return fmt.format(v) if isinstance(v, (int, float)) else str(v)
+
+    lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(r.get(k), fmt) for k, _, fmt in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def cmd_emulate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -87,7 +109,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     else:
         sizes = [int(s) for s in args.sizes.split(",")]
         net = random_feedforward(sizes, seed=args.seed, refractory=args.refractory, beta=args.beta)
-    chip = _chip_for(args, net)
+    chip = _chip_from_args(args, net)
     x = poisson_frames(args.batch, args.frames, net.n_inputs, args.rate, seed=args.seed + 1)
     placement = chip.place(net)
     schedulers = SCHEDULERS if args.scheduler == "all" else [args.scheduler]
@@ -196,19 +218,6 @@ def _run_or_network(path: str) -> tuple[Optional[Path], Path]:
     return None, p
 
 
-def _chip_for(args: argparse.Namespace, net: Network) -> Chip:
-    """The chip of the arguments; a preset whose mesh is too small for the network's own core
-    mapping grows to the smallest near-square mesh that holds it (unless the mesh is set)."""
-    chip = _chip_from_args(args)
-    overrides = _key_values(args.set, "--set", ConfigError)
-    n = int(net.core_of.max()) + 1 if net.core_of is not None and len(net.core_of) else 1
-    if n > chip.n_cores and not args.chip.endswith(".toml") and not {"mesh_width", "mesh_height"} & set(overrides):
-        w = int(np.ceil(np.sqrt(n)))
-        args.set = list(args.set or []) + [f"mesh_width={w}", f"mesh_height={int(np.ceil(n / w))}"]
-        chip = _chip_from_args(args)
-    return chip
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import load_config, resume, train
 
@@ -230,10 +239,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"{cfg.data.name}: {len(trainer.train_set)} train / {len(trainer.test_set)} test samples; "
           f"network {trainer.sim.n_inputs}->{'-'.join(str(p.size) for p in trainer.sim.network.populations)}; "
           f"{t.method} training, test run asynchronously ({t.scheduler}, F={'inf' if t.F is None else t.F})")
-    lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
-    for row in trainer.history:
-        lines.append("| " + " | ".join(fmt.format(row[k]) if k in row else "-" for k, _, fmt in cols) + " |")
-    print("\n".join(lines))
+    print(_markdown_table(trainer.history, cols))
     print(f"run folder: {trainer.run_dir} (evaluate on the chip: asyncsnn evaluate {trainer.run_dir})")
     return 0
 
@@ -247,7 +253,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg_path = args.config or (run / "config.json" if run is not None else None)
     cfg = load_config(cfg_path)
     net = Network.load(net_path)
-    chip = _chip_for(args, net)
+    chip = _chip_from_args(args, net)
     if args.quantize:
         net = quantize_network(net, chip.config["arithmetic"])
     d = cfg.data
@@ -268,14 +274,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     write_json(out_dir / "results.json", {"rows": rows})
     cols = ["engine", "accuracy", "spikes", "spike_density", "synops", "steps", "first_out_step",
             "first_correct_step", "first_correct_spikes_before", "energy_total_pj", "first_correct_ns"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        cells = []
-        for c in cols:
-            v = r.get(c, "")
-            cells.append(f"{v:.4g}" if isinstance(v, float) and np.isfinite(v) else ("-" if isinstance(v, float) else str(v)))
-        lines.append("| " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
+    table = _markdown_table(rows, [(c, c, "{:.4g}") for c in cols])
     (out_dir / "evaluate.md").write_text(table + "\n")
     print(f"{len(y)} test samples of {d.name}, scheduler {scheduler}, F={'inf' if F is None else F}, chip {chip.name}")
     print(table)
@@ -288,7 +287,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     _, net_path = _run_or_network(args.model)
     net = Network.load(net_path)
-    chip = _chip_for(args, net)
+    chip = _chip_from_args(args, net)
     out = Path(args.output)
     export_network(net, out, chip=chip, quantize=args.quantize)
     print(f"wrote {out} ({'quantised to ' + chip.name + ' fixed point, ' if args.quantize else ''}placement on "

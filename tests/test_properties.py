@@ -108,7 +108,7 @@ def test_causality_in_events_mode(data, seed, hop, syn):
     net = Network.feedforward(mats, theta=1.0, beta=0.5, reset="zero", refractory=False)
     x = data.draw(frames(4, max_frames=3, max_count=3))
     width = 3
-    n_cores, core_of = width * 2, rng.integers(0, width * 2, size=net.n_neurons)
+    core_of = rng.integers(0, width * 2, size=net.n_neurons)
     chip = asyncsnn.Chip.preset("ideal", mesh_width=width, mesh_height=2, hop_latency_ticks=hop, syn_op_ticks=syn)
     res = chip.run(net, x[None], mapping=core_of, mode="events", scheduler="fifo", F=1, trace=True)
     starts = net.population_starts + [net.n_neurons]

@@ -26,13 +26,18 @@ def mix(x: torch.Tensor) -> torch.Tensor:
     return (x >> 16) ^ x
 
 
+def frame_prefix(seed: int, sample: torch.Tensor, frame: int) -> torch.Tensor:
+    """``mix(mix(mix(seed) ^ sample) ^ frame)`` for samples ``(B,)``: the part of the key that
+    is fixed for a whole frame."""
+    h = mix(torch.full_like(sample, int(seed) & _M32))
+    h = mix(h ^ sample)
+    return mix(h ^ int(frame))
+
+
 def hash_key(seed: int, sample: torch.Tensor, frame: int, step: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     """``key(seed, sample, frame, step, source)`` for samples ``(B,)``, steps ``(B,)`` and
     sources ``(S,)``: an int64 tensor ``(B, S)``."""
-    h = mix(torch.full_like(sample, int(seed) & _M32))
-    h = mix(h ^ sample)
-    h = mix(h ^ int(frame))
-    h = mix(h ^ step)
+    h = mix(frame_prefix(seed, sample, frame) ^ step)
     return mix(h[:, None] ^ source[None, :])
 
 
@@ -121,10 +126,18 @@ def step_keys(seed: int, sample: torch.Tensor, frame: int, steps: torch.Tensor) 
     """The hash up to the step, ``(B, K)`` for samples ``(B,)`` and steps ``(K,)``; the key of
     source ``s`` at step ``k`` is ``mix(step_keys[:, k] ^ s)``. Computed once per chunk of
     steps so that a step costs one ``mix``."""
-    h = mix(torch.full_like(sample, int(seed) & _M32))
-    h = mix(h ^ sample)
-    h = mix(h ^ int(frame))
-    return mix(h[:, None] ^ steps[None, :])
+    return mix(frame_prefix(seed, sample, frame)[:, None] ^ steps[None, :])
+
+
+_NEVER = torch.iinfo(torch.int64).max
+
+
+def first_output(first_spike: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """From each output neuron's first-spike step ``(B, O)`` (-1: never): the step of the first
+    output spike ``(B,)``, the output neuron that made it, and whether there is one."""
+    g0, arg = torch.where(first_spike >= 0, first_spike, _NEVER).min(1)
+    has = g0 < _NEVER
+    return torch.where(has, g0, -1), arg, has
 
 
 _LOW = 24  # bits of the slot index inside the composite sort key

@@ -55,8 +55,8 @@ def layered_run(sim: AsyncSimulator, frames: torch.Tensor, *, first_time: bool =
             src = torch.cat(s_now, 1)  # j < i already updated this frame, j >= i from the last
             cur = i_in[:, f, a:b] + src @ w_rec[a:b].t()
             vi = sim.beta[a:b] * v[i] + cur
-            s = fn.spike(vi - sim.theta[a:b], sim.surrogate, sim.slope)
             theta = sim.theta[a:b]
+            s = fn.spike(vi - theta, sim.surrogate, sim.slope)
             v[i] = torch.where(sim.subtract[a:b], vi - s * theta, vi * (1 - s))
             s_now[i] = s
             g = f * n_pops + i
@@ -76,10 +76,8 @@ def layered_run(sim: AsyncSimulator, frames: torch.Tensor, *, first_time: bool =
     spike_counts = torch.stack(totals, 1).sum(1) if totals else torch.zeros(bsz, sim.n_neurons, device=dev)
     n_steps = torch.full((bsz,), t_frames * n_pops, dtype=torch.int64, device=dev)
     first_out = torch.full((bsz, 2), -1, dtype=torch.int64, device=dev)
-    if n_out:
-        g0 = torch.where(first_spike >= 0, first_spike, torch.iinfo(torch.int64).max).amin(1)
-        has = first_spike.max(1).values >= 0
-        first_out = torch.where(has[:, None], torch.stack([g0 // n_pops, g0 % n_pops], 1), first_out)
+    g0, _, has = fn.first_output(first_spike)
+    first_out = torch.where(has[:, None], torch.stack([g0 // n_pops, g0 % n_pops], 1), first_out)
     return SimResult(
         out_counts=torch.stack(out_counts, 1) if out_counts else torch.zeros(bsz, 0, n_out, device=dev),
         spike_counts=spike_counts,

@@ -195,7 +195,7 @@ class AsyncSimulator(torch.nn.Module):
         if frames.ndim != 3 or frames.shape[2] != self.n_inputs:
             raise ValueError(f"frames: expected (batch, frames, {self.n_inputs}), got {tuple(frames.shape)}")
         if not frames.is_floating_point():
-            frames = frames.to(torch.float32 if frames.dtype != torch.float64 else torch.float64)
+            frames = frames.to(torch.float32)
         if not bool(torch.isfinite(frames).all()):
             raise ValueError("frames: contains NaN or infinite counts")
         if frames.numel() and bool((frames < 0).any()):
@@ -340,12 +340,12 @@ class AsyncSimulator(torch.nn.Module):
             first_spike = torch.where(has, g_h.gather(1, kk), first_spike)
             spikes_before = torch.where(has, e_h.gather(1, kk), spikes_before)
         first_out = torch.full((bsz, 2), -1, **i64)
-        if n_out and t_frames:
-            g0 = torch.where(first_spike >= 0, first_spike, big).amin(1)
+        if t_frames:
+            g0, _, has_out = fn.first_output(first_spike)
             starts_ = torch.stack(frame_start, 1)
             fr = (starts_ <= g0[:, None]).sum(1) - 1
             st_ = g0 - starts_.gather(1, fr.clamp(min=0)[:, None])[:, 0]
-            first_out = torch.where((g0 < big)[:, None], torch.stack([fr, st_], 1), first_out)
+            first_out = torch.where(has_out[:, None], torch.stack([fr, st_], 1), first_out)
         return SimResult(
             out_counts=torch.stack(out_counts, dim=1) if out_counts else torch.zeros(bsz, 0, n_out, device=dev),
             spike_counts=spike_counts,

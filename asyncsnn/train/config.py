@@ -9,7 +9,7 @@ naming the field.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -175,4 +175,4 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[dict[str,
     return cfg.with_overrides(overrides or {}) if overrides else cfg.validate()
 
 
-__all__ = ["Config", "DataConfig", "ModelConfig", "OptimConfig", "load_config", "METHODS", "replace"]
+__all__ = ["Config", "DataConfig", "ModelConfig", "OptimConfig", "load_config", "METHODS"]

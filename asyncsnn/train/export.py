@@ -29,6 +29,7 @@ _EMU_NAMES = {
     "first_correct_global_step": "first_correct_step", "first_correct_spikes_before": "first_correct_spikes_before",
     "first_out_ns": "first_out_ns", "first_correct_ns": "first_correct_ns", "energy_total_pj": "energy_total_pj",
     "time_ns": "time_ns", "dropped_link": "dropped_link", "dropped_buffer": "dropped_buffer",
+    "spike_density": "spike_density",
 }
 
 
@@ -99,7 +100,6 @@ def evaluate_side_by_side(
         s = res.summary()
         row = {"engine": f"emulator-{mode}", "accuracy": s["accuracy"], "answered": s["answered"]}
         row.update({ours: s[k] for k, ours in _EMU_NAMES.items() if k in s})
-        row["spike_density"] = row["spikes"] / max(net.n_neurons, 1) / max(n_frames, 1)
         row["samples"] = float(len(labels))
         rows.append(row)
     return rows

@@ -13,6 +13,8 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from ..sim.functional import first_output
+
 
 def predictions(out_counts: torch.Tensor) -> torch.Tensor:
     totals = out_counts.detach().sum(1)
@@ -25,10 +27,7 @@ def batch_metrics(result, labels: torch.Tensor) -> dict[str, np.ndarray]:
     labels = labels.to(result.out_counts.device)
     pred = predictions(result.out_counts)
     fs = result.first_spike
-    big = torch.iinfo(torch.int64).max
-    g0 = torch.where(fs >= 0, fs, big).amin(1) if fs.shape[1] else torch.full_like(labels, big)
-    arg = torch.where(fs >= 0, fs, big).argmin(1) if fs.shape[1] else torch.zeros_like(labels)
-    has = g0 < big
+    g0, arg, has = first_output(fs)
     sb0 = result.spikes_before.gather(1, arg[:, None])[:, 0]
     fc = fs.gather(1, labels[:, None])[:, 0]
     sbc = result.spikes_before.gather(1, labels[:, None])[:, 0]
@@ -44,7 +43,7 @@ def batch_metrics(result, labels: torch.Tensor) -> dict[str, np.ndarray]:
         "synops": arr(result.synops),
         "steps": arr(result.steps),
         "unreleased": arr(result.unreleased),
-        "first_out_step": np.where(arr(has) > 0, arr(g0.clamp(max=2**53)), nan),
+        "first_out_step": np.where(arr(has) > 0, arr(g0), nan),
         "first_out_spikes_before": np.where(arr(has) > 0, arr(sb0), nan),
         "first_correct_step": np.where(arr(fc) >= 0, arr(fc), nan),
         "first_correct_spikes_before": np.where(arr(fc) >= 0, arr(sbc), nan),

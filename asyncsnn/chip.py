@@ -106,6 +106,21 @@ class Chip:
             chip = cls._wrap(_native.ChipConfig.from_json(json.dumps(_merge(chip.config, overrides))))
         return chip
 
+    @classmethod
+    def fitting(cls, base: str, network: Optional[Network] = None, **overrides: Any) -> "Chip":
+        """``base`` (a preset name or a ``.toml`` file) with ``overrides``; given a network with
+        its own core mapping, a mesh too small for it grows to the smallest near-square mesh that
+        holds it (unless the overrides set the mesh)."""
+        toml = str(base).endswith(".toml")
+        core_of = network.core_of if network is not None else None
+        n = int(np.max(core_of)) + 1 if core_of is not None and len(core_of) else 1
+        if n > 1 and not toml and not {"mesh_width", "mesh_height"} & set(overrides):
+            cfg = cls.preset(base).config
+            if n > cfg["mesh_width"] * cfg["mesh_height"]:
+                w = int(np.ceil(np.sqrt(n)))
+                overrides.update(mesh_width=w, mesh_height=int(np.ceil(n / w)))
+        return cls.from_toml(base, **overrides) if toml else cls.preset(base, **overrides)
+
     @staticmethod
     def presets() -> list[str]:
         return list(_native.ChipConfig.presets())

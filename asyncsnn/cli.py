@@ -51,21 +51,12 @@ def _key_values(items: Optional[list[str]], flag: str, error: type) -> dict:
 
 
 def _chip_from_args(args: argparse.Namespace, net: Optional[Network] = None) -> Chip:
-    """The chip of ``--chip``, ``--core-neurons`` and ``--set``. Given the network, a preset
-    whose mesh is too small for the network's own core mapping grows to the smallest
-    near-square mesh that holds it (unless the mesh is set)."""
+    """The chip of ``--chip``, ``--core-neurons`` and ``--set``, with the mesh grown to fit the
+    network's own core mapping (see :meth:`Chip.fitting`)."""
     overrides = _key_values(args.set, "--set", ConfigError)
-    n = int(net.core_of.max()) + 1 if net is not None and net.core_of is not None and len(net.core_of) else 1
-    if n > 1 and not args.chip.endswith(".toml") and not {"mesh_width", "mesh_height"} & set(overrides):
-        cfg = Chip.preset(args.chip).config
-        if n > cfg["mesh_width"] * cfg["mesh_height"]:
-            w = int(np.ceil(np.sqrt(n)))
-            overrides.update(mesh_width=w, mesh_height=int(np.ceil(n / w)))
     if args.core_neurons:
         overrides.setdefault("core_neurons", args.core_neurons)
-    if args.chip.endswith(".toml"):
-        return Chip.from_toml(args.chip, **overrides)
-    return Chip.preset(args.chip, **overrides)
+    return Chip.fitting(args.chip, net, **overrides)
 
 
 def _format_table(rows: list[dict]) -> str:

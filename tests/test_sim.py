@@ -103,6 +103,25 @@ def test_gradients_flow_through_the_schedule():
     assert g_in.abs().sum() > 0  # through the spikes of the hidden layer
 
 
+def test_surrogate_gradient_only_where_input_arrived():
+    """Two neurons, both above threshold; only neuron 0 receives current this step. The
+    surrogate gradient of the spikes reaches the carried potential of neuron 0 only."""
+    n = 2
+    params = fn.Params(theta=torch.ones(n), beta=torch.ones(n), subtract=torch.ones(n, dtype=torch.bool),
+                       refractory=torch.zeros(n, dtype=torch.bool), has_out=torch.ones(n, dtype=torch.bool),
+                       layer=torch.ones(n, dtype=torch.int64), slot_neuron=torch.arange(n)[None],
+                       neuron_slot=torch.arange(n), n_inputs=1, contiguous=True)
+    state = fn.initial_state(1, params)
+    v0 = torch.tensor([[0.5, 2.5]], requires_grad=True)
+    state = state._replace(v=v0)
+    current = torch.tensor([[0.75, 0.0]])
+    out = fn.step(state, params, torch.zeros(n, n), torch.zeros(n), torch.zeros(1, n, dtype=torch.bool),
+                  current, torch.ones(1, dtype=torch.bool), 0)
+    assert out.spikes.detach().tolist() == [[1.0, 1.0]]
+    (g,) = torch.autograd.grad(out.spikes.sum(), v0)
+    assert g[0, 0] > 0 and g[0, 1] == 0
+
+
 def test_bad_arguments():
     net = random_feedforward([4, 3], seed=0)
     sim = AsyncSimulator(net)

@@ -240,7 +240,9 @@ def step(
 
     ``gradient="truncated"`` cuts the gradient through the potential carried over from earlier
     steps: a spike's gradient reaches only the current delivered at the step that triggered
-    it. ``"full"`` keeps the whole history across steps and frames."""
+    it. ``"full"`` keeps the whole history across steps and frames. In both, the surrogate
+    gradient of a spike flows only at steps that brought the neuron input (the only steps at
+    which it can newly cross threshold)."""
     rel = released & active[:, None]
     relf = rel.to(state.p.dtype)
     delivered = state.p * relf
@@ -253,7 +255,10 @@ def step(
     v_prev = state.v.detach() if gradient == "truncated" else state.v
     v = torch.where(state.refr | ~act, v_prev, v_prev + cur)
     over = v - params.theta
-    s = spike(over, surrogate, slope) * (~state.refr & act).to(v.dtype)
+    # A neuron can only cross threshold at a step that brought it input: the surrogate gradient
+    # flows only there (elsewhere the spike, a repeat firing under subtract reset, is constant).
+    s = spike(over, surrogate, slope)
+    s = torch.where(cur.detach() != 0, s, s.detach()) * (~state.refr & act).to(v.dtype)
     fired = s.detach() > 0
     v = torch.where(params.subtract, v - s * params.theta, v * (1 - s))
     refr = state.refr | (fired & params.refractory)

@@ -9,14 +9,14 @@ emulator see the same weights.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-from ..chip import Chip
+from ..chip import Chip, RunResult
 from ..errors import ConfigError
 from ..network import Network
 from ..sim import AsyncSimulator
@@ -62,7 +62,30 @@ def export_network(model: AsyncSimulator | Network, path: str | Path, *, chip: O
     return net.save(path)
 
 
-def evaluate_side_by_side(
+@dataclass
+class SideBySide:
+    """One test set through the PyTorch simulator and the emulator: ``rows`` (one per engine:
+    ``pytorch``, ``emulator-steps``, ``emulator-events``), the simulator's per-sample metrics and
+    output counts, and the emulator's :class:`~asyncsnn.chip.RunResult` per mode."""
+
+    rows: list[dict]
+    sim_samples: dict[str, np.ndarray]
+    sim_out_counts: np.ndarray
+    runs: dict[str, RunResult]
+
+    def steps_agree(self) -> Optional[bool]:
+        """Whether the emulator's ``steps`` mode gave exactly the simulator's output counts,
+        spikes, synaptic ops and forward steps for every sample (``None`` without a steps run)."""
+        run = self.runs.get("steps")
+        if run is None:
+            return None
+        if not np.array_equal(run.out_counts, self.sim_out_counts):
+            return False
+        return all(np.array_equal(np.asarray(run.metrics[k], np.float64), self.sim_samples[k])
+                   for k in ("spikes", "synops", "steps"))
+
+
+def run_side_by_side(
     net: Network,
     frames: np.ndarray,
     labels: np.ndarray,
@@ -76,30 +99,44 @@ def evaluate_side_by_side(
     modes: Sequence[str] = ("steps", "events"),
     batch_size: int = 256,
     device: str = "cpu",
-) -> list[dict]:
-    """The same test set through the PyTorch simulator and the emulator (each mode): one row of
-    metrics per engine. In ``steps`` mode on an f32 chip the rows must agree (the validation
-    contract); ``events`` mode adds time, energy and drops."""
+    trace: bool = False,
+) -> SideBySide:
+    """The same test set through the PyTorch simulator and the emulator (each mode). In
+    ``steps`` mode on an f32 chip the two must agree exactly (the validation contract, see
+    :meth:`SideBySide.steps_agree`); ``events`` mode adds time, energy and drops. With
+    ``trace`` the emulator runs keep every spike (for rasters and decide-early curves)."""
     frames = np.asarray(frames, np.float32)
     labels = np.asarray(labels, np.int64)
     sim = AsyncSimulator(net).to(device)
     rows: list[dict] = []
-    batches = []
+    batches, outs = [], []
     with torch.no_grad():
         for i in range(0, len(frames), batch_size):
             x = torch.tensor(frames[i:i + batch_size], device=device)
             y = torch.tensor(labels[i:i + batch_size], device=device)
             r = sim(x, scheduler=scheduler, F=F, seed=seed, sample_offset=i, input_mode=input_mode, max_steps=max_steps)
             batches.append(metrics.batch_metrics(r, y))
+            outs.append(r.out_counts.cpu().numpy())
     n_frames = frames.shape[1] if frames.ndim == 3 else 0
     rows.append({"engine": "pytorch", **metrics.summarize(batches, net.n_neurons, n_frames)})
+    samples = {k: np.concatenate([b[k] for b in batches]) if batches else np.zeros(0)
+               for k in ("spikes", "synops", "steps")}
+    out_counts = (np.concatenate(outs) if outs else np.zeros((0, n_frames, net.n_outputs))).astype(np.uint32)
     placement = chip.place(net)
+    runs = {}
     for mode in modes:
         res = placement.run(frames, labels=labels, mode=mode, scheduler=scheduler, F=F, seed=seed,
-                            input_mode=input_mode, max_steps=max_steps)
+                            input_mode=input_mode, max_steps=max_steps, trace=trace)
+        runs[mode] = res
         s = res.summary()
         row = {"engine": f"emulator-{mode}", "accuracy": s["accuracy"], "answered": s["answered"]}
         row.update({ours: s[k] for k, ours in _EMU_NAMES.items() if k in s})
         row["samples"] = float(len(labels))
         rows.append(row)
-    return rows
+    return SideBySide(rows, samples, out_counts, runs)
+
+
+def evaluate_side_by_side(net: Network, frames: np.ndarray, labels: np.ndarray, *, chip: Chip,
+                          **kwargs) -> list[dict]:
+    """One row of metrics per engine (see :func:`run_side_by_side` for the arguments)."""
+    return run_side_by_side(net, frames, labels, chip=chip, **kwargs).rows

@@ -1,4 +1,4 @@
-"""Command line: ``asyncsnn train | evaluate | export | emulate | datasets``."""
+"""Command line: ``asyncsnn experiment | train | evaluate | export | emulate | datasets``."""
 
 from __future__ import annotations
 
@@ -209,6 +209,30 @@ def _run_or_network(path: str) -> tuple[Optional[Path], Path]:
     return None, p
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from .experiment import EVENTS_COLUMNS, SUMMARY_COLUMNS, load_experiment_config, markdown_table, run_experiment
+
+    overrides = _key_values(args.set, "--set", ConfigError)
+    if args.epochs is not None:
+        overrides["train.epochs"] = args.epochs
+    if args.out:
+        overrides["out"] = args.out
+    cfg = load_experiment_config(args.config, overrides, full=args.full)
+    res = run_experiment(cfg, progress=not args.no_progress, plots=not args.no_plots)
+    e = cfg.experiment
+    steps = "emulator-steps" if "steps" in e.modes else "pytorch"
+    print(f"Layered versus unlayered training, both run asynchronously ({', '.join(e.schedulers)}; "
+          f"F in {[('inf' if f is None else f) for f in e.F]}); chip {e.chip}, {steps}:")
+    print(markdown_table(res.summary_rows(steps), SUMMARY_COLUMNS))
+    if "events" in e.modes:
+        print("\nOn the chip in events mode (network-on-chip latency and energy):")
+        print(markdown_table(res.summary_rows("emulator-events"), EVENTS_COLUMNS))
+    for s in res.skipped:
+        print(f"skipped {s['dataset']}: {s['reason'].splitlines()[0]}")
+    print(f"\n{res.seconds:.0f} s; results, tables and plots in {res.run_dir} (summary.md explains the columns)")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import load_config, resume, train
 
@@ -316,6 +340,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-progress", action="store_true")
     e.add_argument("--no-plots", action="store_true")
     e.set_defaults(func=cmd_emulate)
+
+    x = sub.add_parser("experiment", help="the main job: layered versus unlayered training, run asynchronously "
+                                          "in PyTorch and on the emulated chip")
+    x.add_argument("--config", help="TOML or JSON file (sections experiment, data, model, train) over the default")
+    x.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override a setting, e.g. --set experiment.schedulers=momentum,fifo --set train.epochs=4 "
+                        "(repeatable)")
+    x.add_argument("--full", action="store_true",
+                   help="the full study: both generated datasets, N-MNIST and SHD when on disk (meant for a GPU)")
+    x.add_argument("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N (every model)")
+    x.add_argument("--out", default=None, help="folder for run folders (default: runs)")
+    x.add_argument("--no-progress", action="store_true")
+    x.add_argument("--no-plots", action="store_true")
+    x.set_defaults(func=cmd_experiment)
 
     t = sub.add_parser("train", help="train a network for asynchronous execution (or the layered baseline)")
     t.add_argument("--config", help="TOML or JSON file (sections data, model, train); default: built-in defaults")

@@ -40,12 +40,19 @@ def core_heatmap(values: np.ndarray, mesh_width: int, mesh_height: int, path: st
     """Per-core values drawn on the mesh (core ``y * width + x``)."""
     plt = _plt()
     grid = np.asarray(values, dtype=float).reshape(mesh_height, mesh_width)
-    fig, ax = plt.subplots(figsize=(max(3, mesh_width * 0.6 + 1.5), max(2.5, mesh_height * 0.6 + 1)))
+    fig, ax = plt.subplots(figsize=(max(5, mesh_width * 0.6 + 2), max(3.5, mesh_height * 0.6 + 1.2)))
     im = ax.imshow(grid, cmap="viridis", origin="lower")
     fig.colorbar(im, ax=ax, label=label)
+    if grid.size <= 64:  # small meshes: the value in each core
+        hi = float(np.nanmax(grid)) if grid.size else 0.0
+        for (yy, xx), v in np.ndenumerate(grid):
+            ax.text(xx, yy, f"{v:.3g}", ha="center", va="center", fontsize=7,
+                    color="black" if hi > 0 and v > 0.6 * hi else "white")
+    ax.set_xticks(range(mesh_width))
+    ax.set_yticks(range(mesh_height))
     ax.set_xlabel("x")
     ax.set_ylabel("y")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9, wrap=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -186,7 +187,8 @@ class FrameDataset(torch.utils.data.Dataset):
         self._frames = list(frames)
         self._labels = np.asarray(labels, np.int64)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
+        # a name of this process's own: two processes building the same cache never collide
+        tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp.npz")
         flat = np.concatenate(self._frames) if self._frames else np.zeros((0, self.info.n_channels), np.float32)
         np.savez_compressed(tmp, frames=flat, labels=self._labels,
                             lengths=np.array([len(f) for f in self._frames], np.int64))

@@ -1,0 +1,698 @@
+"""The main job: what happens when a model trained layer-synchronously runs asynchronously on a
+chip, and how much better does a model trained with unlayered backprop do?
+
+For each dataset, :func:`run_experiment` trains
+
+* one **layered** model (BPTT over frames, every layer integrating its whole input before the
+  next one runs; its training does not involve a scheduler, so the one model serves every
+  scheduler), and
+* one **unlayered** model per scheduler (backprop through that scheduler's asynchronous
+  schedule, at the training ``F`` of the config),
+
+from the same initial weights, then runs both asynchronously with that scheduler for every
+``F`` of the sweep, in the PyTorch simulator and on the emulated chip (``steps`` and ``events``
+modes). In ``steps`` mode the chip must agree exactly with the simulator (checked per cell).
+
+Outputs in the run folder: ``results.json`` (everything), ``cells.csv`` (one row per dataset,
+scheduler, model, ``F`` and engine), ``relative.csv`` (unlayered versus layered per cell),
+``decide_early.csv`` (accuracy when deciding after a budget of spikes, steps or nanoseconds),
+``summary.md`` and plots.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .errors import ConfigError
+from .runs import new_run_dir, write_csv, write_json
+from .train.config import Config
+
+try:  # Python >= 3.11
+    import tomllib
+except ImportError:  # pragma: no cover - Python 3.9 / 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+EXPERIMENT_SCHEDULERS = ("random", "momentum", "fifo")
+MODES = ("steps", "events")
+MODELS = ("layered", "unlayered")
+
+# The default: the embedded temporal dataset in 5 long frames (20 ms each). Long frames put many
+# input spikes into each frame, so the order in which a chip releases them matters; this is where
+# layer-synchronous training and asynchronous execution part ways. Each layer has a core of its
+# own on a 4 x 4 Loihi-like mesh, so F bounds the spikes a layer releases per forward step. About
+# a minute on 2 CPU cores.
+DEFAULT: dict[str, Any] = {
+    "data": {"name": "manifold", "dt": 20_000, "n_frames": 5,
+             "options": {"n_classes": 4, "train_per_class": 96, "test_per_class": 32}},
+    "model": {"hidden": [64, 64], "core_neurons": 64},
+    "train": {"lr": 0.01, "epochs": 15, "F": 8, "batch_size": 32},
+    "experiment": {"chip_set": {"mesh_width": 4, "mesh_height": 4}},
+}
+
+# --full: both generated datasets at a larger size, and N-MNIST and SHD where their files are
+# on disk (skipped with a note otherwise). Meant for a GPU.
+FULL: dict[str, Any] = {
+    "data": {"name": "manifold", "dt": 20_000, "n_frames": 5},
+    "model": {"hidden": [128, 128], "core_neurons": 64},
+    "train": {"lr": 0.005, "epochs": 30, "F": 8, "batch_size": 64},
+    "experiment": {
+        "datasets": [
+            {"name": "manifold", "label": "manifold", "dt": 20_000, "n_frames": 5,
+             "options": {"n_classes": 8, "train_per_class": 256, "test_per_class": 64}},
+            {"name": "digits", "label": "digits", "dt": 30_000, "n_frames": 10, "options": {}},
+            {"name": "nmnist", "label": "nmnist", "dt": 30_000, "n_frames": 10, "optional": True,
+             "options": {"first_saccade_only": False}, "set": {"model.hidden": [256, 256], "train.epochs": 10}},
+            {"name": "shd", "label": "shd", "dt": 20_000, "n_frames": 50, "optional": True,
+             "set": {"model.hidden": [128, 128], "train.epochs": 30}},
+        ],
+        "test_limit": 2000,
+    },
+}
+
+
+@dataclass
+class DatasetSpec:
+    """One dataset of the experiment. ``set`` holds ``section.key`` overrides of the base config
+    for this dataset only; ``optional`` datasets whose files are missing are skipped with a note."""
+
+    name: str
+    dt: int = 4000
+    n_frames: Optional[int] = None
+    options: dict = field(default_factory=dict)
+    label: Optional[str] = None
+    optional: bool = False
+    set: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+@dataclass
+class ExperimentSettings:
+    datasets: list = field(default_factory=list)     # of DatasetSpec; empty: the [data] section
+    schedulers: list = field(default_factory=lambda: list(EXPERIMENT_SCHEDULERS))
+    F: list = field(default_factory=lambda: [1, 4, 16, None])   # None (or "inf"): no limit
+    modes: list = field(default_factory=lambda: list(MODES))
+    chip: str = "loihi"                                # preset name or .toml file
+    chip_set: dict = field(default_factory=dict)       # chip field overrides
+    test_limit: Optional[int] = None                   # evaluate on the first N test samples
+    eval_seed: Optional[int] = None                    # scheduler seed of the evaluation (default train.seed)
+    raster_sample: int = 0                             # test sample drawn in the rasters
+    curve_points: int = 60                             # points of each decide-early curve
+
+
+@dataclass
+class ExperimentConfig:
+    """The base training config (sections ``data``, ``model``, ``train``, ``out``), the
+    ``experiment`` section, and ``overrides`` (``section.key`` settings applied to every dataset's
+    config last, e.g. from ``--set``)."""
+
+    base: Config
+    experiment: ExperimentSettings
+    overrides: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = self.base.to_dict()
+        e = asdict(self.experiment)
+        e["F"] = [_f_label(f) for f in self.experiment.F]
+        d["experiment"] = e
+        d["overrides"] = dict(self.overrides)
+        return d
+
+    def dataset_specs(self) -> list[DatasetSpec]:
+        if self.experiment.datasets:
+            return list(self.experiment.datasets)
+        d = self.base.data
+        return [DatasetSpec(d.name, d.dt, d.n_frames, dict(d.options))]
+
+    def dataset_config(self, spec: DatasetSpec) -> Config:
+        """The training config of one dataset: base, then the dataset, its ``set``, the overrides."""
+        d = self.base.to_dict()
+        d["data"].update(name=spec.name, dt=spec.dt, n_frames=spec.n_frames, options=dict(spec.options))
+        cfg = Config.from_dict(d)
+        if spec.set:
+            cfg = cfg.with_overrides(spec.set)
+        if self.overrides:
+            cfg = cfg.with_overrides(self.overrides)
+        return cfg
+
+    def validate(self) -> "ExperimentConfig":
+        e = self.experiment
+
+        def check(ok: bool, name: str, msg: str) -> None:
+            if not ok:
+                raise ConfigError(f"invalid config: experiment.{name}: {msg}")
+
+        check(isinstance(e.schedulers, list) and len(e.schedulers) > 0
+              and all(s in EXPERIMENT_SCHEDULERS for s in e.schedulers), "schedulers",
+              f"{e.schedulers!r}: expected a non-empty list of {', '.join(EXPERIMENT_SCHEDULERS)}")
+        check(len(set(e.schedulers)) == len(e.schedulers), "schedulers", f"{e.schedulers!r} repeats a scheduler")
+        check(isinstance(e.F, list) and len(e.F) > 0 and all(f is None or (isinstance(f, int) and f >= 1) for f in e.F),
+              "F", f"{e.F!r}: expected a non-empty list of integers >= 1 or \"inf\"")
+        check(isinstance(e.modes, list) and all(m in MODES for m in e.modes) and len(set(e.modes)) == len(e.modes),
+              "modes", f"{e.modes!r}: expected a list of {', '.join(MODES)}")
+        check(isinstance(e.chip, str) and e.chip != "", "chip", "expected a preset name or a .toml file")
+        check(isinstance(e.chip_set, dict), "chip_set", "expected a table of chip fields")
+        check(e.test_limit is None or (isinstance(e.test_limit, int) and e.test_limit >= 1), "test_limit",
+              f"{e.test_limit!r} is outside 1..")
+        check(e.eval_seed is None or (isinstance(e.eval_seed, int) and e.eval_seed >= 0), "eval_seed",
+              f"{e.eval_seed!r} is outside 0..")
+        check(isinstance(e.raster_sample, int) and e.raster_sample >= 0, "raster_sample",
+              f"{e.raster_sample!r} is outside 0..")
+        check(isinstance(e.curve_points, int) and 2 <= e.curve_points <= 10_000, "curve_points",
+              f"{e.curve_points!r} is outside 2..10000")
+        keys = [s.key for s in self.dataset_specs()]
+        check(len(set(keys)) == len(keys), "datasets", f"labels {keys} repeat; give each a distinct label")
+        for s in self.dataset_specs():
+            self.dataset_config(s)  # raises ConfigError naming the field
+        return self
+
+
+def _f_label(f: Optional[int]) -> str | int:
+    return "inf" if f is None else int(f)
+
+
+def _parse_f(values: Any) -> list:
+    if not isinstance(values, list):
+        raise ConfigError(f"invalid config: experiment.F: {values!r}: expected a list such as [1, 4, 16, \"inf\"]")
+    out = []
+    for v in values:
+        if v in ("inf", "none", None):
+            out.append(None)
+        elif isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"invalid config: experiment.F: {v!r}: expected an integer >= 1 or \"inf\"")
+        else:
+            out.append(v)
+    return out
+
+
+def _dataset_spec(i: int, raw: Any) -> DatasetSpec:
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise ConfigError(f"invalid config: experiment.datasets[{i}]: expected a table with at least `name`")
+    allowed = {f.name for f in fields(DatasetSpec)}
+    unknown = set(raw) - allowed
+    if unknown:
+        raise ConfigError(f"invalid config: experiment.datasets[{i}].{sorted(unknown)[0]}: unknown setting; "
+                          f"allowed: {', '.join(sorted(allowed))}")
+    if not isinstance(raw.get("options", {}), dict) or not isinstance(raw.get("set", {}), dict):
+        raise ConfigError(f"invalid config: experiment.datasets[{i}]: `options` and `set` must be tables")
+    return DatasetSpec(**raw)
+
+
+def _merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base``: sections merge key by key; the experiment's lists replace."""
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "options":
+            out[key] = {**out[key], **copy.deepcopy(value)}
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def experiment_config(raw: Optional[dict] = None, overrides: Optional[dict] = None, *, full: bool = False) -> ExperimentConfig:
+    """Parse a config dict (file contents) over the :data:`DEFAULT` (or :data:`FULL`) preset.
+
+    ``overrides`` are ``section.key`` settings: ``experiment.*`` ones set the experiment,
+    the others apply to every dataset's training config (after the dataset's own settings)."""
+    preset = FULL if full else DEFAULT
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise ConfigError("invalid config: expected a table of sections")
+    merged = {k: _merge(preset.get(k, {}), raw[k]) if isinstance(raw.get(k), dict) and isinstance(preset.get(k), dict)
+              else copy.deepcopy(raw.get(k, preset.get(k))) for k in set(preset) | set(raw)}
+    exp_raw = dict(merged.pop("experiment", {}) or {})
+    base_overrides: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        if key == "out":
+            merged["out"] = str(value)
+        elif section == "experiment":
+            if not name:
+                raise ConfigError(f"invalid config: {key}: expected experiment.KEY")
+            exp_raw[name] = value
+        else:
+            base_overrides[key] = value
+    base = Config.from_dict(merged)
+    allowed = {f.name for f in fields(ExperimentSettings)}
+    unknown = set(exp_raw) - allowed
+    if unknown:
+        raise ConfigError(f"invalid config: experiment.{sorted(unknown)[0]}: unknown setting; "
+                          f"allowed: {', '.join(sorted(allowed))}")
+    if "F" in exp_raw:
+        exp_raw["F"] = _parse_f(exp_raw["F"])
+    if "datasets" in exp_raw:
+        if not isinstance(exp_raw["datasets"], list):
+            raise ConfigError("invalid config: experiment.datasets: expected a list of tables")
+        exp_raw["datasets"] = [_dataset_spec(i, d) for i, d in enumerate(exp_raw["datasets"])]
+    for name in ("schedulers", "modes"):
+        if name in exp_raw and isinstance(exp_raw[name], str):
+            exp_raw[name] = [s for s in exp_raw[name].split(",") if s]
+    settings = ExperimentSettings(**exp_raw)
+    return ExperimentConfig(base, settings, base_overrides).validate()
+
+
+def load_experiment_config(path: Optional[str | Path] = None, overrides: Optional[dict] = None, *,
+                           full: bool = False) -> ExperimentConfig:
+    """Read a ``.toml`` or ``.json`` experiment file (sections ``experiment``, ``data``, ``model``,
+    ``train``; all optional) over the default or ``--full`` preset, then apply ``overrides``."""
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"config file {p} does not exist")
+        text = p.read_text()
+        try:
+            raw = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+        except (ValueError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"invalid config: {p}: {e}") from None
+        saved = raw.pop("overrides", None)  # a run folder's config.json: its overrides come first
+        if isinstance(saved, dict):
+            overrides = {**saved, **(overrides or {})}
+    return experiment_config(raw, overrides, full=full)
+
+
+# ---------------------------------------------------------------------------------------- analysis
+
+
+def decide_early(trace: np.ndarray, labels: np.ndarray, output_start: int, n_outputs: int,
+                 grid: np.ndarray, axis: str) -> np.ndarray:
+    """Accuracy (over all samples of ``labels``) when each sample decides from the spikes
+    emitted up to a budget: the output neuron with the most spikes so far (ties to the lowest
+    index; no output spike yet counts as wrong).
+
+    ``trace`` rows are ``[sample, frame, step, time, neuron]`` in emission order. ``axis="spikes"``:
+    the budget is the number of spikes (of any neuron) integrated so far, the decision after
+    budget ``k`` using the first ``k`` spikes; ``axis="time"``: the budget is a time (the trace's
+    ``time`` column: the global step, or the tick in ``events`` mode), using spikes with
+    ``time <= t``. At a budget beyond every sample's last spike the curve equals the accuracy."""
+    labels = np.asarray(labels, np.int64)
+    grid = np.asarray(grid, np.float64)
+    n = len(labels)
+    if n == 0:
+        return np.full(len(grid), np.nan)
+    trace = np.asarray(trace, np.int64).reshape(-1, 5)
+    order = np.lexsort((np.arange(len(trace)), trace[:, 3], trace[:, 0]))  # stable: by sample, then time
+    tr = trace[order]
+    starts = np.searchsorted(tr[:, 0], np.arange(n + 1))
+    correct = np.zeros(len(grid))
+    for s in range(n):
+        rows = tr[starts[s]:starts[s + 1]]
+        out = (rows[:, 4] >= output_start) & (rows[:, 4] < output_start + n_outputs)
+        if not out.any():
+            continue
+        pos = np.flatnonzero(out)
+        cls = rows[pos, 4] - output_start
+        counts = np.zeros((len(pos), n_outputs), np.int64)
+        counts[np.arange(len(pos)), cls] = 1
+        counts = np.cumsum(counts, axis=0)
+        decision = counts.argmax(axis=1)            # after each output spike
+        if axis == "spikes":
+            # output spike j is the (pos_j + 1)-th spike of the sample
+            idx = np.searchsorted(pos + 1, grid, side="right") - 1
+        else:
+            idx = np.searchsorted(rows[pos, 3], grid, side="right") - 1
+        ok = idx >= 0
+        correct[ok] += decision[idx[ok]] == labels[s]
+    return correct / n
+
+
+def _grid(hi: float, points: int, integer: bool = True) -> np.ndarray:
+    hi = max(float(hi), 1.0)
+    g = np.linspace(0.0, hi, points)
+    return np.unique(np.round(g)) if integer else g
+
+
+def _nan_to_none(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_nan_to_none(v) for v in x]
+    return x
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> float:
+    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)) or b == 0:
+        return float("nan")
+    return a / b
+
+
+# Latency speed-ups: layered latency / unlayered latency (> 1: unlayered decides sooner).
+SPEEDUPS = {
+    "speedup_first_correct_step": "first_correct_step",
+    "speedup_first_correct_spikes": "first_correct_spikes_before",
+    "speedup_first_correct_ns": "first_correct_ns",
+}
+
+
+def relative_row(layered: dict, unlayered: dict) -> dict:
+    """Unlayered versus layered from two cells' raw figures: accuracy gain in points, spike,
+    synaptic-op and energy reductions (``1 - unlayered / layered``), latency speed-ups
+    (``layered / unlayered``)."""
+    g = lambda r, k: r.get(k, float("nan"))  # noqa: E731
+    row = {
+        "accuracy_layered": g(layered, "accuracy"), "accuracy_unlayered": g(unlayered, "accuracy"),
+        "accuracy_gain_points": 100.0 * (g(unlayered, "accuracy") - g(layered, "accuracy")),
+        "spikes_layered": g(layered, "spikes"), "spikes_unlayered": g(unlayered, "spikes"),
+        "spike_reduction": 1.0 - _ratio(g(unlayered, "spikes"), g(layered, "spikes")),
+        "synops_reduction": 1.0 - _ratio(g(unlayered, "synops"), g(layered, "synops")),
+    }
+    for name, key in SPEEDUPS.items():
+        row[f"{key}_layered"] = g(layered, key)
+        row[f"{key}_unlayered"] = g(unlayered, key)
+        row[name] = _ratio(g(layered, key), g(unlayered, key))
+    if "energy_total_pj" in layered:
+        row["energy_reduction"] = 1.0 - _ratio(g(unlayered, "energy_total_pj"), g(layered, "energy_total_pj"))
+    return row
+
+
+CELL_KEYS = ("accuracy", "answered", "spikes", "spike_density", "synops", "steps", "first_out_step",
+             "first_out_spikes_before", "first_correct_step", "first_correct_spikes_before", "first_out_ns",
+             "first_correct_ns", "energy_total_pj", "time_ns", "dropped_link", "dropped_buffer", "samples")
+
+
+# ---------------------------------------------------------------------------------------- the run
+
+
+@dataclass
+class ExperimentResult:
+    run_dir: Path
+    cells: list[dict]
+    relative: list[dict]
+    curves: list[dict]
+    trained: list[dict]
+    skipped: list[dict]
+    seconds: float
+
+    def summary_rows(self, engine: str) -> list[dict]:
+        return [r for r in self.relative if r["engine"] == engine]
+
+
+def _log_default(msg: str) -> None:
+    import sys
+
+    print(msg, file=sys.stderr)
+
+
+def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, progress: bool = True,
+                   plots: bool = True, log: Callable[[str], None] = _log_default) -> ExperimentResult:
+    """Train and evaluate everything ``cfg`` asks for in a new run folder (see the module docstring)."""
+    from tqdm import tqdm
+
+    from . import data
+    from .chip import Chip
+    from .data.base import DatasetNotFoundError
+    from .network import Network
+    from .train.export import run_side_by_side
+    from .train.loop import train
+
+    t0 = time.perf_counter()
+    e = cfg.experiment
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg.base.out, "experiment")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", cfg.to_dict())
+    cells: list[dict] = []
+    relative: list[dict] = []
+    curves: list[dict] = []
+    trained: list[dict] = []
+    skipped: list[dict] = []
+    keep: dict[str, Any] = {}         # model -> SideBySide of the first scheduler and F, for plots
+
+    for spec in cfg.dataset_specs():
+        dcfg = cfg.dataset_config(spec)
+        d = dcfg.data
+        try:
+            splits = data.load(d.name, dt=d.dt, n_frames=d.n_frames, data_dir=d.data_dir, **d.options)
+        except DatasetNotFoundError as err:
+            if not spec.optional:
+                raise
+            skipped.append({"dataset": spec.key, "reason": str(err)})
+            log(f"[{spec.key}] skipped: {str(err).splitlines()[0]}")
+            continue
+        x, y, _ = data.to_arrays(splits.test)
+        limit = e.test_limit if e.test_limit is not None else d.test_limit
+        if limit is not None:
+            x, y = x[:limit], y[:limit]
+        n_classes = int(splits.info.n_classes)
+        ds_dir = run_dir / spec.key
+        ds_dir.mkdir(exist_ok=True)
+        write_json(ds_dir / "config.json", dcfg.to_dict())
+
+        # --- training: one layered model, one unlayered model per scheduler
+        jobs = [("layered", None)] + [("unlayered", s) for s in e.schedulers]
+        nets: dict[str, Network] = {}
+        for method, sched in jobs:
+            name = method if sched is None else f"unlayered-{sched}"
+            over = {"train.method": method, "out": str(ds_dir)}
+            if sched is not None:
+                over["train.scheduler"] = sched
+            tcfg = dcfg.with_overrides(over)
+            log(f"[{spec.key}] training {name} ({tcfg.train.epochs} epochs"
+                + ("" if sched is None else f", {sched}, F={_f_label(tcfg.train.F)}") + ")")
+            ts = time.perf_counter()
+            trainer = train(tcfg, run_dir=ds_dir / name, progress=progress, log=lambda s: None)
+            nets[name] = trainer.sim.to_network()
+            last = trainer.history[-1] if trainer.history else {}
+            trained.append({"dataset": spec.key, "model": name, "seconds": time.perf_counter() - ts,
+                            "epochs": tcfg.train.epochs, "train_accuracy": last.get("train_accuracy", float("nan")),
+                            "test_accuracy_training_schedule": last.get("test_accuracy", float("nan")),
+                            "test_layered_accuracy": last.get("test_layered_accuracy", float("nan"))})
+        net0 = next(iter(nets.values()))
+        chip = Chip.fitting(e.chip, net0, **dict(e.chip_set))
+        tick_ns = float(chip.config.get("tick_ns", 1.0))
+        out_start = net0.population_starts[net0.output_index]
+        seed = dcfg.train.seed if e.eval_seed is None else e.eval_seed
+
+        # --- evaluation: every scheduler x F x model, in PyTorch and on the chip
+        bar = tqdm(total=len(e.schedulers) * len(e.F) * len(MODELS), desc=f"{spec.key}: evaluate",
+                   disable=not progress, leave=False)
+        for sched in e.schedulers:
+            for F in e.F:
+                fl = _f_label(F)
+                pair = {}
+                for model in MODELS:
+                    net = nets["layered" if model == "layered" else f"unlayered-{sched}"]
+                    sbs = run_side_by_side(net, x, y, chip=chip, scheduler=sched, F=F, seed=seed,
+                                           input_mode=dcfg.train.input_mode, max_steps=dcfg.train.max_steps,
+                                           modes=e.modes, device="cpu", trace=True)
+                    agree = sbs.steps_agree()
+                    for row in sbs.rows:
+                        cells.append({"dataset": spec.key, "scheduler": sched, "model": model, "F": fl,
+                                      "engine": row["engine"], **{k: row.get(k, float("nan")) for k in CELL_KEYS},
+                                      "steps_agree": agree})
+                    pair[model] = sbs
+                    bar.update(1)
+                curves.extend(_curves(spec.key, sched, fl, pair, y, out_start, n_classes, tick_ns, e.curve_points))
+                for engine in ["pytorch"] + [f"emulator-{mode}" for mode in e.modes]:
+                    lay = _cell(cells, spec.key, sched, "layered", fl, engine)
+                    unl = _cell(cells, spec.key, sched, "unlayered", fl, engine)
+                    relative.append({"dataset": spec.key, "scheduler": sched, "F": fl, "engine": engine,
+                                     **relative_row(lay, unl)})
+                if sched == e.schedulers[0] and F == e.F[0]:
+                    keep = pair  # drawn below; the other cells' traces are dropped as we go
+        bar.close()
+        if plots:
+            _plots(run_dir, spec.key, e, cells, curves, keep, nets, chip, y)
+
+    result = ExperimentResult(run_dir, cells, relative, curves, trained, skipped, time.perf_counter() - t0)
+    _write(result, cfg)
+    return result
+
+
+def _curves(ds: str, sched: str, fl, pair: dict, y: np.ndarray, out_start: int, n_classes: int,
+            tick_ns: float, points: int) -> list[dict]:
+    """Decide-early curves of both models on a shared grid per engine and axis: spikes
+    integrated, and time (global steps in ``steps`` mode, ns in ``events`` mode)."""
+    rows: list[dict] = []
+    for mode in pair["layered"].runs:
+        runs = {m: pair[m].runs[mode] for m in MODELS}
+        for axis_name, axis in (("spikes", "spikes"), ("steps" if mode == "steps" else "ns", "time")):
+            if axis == "spikes":
+                hi = max(_max_per_sample(runs[m].trace, len(y)) for m in MODELS)
+            else:
+                hi = max((float(runs[m].trace[:, 3].max()) if len(runs[m].trace) else 0.0) for m in MODELS)
+            grid = _grid(hi, points)
+            xs = grid * tick_ns if axis_name == "ns" else grid
+            for m in MODELS:
+                acc = decide_early(runs[m].trace, y, out_start, n_classes, grid, axis)
+                rows.extend({"dataset": ds, "scheduler": sched, "F": fl, "engine": f"emulator-{mode}", "model": m,
+                             "axis": axis_name, "x": float(xv), "accuracy": float(a)} for xv, a in zip(xs, acc))
+    return rows
+
+
+def _max_per_sample(trace: np.ndarray, n: int) -> int:
+    if len(trace) == 0:
+        return 0
+    return int(np.bincount(trace[:, 0].astype(np.int64), minlength=n).max())
+
+
+def _cell(cells: list[dict], ds: str, sched: str, model: str, F, engine: str) -> dict:
+    for c in cells:
+        if (c["dataset"], c["scheduler"], c["model"], c["F"], c["engine"]) == (ds, sched, model, F, engine):
+            return c
+    raise KeyError((ds, sched, model, F, engine))
+
+
+# ---------------------------------------------------------------------------------------- outputs
+
+SUMMARY_COLUMNS = [
+    ("dataset", "dataset", "{}"), ("scheduler", "scheduler", "{}"), ("F", "F", "{}"),
+    ("accuracy_layered", "acc layered", "{:.3f}"), ("accuracy_unlayered", "acc unlayered", "{:.3f}"),
+    ("accuracy_gain_points", "gain (pts)", "{:+.1f}"),
+    ("spikes_layered", "spikes layered", "{:.1f}"), ("spikes_unlayered", "spikes unlayered", "{:.1f}"),
+    ("spike_reduction", "spike reduction", "{:.0%}"),
+    ("first_correct_step_layered", "1st-correct step L", "{:.1f}"),
+    ("first_correct_step_unlayered", "1st-correct step U", "{:.1f}"),
+    ("speedup_first_correct_step", "speed-up (steps)", "{:.2f}x"),
+]
+EVENTS_COLUMNS = [
+    ("dataset", "dataset", "{}"), ("scheduler", "scheduler", "{}"), ("F", "F", "{}"),
+    ("accuracy_layered", "acc layered", "{:.3f}"), ("accuracy_unlayered", "acc unlayered", "{:.3f}"),
+    ("accuracy_gain_points", "gain (pts)", "{:+.1f}"),
+    ("first_correct_ns_layered", "1st-correct ns L", "{:.0f}"),
+    ("first_correct_ns_unlayered", "1st-correct ns U", "{:.0f}"),
+    ("speedup_first_correct_ns", "speed-up (ns)", "{:.2f}x"),
+    ("energy_reduction", "energy reduction", "{:.0%}"),
+]
+
+
+def markdown_table(rows: list[dict], cols: list[tuple[str, str, str]]) -> str:
+    """A Markdown table; ``cols`` are ``(key, header, format)``; missing or non-finite numbers
+    show as ``-``."""
+    def cell(v, fmt: str) -> str:
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            return "-"
+        return fmt.format(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+    lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(r.get(k), fmt) for k, _, fmt in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def summary_markdown(result: ExperimentResult) -> str:
+    parts = ["# asyncsnn experiment: layered versus unlayered training, run asynchronously", ""]
+    steps_engine = "emulator-steps" if any(r["engine"] == "emulator-steps" for r in result.relative) else "pytorch"
+    parts += [f"## Chip, `steps` mode (forward steps; equal to the PyTorch simulator: "
+              f"{_agreement(result.cells)})", "", markdown_table(result.summary_rows(steps_engine), SUMMARY_COLUMNS), ""]
+    if any(r["engine"] == "emulator-events" for r in result.relative):
+        parts += ["## Chip, `events` mode (network-on-chip latency, nanoseconds, energy)", "",
+                  markdown_table(result.summary_rows("emulator-events"), EVENTS_COLUMNS), ""]
+    parts += ["## Training", "", markdown_table(result.trained, [
+        ("dataset", "dataset", "{}"), ("model", "model", "{}"), ("epochs", "epochs", "{}"),
+        ("train_accuracy", "train acc", "{:.3f}"),
+        ("test_accuracy_training_schedule", "test acc (async, training F)", "{:.3f}"),
+        ("test_layered_accuracy", "test acc (layer-synchronous)", "{:.3f}"), ("seconds", "s", "{:.0f}")]), ""]
+    for s in result.skipped:
+        parts.append(f"- skipped {s['dataset']}: {s['reason'].splitlines()[0]}")
+    parts += ["", f"{result.seconds:.0f} s in all. Acc: accuracy on the test set run asynchronously with the "
+              "scheduler and F of the row. Spike reduction = 1 - unlayered/layered spikes per sample; speed-up = "
+              "layered/unlayered latency to the first correct output spike (mean over samples that have one).", ""]
+    return "\n".join(parts)
+
+
+def _agreement(cells: list[dict]) -> str:
+    flags = [c["steps_agree"] for c in cells if c.get("steps_agree") is not None]
+    if not flags:
+        return "not checked"
+    return "exact in every cell" if all(flags) else f"DIFFERS in {sum(not f for f in flags)} of {len(flags)} rows"
+
+
+def _write(result: ExperimentResult, cfg: ExperimentConfig) -> None:
+    d = result.run_dir
+    write_csv(d / "cells.csv", result.cells)
+    write_csv(d / "relative.csv", result.relative)
+    write_csv(d / "decide_early.csv", result.curves)
+    write_csv(d / "training.csv", result.trained)
+    write_json(d / "results.json", _nan_to_none({
+        "config": cfg.to_dict(), "cells": result.cells, "relative": result.relative, "decide_early": result.curves,
+        "training": result.trained, "skipped": result.skipped, "seconds": result.seconds}))
+    (d / "summary.md").write_text(summary_markdown(result))
+
+
+def _plots(run_dir: Path, ds: str, e: ExperimentSettings, cells, curves, keep, nets, chip, y) -> None:
+    from .plots import _plt, core_heatmap, spike_raster
+
+    plt = _plt()
+    colors = {"layered": "tab:orange", "unlayered": "tab:blue"}
+    f0 = _f_label(e.F[0])
+    f_last = _f_label(e.F[-1])
+    # decide-early / accuracy versus latency: one column per scheduler, one row per axis
+    panels = [("emulator-steps", "spikes", "spikes integrated before deciding"),
+              ("emulator-steps", "steps", "forward steps (global)"),
+              ("emulator-events", "ns", "time on chip (ns)")]
+    panels = [p for p in panels if any(c["engine"] == p[0] and c["axis"] == p[1] and c["dataset"] == ds for c in curves)]
+    if panels:
+        fig, axes = plt.subplots(len(panels), len(e.schedulers), figsize=(4 * len(e.schedulers), 3 * len(panels)),
+                                 squeeze=False)
+        for j, sched in enumerate(e.schedulers):
+            for i, (engine, axis, label) in enumerate(panels):
+                ax = axes[i][j]
+                for m in MODELS:
+                    for fl, style in ((f0, "-"), (f_last, ":")) if f0 != f_last else ((f0, "-"),):
+                        pts = [(c["x"], c["accuracy"]) for c in curves if (c["dataset"], c["scheduler"], c["F"], c["engine"],
+                                                                          c["model"], c["axis"]) == (ds, sched, fl, engine, m, axis)]
+                        if pts:
+                            xs, ys = zip(*pts)
+                            ax.plot(xs, ys, style, color=colors[m], label=f"{m}, F={fl}")
+                ax.set_xlabel(label)
+                ax.set_ylim(0, 1.02)
+                if j == 0:
+                    ax.set_ylabel("accuracy")
+                if i == 0:
+                    ax.set_title(f"{ds}: {sched}")
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(run_dir / f"decide_early-{ds}.png", dpi=110)
+        plt.close(fig)
+    # spike density bars: scheduler x F groups, layered next to unlayered (steps engine)
+    engine = "emulator-steps" if "steps" in e.modes else "pytorch"
+    groups = [(s, _f_label(f)) for s in e.schedulers for f in e.F]
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(groups) + 2), 3.5))
+    width = 0.4
+    for k, m in enumerate(MODELS):
+        vals = [_cell(cells, ds, s, m, f, engine)["spike_density"] for s, f in groups]
+        ax.bar(np.arange(len(groups)) + (k - 0.5) * width, vals, width, color=colors[m], label=m)
+    ax.set_xticks(np.arange(len(groups)))
+    ax.set_xticklabels([f"{s}\nF={f}" for s, f in groups], fontsize=7)
+    ax.set_ylabel("spikes per neuron and frame")
+    ax.set_title(f"{ds}: spike density run asynchronously")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run_dir / f"spike_density-{ds}.png", dpi=110)
+    plt.close(fig)
+    # per-core activity on the mesh and rasters, at the first scheduler and the first F
+    sched = e.schedulers[0]
+    cfgc = chip.config
+    starts = nets["layered"].population_starts[1:]
+    for m in MODELS:
+        sbs = keep.get(m)
+        if sbs is None:
+            continue
+        mode_for_cores = "events" if "events" in sbs.runs else next(iter(sbs.runs), None)
+        if mode_for_cores is not None:
+            run = sbs.runs[mode_for_cores]
+            core_heatmap(run.core_spikes.mean(axis=0), cfgc["mesh_width"], cfgc["mesh_height"],
+                         run_dir / f"cores-{ds}-{m}.png",
+                         title=f"{ds}, {m}: spikes per core and sample ({sched}, F={f0}, {mode_for_cores})",
+                         label="spikes / sample")
+        sample = min(e.raster_sample, max(len(y) - 1, 0))
+        for mode, run in sbs.runs.items():
+            events = mode == "events"
+            spike_raster(run.trace, sample, run_dir / f"raster-{ds}-{m}-{mode}.png", boundaries=starts,
+                         title=f"{ds}, {m} model, sample {sample} (label {int(y[sample]) if len(y) else '-'}), "
+                               f"{mode} mode, {sched}, F={f0}",
+                         time_column=3,
+                         time_label=f"time on chip (ticks of {cfgc.get('tick_ns', 1)} ns)" if events else "global step")

@@ -16,7 +16,7 @@ from .chip import SCHEDULERS, Chip
 from .errors import ConfigError, InputError, MappingError, NetworkError, RunawayError
 from .generate import poisson_frames, random_feedforward
 from .network import Network
-from .runs import new_run_dir, write_csv, write_json
+from .runs import markdown_table, new_run_dir, write_csv, write_json
 
 TABLE_COLUMNS = [
     ("mode", "mode", "{}"),
@@ -77,19 +77,6 @@ def _format_table(rows: list[dict]) -> str:
     fmt_row = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([fmt_row(head), sep, *(fmt_row(b) for b in body)])
-
-
-def _markdown_table(rows: list[dict], cols: list[tuple[str, str, str]]) -> str:
-    """A plain Markdown table: ``cols`` are ``(key, header, format)``; missing or non-finite
-    numbers show as ``-``."""
-    def cell(v, fmt: str) -> str:
-        if v is None or (isinstance(v, float) and not np.isfinite(v)):
-            return "-"
-        return fmt.format(v) if isinstance(v, (int, float)) else str(v)
-
-    lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(r.get(k), fmt) for k, _, fmt in cols) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
@@ -210,7 +197,7 @@ def _run_or_network(path: str) -> tuple[Optional[Path], Path]:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from .experiment import EVENTS_COLUMNS, SUMMARY_COLUMNS, load_experiment_config, markdown_table, run_experiment
+    from .experiment import EVENTS_COLUMNS, SUMMARY_COLUMNS, load_experiment_config, run_experiment
 
     overrides = _key_values(args.set, "--set", ConfigError)
     if args.epochs is not None:
@@ -254,7 +241,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"{cfg.data.name}: {len(trainer.train_set)} train / {len(trainer.test_set)} test samples; "
           f"network {trainer.sim.n_inputs}->{'-'.join(str(p.size) for p in trainer.sim.network.populations)}; "
           f"{t.method} training, test run asynchronously ({t.scheduler}, F={'inf' if t.F is None else t.F})")
-    print(_markdown_table(trainer.history, cols))
+    print(markdown_table(trainer.history, cols))
     print(f"run folder: {trainer.run_dir} (evaluate on the chip: asyncsnn evaluate {trainer.run_dir})")
     return 0
 
@@ -289,7 +276,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     write_json(out_dir / "results.json", {"rows": rows})
     cols = ["engine", "accuracy", "spikes", "spike_density", "synops", "steps", "first_out_step",
             "first_correct_step", "first_correct_spikes_before", "energy_total_pj", "first_correct_ns"]
-    table = _markdown_table(rows, [(c, c, "{:.4g}") for c in cols])
+    table = markdown_table(rows, [(c, c, "{:.4g}") for c in cols])
     (out_dir / "evaluate.md").write_text(table + "\n")
     print(f"{len(y)} test samples of {d.name}, scheduler {scheduler}, F={'inf' if F is None else F}, chip {chip.name}")
     print(table)

@@ -22,7 +22,6 @@ scheduler, model, ``F`` and engine), ``relative.csv`` (unlayered versus layered 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -32,13 +31,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .errors import ConfigError
-from .runs import new_run_dir, write_csv, write_json
-from .train.config import Config
-
-try:  # Python >= 3.11
-    import tomllib
-except ImportError:  # pragma: no cover - Python 3.9 / 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+from .runs import markdown_table, new_run_dir, write_csv, write_json
+from .train.config import Config, read_config_file
 
 EXPERIMENT_SCHEDULERS = ("random", "momentum", "fifo")
 MODES = ("steps", "events")
@@ -269,14 +263,7 @@ def load_experiment_config(path: Optional[str | Path] = None, overrides: Optiona
     ``train``; all optional) over the default or ``--full`` preset, then apply ``overrides``."""
     raw: dict = {}
     if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise FileNotFoundError(f"config file {p} does not exist")
-        text = p.read_text()
-        try:
-            raw = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
-        except (ValueError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"invalid config: {p}: {e}") from None
+        raw = read_config_file(path)
         saved = raw.pop("overrides", None)  # a run folder's config.json: its overrides come first
         if isinstance(saved, dict):
             overrides = {**saved, **(overrides or {})}
@@ -417,7 +404,7 @@ def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, pro
     from .data.base import DatasetNotFoundError
     from .network import Network
     from .train.export import run_side_by_side
-    from .train.loop import train
+    from .train.loop import resolve_device, train
 
     t0 = time.perf_counter()
     e = cfg.experiment
@@ -475,6 +462,7 @@ def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, pro
         tick_ns = float(chip.config.get("tick_ns", 1.0))
         out_start = net0.population_starts[net0.output_index]
         seed = dcfg.train.seed if e.eval_seed is None else e.eval_seed
+        device = str(resolve_device(dcfg.train.device))  # the PyTorch side runs where training ran
 
         # --- evaluation: every scheduler x F x model, in PyTorch and on the chip
         bar = tqdm(total=len(e.schedulers) * len(e.F) * len(MODELS), desc=f"{spec.key}: evaluate",
@@ -487,7 +475,7 @@ def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, pro
                     net = nets["layered" if model == "layered" else f"unlayered-{sched}"]
                     sbs = run_side_by_side(net, x, y, chip=chip, scheduler=sched, F=F, seed=seed,
                                            input_mode=dcfg.train.input_mode, max_steps=dcfg.train.max_steps,
-                                           modes=e.modes, device="cpu", trace=True)
+                                           modes=e.modes, device=device, trace=True)
                     agree = sbs.steps_agree()
                     for row in sbs.rows:
                         cells.append({"dataset": spec.key, "scheduler": sched, "model": model, "F": fl,
@@ -567,19 +555,6 @@ EVENTS_COLUMNS = [
     ("speedup_first_correct_ns", "speed-up (ns)", "{:.2f}x"),
     ("energy_reduction", "energy reduction", "{:.0%}"),
 ]
-
-
-def markdown_table(rows: list[dict], cols: list[tuple[str, str, str]]) -> str:
-    """A Markdown table; ``cols`` are ``(key, header, format)``; missing or non-finite numbers
-    show as ``-``."""
-    def cell(v, fmt: str) -> str:
-        if v is None or (isinstance(v, float) and not math.isfinite(v)):
-            return "-"
-        return fmt.format(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
-
-    lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(r.get(k), fmt) for k, _, fmt in cols) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def summary_markdown(result: ExperimentResult) -> str:

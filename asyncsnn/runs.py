@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 
 def new_run_dir(root: str | Path, prefix: str) -> Path:
@@ -50,6 +51,19 @@ def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
         w.writerows(rows)
     tmp.replace(path)
     return path
+
+
+def markdown_table(rows: Iterable[Mapping[str, Any]], cols: Sequence[tuple[str, str, str]]) -> str:
+    """A plain Markdown table: ``cols`` are ``(key, header, format)``; missing or non-finite
+    numbers show as ``-``."""
+    def cell(v: Any, fmt: str) -> str:
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            return "-"
+        return fmt.format(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+    lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(r.get(k), fmt) for k, _, fmt in cols) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 def _jsonable(x: Any) -> Any:

@@ -159,20 +159,25 @@ class Config:
         return Config.from_dict(d)
 
 
+def read_config_file(path: str | Path) -> dict:
+    """The contents of a ``.toml`` or ``.json`` config file (a clear error if missing or malformed)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"config file {p} does not exist")
+    text = p.read_text()
+    try:
+        raw = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"invalid config: {p}: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid config: {p}: expected a table of sections")
+    return raw
+
+
 def load_config(path: Optional[str | Path] = None, overrides: Optional[dict[str, Any]] = None) -> Config:
     """Read a ``.toml`` or ``.json`` file (or the defaults) and apply overrides."""
-    cfg = Config()
-    if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise FileNotFoundError(f"config file {p} does not exist")
-        text = p.read_text()
-        try:
-            raw = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
-        except (ValueError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"invalid config: {p}: {e}") from None
-        cfg = Config.from_dict(raw)
+    cfg = Config() if path is None else Config.from_dict(read_config_file(path))
     return cfg.with_overrides(overrides or {}) if overrides else cfg.validate()
 
 
-__all__ = ["Config", "DataConfig", "ModelConfig", "OptimConfig", "load_config", "METHODS"]
+__all__ = ["Config", "DataConfig", "ModelConfig", "OptimConfig", "load_config", "read_config_file", "METHODS"]

@@ -197,7 +197,7 @@ def _run_or_network(path: str) -> tuple[Optional[Path], Path]:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from .experiment import EVENTS_COLUMNS, SUMMARY_COLUMNS, load_experiment_config, run_experiment
+    from .experiment import EVENTS_COLUMNS, SUMMARY_COLUMNS, load_experiment_config, run_experiment, steps_engine
 
     overrides = _key_values(args.set, "--set", ConfigError)
     if args.epochs is not None:
@@ -207,7 +207,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     cfg = load_experiment_config(args.config, overrides, full=args.full)
     res = run_experiment(cfg, progress=not args.no_progress, plots=not args.no_plots)
     e = cfg.experiment
-    steps = "emulator-steps" if "steps" in e.modes else "pytorch"
+    steps = steps_engine(e.modes)
     print(f"Layered versus unlayered training, both run asynchronously ({', '.join(e.schedulers)}; "
           f"F in {[('inf' if f is None else f) for f in e.F]}); chip {e.chip}, {steps}:")
     print(markdown_table(res.summary_rows(steps), SUMMARY_COLUMNS))

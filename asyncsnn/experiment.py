@@ -315,10 +315,9 @@ def decide_early(trace: np.ndarray, labels: np.ndarray, output_start: int, n_out
     return correct / n
 
 
-def _grid(hi: float, points: int, integer: bool = True) -> np.ndarray:
-    hi = max(float(hi), 1.0)
-    g = np.linspace(0.0, hi, points)
-    return np.unique(np.round(g)) if integer else g
+def _grid(hi: float, points: int) -> np.ndarray:
+    """Up to ``points`` integer budgets from 0 to ``hi`` (at least 1)."""
+    return np.unique(np.round(np.linspace(0.0, max(float(hi), 1.0), points)))
 
 
 def _nan_to_none(x: Any) -> Any:
@@ -470,7 +469,7 @@ def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, pro
         for sched in e.schedulers:
             for F in e.F:
                 fl = _f_label(F)
-                pair = {}
+                pair, pair_cells = {}, {}
                 for model in MODELS:
                     net = nets["layered" if model == "layered" else f"unlayered-{sched}"]
                     sbs = run_side_by_side(net, x, y, chip=chip, scheduler=sched, F=F, seed=seed,
@@ -478,17 +477,18 @@ def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, pro
                                            modes=e.modes, device=device, trace=True)
                     agree = sbs.steps_agree()
                     for row in sbs.rows:
-                        cells.append({"dataset": spec.key, "scheduler": sched, "model": model, "F": fl,
-                                      "engine": row["engine"], **{k: row.get(k, float("nan")) for k in CELL_KEYS},
-                                      "steps_agree": agree})
+                        cell = {"dataset": spec.key, "scheduler": sched, "model": model, "F": fl,
+                                "engine": row["engine"], **{k: row.get(k, float("nan")) for k in CELL_KEYS},
+                                "steps_agree": agree}
+                        cells.append(cell)
+                        pair_cells[(model, row["engine"])] = cell
                     pair[model] = sbs
                     bar.update(1)
                 curves.extend(_curves(spec.key, sched, fl, pair, y, out_start, n_classes, tick_ns, e.curve_points))
                 for engine in ["pytorch"] + [f"emulator-{mode}" for mode in e.modes]:
-                    lay = _cell(cells, spec.key, sched, "layered", fl, engine)
-                    unl = _cell(cells, spec.key, sched, "unlayered", fl, engine)
                     relative.append({"dataset": spec.key, "scheduler": sched, "F": fl, "engine": engine,
-                                     **relative_row(lay, unl)})
+                                     **relative_row(pair_cells[("layered", engine)],
+                                                    pair_cells[("unlayered", engine)])})
                 if sched == e.schedulers[0] and F == e.F[0]:
                     keep = pair  # drawn below; the other cells' traces are dropped as we go
         bar.close()
@@ -527,13 +527,6 @@ def _max_per_sample(trace: np.ndarray, n: int) -> int:
     return int(np.bincount(trace[:, 0].astype(np.int64), minlength=n).max())
 
 
-def _cell(cells: list[dict], ds: str, sched: str, model: str, F, engine: str) -> dict:
-    for c in cells:
-        if (c["dataset"], c["scheduler"], c["model"], c["F"], c["engine"]) == (ds, sched, model, F, engine):
-            return c
-    raise KeyError((ds, sched, model, F, engine))
-
-
 # ---------------------------------------------------------------------------------------- outputs
 
 SUMMARY_COLUMNS = [
@@ -557,12 +550,18 @@ EVENTS_COLUMNS = [
 ]
 
 
-def summary_markdown(result: ExperimentResult) -> str:
+def steps_engine(modes) -> str:
+    """The engine of the forward-step tables: the chip's ``steps`` mode when it ran (it equals the
+    PyTorch simulator), else the simulator."""
+    return "emulator-steps" if "steps" in modes else "pytorch"
+
+
+def summary_markdown(result: ExperimentResult, modes) -> str:
     parts = ["# asyncsnn experiment: layered versus unlayered training, run asynchronously", ""]
-    steps_engine = "emulator-steps" if any(r["engine"] == "emulator-steps" for r in result.relative) else "pytorch"
     parts += [f"## Chip, `steps` mode (forward steps; equal to the PyTorch simulator: "
-              f"{_agreement(result.cells)})", "", markdown_table(result.summary_rows(steps_engine), SUMMARY_COLUMNS), ""]
-    if any(r["engine"] == "emulator-events" for r in result.relative):
+              f"{_agreement(result.cells)})", "", markdown_table(result.summary_rows(steps_engine(modes)),
+                                                                 SUMMARY_COLUMNS), ""]
+    if "events" in modes:
         parts += ["## Chip, `events` mode (network-on-chip latency, nanoseconds, energy)", "",
                   markdown_table(result.summary_rows("emulator-events"), EVENTS_COLUMNS), ""]
     parts += ["## Training", "", markdown_table(result.trained, [
@@ -594,7 +593,7 @@ def _write(result: ExperimentResult, cfg: ExperimentConfig) -> None:
     write_json(d / "results.json", _nan_to_none({
         "config": cfg.to_dict(), "cells": result.cells, "relative": result.relative, "decide_early": result.curves,
         "training": result.trained, "skipped": result.skipped, "seconds": result.seconds}))
-    (d / "summary.md").write_text(summary_markdown(result))
+    (d / "summary.md").write_text(summary_markdown(result, cfg.experiment.modes))
 
 
 def _plots(run_dir: Path, ds: str, e: ExperimentSettings, cells, curves, keep, nets, chip, y) -> None:
@@ -633,12 +632,14 @@ def _plots(run_dir: Path, ds: str, e: ExperimentSettings, cells, curves, keep, n
         fig.savefig(run_dir / f"decide_early-{ds}.png", dpi=110)
         plt.close(fig)
     # spike density bars: scheduler x F groups, layered next to unlayered (steps engine)
-    engine = "emulator-steps" if "steps" in e.modes else "pytorch"
+    engine = steps_engine(e.modes)
+    density = {(c["scheduler"], c["model"], c["F"]): c["spike_density"] for c in cells
+               if c["dataset"] == ds and c["engine"] == engine}
     groups = [(s, _f_label(f)) for s in e.schedulers for f in e.F]
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(groups) + 2), 3.5))
     width = 0.4
     for k, m in enumerate(MODELS):
-        vals = [_cell(cells, ds, s, m, f, engine)["spike_density"] for s, f in groups]
+        vals = [density[(s, m, f)] for s, f in groups]
         ax.bar(np.arange(len(groups)) + (k - 0.5) * width, vals, width, color=colors[m], label=m)
     ax.set_xticks(np.arange(len(groups)))
     ax.set_xticklabels([f"{s}\nF={f}" for s, f in groups], fontsize=7)

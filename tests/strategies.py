@@ -83,3 +83,14 @@ def mappings(draw, n_neurons: int, max_cores: int = 4):
     n_cores = draw(st.integers(1, max_cores))
     core_of = draw(st.lists(st.integers(0, n_cores - 1), min_size=n_neurons, max_size=n_neurons))
     return n_cores, core_of
+
+
+@st.composite
+def fixed_formats(draw, max_potential_bits: int = 16):
+    """Fixed-point formats the strategy networks fit (every threshold quantizes into range);
+    small potential widths make saturation common."""
+    frac = draw(st.integers(0, 7))
+    pbits = draw(st.integers(frac + 3, max(frac + 3, max_potential_bits)))
+    wbits = draw(st.integers(2, min(pbits, 12)))
+    return {"kind": "fixed", "weight_bits": wbits, "potential_bits": pbits, "frac_bits": frac,
+            "leak_bits": draw(st.integers(1, 10))}

@@ -5,12 +5,13 @@
   spikes so that autograd runs through the schedule ("unlayered backprop");
 * :func:`layered.layered_run` is the layer-synchronous baseline on the same weights;
 * :mod:`functional` holds the pure functions (hash, surrogates, select, step);
+* :mod:`fixed` is the chip's saturating fixed-point arithmetic (``forward(arithmetic=...)``);
 * :func:`saved_tensor_bytes` measures what autograd keeps for backward.
 """
 
-from . import functional
+from . import fixed, functional
 from .layered import layered_run
 from .memory import saved_tensor_bytes
 from .simulator import AsyncSimulator, SimResult
 
-__all__ = ["AsyncSimulator", "SimResult", "functional", "layered_run", "saved_tensor_bytes"]
+__all__ = ["AsyncSimulator", "SimResult", "fixed", "functional", "layered_run", "saved_tensor_bytes"]

@@ -13,6 +13,9 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from . import fixed
+from .fixed import FixedPoint
+
 _M32 = 0xFFFFFFFF
 _MIX = 0x45D9F3B
 
@@ -117,7 +120,10 @@ def initial_state(batch: int, params: Params, dtype=torch.float32, device=None) 
 
 
 def _ordered(x: torch.Tensor) -> torch.Tensor:
-    """float32 -> int64 with the same order."""
+    """float32 -> int64 with the same order (integer potentials of the fixed-point path are
+    already ordered)."""
+    if not x.is_floating_point():
+        return x
     b = x.to(torch.float32).contiguous().view(torch.int32).to(torch.int64)
     return torch.where(b < 0, b ^ 0x7FFFFFFF, b)
 
@@ -233,6 +239,7 @@ def step(
     gradient: str = "full",
     surrogate: str = "fast_sigmoid",
     slope: float = 10.0,
+    fx: Optional[FixedPoint] = None,
 ) -> StepOut:
     """One forward step for the ``active`` samples: deliver the released neurons' pending
     spikes through ``w_rec`` ``W[target, source neuron]`` (plus ``current`` from inputs), then
@@ -242,25 +249,31 @@ def step(
     steps: a spike's gradient reaches only the current delivered at the step that triggered
     it. ``"full"`` keeps the whole history across steps and frames. In both, the surrogate
     gradient of a spike flows only at steps that brought the neuron input (the only steps at
-    which it can newly cross threshold)."""
+    which it can newly cross threshold).
+
+    With ``fx`` (a :class:`~asyncsnn.sim.fixed.FixedPoint`) the state, ``w_rec``, ``current`` and
+    ``params.theta`` are ``int64`` on the fixed-point grid and the potential saturates, as on a
+    fixed-point chip (no gradient)."""
     rel = released & active[:, None]
     relf = rel.to(state.p.dtype)
     delivered = state.p * relf
-    cur = delivered @ w_rec.t()
+    cur = delivered @ w_rec.t() if fx is None else fixed.matmul(delivered, w_rec.t())
     if current is not None:
         cur = cur + current
-    synops = relf @ fanout_rec
+    synops = rel.to(fanout_rec.dtype) @ fanout_rec
     p = state.p - delivered
     act = active[:, None]
     v_prev = state.v.detach() if gradient == "truncated" else state.v
-    v = torch.where(state.refr | ~act, v_prev, v_prev + cur)
+    v_in = v_prev + cur if fx is None else fixed.saturate(fx, v_prev + cur)
+    v = torch.where(state.refr | ~act, v_prev, v_in)
     over = v - params.theta
     # A neuron can only cross threshold at a step that brought it input: the surrogate gradient
     # flows only there (elsewhere the spike, a repeat firing under subtract reset, is constant).
     s = spike(over, surrogate, slope)
     s = torch.where(cur.detach() != 0, s, s.detach()) * (~state.refr & act).to(v.dtype)
     fired = s.detach() > 0
-    v = torch.where(params.subtract, v - s * params.theta, v * (1 - s))
+    v_sub = v - s * params.theta if fx is None else fixed.saturate(fx, v - s * params.theta)
+    v = torch.where(params.subtract, v_sub, v * (1 - s))
     refr = state.refr | (fired & params.refractory)
     queue = fired & params.has_out
     since = torch.where(queue & (p.detach() == 0), since_now, state.since)

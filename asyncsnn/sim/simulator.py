@@ -27,6 +27,7 @@ import torch
 
 from ..network import Network
 from ..reference import dense_weights
+from . import fixed
 from . import functional as fn
 
 SCHEDULERS = ("fifo", "random", "momentum", "layered")
@@ -175,6 +176,7 @@ class AsyncSimulator(torch.nn.Module):
         gradient: str = "full",
         first_time: bool = False,
         trace: bool = False,
+        arithmetic: Optional[object] = None,
     ) -> SimResult:
         """Run input frames ``(B, T, n_inputs)`` of event counts.
 
@@ -183,7 +185,13 @@ class AsyncSimulator(torch.nn.Module):
         later frames are not injected; what is pending is reported as unreleased);
         ``gradient`` is ``"full"`` or ``"truncated"`` (see :func:`functional.step`);
         ``first_time`` adds a differentiable first-spike step per output neuron
-        (``sum_k k s_k prod_{j<k}(1 - s_j)``, or the run's last step + 1 if it never fires)."""
+        (``sum_k k s_k prod_{j<k}(1 - s_j)``, or the run's last step + 1 if it never fires).
+
+        ``arithmetic`` is ``None`` or ``"f32"`` (float, differentiable) or a fixed-point format
+        (a chip's ``config["arithmetic"]`` with ``kind = "fixed"``, or a
+        :class:`~asyncsnn.sim.fixed.FixedPoint`): weights, thresholds, leaks and potentials are
+        then the chip's saturating integers, bit for bit as the emulator's fixed-point ``steps``
+        mode (no gradient; ``v_final`` in network units)."""
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler: {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
         if input_mode not in INPUT_MODES:
@@ -206,6 +214,14 @@ class AsyncSimulator(torch.nn.Module):
         for j, p in enumerate(self.weights):
             if not bool(torch.isfinite(p).all()):
                 raise ValueError(f"weights[{j}]: contains NaN or infinite values")
+        fx = None
+        if arithmetic is not None and not (isinstance(arithmetic, str) and arithmetic == "f32") \
+                and not (isinstance(arithmetic, dict) and arithmetic.get("kind") == "f32"):
+            fx = fixed.FixedPoint.of(arithmetic)  # type: ignore[arg-type]
+            if first_time:
+                raise ValueError("first_time: the differentiable first-spike time needs f32 arithmetic")
+            if frames.numel() and not bool((frames == frames.round()).all()):
+                raise ValueError("frames: fixed-point runs take whole event counts")
         dev, dtype = self.theta.device, self.theta.dtype
         frames = frames.to(device=dev, dtype=dtype)
         bsz, t_frames, m = frames.shape
@@ -213,6 +229,14 @@ class AsyncSimulator(torch.nn.Module):
         n_out = o1 - o0
         params = self.params()
         w_in, w_rec = self.weight_matrices()
+        mm = torch.matmul
+        vdtype = dtype  # dtype of potentials, pending counts and currents
+        if fx is not None:
+            w_in, _ = fixed.quantize(fx, w_in)
+            w_rec, _ = fixed.quantize(fx, w_rec)
+            params = params._replace(theta=fixed.threshold(fx, params.theta), beta=fixed.leak_factor(fx, params.beta))
+            frames = frames.to(torch.int64)
+            mm, vdtype = fixed.matmul, torch.int64
         fanout_in = (w_in.detach() != 0).sum(dim=0).to(dtype)
         fanout_rec = (w_rec.detach() != 0).sum(dim=0).to(dtype)
         scheduled = input_mode == "scheduled"
@@ -220,10 +244,10 @@ class AsyncSimulator(torch.nn.Module):
         cap = None if max_steps is None else int(max_steps)
         needs_keys = limit is not None and (limit < self.slot_neuron.shape[1] or (scheduled and limit < m))
         # all_at_once: every frame's input current in one product, delivered at its step 0
-        i_in = None if scheduled else frames @ w_in.t()
+        i_in = None if scheduled else mm(frames, w_in.t())
         syn_in = None if scheduled else (frames > 0).to(dtype) @ fanout_in
 
-        state = fn.initial_state(bsz, params, dtype, dev)
+        state = fn.initial_state(bsz, params, vdtype, dev)
         sample = torch.arange(bsz, device=dev, dtype=torch.int64) + int(sample_offset)
         zeros_b = torch.zeros(bsz, dtype=dtype, device=dev)
         i64 = dict(dtype=torch.int64, device=dev)
@@ -248,11 +272,11 @@ class AsyncSimulator(torch.nn.Module):
             x = frames[:, f]
             frame_start.append(steps)
             live = ~done
-            livef = live[:, None].to(dtype)
-            v = torch.where(live[:, None], state.v * params.beta, state.v)
+            leaked = state.v * params.beta if fx is None else fixed.leak(fx, state.v, params.beta)
+            v = torch.where(live[:, None], leaked, state.v)
             p_in, since_in = state.p_in, state.since_in
             if scheduled:
-                x = x * livef
+                x = x * live[:, None].to(x.dtype)
                 newly = (x > 0) & (p_in.detach() == 0)
                 since_in = torch.where(newly, f << 32, since_in)
                 p_in = p_in + x
@@ -276,17 +300,16 @@ class AsyncSimulator(torch.nn.Module):
                     current = None
                     if scheduled:
                         rel_in = fn.select_inputs(state, scheduler, limit, kcol) & active[:, None]
-                        rel_inf = rel_in.to(dtype)
-                        delivered_in = state.p_in * rel_inf
-                        current = delivered_in @ w_in.t()
-                        synops = synops + rel_inf @ fanout_in
+                        delivered_in = state.p_in * rel_in.to(vdtype)
+                        current = mm(delivered_in, w_in.t())
+                        synops = synops + rel_in.to(dtype) @ fanout_in
                         state = state._replace(p_in=state.p_in - delivered_in)
                     elif j == 0:
-                        current = i_in[:, f] * active[:, None].to(dtype)
+                        current = i_in[:, f] * active[:, None].to(vdtype)
                         synops = synops + syn_in[:, f] * active.to(dtype)
                     released = fn.select_neurons(state, params, scheduler, limit, kcol)
                     res = fn.step(state, params, w_rec, fanout_rec, released, current, active, (f << 32) | j,
-                                  gradient, self.surrogate, self.slope)
+                                  gradient, self.surrogate, self.slope, fx)
                     state, s = res.state, res.spikes
                     synops = synops + res.synops
                     spike_counts = spike_counts + s
@@ -349,7 +372,7 @@ class AsyncSimulator(torch.nn.Module):
         return SimResult(
             out_counts=torch.stack(out_counts, dim=1) if out_counts else torch.zeros(bsz, 0, n_out, device=dev),
             spike_counts=spike_counts,
-            v_final=state.v,
+            v_final=state.v if fx is None else state.v.to(torch.float64) / fx.scale,
             synops=synops,
             steps=steps,
             unreleased=unreleased,

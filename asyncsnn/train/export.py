@@ -20,6 +20,7 @@ from ..chip import Chip, RunResult
 from ..errors import ConfigError
 from ..network import Network
 from ..sim import AsyncSimulator
+from ..sim.fixed import FixedPoint, quantize_array
 from . import metrics
 
 # emulator metric name -> the training layer's name
@@ -38,12 +39,12 @@ def quantize_network(net: Network, arithmetic: dict) -> Network:
     ``config["arithmetic"]`` with ``kind = "fixed"``)."""
     if arithmetic.get("kind") != "fixed":
         raise ConfigError("invalid config: arithmetic.kind: quantising needs a fixed-point chip (kind = \"fixed\")")
-    scale = float(2 ** int(arithmetic["frac_bits"]))
-    hi = 2 ** (int(arithmetic["weight_bits"]) - 1) - 1
-    q = lambda w: (np.clip(np.round(np.asarray(w, np.float64) * scale), -hi - 1, hi) / scale).astype(np.float32)  # noqa: E731
+    fx = FixedPoint.of(arithmetic)
+    scale = fx.scale
+    q = lambda w: quantize_array(fx, w)  # noqa: E731
     projs = [replace(pr, values=q(pr.values)) if pr.kind == "sparse" else replace(pr, weights=q(pr.weights))
              for pr in net.projections]
-    pops = [replace(p, theta=float(max(np.round(p.theta * scale), 1) / scale)) for p in net.populations]
+    pops = [replace(p, theta=float(max(np.floor(abs(p.theta) * scale + 0.5), 1) / scale)) for p in net.populations]
     return Network(net.n_inputs, pops, projs, output=net.output, core_of=net.core_of).validate()
 
 

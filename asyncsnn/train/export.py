@@ -103,19 +103,24 @@ def run_side_by_side(
     trace: bool = False,
 ) -> SideBySide:
     """The same test set through the PyTorch simulator and the emulator (each mode). In
-    ``steps`` mode on an f32 chip the two must agree exactly (the validation contract, see
+    ``steps`` mode the two must agree exactly (the validation contract, see
     :meth:`SideBySide.steps_agree`); ``events`` mode adds time, energy and drops. With
-    ``trace`` the emulator runs keep every spike (for rasters and decide-early curves)."""
+    ``trace`` the emulator runs keep every spike (for rasters and decide-early curves).
+
+    The simulator computes in the chip's arithmetic: on a fixed-point chip it runs the
+    fixed-point path, so ``steps`` mode agrees exactly there too."""
     frames = np.asarray(frames, np.float32)
     labels = np.asarray(labels, np.int64)
-    sim = AsyncSimulator(net).to(device)
+    placement = chip.place(net)  # the simulator arbitrates with the chip's own mapping
+    sim = AsyncSimulator(net, core_of=placement.core_of).to(device)
     rows: list[dict] = []
     batches, outs = [], []
     with torch.no_grad():
         for i in range(0, len(frames), batch_size):
             x = torch.tensor(frames[i:i + batch_size], device=device)
             y = torch.tensor(labels[i:i + batch_size], device=device)
-            r = sim(x, scheduler=scheduler, F=F, seed=seed, sample_offset=i, input_mode=input_mode, max_steps=max_steps)
+            r = sim(x, scheduler=scheduler, F=F, seed=seed, sample_offset=i, input_mode=input_mode, max_steps=max_steps,
+                    arithmetic=chip.config["arithmetic"])
             batches.append(metrics.batch_metrics(r, y))
             outs.append(r.out_counts.cpu().numpy())
     n_frames = frames.shape[1] if frames.ndim == 3 else 0
@@ -123,7 +128,6 @@ def run_side_by_side(
     samples = {k: np.concatenate([b[k] for b in batches]) if batches else np.zeros(0)
                for k in ("spikes", "synops", "steps")}
     out_counts = (np.concatenate(outs) if outs else np.zeros((0, n_frames, net.n_outputs))).astype(np.uint32)
-    placement = chip.place(net)
     runs = {}
     for mode in modes:
         res = placement.run(frames, labels=labels, mode=mode, scheduler=scheduler, F=F, seed=seed,

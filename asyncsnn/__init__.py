@@ -5,10 +5,11 @@ The emulator half (Rust, through :mod:`asyncsnn._native`):
 * :class:`Chip` -- a chip description (preset, TOML file or keywords);
 * :class:`Network` -- populations of LIF neurons and projections;
 * ``Chip.place(network).run(inputs, mode=..., scheduler=..., F=..., seed=...)`` -- a batch run
-  returning a :class:`RunResult`.
+  returning a :class:`RunResult`;
+* :class:`SpikeQueue` -- the chip's arbitration queue and schedulers, driven directly.
 """
 
-from ._native import __version__, hash_key
+from ._native import SpikeQueue, __version__, hash_key
 from .chip import INPUT_MODES, MODES, SCHEDULERS, Chip, Placement, RunResult
 from .errors import ConfigError, InputError, InternalError, MappingError, NetworkError, RunawayError
 from .network import Conv2d, Network, Population, Projection
@@ -30,6 +31,7 @@ __all__ = [
     "RunResult",
     "RunawayError",
     "SCHEDULERS",
+    "SpikeQueue",
     "__version__",
     "hash_key",
 ]

@@ -142,7 +142,7 @@ def test_stub_matches_the_native_module():
     names = set(re.findall(r"^(?:class|def) (\w+)", stub, flags=re.M))
     public = {n for n in dir(_native) if not n.startswith("_")} - {"SCHEDULERS"}
     assert names == public
-    for cls in ("ChipConfig", "Network", "Emulator"):
+    for cls in ("ChipConfig", "Network", "Emulator", "SpikeQueue"):
         body = stub.split(f"class {cls}:")[1].split("\nclass ")[0]
         stub_methods = set(re.findall(r"def (\w+)", body)) - {"__init__"}
         native = {n for n, _ in inspect.getmembers(getattr(_native, cls)) if not n.startswith("_")}

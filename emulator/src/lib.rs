@@ -59,7 +59,7 @@ pub use input::SampleInput;
 pub use network::{Network, Population, Projection, Reset, Source, Weights};
 pub use options::{InputMode, Mode, RunOptions};
 pub use result::{Energy, Latency, Metrics, SampleResult, TraceRow};
-pub use scheduler::{Scheduler, SpikeQueue, SCHEDULERS};
+pub use scheduler::{CheckedQueue, Scheduler, SpikeQueue, SCHEDULERS};
 
 /// The compiled network in the chip's arithmetic.
 #[derive(Debug, Clone)]

@@ -196,6 +196,178 @@ impl SpikeQueue {
     }
 }
 
+/// A self-contained, checked arbitration queue: the [`SpikeQueue`] that both timing modes use,
+/// with every source's group and population fixed up front and every argument validated, so
+/// that tools and tests can drive the scheduler directly (bad input is an [`Error`], never a
+/// panic). Sources are numbered inputs first, as in the hash.
+#[derive(Debug, Clone)]
+pub struct CheckedQueue {
+    queue: SpikeQueue,
+    n_inputs: usize,
+    group_of: Vec<u32>,
+    population: Vec<u32>,
+    seed: u64,
+    sample: u64,
+}
+
+/// Largest number of sources of a [`CheckedQueue`] (as for networks).
+pub const MAX_SOURCES: usize = 1 << 29;
+
+impl CheckedQueue {
+    /// `group_of[s]` is the arbitration group of source `s` (inputs first);
+    /// `population[n]` the population of neuron `n` (for `layered`); `seed` and `sample` enter
+    /// the hash.
+    pub fn new(
+        n_inputs: usize,
+        group_of: Vec<u32>,
+        population: Vec<u32>,
+        seed: u64,
+        sample: u64,
+    ) -> Result<Self> {
+        if group_of.len() > MAX_SOURCES {
+            return Err(Error::input(
+                "group_of",
+                format!("{} sources; at most {MAX_SOURCES}", group_of.len()),
+            ));
+        }
+        if n_inputs > group_of.len() {
+            return Err(Error::input(
+                "n_inputs",
+                format!(
+                    "{n_inputs} is outside 0..={} (the number of sources)",
+                    group_of.len()
+                ),
+            ));
+        }
+        if population.len() != group_of.len() - n_inputs {
+            return Err(Error::input(
+                "population",
+                format!(
+                    "{} entries for {} neurons (sources after the inputs)",
+                    population.len(),
+                    group_of.len() - n_inputs
+                ),
+            ));
+        }
+        let n_groups = group_of.iter().max().map_or(0, |&g| g as usize + 1);
+        if n_groups > MAX_SOURCES {
+            return Err(Error::input(
+                "group_of",
+                format!("group {} is outside 0..{MAX_SOURCES}", n_groups - 1),
+            ));
+        }
+        Ok(Self {
+            queue: SpikeQueue::new(group_of.len(), n_groups),
+            n_inputs,
+            group_of,
+            population,
+            seed,
+            sample,
+        })
+    }
+
+    fn check_source(&self, source: u32) -> Result<usize> {
+        let s = source as usize;
+        if s >= self.group_of.len() {
+            return Err(Error::input(
+                "source",
+                format!("{source} is outside 0..{}", self.group_of.len()),
+            ));
+        }
+        Ok(s)
+    }
+
+    /// Add `count` to `p[source]` at `(frame, step)`; a firing neuron also records its
+    /// `overshoot` (used by `momentum`).
+    pub fn push(
+        &mut self,
+        source: u32,
+        count: u32,
+        frame: u32,
+        step: u32,
+        overshoot: Option<f64>,
+    ) -> Result<()> {
+        let s = self.check_source(source)?;
+        if count == 0 {
+            return Err(Error::input("count", "0 is outside 1.."));
+        }
+        if let Some(o) = overshoot {
+            if !o.is_finite() {
+                return Err(Error::input("overshoot", format!("{o} is not finite")));
+            }
+            if s < self.n_inputs {
+                return Err(Error::input(
+                    "overshoot",
+                    format!("source {source} is an input channel (inputs have no overshoot)"),
+                ));
+            }
+            self.queue.overshoot[s] = o;
+        }
+        let since = (u64::from(frame) << 32) | u64::from(step);
+        self.queue.push(self.group_of[s], source, count, since);
+        Ok(())
+    }
+
+    /// Release up to `f` (`None`: all) pending sources of `group` in `scheduler` order at
+    /// `(frame, step)`; returns `(source, count)` by ascending source, and clears their counts.
+    pub fn release(
+        &mut self,
+        group: u32,
+        f: Option<usize>,
+        scheduler: Scheduler,
+        frame: u32,
+        step: u32,
+    ) -> Result<Vec<(u32, u32)>> {
+        if group as usize >= self.queue.groups.len() {
+            return Err(Error::input(
+                "group",
+                format!("{group} is outside 0..{}", self.queue.groups.len()),
+            ));
+        }
+        let mut out = Vec::new();
+        match f {
+            Some(0) => return Err(Error::input("F", "0 is outside 1.. (or None)")),
+            Some(f) => {
+                let prefix = crate::hash::frame_prefix(self.seed, self.sample, u64::from(frame));
+                self.queue.release(
+                    group,
+                    f,
+                    scheduler,
+                    prefix,
+                    u64::from(step),
+                    &self.population,
+                    self.n_inputs,
+                    &mut out,
+                );
+            }
+            None => self.queue.release_all(group, &mut out),
+        }
+        out.sort_unstable();
+        Ok(out
+            .into_iter()
+            .map(|s| (s, std::mem::take(&mut self.queue.count[s as usize])))
+            .collect())
+    }
+
+    /// Pending count of every source.
+    #[must_use]
+    pub fn counts(&self) -> &[u32] {
+        &self.queue.count
+    }
+
+    /// Pending sources of `group` (0 for a group that does not exist).
+    #[must_use]
+    pub fn group_len(&self, group: u32) -> usize {
+        self.queue.groups.get(group as usize).map_or(0, Vec::len)
+    }
+
+    /// Number of arbitration groups.
+    #[must_use]
+    pub fn n_groups(&self) -> usize {
+        self.queue.groups.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +378,30 @@ mod tests {
         for w in xs.windows(2) {
             assert!(order_bits(w[0]) <= order_bits(w[1]), "{w:?}");
         }
+    }
+
+    #[test]
+    fn checked_queue_rejects_bad_arguments_and_releases_counts() {
+        assert!(CheckedQueue::new(3, vec![0, 0], vec![], 0, 0).is_err());
+        assert!(CheckedQueue::new(1, vec![1, 0, 0], vec![0], 0, 0).is_err());
+        let mut q = CheckedQueue::new(1, vec![1, 0, 0], vec![0, 1], 7, 3).unwrap();
+        assert!(q.push(3, 1, 0, 0, None).is_err());
+        assert!(q.push(1, 0, 0, 0, None).is_err());
+        assert!(q.push(0, 1, 0, 0, Some(0.5)).is_err());
+        assert!(q.push(1, 1, 0, 0, Some(f64::NAN)).is_err());
+        q.push(1, 2, 0, 0, Some(0.25)).unwrap();
+        q.push(2, 1, 0, 1, Some(0.75)).unwrap();
+        assert!(q.release(2, Some(1), Scheduler::Fifo, 0, 0).is_err());
+        assert!(q.release(0, Some(0), Scheduler::Fifo, 0, 0).is_err());
+        assert_eq!(
+            q.release(0, Some(1), Scheduler::Momentum, 0, 2).unwrap(),
+            vec![(2, 1)]
+        );
+        assert_eq!(
+            q.release(0, None, Scheduler::Fifo, 0, 2).unwrap(),
+            vec![(1, 2)]
+        );
+        assert_eq!(q.counts(), &[0, 0, 0]);
     }
 
     #[test]

@@ -775,6 +775,72 @@ fn batch_to_dict<'py>(
     Ok(d)
 }
 
+/// The arbitration queue of the emulator, driven directly (see the core's `CheckedQueue`).
+#[pyclass(name = "SpikeQueue", module = "asyncsnn._native")]
+struct PySpikeQueue(emulator::CheckedQueue);
+
+#[pymethods]
+impl PySpikeQueue {
+    #[new]
+    #[pyo3(signature = (n_inputs, group_of, population, seed=0, sample=0))]
+    fn new(
+        n_inputs: usize,
+        group_of: Vec<u32>,
+        population: Vec<u32>,
+        seed: u64,
+        sample: u64,
+    ) -> PyResult<Self> {
+        Ok(Self(
+            emulator::CheckedQueue::new(n_inputs, group_of, population, seed, sample)
+                .map_err(CoreError)?,
+        ))
+    }
+
+    #[pyo3(signature = (source, count=1, frame=0, step=0, overshoot=None))]
+    fn push(
+        &mut self,
+        source: u32,
+        count: u32,
+        frame: u32,
+        step: u32,
+        overshoot: Option<f64>,
+    ) -> PyResult<()> {
+        Ok(self
+            .0
+            .push(source, count, frame, step, overshoot)
+            .map_err(CoreError)?)
+    }
+
+    #[pyo3(signature = (group, f, scheduler, frame=0, step=0))]
+    fn release(
+        &mut self,
+        group: u32,
+        f: Option<usize>,
+        scheduler: &str,
+        frame: u32,
+        step: u32,
+    ) -> PyResult<Vec<(u32, u32)>> {
+        let scheduler = Scheduler::parse(scheduler).map_err(CoreError)?;
+        Ok(self
+            .0
+            .release(group, f, scheduler, frame, step)
+            .map_err(CoreError)?)
+    }
+
+    fn counts(&self) -> Vec<u32> {
+        self.0.counts().to_vec()
+    }
+
+    fn group_len(&self, group: u32) -> usize {
+        self.0.group_len(group)
+    }
+
+    #[getter]
+    fn n_groups(&self) -> usize {
+        self.0.n_groups()
+    }
+}
+
 /// The scheduler hash `key(seed, sample, frame, step, source)` (see the docs).
 #[pyfunction]
 fn hash_key(seed: u64, sample: u64, frame: u64, step: u64, source: u64) -> u32 {
@@ -787,6 +853,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyChipConfig>()?;
     m.add_class::<PyNetwork>()?;
     m.add_class::<PyEmulator>()?;
+    m.add_class::<PySpikeQueue>()?;
     m.add_function(wrap_pyfunction!(hash_key, m)?)?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("NetworkError", py.get_type::<NetworkError>())?;

@@ -162,7 +162,80 @@ def test_random_bad_runs_never_crash(counts, frames, channels, F, max_steps):
         res = Chip.preset("ideal").run(NET, x, F=F, max_steps=max_steps)
     except asyncsnn.InputError as e:
         assert "invalid input" in str(e)
+    except asyncsnn.RunawayError as e:  # huge counts under subtract reset: a clear stop, not a hang
+        assert "max_steps" in str(e) and max_steps is None
     except OverflowError:
         pytest.fail("overflow leaked instead of InputError")
     else:
         assert res.out_counts.shape == (1, frames, 2)
+
+
+ANY_INT = st.one_of(st.integers(-5, 40), st.integers(-(2**63), 2**63 - 1))
+
+
+@given(times=st.lists(ANY_INT, max_size=8), channels=st.lists(ANY_INT, max_size=8),
+       dt=st.one_of(st.integers(-2, 5), st.integers(2**40, 2**62)), n_frames=st.one_of(st.none(), ANY_INT))
+def test_random_event_streams_run_or_raise_input_error(times, channels, dt, n_frames):
+    """Unsorted, negative, huge or out-of-range events: a clear InputError (never a crash, hang
+    or huge allocation); a valid stream runs and keeps every event."""
+    k = min(len(times), len(channels))
+    t, c = np.array(times[:k], np.int64), np.array(channels[:k], np.int64)
+    valid = (dt >= 1 and (k == 0 or ((t >= 0).all() and (np.diff(t) >= 0).all() and (c >= 0).all()
+                                      and (c < 4).all())))
+    frames_needed = 0 if k == 0 or not valid else int(t.max()) // dt + 1
+    n = frames_needed if n_frames is None else n_frames
+    valid = valid and 0 <= n <= 2**24 and frames_needed <= n
+    try:
+        res = Chip.preset("ideal").run(NET, events=[(t, c)], dt=dt, n_frames=n_frames)
+    except asyncsnn.InputError as e:
+        assert "invalid input" in str(e)
+        assert not valid, str(e)
+    else:
+        assert valid
+        assert res.out_counts.shape == (1, n, 2)
+        assert res.metrics["unreleased"][0] == 0
+
+
+CHIP_FIELDS = ["mesh_width", "mesh_height", "tick_ns", "hop_latency_ticks", "hop_energy_pj", "release_ticks",
+               "link_buffer_depth", "link_packets_per_tick", "input_buffer_depth", "core_neurons", "core_synapses",
+               "static_power_mw", "syn_op_ticks"]
+
+
+@given(fields=st.dictionaries(st.sampled_from(CHIP_FIELDS),
+                              st.one_of(ANY_INT, st.floats(allow_nan=True, allow_infinity=True), st.none()),
+                              max_size=4))
+def test_random_chip_configs_build_or_raise_config_error(fields):
+    """Random, absurd or non-numeric chip fields: a ConfigError naming a field, or a chip that
+    places and runs a small network (or reports that it does not fit)."""
+    try:
+        chip = Chip(**fields)
+    except asyncsnn.ConfigError as e:
+        named = [f.replace("core_", "core.") for f in fields]
+        assert any(f in str(e) for f in named), str(e)
+        return
+    try:
+        res = chip.run(NET, X, mode="events", F=1, max_steps=100)
+    except asyncsnn.MappingError as e:
+        assert "core" in str(e)
+    else:
+        assert res.out_counts.shape == (1, 2, 2)
+
+
+@given(shape=st.lists(st.integers(0, 5), min_size=1, max_size=4), fill=st.floats(allow_nan=True, allow_infinity=True, width=32),
+       F=st.one_of(st.none(), st.integers(-3, 3)), scheduler=st.sampled_from(["fifo", "lifo", "random", ""]))
+def test_simulator_bad_input_raises_value_error(shape, fill, F, scheduler):
+    import torch
+
+    from asyncsnn.sim import AsyncSimulator
+
+    sim = AsyncSimulator(NET)
+    valid = (len(shape) == 3 and shape[2] == 4 and (np.prod(shape) == 0 or (np.isfinite(fill) and fill >= 0))
+             and (F is None or F >= 1) and scheduler in asyncsnn.SCHEDULERS)
+    try:
+        r = sim(torch.full(shape, fill), F=F, scheduler=scheduler, max_steps=50)
+    except ValueError as e:
+        assert not valid, str(e)
+        assert any(w in str(e) for w in ("frames", "F:", "scheduler")), str(e)
+    else:
+        assert valid
+        assert r.out_counts.shape == (shape[0], shape[1], 2)

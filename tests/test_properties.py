@@ -146,3 +146,39 @@ def test_per_core_f_and_no_spike_lost_or_released_twice(data, net, scheduler, F,
         sent = released[net.n_inputs:]
         queued = sent > 0
         assert np.array_equal(sent[queued], spikes[queued])
+
+
+@given(data=st.data(), net=networks(), scheduler=schedulers, seed=seeds,
+       widths=st.tuples(st.integers(1, 4), st.integers(1, 4)))
+def test_free_routing_spikes_do_not_depend_on_the_mapping(data, net, scheduler, seed, widths):
+    """Zero-cost routing, unbounded buffers, no release limit: where the neurons sit changes no
+    spike (events mode), and both equal steps mode."""
+    x = data.draw(frames(net.n_inputs))
+    runs = []
+    for w in widths:
+        core_of = data.draw(st.lists(st.integers(0, w * 2 - 1), min_size=net.n_neurons, max_size=net.n_neurons))
+        chip = asyncsnn.Chip.preset("ideal", mesh_width=w, mesh_height=2)
+        runs.append(chip.run(net, x[None], mapping=core_of, mode="events", scheduler=scheduler, F=None, seed=seed,
+                             trace=True, max_steps=CAP))
+    steps = asyncsnn.Chip.preset("ideal").run(net, x[None], scheduler=scheduler, seed=seed, trace=True, max_steps=CAP)
+    assume(int(steps.metrics["unreleased"][0]) == 0)
+    for r in runs:
+        assert trace_rows(r) == trace_rows(steps)
+        assert np.array_equal(r.out_counts, steps.out_counts)
+        assert np.array_equal(r.v_final, steps.v_final)
+
+
+@given(data=st.data(), net=networks(), scheduler=schedulers, F=f_values, seed=seeds,
+       mode=st.sampled_from(["steps", "events"]))
+def test_same_results_on_one_and_on_all_threads(data, net, scheduler, F, seed, mode):
+    batch = np.stack([np.pad(a, ((0, 3 - len(a)), (0, 0)))
+                      for a in (data.draw(frames(net.n_inputs, max_frames=3)) for _ in range(5))])
+    n_cores, core_of = data.draw(mappings(net.n_neurons))
+    place = asyncsnn.Chip.preset("loihi", mesh_width=n_cores, mesh_height=1, link_buffer_depth=2,
+                                 input_buffer_depth=2).place(net, mapping=core_of)
+    kw = dict(mode=mode, scheduler=scheduler, F=F, seed=seed, trace=True, max_steps=CAP)
+    one, every = place.run(batch, threads=1, **kw), place.run(batch, threads=None, **kw)
+    assert np.array_equal(one.trace, every.trace)
+    assert np.array_equal(one.releases, every.releases)
+    for k in one.metrics:
+        assert np.array_equal(one.metrics[k], every.metrics[k], equal_nan=True), k

@@ -144,8 +144,17 @@ impl ChipConfig {
 
     /// Parse and validate a JSON description (the Python keyword form travels as JSON).
     pub fn from_json(text: &str) -> Result<Self> {
-        let cfg: Self =
-            serde_json::from_str(text).map_err(|e| Error::config("json", e.to_string()))?;
+        // The error names the field whose value does not fit (`core.neurons`, `mesh_width`).
+        let mut de = serde_json::Deserializer::from_str(text);
+        let cfg: Self = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path.is_empty() || path == "." {
+                "json".to_string()
+            } else {
+                path
+            };
+            Error::config(field, e.into_inner().to_string())
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -345,6 +354,13 @@ mod tests {
             .contains("input_port"));
         let err = ChipConfig::preset("nope").unwrap_err().to_string();
         assert!(err.contains("loihi"), "{err}");
+        let mut json: serde_json::Value =
+            serde_json::from_str(&ChipConfig::preset("ideal").unwrap().to_json().unwrap()).unwrap();
+        json["core"]["neurons"] = serde_json::json!(-1);
+        let err = ChipConfig::from_json(&json.to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("core.neurons"), "{err}");
         let err = ChipConfig::from_toml("mesh_width = 2")
             .unwrap_err()
             .to_string();

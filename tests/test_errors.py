@@ -168,6 +168,9 @@ def test_random_bad_runs_never_crash(counts, frames, channels, F, max_steps):
         pytest.fail("overflow leaked instead of InputError")
     else:
         assert res.out_counts.shape == (1, frames, 2)
+        # it ran, so everything was in range (nothing wrapped or was silently clipped)
+        assert frames == 0 or 0 <= counts <= 2**32 - 1
+        assert (F is None or F >= 1) and (max_steps is None or max_steps >= 1)
 
 
 ANY_INT = st.one_of(st.integers(-5, 40), st.integers(-(2**63), 2**63 - 1))
@@ -239,3 +242,14 @@ def test_simulator_bad_input_raises_value_error(shape, fill, F, scheduler):
     else:
         assert valid
         assert r.out_counts.shape == (shape[0], shape[1], 2)
+
+
+@pytest.mark.parametrize("F, input_mode", [(None, "all_at_once"), (1, "scheduled")])
+def test_simulator_runs_an_empty_batch(F, input_mode):
+    """Found by the long hypothesis profile: a batch of 0 samples used to fail in a reduction."""
+    import torch
+
+    from asyncsnn.sim import AsyncSimulator
+
+    r = AsyncSimulator(NET)(torch.zeros(0, 3, 4), F=F, input_mode=input_mode, scheduler="random")
+    assert r.out_counts.shape == (0, 3, 2) and r.first_out.shape == (0, 2)

@@ -161,7 +161,8 @@ def test_free_routing_spikes_do_not_depend_on_the_mapping(data, net, scheduler, 
         runs.append(chip.run(net, x[None], mapping=core_of, mode="events", scheduler=scheduler, F=None, seed=seed,
                              trace=True, max_steps=CAP))
     steps = asyncsnn.Chip.preset("ideal").run(net, x[None], scheduler=scheduler, seed=seed, trace=True, max_steps=CAP)
-    assume(int(steps.metrics["unreleased"][0]) == 0)
+    # the step cap means different things in the two modes: compare runs that settle on their own
+    assume((steps.releases[:, 2] + 1 < CAP).all())
     for r in runs:
         assert trace_rows(r) == trace_rows(steps)
         assert np.array_equal(r.out_counts, steps.out_counts)

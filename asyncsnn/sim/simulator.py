@@ -340,7 +340,8 @@ class AsyncSimulator(torch.nn.Module):
                     if cap is not None and j >= cap:
                         break
                 # one host synchronisation per chunk: is anything still pending in this frame?
-                still, needed = torch.stack([active.any().to(torch.int64), (steps - frame_start[-1]).max()]).tolist()
+                took = torch.cat([steps - frame_start[-1], steps.new_zeros(1)])  # (an empty batch took 0)
+                still, needed = torch.stack([active.any().to(torch.int64), took.max()]).tolist()
                 if not still or (cap is not None and j >= cap):
                     break
                 chunk = 1 if sync_free else max(1, needed // 4)

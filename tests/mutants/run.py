@@ -1,0 +1,208 @@
+"""Plant each bug below in the working tree, run the properties that must catch it, restore.
+
+    python tests/mutants/run.py              # every mutant (about 15 minutes on 2 cores)
+    python tests/mutants/run.py S1 F2        # some of them
+    python tests/mutants/run.py --list
+
+A mutant is *caught* when at least one of its tests fails (pytest exit code 1, or a cargo test
+reporting ``FAILED``); anything else (a test run that passes, a build error) is reported as it
+is. Rust mutants rebuild the extension in place (``maturin develop --release --skip-install``);
+the original is rebuilt at the end. Files are restored even when the run is interrupted. The
+table printed at the end is the one in ``tests/README.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Mutant:
+    id: str
+    bug: str
+    path: str
+    old: str
+    new: str
+    pytest: list[str] = field(default_factory=list)
+    cargo: list[str] = field(default_factory=list)  # integration test filters
+
+    @property
+    def rust(self) -> bool:
+        return self.path.endswith(".rs")
+
+
+SCHED = "emulator/src/scheduler.rs"
+EVENTS = "emulator/src/events.rs"
+FUNC = "asyncsnn/sim/functional.py"
+SIM = "asyncsnn/sim/simulator.py"
+FIXED = "asyncsnn/sim/fixed.py"
+
+MUTANTS = [
+    # ---------------------------------------------------------------- PyTorch simulator
+    Mutant("P1", "PyTorch fifo ignores the time a spike became pending (orders by hash only)", FUNC,
+           'primary = pad(state.since, 0)[:, slots].view(bsz, c, p)', 'primary = None',
+           ["tests/test_sim.py::test_exact_agreement_with_the_emulator"]),
+    Mutant("P2", "PyTorch counts synaptic ops of zero weights", SIM,
+           "fanout_rec = (w_rec.detach() != 0).sum(dim=0).to(dtype)",
+           "fanout_rec = torch.full_like(w_rec.detach(), 1.0).sum(dim=0).to(dtype)",
+           ["tests/test_sim.py::test_exact_agreement_with_the_emulator"]),
+    Mutant("P3", "PyTorch zero reset subtracts the threshold instead", FUNC,
+           "v = torch.where(params.subtract, v_sub, v * (1 - s))", "v = v_sub",
+           ["tests/test_train.py::test_f_infinity_layered_equals_layer_synchronous_lif"]),
+    Mutant("P4", "the hash's multiplier mistyped on the PyTorch side", FUNC,
+           "_MIX = 0x45D9F3B", "_MIX = 0x45D9F3D",
+           ["tests/test_sim.py::test_hash_matches_the_emulator"]),
+    Mutant("P5", "negative event counts accepted by the simulator", SIM,
+           "if frames.numel() and bool((frames < 0).any()):", "if False:",
+           ["tests/test_errors.py::test_simulator_bad_input_raises_value_error"]),
+    # ---------------------------------------------------------------- fixed point
+    Mutant("F1", "PyTorch rounds weights half to even (the chip rounds half away from zero)", FIXED,
+           "return torch.sign(x) * torch.floor(x.abs() + 0.5)", "return torch.round(x)",
+           ["tests/test_fixed.py::test_fixed_point_agrees_with_the_emulator"]),
+    Mutant("F2", "PyTorch leak rounds toward zero (the chip floors)", FIXED,
+           "out = hi * beta_q + ((lo * beta_q) >> lb)",
+           "out = torch.div(v * beta_q, 1 << lb, rounding_mode='trunc')",
+           ["tests/test_fixed.py::test_fixed_point_agrees_with_the_emulator"]),
+    Mutant("F3", "PyTorch potential does not saturate on input", FUNC,
+           "v_in = v_prev + cur if fx is None else fixed.saturate(fx, v_prev + cur)", "v_in = v_prev + cur",
+           ["tests/test_fixed.py::test_fixed_point_agrees_with_the_emulator"]),
+    Mutant("F4", "emulator leak divides (rounds toward zero) instead of shifting", "emulator/src/arith.rs",
+           "let p = (i128::from(v) * i128::from(beta)) >> self.leak_bits;",
+           "let p = (i128::from(v) * i128::from(beta)) / (1i128 << self.leak_bits);",
+           ["tests/test_fixed.py::test_fixed_point_agrees_with_the_emulator"]),
+    # ---------------------------------------------------------------- scheduler and queue
+    Mutant("S1", "momentum releases the smallest overshoot first", SCHED,
+           "u64::MAX - order_bits(self.overshoot[s])", "order_bits(self.overshoot[s])",
+           ["tests/test_scheduler_state.py", "tests/test_properties.py::test_steps_mode_equals_numpy_reference"],
+           ["properties::"]),
+    Mutant("S2", "ties fall to memory order (selection by the primary key only)", SCHED,
+           "scratch.select_nth_unstable(f - 1);", "scratch.select_nth_unstable_by_key(f - 1, |e| e.0);",
+           ["tests/test_scheduler_state.py", "tests/test_properties.py::test_steps_mode_equals_numpy_reference"]),
+    Mutant("S3", "a group with at most F pending releases them but keeps them queued", SCHED,
+           "self.pending_sources -= list.len();\n            out.append(list);",
+           "self.pending_sources -= list.len();\n            out.extend_from_slice(list);",
+           ["tests/test_scheduler_state.py",
+            "tests/test_properties.py::test_per_core_f_and_no_spike_lost_or_released_twice"],
+           ["properties::per_core_f_and_release_conservation"]),
+    Mutant("S4", "a core releases F + 1 per step", SCHED,
+           "scratch.select_nth_unstable(f - 1);\n        list.clear();\n        out.extend(scratch[..f]",
+           "scratch.select_nth_unstable(f - 1);\n        list.clear();\n        let f = (f + 1).min(scratch.len());\n"
+           "        out.extend(scratch[..f]",
+           ["tests/test_scheduler_state.py",
+            "tests/test_properties.py::test_per_core_f_and_no_spike_lost_or_released_twice"],
+           ["properties::per_core_f_and_release_conservation"]),
+    # ---------------------------------------------------------------- events mode
+    Mutant("E1", "a full input buffer drops a packet without counting it", EVENTS,
+           "self.st.metrics.dropped_buffer += 1;\n            return;", "return;",
+           ["tests/test_properties.py::test_packets_conserved_and_energy_is_counts_times_costs"],
+           ["properties::packets_conserved_and_energy_additive"]),
+    Mutant("E2", "a route on free links pays one hop's latency whatever its length", EVENTS,
+           "let at = t + hops * self.chip.hop_latency_ticks;", "let at = t + self.chip.hop_latency_ticks;",
+           ["tests/test_properties.py::test_causality_in_events_mode"]),
+    Mutant("E3", "a finished packet is not taken off its core: the ones queued behind it starve", EVENTS,
+           "let Some(pkt) = self.cores[core as usize].current.take() else {",
+           "let Some(pkt) = self.cores[core as usize].current else {",
+           ["tests/test_properties.py::test_every_spike_reaches_its_whole_fan_out_exactly_once"]),
+    Mutant("E4", "routing energy leaves out the per-hop part", EVENTS,
+           "+ st.metrics.hops as f64 * chip.hop_energy_pj;", ";",
+           ["tests/test_properties.py::test_packets_conserved_and_energy_is_counts_times_costs"],
+           ["properties::packets_conserved_and_energy_additive"]),
+    Mutant("E5", "routes take at least one tick per hop even on a zero-latency mesh", EVENTS,
+           "let at = t + hops * self.chip.hop_latency_ticks;",
+           "let at = t + hops * self.chip.hop_latency_ticks.max(1);",
+           ["tests/test_properties.py::test_free_routing_spikes_do_not_depend_on_the_mapping"],
+           ["properties::events_on_free_chip_equal_steps"]),
+    Mutant("E6", "the hash's sample index is the worker thread, not the sample", "emulator/src/lib.rs",
+           "let sample = opts.sample_offset.wrapping_add(i as u64);",
+           "let sample = opts.sample_offset.wrapping_add(rayon::current_thread_index().unwrap_or(0) as u64 + "
+           "(i as u64 & 0));",
+           ["tests/test_properties.py::test_same_results_on_one_and_on_all_threads"]),
+    # ---------------------------------------------------------------- bad input
+    Mutant("R1", "unsorted event times accepted", "emulator/src/input.rs",
+           "if w[1] < w[0] {", "if w[1] < w[0] && false {",
+           ["tests/test_errors.py::test_random_event_streams_run_or_raise_input_error"]),
+    Mutant("R2", "a chip field of the wrong type is reported without its name", "emulator/src/chip.rs",
+           'let field = if path.is_empty() || path == "." {', "let field = if true {",
+           ["tests/test_errors.py::test_random_chip_configs_build_or_raise_config_error"]),
+    Mutant("R3", "event counts above 2^32 - 1 wrap around instead of raising", "asyncsnn/chip.py",
+           "if a.size and (a.min() < 0 or a.max() > _U32_MAX):", "if a.size and a.min() < 0:",
+           ["tests/test_errors.py::test_random_bad_runs_never_crash"]),
+]
+
+
+def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, **kw)
+
+
+def build() -> None:
+    r = sh(["maturin", "develop", "--release", "--skip-install", "-q"])
+    if r.returncode:
+        raise RuntimeError(f"build failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+
+
+def run_mutant(m: Mutant) -> tuple[str, str]:
+    path = ROOT / m.path
+    text = path.read_text()
+    if text.count(m.old) != 1:
+        return "stale", f"the planted line was not found exactly once in {m.path}"
+    path.write_text(text.replace(m.old, m.new))
+    try:
+        if m.rust:
+            try:
+                build()
+            except RuntimeError as e:
+                return "build error", str(e)[-500:]
+        caught = []
+        env = dict(os.environ, HYPOTHESIS_PROFILE=os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+        for t in m.pytest:
+            r = sh([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", t], env=env)
+            if r.returncode == 1:
+                caught.append(t.split("::")[-1])
+            elif r.returncode != 0:
+                return "error", r.stdout[-800:] + r.stderr[-800:]
+        for f in m.cargo:
+            r = sh(["cargo", "test", "-q", "-p", "asyncsnn-emulator", "--test", "integration", f])
+            if "FAILED" in r.stdout + r.stderr or "panicked" in r.stdout + r.stderr:
+                caught.append(f"cargo {f}")
+            elif r.returncode != 0:
+                return "error", r.stdout[-800:] + r.stderr[-800:]
+        return ("caught" if caught else "MISSED"), ", ".join(caught)
+    finally:
+        path.write_text(text)
+
+
+def main(argv: list[str]) -> int:
+    if "--list" in argv:
+        for m in MUTANTS:
+            print(f"{m.id:4} {m.bug}")
+        return 0
+    chosen = [m for m in MUTANTS if not argv or m.id in argv]
+    rows = []
+    t0 = time.time()
+    try:
+        for m in chosen:
+            t = time.time()
+            status, detail = run_mutant(m)
+            rows.append((m, status, detail))
+            print(f"{m.id:4} {status:8} {time.time() - t:6.1f}s  {m.bug} -- {detail[:300]}", flush=True)
+    finally:
+        if any(m.rust for m in chosen):
+            build()  # the original extension again
+    print(f"\n{platform.node()} ({platform.machine()}, {os.cpu_count()} cores), {time.time() - t0:.0f} s\n")
+    print("| id | planted bug | file | result | failing properties |")
+    print("|---|---|---|---|---|")
+    for m, status, detail in rows:
+        print(f"| {m.id} | {m.bug} | `{m.path}` | {status} | {detail.replace('|', '/')} |")
+    return 0 if all(s == "caught" for _, s, _ in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

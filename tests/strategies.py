@@ -38,12 +38,12 @@ def populations(draw, n: int, max_size: int = 6):
 
 @st.composite
 def networks(draw, max_inputs: int = 6, max_layers: int = 3, recurrent: bool = True, skip: bool = True,
-             sparse: bool = True):
+             sparse: bool = True, min_layers: int = 1, max_size: int = 6):
     """A random directed graph: a feed-forward chain plus optional recurrent and skip
     projections, dense or sparse weights on the exact grid."""
     n_in = draw(st.integers(1, max_inputs))
-    n_layers = draw(st.integers(1, max_layers))
-    pops = draw(populations(n_layers))
+    n_layers = draw(st.integers(min_layers, max_layers))
+    pops = draw(populations(n_layers, max_size=max_size))
     projs = []
     edges = [("input", 0)] + [(i - 1, i) for i in range(1, n_layers)]
     if recurrent:
@@ -75,6 +75,10 @@ def frames(draw, n_inputs: int, max_frames: int = 4, max_count: int = 2):
 
 schedulers = st.sampled_from(list(asyncsnn.SCHEDULERS))
 f_values = st.one_of(st.none(), st.integers(1, 4))
+# Networks and limits under which the order of release matters often: hidden populations that
+# queue spikes, several of them per core, and a small F (used by the agreement properties).
+contended_networks = networks(min_layers=2, max_layers=4, max_size=8)
+small_f = st.one_of(st.integers(1, 2), st.none(), st.integers(3, 4))
 seeds = st.integers(0, 2**32 - 1)
 
 
@@ -90,7 +94,7 @@ def fixed_formats(draw, max_potential_bits: int = 16):
     """Fixed-point formats the strategy networks fit (every threshold quantizes into range);
     small potential widths make saturation common."""
     frac = draw(st.integers(0, 7))
-    pbits = draw(st.integers(frac + 3, max(frac + 3, max_potential_bits)))
+    pbits = frac + draw(st.sampled_from([3, 3, 4, 5, max(3, max_potential_bits - frac)]))
     wbits = draw(st.integers(2, min(pbits, 12)))
     return {"kind": "fixed", "weight_bits": wbits, "potential_bits": pbits, "frac_bits": frac,
             "leak_bits": draw(st.integers(1, 10))}

@@ -150,9 +150,9 @@ def test_random_bad_networks_never_crash(size, theta, beta, shape, fill):
 
 
 @given(
-    counts=st.integers(-5, 2**33),
+    counts=st.one_of(st.integers(0, 3), st.integers(2**32 - 2, 2**33), st.integers(-5, -1)),
     frames=st.integers(0, 5),
-    channels=st.integers(0, 6),
+    channels=st.sampled_from([4, 4, 4, 0, 3, 6]),
     F=st.one_of(st.none(), st.integers(-3, 5)),
     max_steps=st.one_of(st.none(), st.integers(-3, 5)),
 )
@@ -176,13 +176,37 @@ def test_random_bad_runs_never_crash(counts, frames, channels, F, max_steps):
 ANY_INT = st.one_of(st.integers(-5, 40), st.integers(-(2**63), 2**63 - 1))
 
 
-@given(times=st.lists(ANY_INT, max_size=8), channels=st.lists(ANY_INT, max_size=8),
-       dt=st.one_of(st.integers(-2, 5), st.integers(2**40, 2**62)), n_frames=st.one_of(st.none(), ANY_INT))
-def test_random_event_streams_run_or_raise_input_error(times, channels, dt, n_frames):
+@st.composite
+def event_streams(draw):
+    """A valid stream of up to 8 events, then (mostly) one corruption: two times swapped, a
+    negative or huge time, a channel out of range, a bad dt or too few frames."""
+    k = draw(st.integers(0, 8))
+    t = sorted(draw(st.lists(st.integers(0, 40), min_size=k, max_size=k)))
+    c = draw(st.lists(st.integers(0, 3), min_size=k, max_size=k))
+    dt = draw(st.integers(1, 5))
+    n_frames = None
+    what = draw(st.sampled_from(["none", "swap", "time", "channel", "dt", "n_frames"]))
+    if what == "swap" and k >= 2:
+        i = draw(st.integers(0, k - 2))
+        t[i], t[i + 1] = t[i + 1] + 1, t[i]
+    elif what == "time" and k:
+        t[draw(st.integers(0, k - 1))] = draw(ANY_INT)
+    elif what == "channel" and k:
+        c[draw(st.integers(0, k - 1))] = draw(ANY_INT)
+    elif what == "dt":
+        dt = draw(st.one_of(st.integers(-2, 0), st.integers(2**40, 2**62)))
+    elif what == "n_frames":
+        n_frames = draw(ANY_INT)
+    return t, c, dt, n_frames
+
+
+@given(stream=event_streams())
+def test_random_event_streams_run_or_raise_input_error(stream):
     """Unsorted, negative, huge or out-of-range events: a clear InputError (never a crash, hang
     or huge allocation); a valid stream runs and keeps every event."""
-    k = min(len(times), len(channels))
-    t, c = np.array(times[:k], np.int64), np.array(channels[:k], np.int64)
+    times, channels, dt, n_frames = stream
+    k = len(times)
+    t, c = np.array(times, np.int64), np.array(channels, np.int64)
     valid = (dt >= 1 and (k == 0 or ((t >= 0).all() and (np.diff(t) >= 0).all() and (c >= 0).all()
                                       and (c < 4).all())))
     frames_needed = 0 if k == 0 or not valid else int(t.max()) // dt + 1
@@ -224,7 +248,9 @@ def test_random_chip_configs_build_or_raise_config_error(fields):
         assert res.out_counts.shape == (1, 2, 2)
 
 
-@given(shape=st.lists(st.integers(0, 5), min_size=1, max_size=4), fill=st.floats(allow_nan=True, allow_infinity=True, width=32),
+@given(shape=st.one_of(st.tuples(st.integers(0, 3), st.integers(0, 3), st.just(4)).map(list),
+                       st.lists(st.integers(0, 5), min_size=1, max_size=4)),
+       fill=st.floats(allow_nan=True, allow_infinity=True, width=32),
        F=st.one_of(st.none(), st.integers(-3, 3)), scheduler=st.sampled_from(["fifo", "lifo", "random", ""]))
 def test_simulator_bad_input_raises_value_error(shape, fill, F, scheduler):
     import torch

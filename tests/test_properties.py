@@ -9,15 +9,15 @@ from hypothesis import strategies as st
 import asyncsnn
 from asyncsnn import Network, Population, Projection, reference
 from helpers import trace_rows
-from strategies import f_values, frames, mappings, networks, schedulers, seeds
+from strategies import contended_networks, f_values, frames, mappings, networks, schedulers, seeds, small_f
 
 CAP = 60  # step cap that keeps runaway recurrent draws short
 
 
-@given(data=st.data(), net=networks(), scheduler=schedulers, F=f_values, seed=seeds,
+@given(data=st.data(), net=contended_networks, scheduler=schedulers, F=small_f, seed=seeds,
        input_mode=st.sampled_from(["all_at_once", "scheduled"]))
 def test_steps_mode_equals_numpy_reference(data, net, scheduler, F, seed, input_mode):
-    x = data.draw(frames(net.n_inputs))
+    x = data.draw(frames(net.n_inputs, max_count=3))
     n_cores, core_of = data.draw(mappings(net.n_neurons))
     chip = asyncsnn.Chip.preset("ideal", mesh_width=n_cores)
     res = chip.run(net, x[None], mapping=core_of, scheduler=scheduler, F=F, seed=seed, sample_offset=5,
@@ -94,8 +94,8 @@ def test_packets_conserved_and_energy_is_counts_times_costs(data, net, seed, dep
                                                                                 "static")))
 
 
-@given(data=st.data(), seed=seeds, hop=st.integers(1, 9), syn=st.integers(0, 3))
-def test_causality_in_events_mode(data, seed, hop, syn):
+@given(data=st.data(), seed=seeds, hop=st.integers(1, 9), syn=st.integers(0, 3), spread=st.integers(0, 2))
+def test_causality_in_events_mode(data, seed, hop, syn, spread):
     """A spike of layer L+1 never precedes the earliest spike of layer L in the same frame plus
     one release tick plus the route latency between their cores (zero reset: no neuron starts a
     frame above threshold)."""
@@ -107,8 +107,12 @@ def test_causality_in_events_mode(data, seed, hop, syn):
         prev = s
     net = Network.feedforward(mats, theta=1.0, beta=0.5, reset="zero", refractory=False)
     x = data.draw(frames(4, max_frames=3, max_count=3))
-    width = 3
-    core_of = rng.integers(0, width * 2, size=net.n_neurons)
+    if spread:  # each layer on its own core, `spread` hops from the previous one, on a line
+        width = 1 + spread * (len(sizes) - 1)
+        core_of = np.repeat(np.arange(len(sizes)) * spread, sizes)
+    else:  # neurons anywhere on a 3 x 2 mesh
+        width = 3
+        core_of = rng.integers(0, width * 2, size=net.n_neurons)
     chip = asyncsnn.Chip.preset("ideal", mesh_width=width, mesh_height=2, hop_latency_ticks=hop, syn_op_ticks=syn)
     res = chip.run(net, x[None], mapping=core_of, mode="events", scheduler="fifo", F=1, trace=True)
     starts = net.population_starts + [net.n_neurons]
@@ -169,11 +173,12 @@ def test_free_routing_spikes_do_not_depend_on_the_mapping(data, net, scheduler, 
         assert np.array_equal(r.v_final, steps.v_final)
 
 
-@given(data=st.data(), net=networks(), scheduler=schedulers, F=f_values, seed=seeds,
+@given(data=st.data(), net=contended_networks, scheduler=schedulers, F=small_f, seed=seeds,
        mode=st.sampled_from(["steps", "events"]))
 def test_same_results_on_one_and_on_all_threads(data, net, scheduler, F, seed, mode):
-    batch = np.stack([np.pad(a, ((0, 3 - len(a)), (0, 0)))
-                      for a in (data.draw(frames(net.n_inputs, max_frames=3)) for _ in range(5))])
+    # enough samples that the work is really split between threads
+    x = data.draw(frames(net.n_inputs, max_frames=3, max_count=3))
+    batch = np.stack([np.roll(x, k, axis=1) for k in range(64)])
     n_cores, core_of = data.draw(mappings(net.n_neurons))
     place = asyncsnn.Chip.preset("loihi", mesh_width=n_cores, mesh_height=1, link_buffer_depth=2,
                                  input_buffer_depth=2).place(net, mapping=core_of)

@@ -32,7 +32,7 @@ OVERSHOOTS = st.integers(0, 40).map(lambda k: k / 16)  # exact in float32: PyTor
 
 
 class QueueMachine(RuleBasedStateMachine):
-    @initialize(n_in=st.integers(0, 3), sizes=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    @initialize(n_in=st.integers(0, 4), sizes=st.lists(st.integers(1, 6), min_size=1, max_size=3),
                 n_cores=st.integers(1, 3), data=st.data(), seed=st.integers(0, 2**32 - 1),
                 sample=st.integers(0, 1000))
     def setup(self, n_in, sizes, n_cores, data, seed, sample):
@@ -58,9 +58,14 @@ class QueueMachine(RuleBasedStateMachine):
         self.params = AsyncSimulator(net, core_of=self.core).params()._replace(n_inputs=n_in)
 
     # ------------------------------------------------------------------ rules
-    @rule(data=st.data(), count=st.integers(1, 3), overshoot=OVERSHOOTS)
-    def push(self, data, count, overshoot):
-        s = data.draw(st.integers(0, self.n_in + self.n - 1), label="source")
+    @rule(data=st.data(), n_pushes=st.integers(1, 5))
+    def fire(self, data, n_pushes):
+        """A fire phase: several sources become (more) pending at this step."""
+        for _ in range(n_pushes):
+            self.push(data.draw(st.integers(0, self.n_in + self.n - 1), label="source"),
+                      data.draw(st.integers(1, 3), label="count"), data.draw(OVERSHOOTS, label="overshoot"))
+
+    def push(self, s, count, overshoot):
         over = None if s < self.n_in else overshoot
         self.q.push(s, count, self.frame, self.step, over)
         if self.count[s] == 0:
@@ -122,7 +127,7 @@ class QueueMachine(RuleBasedStateMachine):
         rel = fn.select_neurons(state, self.params, scheduler, f, keys)[0]
         return sorted(m + int(i) for i in rel.nonzero()[:, 0] if self.core[int(i)] == group)
 
-    @rule(data=st.data(), f=st.one_of(st.none(), st.integers(1, 4)),
+    @rule(data=st.data(), f=st.one_of(st.integers(1, 2), st.none(), st.integers(3, 4)),
           scheduler=st.sampled_from(list(asyncsnn.SCHEDULERS)))
     def release(self, data, f, scheduler):
         self._flush_twin()

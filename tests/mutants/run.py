@@ -73,7 +73,8 @@ MUTANTS = [
            ["tests/test_fixed.py::test_fixed_point_agrees_with_the_emulator"]),
     Mutant("F3", "PyTorch potential does not saturate on input", FUNC,
            "v_in = v_prev + cur if fx is None else fixed.saturate(fx, v_prev + cur)", "v_in = v_prev + cur",
-           ["tests/test_fixed.py::test_fixed_point_agrees_with_the_emulator"]),
+           ["tests/test_fixed.py::test_fixed_point_agrees_with_the_emulator",
+            "tests/test_fixed.py::test_saturation_rounding_and_leak_are_exercised"]),
     Mutant("F4", "emulator leak divides (rounds toward zero) instead of shifting", "emulator/src/arith.rs",
            "let p = (i128::from(v) * i128::from(beta)) >> self.leak_bits;",
            "let p = (i128::from(v) * i128::from(beta)) / (1i128 << self.leak_bits);",
@@ -124,7 +125,8 @@ MUTANTS = [
            "let sample = opts.sample_offset.wrapping_add(i as u64);",
            "let sample = opts.sample_offset.wrapping_add(rayon::current_thread_index().unwrap_or(0) as u64 + "
            "(i as u64 & 0));",
-           ["tests/test_properties.py::test_same_results_on_one_and_on_all_threads"]),
+           ["tests/test_properties.py::test_same_results_on_one_and_on_all_threads",
+            "tests/test_api.py::test_deterministic_on_any_thread_count"]),
     # ---------------------------------------------------------------- bad input
     Mutant("R1", "unsorted event times accepted", "emulator/src/input.rs",
            "if w[1] < w[0] {", "if w[1] < w[0] && false {",
@@ -148,9 +150,13 @@ def build() -> None:
         raise RuntimeError(f"build failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
 
 
+REGRESSIONS = ROOT / "emulator/tests/proptest-regressions/properties.txt"
+
+
 def run_mutant(m: Mutant) -> tuple[str, str]:
     path = ROOT / m.path
     text = path.read_text()
+    regressions = REGRESSIONS.read_text() if REGRESSIONS.exists() else None
     if text.count(m.old) != 1:
         return "stale", f"the planted line was not found exactly once in {m.path}"
     path.write_text(text.replace(m.old, m.new))
@@ -177,6 +183,8 @@ def run_mutant(m: Mutant) -> tuple[str, str]:
         return ("caught" if caught else "MISSED"), ", ".join(caught)
     finally:
         path.write_text(text)
+        if regressions is not None:  # proptest saves the mutant's failures: not ours to keep
+            REGRESSIONS.write_text(regressions)
 
 
 def main(argv: list[str]) -> int:

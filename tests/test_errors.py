@@ -149,14 +149,32 @@ def test_random_bad_networks_never_crash(size, theta, beta, shape, fill):
         assert 1 <= size and theta > 0 and 0 <= beta <= 1 and shape == (size, 2)
 
 
-@given(
-    counts=st.one_of(st.integers(0, 3), st.integers(2**32 - 2, 2**33), st.integers(-5, -1)),
-    frames=st.integers(0, 5),
-    channels=st.sampled_from([4, 4, 4, 0, 3, 6]),
-    F=st.one_of(st.none(), st.integers(-3, 5)),
-    max_steps=st.one_of(st.none(), st.integers(-3, 5)),
-)
-def test_random_bad_runs_never_crash(counts, frames, channels, F, max_steps):
+@st.composite
+def dense_runs(draw):
+    """A valid dense run, then (mostly) one corruption: counts above 2^32 - 1 or negative, a
+    wrong channel count, no frames, a bad F or step cap."""
+    counts, frames, channels = draw(st.integers(0, 3)), draw(st.integers(1, 5)), 4
+    F = draw(st.one_of(st.none(), st.integers(1, 5)))
+    max_steps = draw(st.one_of(st.none(), st.integers(1, 5)))
+    what = draw(st.sampled_from(["none", "huge", "negative", "channels", "frames", "F", "max_steps"]))
+    if what == "huge":
+        counts = draw(st.integers(2**32 - 2, 2**33))
+    elif what == "negative":
+        counts = draw(st.integers(-5, -1))
+    elif what == "channels":
+        channels = draw(st.sampled_from([0, 3, 6]))
+    elif what == "frames":
+        frames = 0
+    elif what == "F":
+        F = draw(st.integers(-3, 0))
+    elif what == "max_steps":
+        max_steps = draw(st.integers(-3, 0))
+    return counts, frames, channels, F, max_steps
+
+
+@given(run=dense_runs())
+def test_random_bad_runs_never_crash(run):
+    counts, frames, channels, F, max_steps = run
     x = np.full((1, frames, channels), counts, dtype=np.int64)
     try:
         res = Chip.preset("ideal").run(NET, x, F=F, max_steps=max_steps)
@@ -248,11 +266,29 @@ def test_random_chip_configs_build_or_raise_config_error(fields):
         assert res.out_counts.shape == (1, 2, 2)
 
 
-@given(shape=st.one_of(st.tuples(st.integers(0, 3), st.integers(0, 3), st.just(4)).map(list),
-                       st.lists(st.integers(0, 5), min_size=1, max_size=4)),
-       fill=st.floats(allow_nan=True, allow_infinity=True, width=32),
-       F=st.one_of(st.none(), st.integers(-3, 3)), scheduler=st.sampled_from(["fifo", "lifo", "random", ""]))
-def test_simulator_bad_input_raises_value_error(shape, fill, F, scheduler):
+@st.composite
+def simulator_runs(draw):
+    """Valid simulator arguments, then (mostly) one corruption."""
+    shape = [draw(st.integers(0, 3)), draw(st.integers(0, 3)), 4]
+    fill = draw(st.integers(0, 3).map(float))
+    F = draw(st.one_of(st.none(), st.integers(1, 3)))
+    scheduler = draw(st.sampled_from(["fifo", "random"]))
+    what = draw(st.sampled_from(["none", "shape", "fill", "F", "scheduler"]))
+    if what == "shape":
+        shape = draw(st.lists(st.integers(0, 5), min_size=1, max_size=4))
+    elif what == "fill":
+        shape = [max(shape[0], 1), max(shape[1], 1), 4]
+        fill = draw(st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.floats(-5, -0.01)))
+    elif what == "F":
+        F = draw(st.integers(-3, 0))
+    elif what == "scheduler":
+        scheduler = draw(st.sampled_from(["lifo", "", "Random"]))
+    return shape, fill, F, scheduler
+
+
+@given(run=simulator_runs())
+def test_simulator_bad_input_raises_value_error(run):
+    shape, fill, F, scheduler = run
     import torch
 
     from asyncsnn.sim import AsyncSimulator

@@ -1,0 +1,147 @@
+"""SPSN neurons: the parallel membrane equals the sequential recurrence, stochastic firing and
+its gradients, the LIF baselines agree with each other."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from asyncsnn import reference
+from asyncsnn.spsn import SeqNet
+from asyncsnn.spsn import functional as F
+from asyncsnn.spsn import lif
+
+DECAYS = st.floats(0.0, 0.995)
+
+
+@given(t=st.integers(0, 400), n=st.integers(1, 4), alpha=DECAYS, beta=DECAYS, seed=st.integers(0, 2**32 - 1),
+       method=st.sampled_from(F.METHODS))
+def test_parallel_membrane_equals_the_sequential_recurrence(t, n, alpha, beta, seed, method):
+    x = torch.tensor(np.random.default_rng(seed).normal(size=(2, t, n)))  # float64
+    par = F.membrane(x, alpha, beta, method)
+    seq = F.membrane_sequential(x, alpha, beta)
+    assert par.shape == seq.shape
+    assert torch.allclose(par, seq, rtol=1e-9, atol=1e-9)
+
+
+def test_float32_long_sequences_and_the_kernel_cache():
+    x = (torch.rand(2, 3000, 3, generator=torch.Generator().manual_seed(0)) < 0.1).float()
+    seq = F.membrane_sequential(x.double(), 0.95, 0.9)
+    for method in ("fft", "direct"):
+        assert torch.allclose(F.membrane(x, 0.95, 0.9, method).double(), seq, atol=1e-4)
+    a = F.kernel_fft(0.95, 0.9, 3000, F._fft_len(3000), torch.float32, "cpu")
+    assert F.kernel_fft(0.95, 0.9, 3000, F._fft_len(3000), torch.float32, "cpu") is a  # cached
+    n = F._fft_len(3000)
+    assert n >= 2 * 3000 - 1 and n < 2 * 3000 + 200
+
+
+def test_gradient_of_the_parallel_membrane():
+    x = torch.randn(2, 30, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda y: F.membrane(y, 0.8, 0.7, "fft"), (x,))
+    assert torch.autograd.gradcheck(lambda y: F.membrane(y, 0.8, 0.8, "direct"), (x,))
+
+
+def test_straight_through_firing():
+    u = torch.linspace(-4, 4, 41, dtype=torch.float64, requires_grad=True)
+    uni = torch.rand(41, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    s = F.fire(u, "sb", uniform=uni)
+    assert torch.equal(s.detach(), (uni < torch.sigmoid(u.detach())).double())
+    (g,) = torch.autograd.grad(s.sum(), u)
+    p = torch.sigmoid(u.detach())
+    assert torch.allclose(g, p * (1 - p))
+    d = F.fire(u, "deterministic")
+    assert torch.equal(d.detach(), (u.detach() > 0).double())
+
+
+def test_gumbel_softmax_fires_with_probability_sigmoid_u_and_its_gradient():
+    u = torch.tensor([-2.0, -0.5, 0.0, 0.7, 3.0], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(3)
+    draws = torch.stack([F.fire(u, "gs", tau=0.5, generator=gen).detach() for _ in range(20000)])
+    p = torch.sigmoid(u)
+    se = (p * (1 - p) / 20000).sqrt()
+    assert ((draws.mean(0) - p).abs() < 5 * se + 1e-3).all()
+    uu = u.clone().requires_grad_(True)
+    uni = torch.full_like(u, 0.3)
+    (g,) = torch.autograd.grad(F.fire(uu, "gs", uniform=uni, tau=0.5).sum(), uu)
+    z = u + np.log(0.3) - np.log(0.7)
+    sz = torch.sigmoid(z / 0.5)
+    assert torch.allclose(g, sz * (1 - sz) / 0.5)
+
+
+def test_hash_uniform_is_the_documented_hash():
+    sample = torch.tensor([0, 7])
+    u = F.hash_uniform(11, sample, 3, 5, offset=40)
+    assert u.shape == (2, 3, 5) and (u > 0).all() and (u < 1).all()
+    for b, smp in enumerate(sample.tolist()):
+        for t in range(3):
+            keys = reference.hash_key(11, smp, t, 2**32 - 1, np.arange(40, 45))
+            assert np.array_equal(u[b, t].numpy(), (keys.astype(np.float64) + 0.5) / 2**32)
+    big = F.hash_uniform(0, torch.arange(8), 50, 50)
+    assert abs(float(big.mean()) - 0.5) < 0.01
+
+
+def test_rate_penalty_acts():
+    s = torch.zeros(2, 10, 3)
+    s[:, :5, 0] = 1  # neuron 0 fires at rate 0.5
+    assert float(F.rate_penalty(s, target=0.5)) == 0.0
+    assert float(F.rate_penalty(s, target=0.1)) == pytest.approx(0.4**2 / 3)
+    torch.manual_seed(0)
+    net = SeqNet([10, 16, 3], alpha=0.5, beta=0.5)
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    x = (torch.rand(8, 20, 10) < 0.3).float()
+    before = float(net(x).spikes[0].detach().mean())
+    for _ in range(30):
+        opt.zero_grad()
+        net(x).rate_penalty(0.05).backward()
+        opt.step()
+    assert float(net(x).spikes[0].detach().mean()) < before / 3
+
+
+def lif_case(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(4, 60, 9, generator=g) < 0.4).float()
+    w = (torch.randn(7, 9, generator=g) * 0.8).requires_grad_(True)
+    b = (torch.randn(7, generator=g) * 0.1).requires_grad_(True)
+    return x, w, b
+
+
+@pytest.mark.parametrize("impl", ["fused", "compiled"])
+def test_lif_implementations_agree_with_the_plain_loop(impl):
+    x, w, b = lif_case()
+    weight = torch.arange(60.0)[None, :, None]
+    ref = lif.lif_loop(x, w, 0.8, 0.9, 0.3, bias=b)
+    gw_ref, gb_ref = torch.autograd.grad((ref * weight).sum(), (w, b))
+    out = lif.LIF_IMPLS[impl](x, w, 0.8, 0.9, 0.3, bias=b)
+    gw, gb = torch.autograd.grad((out * weight).sum(), (w, b))
+    assert 0.05 < float(ref.mean()) < 0.95
+    assert torch.equal(out, ref)
+    assert torch.allclose(gw, gw_ref, rtol=1e-4, atol=1e-4) and torch.allclose(gb, gb_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_lif_without_reset_is_the_spsn_membrane_thresholded():
+    """With a threshold no potential reaches, LIF never resets: its pre-spike membrane is
+    exactly SPSN's parallel membrane (same kernels)."""
+    x, w, _ = lif_case(1)
+    cur = x @ w.detach().t()
+    seq = F.membrane_sequential(cur.double(), 0.8, 0.9)
+    par = F.membrane(cur.double(), 0.8, 0.9, "fft")
+    assert torch.allclose(seq, par, atol=1e-10)
+    assert not lif.lif_loop(x, w.detach(), 0.8, 0.9, theta=float(seq.max()) + 1).any()
+
+
+def test_seqnet_eval_with_the_hash_is_reproducible_and_bad_arguments_raise():
+    net = SeqNet([6, 5, 2], eval_firing="hash", seed=4).eval()
+    x = (torch.rand(3, 12, 6, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    a, b = net(x).spikes[0], net(x).spikes[0]
+    assert torch.equal(a, b) and 0 < float(a.mean()) < 1
+    assert not torch.equal(net(x, sample_offset=1).spikes[0], a)
+    for kwargs, field in ((dict(neuron="izh"), "neuron"), (dict(firing="x"), "firing"), (dict(alpha=1.0), "alpha"),
+                          (dict(method="wavelet"), "method"), (dict(lif_impl="cuda"), "lif_impl"),
+                          (dict(readout="sum"), "readout")):
+        with pytest.raises(ValueError, match=field):
+            SeqNet([6, 5, 2], **kwargs)
+    with pytest.raises(ValueError, match="x: expected"):
+        net(torch.zeros(3, 12, 7))

@@ -27,17 +27,19 @@ class SeqOutput:
 class SeqNet(torch.nn.Module):
     """A feed-forward network over time: hidden layers of SPSN or LIF neurons, then a
     non-firing readout (a leaky integrator, the SPSN membrane without firing) whose potential
-    over time gives the class scores (``max``, ``mean`` or ``last`` over time).
+    over time gives the class scores (``max``, ``mean`` or ``last`` over time). SPSN neurons fire
+    with probability ``sigmoid(U - theta)``; LIF neurons when ``U > theta``.
 
     ``neuron="spsn"``: parallel in time, firing ``sb`` / ``gs`` / ``deterministic`` (evaluation
     uses ``eval_firing``, deterministic by default, or the hash with ``seed`` for
     reproducible stochastic runs). ``neuron="lif"``: sequential, ``lif_impl`` one of
-    ``loop``, ``fused``, ``compiled``."""
+    ``loop``, ``fused``, ``compiled``. ``gain`` scales the initial hidden weights: sparse
+    spike inputs need larger ones than PyTorch's default."""
 
     def __init__(self, sizes: Sequence[int], *, neuron: str = "spsn", alpha: float = 0.9, beta: float = 0.9,
                  theta: float = 1.0, firing: str = "sb", eval_firing: str = "deterministic", tau: float = 1.0,
-                 method: str = "auto", lif_impl: str = "fused", readout: str = "max", bias: bool = True,
-                 seed: int = 0) -> None:
+                 method: str = "auto", lif_impl: str = "fused", readout: str = "mean", bias: bool = True,
+                 gain: float = 1.0, seed: int = 0) -> None:
         super().__init__()
         if neuron not in NEURONS:
             raise ValueError(f"neuron: {neuron!r}; allowed: {', '.join(NEURONS)}")
@@ -58,6 +60,9 @@ class SeqNet(torch.nn.Module):
         self.sizes = [int(s) for s in sizes]
         self.layers = torch.nn.ModuleList(
             torch.nn.Linear(a, b, bias=bias) for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        with torch.no_grad():  # `gain` scales the hidden layers' default initialisation
+            for layer in self.layers[:-1]:
+                layer.weight.mul_(float(gain))
         self.neuron, self.alpha, self.beta, self.theta = neuron, float(alpha), float(beta), float(theta)
         self.firing, self.eval_firing, self.tau = firing, eval_firing, float(tau)
         self.method, self.lif_impl, self.readout_kind, self.seed = method, lif_impl, readout, int(seed)
@@ -80,7 +85,7 @@ class SeqNet(torch.nn.Module):
                     offset = sum(self.sizes[1:k + 1])
                     uniform = F.hash_uniform(self.seed, sample, x.shape[1], u.shape[2], offset).to(u.dtype)
                     mode = "sb"
-                h = F.fire(u, mode, uniform=uniform, tau=self.tau, generator=generator)
+                h = F.fire(u - self.theta, mode, uniform=uniform, tau=self.tau, generator=generator)
             spikes.append(h)
         out = F.membrane(self.layers[-1](h), self.alpha, self.beta, self.method)
         if self.readout_kind == "max":

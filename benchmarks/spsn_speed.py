@@ -1,0 +1,123 @@
+"""SPSN versus sequential LIF: time of one training step (forward, cross-entropy, backward).
+
+Workload (issue 7): a 700-128-128-128-20 network, batch 64, T = 100, 1 000 and 10 000 steps of
+SHD-like input (2 % of the 700 channels active per step), non-firing readout, max-over-time
+cross-entropy. Implementations, all in the same run on the same input:
+
+* ``spsn``: parallel in time (``auto``: direct Toeplitz product up to 128 steps, FFT above),
+  plus ``spsn-fft`` and ``spsn-direct`` forced (direct only up to 2 000 steps: it is O(T^2));
+* ``lif-loop``: the plain per-step LIF loop (autograd through every step), the baseline;
+* ``lif-fused``: projection batched over time, recurrence in one autograd function;
+* ``lif-compiled``: the plain loop with its step compiled by ``torch.compile`` (compilation
+  time reported apart).
+
+Run:  python benchmarks/spsn_speed.py [--device cpu|cuda|all] [--T 100 1000 10000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import machine, save  # noqa: E402
+
+from asyncsnn.spsn import SeqNet  # noqa: E402
+
+SIZES = [700, 128, 128, 128, 20]
+IMPLS = {
+    "spsn": dict(neuron="spsn", method="auto"),
+    "spsn-fft": dict(neuron="spsn", method="fft"),
+    "spsn-direct": dict(neuron="spsn", method="direct"),
+    "lif-loop": dict(neuron="lif", lif_impl="loop"),
+    "lif-fused": dict(neuron="lif", lif_impl="fused"),
+    "lif-compiled": dict(neuron="lif", lif_impl="compiled"),
+}
+
+
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def step(net, x, y):
+    net.zero_grad(set_to_none=True)
+    out = net(x)
+    torch.nn.functional.cross_entropy(out.logits, y).backward()
+
+
+def measure(impl, x, y, dev, repeat):
+    torch.manual_seed(0)
+    net = SeqNet(SIZES, **IMPLS[impl]).to(dev)
+    t0 = time.perf_counter()
+    step(net, x, y)  # warm-up (and compilation)
+    sync(dev)
+    first = time.perf_counter() - t0
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        step(net, x, y)
+        sync(dev)
+        best = min(best, time.perf_counter() - t0)
+    return best, first
+
+
+def run(dev: torch.device, lengths, quick: bool) -> dict:
+    rows = []
+    for t in lengths:
+        g = torch.Generator().manual_seed(t)
+        x = (torch.rand(64, t, 700, generator=g) < 0.02).float().to(dev)
+        y = torch.randint(0, 20, (64,), generator=g).to(dev)
+        for impl in IMPLS:
+            if impl == "spsn-direct" and t > 2000:
+                continue
+            slow = impl.startswith("lif") and t >= 10000
+            repeat = 1 if slow or quick else 3
+            best, first = measure(impl, x, y, dev, repeat)
+            rows.append({"T": t, "impl": impl, "seconds": best, "first_call_s": first})
+            print(f"{dev.type:4} T={t:6} {impl:13} {best * 1000:10.1f} ms  (first call {first:.1f} s)", flush=True)
+    by = {(r["T"], r["impl"]): r["seconds"] for r in rows}
+    for r in rows:
+        base = by.get((r["T"], "lif-loop"))
+        r["speedup_vs_loop"] = base / r["seconds"] if base else None
+        r["spsn_vs_this"] = r["seconds"] / by[(r["T"], "spsn")]
+    return {"device": dev.type, "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+            "rows": rows}
+
+
+def markdown(res: dict, mach: dict) -> str:
+    where = res["gpu"] or f"{mach['cpu']}, {mach['cores']} cores"
+    lines = [f"SPSN vs LIF training step, 700-128-128-128-20, batch 64 ({res['device']}: {where}; torch "
+             f"{torch.__version__}; {mach['date']})", "",
+             "| T | implementation | ms per step | speed-up of SPSN over it |", "| --- | --- | --- | --- |"]
+    for r in res["rows"]:
+        lines.append(f"| {r['T']} | {r['impl']} | {r['seconds'] * 1000:.1f} | {r['spsn_vs_this']:.1f}x |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "all"])
+    ap.add_argument("--T", type=int, nargs="+", default=[100, 1000, 10000])
+    ap.add_argument("--quick", action="store_true", help="T = 100 and 1000, one repeat")
+    args = ap.parse_args()
+    lengths = [100, 1000] if args.quick else args.T
+    devs = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    mach = machine()
+    for d in devs:
+        if d == "cuda" and not torch.cuda.is_available():
+            print("no CUDA device: skipped")
+            continue
+        res = run(torch.device(d), lengths, args.quick)
+        md = markdown(res, mach)
+        print(md)
+        if not args.quick:
+            save(f"spsn_speed_{d}", {"machine": mach, **res}, md)
+
+
+if __name__ == "__main__":
+    main()

@@ -145,3 +145,29 @@ def test_seqnet_eval_with_the_hash_is_reproducible_and_bad_arguments_raise():
             SeqNet([6, 5, 2], **kwargs)
     with pytest.raises(ValueError, match="x: expected"):
         net(torch.zeros(3, 12, 7))
+
+
+def test_spsn_trains_through_asyncsnn_train_and_resumes(tmp_path, capsys):
+    import json
+
+    from asyncsnn.cli import main
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({
+        "data": {"options": {"n_classes": 4, "train_per_class": 40, "test_per_class": 20}, "n_frames": 25,
+                 "dt": 4000},
+        "model": {"hidden": [32], "theta": 4.0, "gain": 8.0},
+        "train": {"method": "spsn", "epochs": 6, "lr": 0.005, "batch_size": 16, "rate_penalty": 0.1}}))
+    out = tmp_path / "runs"
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "SPSN network 100-32-4" in text
+    run = next(out.glob("train-spsn*"))
+    hist = json.loads((run / "metrics.json").read_text())["history"]
+    assert hist[-1]["test_accuracy"] > 0.6  # chance is 0.25
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert hist[-1]["test_steps"] == 25 and hist[-1]["test_spikes"] > 0
+    assert main(["train", "--resume", str(run), "--epochs", "7", "--no-progress"]) == 0
+    assert len(json.loads((run / "metrics.json").read_text())["history"]) == 7
+    assert main(["train", "--set", "train.method=spsn", "--set", "model.firing=bernoulli", "--out", str(out)]) == 2
+    assert "model.firing" in capsys.readouterr().err

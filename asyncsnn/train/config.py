@@ -23,7 +23,7 @@ try:  # Python >= 3.11
 except ImportError:  # pragma: no cover - Python 3.9 / 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-METHODS = ("unlayered", "layered")
+METHODS = ("unlayered", "layered", "spsn")
 
 
 @dataclass
@@ -50,6 +50,10 @@ class ModelConfig:
     surrogate: str = "fast_sigmoid"
     slope: float = 10.0
     network: Optional[str] = None   # start from this network file instead (sizes then ignored)
+    alpha: float = 0.9              # spsn: synaptic current decay (beta is the membrane decay)
+    firing: str = "sb"              # spsn: sb (straight-through Bernoulli) or gs (Gumbel-softmax)
+    eval_firing: str = "deterministic"  # spsn evaluation: deterministic, sb, gs or hash
+    tau_gs: float = 1.0             # spsn: Gumbel-softmax temperature
 
 
 @dataclass
@@ -68,6 +72,8 @@ class OptimConfig:
     weight_decay: float = 0.0
     input_dropout: float = 0.0
     spike_penalty: float = 0.0
+    rate_penalty: float = 0.0       # spsn: weight of the rate regulariser
+    rate_target: float = 0.1        # spsn: firing rate per step above which it penalises
     seed: int = 0
     device: str = "auto"            # auto, cpu, cuda, cuda:1, ...
 
@@ -139,6 +145,17 @@ class Config:
         check(t.weight_decay >= 0, "train.weight_decay", f"{t.weight_decay} must be >= 0")
         check(0 <= t.input_dropout < 1, "train.input_dropout", f"{t.input_dropout} is outside [0, 1)")
         check(t.spike_penalty >= 0, "train.spike_penalty", f"{t.spike_penalty} must be >= 0")
+        check(t.rate_penalty >= 0, "train.rate_penalty", f"{t.rate_penalty} must be >= 0")
+        check(0 <= t.rate_target <= 1, "train.rate_target", f"{t.rate_target} is outside [0, 1]")
+        check(0 <= m.alpha < 1, "model.alpha", f"{m.alpha} is outside [0, 1)")
+        check(m.firing in ("sb", "gs"), "model.firing", f"{m.firing!r}; allowed: sb, gs")
+        check(m.eval_firing in ("deterministic", "sb", "gs", "hash"), "model.eval_firing",
+              f"{m.eval_firing!r}; allowed: deterministic, sb, gs, hash")
+        check(m.tau_gs > 0, "model.tau_gs", f"{m.tau_gs} must be > 0")
+        if t.method == "spsn":
+            check(m.beta < 1, "model.beta", f"{m.beta}: spsn needs a membrane decay in [0, 1)")
+            check(not m.recurrent and not m.network, "model.recurrent",
+                  "spsn trains feed-forward networks of its own (no recurrent projection, no network file)")
         return self
 
     def with_overrides(self, overrides: dict[str, Any]) -> "Config":

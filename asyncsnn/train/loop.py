@@ -89,6 +89,14 @@ def loss_of(result, labels: torch.Tensor, sim: AsyncSimulator, t, n_frames: int)
     return loss
 
 
+def spsn_metrics(out, labels: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per-sample metrics of an SPSN batch: correct, spikes, time steps."""
+    spikes = sum(s.detach().sum(dim=(1, 2)) for s in out.spikes)
+    steps = out.readout.shape[1]
+    return {"correct": (out.logits.detach().argmax(1) == labels).cpu().numpy(),
+            "spikes": spikes.cpu().numpy(), "steps": np.full(len(labels), steps, np.float64)}
+
+
 @dataclass
 class Trainer:
     """State of one training run (see the module docstring)."""
@@ -113,8 +121,17 @@ class Trainer:
             self.test_set = torch.utils.data.Subset(self.test_set, range(min(d.test_limit, len(self.test_set))))
         info = splits.info
         self.n_classes = int(info.n_classes)
-        net = build_network(self.cfg.model, int(info.n_channels), self.n_classes, t.seed)
-        self.sim = AsyncSimulator(net, surrogate=self.cfg.model.surrogate, slope=self.cfg.model.slope).to(self.device)
+        m = self.cfg.model
+        if t.method == "spsn":
+            from ..spsn import SeqNet
+
+            self.sim = SeqNet([int(info.n_channels), *m.hidden, self.n_classes], neuron="spsn", alpha=m.alpha,
+                              beta=m.beta, theta=m.theta, firing=m.firing, eval_firing=m.eval_firing, tau=m.tau_gs,
+                              gain=m.gain, seed=t.seed).to(self.device)
+            self.sim.n_neurons = sum(m.hidden)
+        else:
+            net = build_network(m, int(info.n_channels), self.n_classes, t.seed)
+            self.sim = AsyncSimulator(net, surrogate=m.surrogate, slope=m.slope).to(self.device)
         self.opt = torch.optim.Adam(self.sim.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.epoch = 0
         self.history: list[dict] = []
@@ -164,13 +181,21 @@ class Trainer:
             x = losses.input_dropout(x, t.input_dropout, drop_gen)
             x, y = x.to(self.device), y.to(self.device)
             self.opt.zero_grad(set_to_none=True)
-            res = run_model(self.sim, x, t, seed=t.seed + self.epoch, sample_offset=b * t.batch_size)
-            loss = loss_of(res, y, self.sim, t, x.shape[1])
+            if t.method == "spsn":
+                out = self.sim(x, generator=drop_gen, sample_offset=b * t.batch_size)
+                loss = torch.nn.functional.cross_entropy(out.logits, y)
+                if t.rate_penalty:
+                    loss = loss + t.rate_penalty * out.rate_penalty(t.rate_target)
+                row = spsn_metrics(out, y)
+            else:
+                res = run_model(self.sim, x, t, seed=t.seed + self.epoch, sample_offset=b * t.batch_size)
+                loss = loss_of(res, y, self.sim, t, x.shape[1])
+                row = metrics.batch_metrics(res, y)
             loss.backward()
             self.opt.step()
             total_loss += float(loss.detach()) * len(y)
             n += len(y)
-            rows.append(metrics.batch_metrics(res, y))
+            rows.append(row)
             it.set_postfix(loss=f"{total_loss / n:.3f}")
         s = metrics.summarize(rows, self.sim.n_neurons, self._frames(self.train_set))
         return {"train_loss": total_loss / max(n, 1), "train_accuracy": s.get("accuracy", float("nan")),
@@ -189,6 +214,9 @@ class Trainer:
         rows = []
         for b, (x, y, _) in enumerate(self.loader(dataset, False, 0)):
             x, y = x.to(self.device), y.to(self.device)
+            if t.method == "spsn":
+                rows.append(spsn_metrics(self.sim(x, sample_offset=b * t.batch_size), y))
+                continue
             res = run_model(self.sim, x, t, method=method, seed=t.seed, sample_offset=b * t.batch_size, F=F)
             rows.append(metrics.batch_metrics(res, y))
         return metrics.summarize(rows, self.sim.n_neurons, self._frames(dataset))
@@ -211,7 +239,8 @@ class Trainer:
             self.log(f"epoch {row['epoch']}/{t.epochs}: loss {row['train_loss']:.3f}, train acc "
                      f"{row['train_accuracy']:.3f}, test acc {row['test_accuracy']:.3f}, spikes/sample "
                      f"{row['test_spikes']:.1f}, steps {row['test_steps']:.1f} ({row['seconds']:.1f} s)")
-        self.sim.to_network().save(self.run_dir / "network.npz")
+        if t.method != "spsn":  # (an SPSN network has no emulator form yet)
+            self.sim.to_network().save(self.run_dir / "network.npz")
         return self.history
 
 

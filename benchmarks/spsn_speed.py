@@ -4,7 +4,7 @@ Workload (issue 7): a 700-128-128-128-20 network, batch 64, T = 100, 1 000 and 1
 SHD-like input (2 % of the 700 channels active per step), non-firing readout, max-over-time
 cross-entropy. Implementations, all in the same run on the same input:
 
-* ``spsn``: parallel in time (``auto``: direct Toeplitz product up to 128 steps, FFT above),
+* ``spsn``: parallel in time (``auto``: direct Toeplitz product up to 1 024 steps, FFT above),
   plus ``spsn-fft`` and ``spsn-direct`` forced (direct only up to 2 000 steps: it is O(T^2));
 * ``lif-loop``: the plain per-step LIF loop (autograd through every step), the baseline;
 * ``lif-fused``: projection batched over time, recurrence in one autograd function;

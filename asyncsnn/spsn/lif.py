@@ -10,6 +10,7 @@ a subtractive reset (detached from the gradient, as is usual), with a surrogate 
 Three implementations of one layer over a whole sequence ``x`` ``(B, T, N_in)``:
 
 * :func:`lif_loop`: the plain per-step loop, autograd through every step (the reference);
+  :func:`lif_network_loop` runs a whole stack of layers that way, step by step;
 * :func:`lif_fused`: the input projection for all steps in one product, then the recurrence as
   one autograd function whose forward and backward are tight loops over time that save only
   ``V`` (no per-step graph): the fastest plain-PyTorch LIF here;
@@ -52,6 +53,33 @@ def lif_loop(x: torch.Tensor, w: torch.Tensor, alpha: float, beta: float, theta:
         i, u, s = step(i, u, cur, alpha, beta, theta, surrogate, slope)
         out.append(s)
     return torch.stack(out, 1) if out else x.new_zeros(b, 0, n)
+
+
+def lif_network_loop(x: torch.Tensor, weights: list, biases: list, alpha: float, beta: float, theta: float = 1.0,
+                     *, surrogate: str = "fast_sigmoid", slope: float = 10.0,
+                     step: Optional[Callable] = None) -> list:
+    """A stack of LIF layers run the plain way: for each time step, every layer in turn (the
+    spikes of a layer feed the next at the same step; nothing is sliced out of a sequence that
+    needs a gradient). Returns each layer's spikes ``(B, T, N)``."""
+    step = lif_step if step is None else step
+    b, t, _ = x.shape
+    state = [(x.new_zeros(b, w.shape[0]), x.new_zeros(b, w.shape[0])) for w in weights]
+    outs: list = [[] for _ in weights]
+    for k in range(t):
+        h = x[:, k]
+        for j, (w, bias) in enumerate(zip(weights, biases)):
+            cur = h @ w.t() if bias is None else torch.addmm(bias, h, w.t())
+            i, u, h = step(*state[j], cur, alpha, beta, theta, surrogate, slope)
+            state[j] = (i, u)
+            outs[j].append(h)
+    return [torch.stack(o, 1) if o else x.new_zeros(b, 0, w.shape[0]) for o, w in zip(outs, weights)]
+
+
+def compiled_step() -> Callable:
+    """:func:`lif_step` compiled by ``torch.compile`` (once per process)."""
+    if "step" not in _COMPILED:
+        _COMPILED["step"] = torch.compile(lif_step, dynamic=False)
+    return _COMPILED["step"]
 
 
 class _Recurrence(torch.autograd.Function):
@@ -110,9 +138,7 @@ def lif_compiled(x: torch.Tensor, w: torch.Tensor, alpha: float, beta: float, th
                  slope: float = 10.0) -> torch.Tensor:
     """:func:`lif_loop` with its step function compiled by ``torch.compile`` (compiled once per
     process; the first call pays the compilation)."""
-    if "step" not in _COMPILED:
-        _COMPILED["step"] = torch.compile(lif_step, dynamic=False)
-    return lif_loop(x, w, alpha, beta, theta, bias=bias, surrogate=surrogate, slope=slope, step=_COMPILED["step"])
+    return lif_loop(x, w, alpha, beta, theta, bias=bias, surrogate=surrogate, slope=slope, step=compiled_step())
 
 
 LIF_IMPLS = {"loop": lif_loop, "fused": lif_fused, "compiled": lif_compiled}

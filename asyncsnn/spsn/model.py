@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import torch
 
 from . import functional as F
-from .lif import LIF_IMPLS
+from .lif import LIF_IMPLS, compiled_step, lif_network_loop
 
 NEURONS = ("spsn", "lif")
 READOUTS = ("max", "mean", "last")
@@ -73,7 +73,12 @@ class SeqNet(torch.nn.Module):
             raise ValueError(f"x: expected (batch, time, {self.sizes[0]}), got {tuple(x.shape)}")
         spikes = []
         h = x
-        for k, layer in enumerate(self.layers[:-1]):
+        if self.neuron == "lif" and self.lif_impl != "fused":  # plain: every layer at each step
+            hidden = self.layers[:-1]
+            spikes = lif_network_loop(x, [m.weight for m in hidden], [m.bias for m in hidden], self.alpha, self.beta,
+                                      self.theta, step=compiled_step() if self.lif_impl == "compiled" else None)
+            h = spikes[-1] if spikes else x
+        for k, layer in enumerate(self.layers[:-1] if not spikes else []):
             if self.neuron == "lif":
                 h = LIF_IMPLS[self.lif_impl](h, layer.weight, self.alpha, self.beta, self.theta, bias=layer.bias)
             else:

@@ -248,9 +248,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"{cfg.data.name}: {len(trainer.train_set)} train / {len(trainer.test_set)} test samples; "
           f"network {trainer.sim.n_inputs}->{'-'.join(str(p.size) for p in trainer.sim.network.populations)}; "
           f"{t.method} training, test run asynchronously ({t.scheduler}, F={'inf' if t.F is None else t.F})")
-    if cfg.model.init_from and hasattr(trainer, "initial"):
-        print(f"started from the SPSN run {cfg.model.init_from}: test acc {trainer.initial['accuracy']:.3f} "
-              "before fine-tuning")
     print(markdown_table(trainer.history, cols))
     print(f"run folder: {trainer.run_dir} (evaluate on the chip: asyncsnn evaluate {trainer.run_dir})")
     return 0

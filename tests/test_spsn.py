@@ -173,50 +173,6 @@ def test_spsn_trains_through_asyncsnn_train_and_resumes(tmp_path, capsys):
     assert "model.firing" in capsys.readouterr().err
 
 
-def test_spsn_run_fine_tunes_as_an_asynchronous_lif_network(tmp_path, capsys):
-    """model.init_from turns an SPSN run into a feed-forward LIF network (weights scaled by the
-    threshold ratio, biases dropped), reports its accuracy before fine-tuning, and fine-tunes
-    it with unlayered backprop; the result runs on the chip like any trained network."""
-    import json
-
-    from asyncsnn import Network
-    from asyncsnn.cli import main
-
-    data = {"options": {"n_classes": 4, "train_per_class": 40, "test_per_class": 20}, "n_frames": 25, "dt": 4000}
-    spsn_cfg = tmp_path / "s.json"
-    spsn_cfg.write_text(json.dumps({"data": data, "model": {"hidden": [32], "theta": 4.0, "gain": 8.0},
-                                    "train": {"method": "spsn", "epochs": 5, "lr": 0.005, "batch_size": 16}}))
-    out = tmp_path / "runs"
-    assert main(["train", "--config", str(spsn_cfg), "--out", str(out), "--no-progress"]) == 0
-    spsn_run = next(out.glob("train-spsn*"))
-    state = torch.load(spsn_run / "checkpoint.pt", weights_only=False)["model"]
-    lif_cfg = tmp_path / "l.json"
-    lif_cfg.write_text(json.dumps({"data": data, "model": {"hidden": [32], "theta": 1.0, "init_from": str(spsn_run)},
-                                   "train": {"method": "unlayered", "epochs": 3, "F": 4, "batch_size": 16}}))
-    capsys.readouterr()
-    assert main(["train", "--config", str(lif_cfg), "--out", str(out), "--no-progress"]) == 0
-    assert "before fine-tuning" in capsys.readouterr().out
-    run = next(out.glob("train-unlayered*"))
-    initial = json.loads((run / "initial_metrics.json").read_text())
-    hist = json.loads((run / "metrics.json").read_text())["history"]
-    assert initial["accuracy"] > 0.4  # the converted network already works (chance: 0.25)
-    assert hist[-1]["test_accuracy"] > 0.6
-    net = Network.load(run / "network.npz")
-    assert net.n_inputs == 100 and [p.size for p in net.populations] == [32, 4]
-    # the first epoch started from the SPSN weights / 4 (and no bias)
-    lif_cfg.write_text(json.dumps({"data": data, "model": {"hidden": [32], "theta": 1.0, "init_from": str(spsn_run)},
-                                   "train": {"method": "unlayered", "epochs": 0}}))
-    assert main(["train", "--config", str(lif_cfg), "--out", str(out), "--no-progress"]) == 0
-    run0 = sorted(out.glob("train-unlayered*"))[-1]
-    w0 = Network.load(run0 / "network.npz").projections[0].weights
-    assert np.allclose(w0, state["layers.0.weight"].numpy() / 4.0)
-    bad = tmp_path / "b.json"
-    bad.write_text(json.dumps({"data": data, "model": {"hidden": [16], "init_from": str(spsn_run)}}))
-    capsys.readouterr()
-    assert main(["train", "--config", str(bad), "--out", str(out), "--no-progress"]) == 2
-    assert "model.init_from" in capsys.readouterr().err
-
-
 @pytest.mark.parametrize("impl", ["loop", "compiled"])
 def test_seqnet_lif_implementations_agree(impl):
     """The step-by-step network loop (every layer at each step) and the layer-by-layer fused

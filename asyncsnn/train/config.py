@@ -54,7 +54,6 @@ class ModelConfig:
     firing: str = "sb"              # spsn: sb (straight-through Bernoulli) or gs (Gumbel-softmax)
     eval_firing: str = "deterministic"  # spsn evaluation: deterministic, sb, gs or hash
     tau_gs: float = 1.0             # spsn: Gumbel-softmax temperature
-    init_from: Optional[str] = None  # unlayered/layered: start from an SPSN run folder (fine-tune as LIF)
 
 
 @dataclass
@@ -155,10 +154,8 @@ class Config:
         check(m.tau_gs > 0, "model.tau_gs", f"{m.tau_gs} must be > 0")
         if t.method == "spsn":
             check(m.beta < 1, "model.beta", f"{m.beta}: spsn needs a membrane decay in [0, 1)")
-            check(not m.recurrent and not m.network and not m.init_from, "model.recurrent",
-                  "spsn trains feed-forward networks of its own (no recurrent projection, network or init_from)")
-        check(not (m.init_from and (m.network or m.recurrent)), "model.init_from",
-              "starts a feed-forward LIF network from an SPSN run: no network file, no recurrent projection")
+            check(not m.recurrent and not m.network, "model.recurrent",
+                  "spsn trains feed-forward networks of its own (no recurrent projection, no network file)")
         return self
 
     def with_overrides(self, overrides: dict[str, Any]) -> "Config":

@@ -64,38 +64,9 @@ def build_network(m: ModelConfig, n_inputs: int, n_classes: int, seed: int) -> N
         projs.append(Projection("input" if i == 1 else i - 2, i - 1, w))
         if m.recurrent and i < len(sizes) - 1:
             projs.append(Projection(i - 1, i - 1, rng.normal(0.0, 0.5 / np.sqrt(b), size=(b, b)).astype(np.float32)))
-    if m.init_from:
-        projs = spsn_weights(m, sizes)
     n = sum(sizes[1:])
     core_of = np.arange(n) // m.core_neurons if m.core_neurons else None
     return Network(n_inputs, pops, projs, output=len(pops) - 1, core_of=core_of).validate()
-
-
-def spsn_weights(m: ModelConfig, sizes: list) -> list:
-    """Projections of a feed-forward LIF network started from the SPSN run ``m.init_from``.
-
-    An SPSN time step becomes a frame. The weights are scaled by ``theta_LIF / theta_SPSN``: with
-    ``alpha = beta`` both neurons have the same steady-state gain, so a neuron then crosses its
-    threshold under about the same input. The SPSN biases are dropped, because the chip's
-    neurons have none; fine-tuning absorbs the difference."""
-    import json
-
-    run = Path(m.init_from)  # type: ignore[arg-type]
-    ck = run / "checkpoint.pt"
-    if not ck.exists():
-        raise FileNotFoundError(f"model.init_from: {ck} does not exist (train an SPSN run first)")
-    src = Config.from_dict(json.loads((run / "config.json").read_text()))
-    if src.train.method != "spsn":
-        raise ValueError(f"model.init_from: {run} is a {src.train.method!r} run; expected an spsn run")
-    state = torch.load(ck, map_location="cpu", weights_only=False)["model"]
-    got = [state["layers.0.weight"].shape[1]] + [state[f"layers.{i}.weight"].shape[0]
-                                                 for i in range(len(sizes) - 1) if f"layers.{i}.weight" in state]
-    if got != sizes:
-        raise ValueError(f"model.init_from: the SPSN network is {'-'.join(map(str, got))}; this model is "
-                         f"{'-'.join(map(str, sizes))} (set model.hidden to match)")
-    scale = m.theta / src.model.theta
-    return [Projection("input" if i == 0 else i - 1, i,
-                       (state[f"layers.{i}.weight"].numpy() * scale).astype(np.float32)) for i in range(len(sizes) - 1)]
 
 
 def run_model(sim: AsyncSimulator, frames: torch.Tensor, t, *, method: Optional[str] = None, seed: int = 0,
@@ -252,12 +223,6 @@ class Trainer:
 
     def fit(self) -> list[dict]:
         t = self.cfg.train
-        if self.cfg.model.init_from and self.epoch == 0:
-            # the converted SPSN network before any fine-tuning, run as training runs it
-            self.initial = self.evaluate()
-            write_json(self.run_dir / "initial_metrics.json", self.initial)
-            self.log(f"from SPSN run {self.cfg.model.init_from}: before fine-tuning, test acc "
-                     f"{self.initial['accuracy']:.3f}, spikes/sample {self.initial['spikes']:.1f}")
         while self.epoch < t.epochs:
             t0 = time.perf_counter()
             row = {"epoch": self.epoch + 1, **self.train_epoch()}

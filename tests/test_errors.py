@@ -131,15 +131,30 @@ def test_missing_network_file(tmp_path):
         Network.load(tmp_path / "net.npz")
 
 
-@given(
-    size=st.integers(-(2**62), 2**62),
-    theta=st.floats(allow_nan=True, allow_infinity=True, width=32),
-    beta=st.floats(allow_nan=True, allow_infinity=True, width=32),
-    shape=st.tuples(st.integers(0, 4), st.integers(0, 4)),
-    fill=st.floats(allow_nan=True, allow_infinity=True),
-)
-def test_random_bad_networks_never_crash(size, theta, beta, shape, fill):
+@st.composite
+def population_args(draw):
+    """A valid one-population network, then (mostly) one field corrupted."""
+    size, theta, beta = draw(st.integers(1, 4)), draw(st.floats(0.1, 3)), draw(st.floats(0, 1))
+    shape, fill = (size, 2), draw(st.floats(-2, 2))
+    what = draw(st.sampled_from(["none", "size", "theta", "beta", "shape", "fill"]))
+    any_float = st.floats(allow_nan=True, allow_infinity=True, width=32)
+    if what == "size":
+        size = draw(st.integers(-(2**62), 2**62))
+    elif what == "theta":
+        theta = draw(any_float)
+    elif what == "beta":
+        beta = draw(any_float)
+    elif what == "shape":
+        shape = draw(st.tuples(st.integers(0, 4), st.integers(0, 4)))
+    elif what == "fill":
+        fill = draw(st.floats(allow_nan=True, allow_infinity=True))
+    return size, theta, beta, shape, fill
+
+
+@given(args=population_args())
+def test_random_bad_networks_never_crash(args):
     """Whatever the values, building a network either works or raises NetworkError."""
+    size, theta, beta, shape, fill = args
     try:
         net = Network(2, [Population(size, theta, beta)], [Projection("input", 0, np.full(shape, fill))], output=0)
         net.validate()
@@ -147,6 +162,7 @@ def test_random_bad_networks_never_crash(size, theta, beta, shape, fill):
         assert "invalid network" in str(e)
     else:
         assert 1 <= size and theta > 0 and 0 <= beta <= 1 and shape == (size, 2)
+        assert np.isfinite(fill) and abs(fill) < 3.5e38 and np.isfinite(theta)
 
 
 @st.composite

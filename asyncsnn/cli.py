@@ -239,17 +239,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = trainer.cfg
     t = cfg.train
     if t.method == "spsn":
-        print(f"{cfg.data.name}: {len(trainer.train_set)} train / {len(trainer.test_set)} test samples; SPSN network "
-              f"{'-'.join(str(s) for s in trainer.sim.sizes)} ({cfg.model.firing} firing, evaluated "
-              f"{cfg.model.eval_firing}); steps = time steps per sample")
-        print(markdown_table(trainer.history, cols))
-        print(f"run folder: {trainer.run_dir} (an SPSN network does not run on the emulator yet)")
-        return 0
-    print(f"{cfg.data.name}: {len(trainer.train_set)} train / {len(trainer.test_set)} test samples; "
-          f"network {trainer.sim.n_inputs}->{'-'.join(str(p.size) for p in trainer.sim.network.populations)}; "
-          f"{t.method} training, test run asynchronously ({t.scheduler}, F={'inf' if t.F is None else t.F})")
+        model = (f"SPSN network {'-'.join(str(s) for s in trainer.sim.sizes)} ({cfg.model.firing} firing, evaluated "
+                 f"{cfg.model.eval_firing}); steps = time steps per sample")
+        after = "an SPSN network does not run on the emulator yet"
+    else:
+        model = (f"network {trainer.sim.n_inputs}->{'-'.join(str(p.size) for p in trainer.sim.network.populations)}; "
+                 f"{t.method} training, test run asynchronously ({t.scheduler}, F={'inf' if t.F is None else t.F})")
+        after = f"evaluate on the chip: asyncsnn evaluate {trainer.run_dir}"
+    print(f"{cfg.data.name}: {len(trainer.train_set)} train / {len(trainer.test_set)} test samples; {model}")
     print(markdown_table(trainer.history, cols))
-    print(f"run folder: {trainer.run_dir} (evaluate on the chip: asyncsnn evaluate {trainer.run_dir})")
+    print(f"run folder: {trainer.run_dir} ({after})")
     return 0
 
 

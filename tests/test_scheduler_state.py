@@ -176,7 +176,7 @@ class QueueMachine(RuleBasedStateMachine):
         before = self.q.counts()
         n_src = self.n_in + self.n
         for call, field in ((lambda: self.q.push(n_src + data.draw(st.integers(0, 5))), "source"),
-                            (lambda: self.q.push(0 if n_src else 0, 0), "count"),
+                            (lambda: self.q.push(0, 0), "count"),
                             (lambda: self.q.release(self.q.n_groups + 1, 1, "fifo"), "group"),
                             (lambda: self.q.release(0, 0, "fifo"), "F"),
                             (lambda: self.q.release(0, 1, "lifo"), "scheduler")):

@@ -67,15 +67,29 @@ class FixedPoint(NamedTuple):
         return -(1 << (self.weight_bits - 1)), (1 << (self.weight_bits - 1)) - 1
 
 
+def format_of(arithmetic) -> "FixedPoint | None":
+    """``None`` for float arithmetic (``None``, ``"f32"`` or ``{"kind": "f32"}``), else the
+    checked :class:`FixedPoint` (see :meth:`FixedPoint.of`)."""
+    if arithmetic is None or arithmetic == "f32" or (isinstance(arithmetic, dict) and arithmetic.get("kind") == "f32"):
+        return None
+    return FixedPoint.of(arithmetic)
+
+
 def round_half_away(x: torch.Tensor) -> torch.Tensor:
     """Round to the nearest integer, ties away from zero (Rust's ``f64::round``)."""
     return torch.sign(x) * torch.floor(x.abs() + 0.5)
 
 
+def _on_grid(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``round(x * scale)`` as the emulator computes it: the ``float32`` value widened to
+    ``float64``, scaled, rounded half away from zero (still ``float64``)."""
+    return round_half_away(x.detach().to(torch.float32).to(torch.float64) * scale)
+
+
 def quantize(fx: FixedPoint, w: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Weights (any float tensor, read as ``float32``) on the grid: ``int64`` tensor and the
     number of weights clipped to the ``weight_bits`` range."""
-    q = round_half_away(w.detach().to(torch.float32).to(torch.float64) * fx.scale)
+    q = _on_grid(w, fx.scale)
     lo, hi = fx.w_range
     clipped = int(((q < lo) | (q > hi)).sum())
     return q.clamp(lo, hi).to(torch.int64), clipped
@@ -87,8 +101,15 @@ def quantize_array(fx: FixedPoint, w: np.ndarray) -> np.ndarray:
     return (q.to(torch.float64) / fx.scale).numpy().astype(np.float32)
 
 
+def threshold_grid(fx: FixedPoint, theta) -> np.ndarray:
+    """Thresholds rounded to the grid and raised to its smallest step, in network units (for
+    quantising a network before export; :func:`threshold` checks instead)."""
+    q = _on_grid(torch.as_tensor(np.asarray(theta, np.float32)), fx.scale).clamp(min=1)
+    return (q / fx.scale).numpy()
+
+
 def threshold(fx: FixedPoint, theta: torch.Tensor) -> torch.Tensor:
-    q = round_half_away(theta.detach().to(torch.float32).to(torch.float64) * fx.scale)
+    q = _on_grid(theta, fx.scale)
     bad = (q < 1) | (q > fx.v_range[1])
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
@@ -98,7 +119,7 @@ def threshold(fx: FixedPoint, theta: torch.Tensor) -> torch.Tensor:
 
 
 def leak_factor(fx: FixedPoint, beta: torch.Tensor) -> torch.Tensor:
-    return round_half_away(beta.detach().to(torch.float32).to(torch.float64) * 2.0 ** fx.leak_bits).to(torch.int64)
+    return _on_grid(beta, 2.0 ** fx.leak_bits).to(torch.int64)
 
 
 def leak(fx: FixedPoint, v: torch.Tensor, beta_q: torch.Tensor) -> torch.Tensor:

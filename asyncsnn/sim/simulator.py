@@ -214,10 +214,8 @@ class AsyncSimulator(torch.nn.Module):
         for j, p in enumerate(self.weights):
             if not bool(torch.isfinite(p).all()):
                 raise ValueError(f"weights[{j}]: contains NaN or infinite values")
-        fx = None
-        if arithmetic is not None and not (isinstance(arithmetic, str) and arithmetic == "f32") \
-                and not (isinstance(arithmetic, dict) and arithmetic.get("kind") == "f32"):
-            fx = fixed.FixedPoint.of(arithmetic)  # type: ignore[arg-type]
+        fx = fixed.format_of(arithmetic)
+        if fx is not None:
             if first_time:
                 raise ValueError("first_time: the differentiable first-spike time needs f32 arithmetic")
             if frames.numel() and not bool((frames == frames.round()).all()):

@@ -71,14 +71,27 @@ class SeqNet(torch.nn.Module):
                 sample_offset: int = 0) -> SeqOutput:
         if x.ndim != 3 or x.shape[2] != self.sizes[0]:
             raise ValueError(f"x: expected (batch, time, {self.sizes[0]}), got {tuple(x.shape)}")
-        spikes = []
-        h = x
+        hidden = self.layers[:-1]
         if self.neuron == "lif" and self.lif_impl != "fused":  # plain: every layer at each step
-            hidden = self.layers[:-1]
             spikes = lif_network_loop(x, [m.weight for m in hidden], [m.bias for m in hidden], self.alpha, self.beta,
                                       self.theta, step=compiled_step() if self.lif_impl == "compiled" else None)
-            h = spikes[-1] if spikes else x
-        for k, layer in enumerate(self.layers[:-1] if not spikes else []):
+        else:
+            spikes = self._layer_by_layer(x, generator, sample_offset)
+        h = spikes[-1] if spikes else x
+        out = F.membrane(self.layers[-1](h), self.alpha, self.beta, self.method)
+        if self.readout_kind == "max":
+            logits = out.amax(1) if out.shape[1] else out.sum(1)
+        elif self.readout_kind == "mean":
+            logits = out.mean(1)
+        else:
+            logits = out[:, -1]
+        return SeqOutput(logits, out, spikes)
+
+    def _layer_by_layer(self, x: torch.Tensor, generator: Optional[torch.Generator], sample_offset: int) -> list:
+        """Each hidden layer over the whole sequence in turn (SPSN, or the fused LIF)."""
+        spikes = []
+        h = x
+        for k, layer in enumerate(self.layers[:-1]):
             if self.neuron == "lif":
                 h = LIF_IMPLS[self.lif_impl](h, layer.weight, self.alpha, self.beta, self.theta, bias=layer.bias)
             else:
@@ -92,11 +105,4 @@ class SeqNet(torch.nn.Module):
                     mode = "sb"
                 h = F.fire(u - self.theta, mode, uniform=uniform, tau=self.tau, generator=generator)
             spikes.append(h)
-        out = F.membrane(self.layers[-1](h), self.alpha, self.beta, self.method)
-        if self.readout_kind == "max":
-            logits = out.amax(1) if out.shape[1] else out.sum(1)
-        elif self.readout_kind == "mean":
-            logits = out.mean(1)
-        else:
-            logits = out[:, -1]
-        return SeqOutput(logits, out, spikes)
+        return spikes

@@ -20,7 +20,7 @@ from ..chip import Chip, RunResult
 from ..errors import ConfigError
 from ..network import Network
 from ..sim import AsyncSimulator
-from ..sim.fixed import FixedPoint, quantize_array
+from ..sim.fixed import FixedPoint, quantize_array, threshold_grid
 from . import metrics
 
 # emulator metric name -> the training layer's name
@@ -40,11 +40,10 @@ def quantize_network(net: Network, arithmetic: dict) -> Network:
     if arithmetic.get("kind") != "fixed":
         raise ConfigError("invalid config: arithmetic.kind: quantising needs a fixed-point chip (kind = \"fixed\")")
     fx = FixedPoint.of(arithmetic)
-    scale = fx.scale
     q = lambda w: quantize_array(fx, w)  # noqa: E731
     projs = [replace(pr, values=q(pr.values)) if pr.kind == "sparse" else replace(pr, weights=q(pr.weights))
              for pr in net.projections]
-    pops = [replace(p, theta=float(max(np.floor(abs(p.theta) * scale + 0.5), 1) / scale)) for p in net.populations]
+    pops = [replace(p, theta=float(threshold_grid(fx, p.theta))) for p in net.populations]
     return Network(net.n_inputs, pops, projs, output=net.output, core_of=net.core_of).validate()
 
 

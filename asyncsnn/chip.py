@@ -266,7 +266,9 @@ class Placement:
                 times.append(np.ascontiguousarray(t, dtype=np.int64))
                 chans.append(np.ascontiguousarray(c, dtype=np.int64))
             raw = self.native.run_events(times, chans, int(dt), n_frames, lab, **kw)
-        return RunResult.from_native(raw, mode=mode, labels=lab)
+        out_kind = self.network.populations[self.network.output_index].kind
+        return RunResult.from_native(raw, mode=mode, labels=lab,
+                                     readout="potential" if out_kind == "integrator" else "counts")
 
 
 @dataclass
@@ -277,6 +279,8 @@ class RunResult:
     * ``first_spike`` ``(batch, outputs)``: global step (``steps``) or tick (``events``) of
       each output neuron's first spike, -1 if none;
     * ``v_final`` ``(batch, neurons)``: potentials after the last frame;
+    * ``out_potential`` ``(batch, frames, outputs)``: the output population's potentials at
+      the end of every frame (the readout of a non-firing ``integrator`` output);
     * ``trace`` ``(rows, 5)``: ``[sample, frame, step, time, neuron]`` (with ``trace=True``);
     * ``releases`` ``(rows, 7)``: ``[sample, frame, step, time, group, source, count]``, every
       release of a pending source in release order (with ``trace=True``; ``group`` is the
@@ -296,13 +300,18 @@ class RunResult:
     metrics: dict[str, np.ndarray]
     mode: str = "steps"
     labels: Optional[np.ndarray] = None
+    out_potential: Optional[np.ndarray] = None
+    readout: str = "counts"
+    """``counts`` (spiking output: most spikes wins) or ``potential`` (integrator output: the
+    highest mean potential over frames wins)."""
 
     @classmethod
-    def from_native(cls, raw: dict, mode: str, labels: Optional[np.ndarray]) -> "RunResult":
+    def from_native(cls, raw: dict, mode: str, labels: Optional[np.ndarray], readout: str = "counts") -> "RunResult":
         return cls(
             out_counts=raw["out_counts"], first_spike=raw["first_spike"], v_final=raw["v_final"],
             trace=raw["trace"], releases=raw["releases"], core_spikes=raw["core_spikes"], core_synops=raw["core_synops"],
             core_busy_ticks=raw["core_busy_ticks"], metrics=dict(raw["metrics"]), mode=mode, labels=labels,
+            out_potential=raw["out_potential"], readout=readout,
         )
 
     @property
@@ -310,7 +319,13 @@ class RunResult:
         return int(self.out_counts.shape[0])
 
     def predictions(self) -> np.ndarray:
-        """Class with the most output spikes (ties: lowest index); -1 where no output spiked."""
+        """Class with the most output spikes (ties: lowest index); -1 where no output spiked.
+        With a ``potential`` readout: the class with the highest mean potential over frames."""
+        if self.readout == "potential":
+            assert self.out_potential is not None
+            if self.out_potential.shape[1] == 0:
+                return np.full(self.batch_size, -1, np.int64)
+            return self.out_potential.mean(axis=1).argmax(axis=1).astype(np.int64)
         totals = self.out_counts.sum(axis=1)
         pred = totals.argmax(axis=1).astype(np.int64)
         pred[totals.max(axis=1) == 0] = -1

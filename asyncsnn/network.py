@@ -23,13 +23,26 @@ SourceRef = Union[str, int]
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
+NEURON_KINDS = ("lif", "stochastic", "integrator")
+
+
 @dataclass(frozen=True)
 class Population:
-    """A group of LIF neurons with shared parameters.
+    """A group of neurons with shared parameters.
 
-    Dynamics per frame: ``v <- beta * v`` (leak), then input currents are integrated step by
-    step; a neuron fires when ``v > theta`` (strict) and resets to ``0`` (``reset="zero"``) or
-    ``v - theta`` (``reset="subtract"``). A refractory neuron fires at most once per frame.
+    ``kind="lif"`` (default): per frame ``v <- beta * v`` (leak), then input currents are
+    integrated step by step; a neuron fires when ``v > theta`` (strict) and resets to ``0``
+    (``reset="zero"``) or ``v - theta`` (``reset="subtract"``). A refractory neuron fires at
+    most once per frame.
+
+    ``kind="stochastic"`` (the deployed SPSN neuron) and ``kind="integrator"`` (a non-firing
+    readout): input adds to a synaptic trace ``i`` that decays by ``alpha`` per frame. Once per
+    frame, when the frame has settled, the population *draws*: ``v <- beta * v + i``; a
+    stochastic neuron then fires with probability ``sigmoid(v - theta)`` decided by the
+    counter-based hash (``asyncsnn.spsn.deploy``), without reset. Populations draw one at a time
+    in population order, each after the previous draw's spikes have been delivered. ``reset``
+    and ``refractory`` do not apply. The emulator runs any mix of kinds; the PyTorch
+    ``AsyncSimulator`` runs LIF networks, ``asyncsnn.spsn.deploy.simulate`` stochastic ones.
     """
 
     size: int
@@ -38,6 +51,8 @@ class Population:
     reset: str = "zero"
     refractory: bool = False
     name: str = ""
+    kind: str = "lif"
+    alpha: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -195,6 +210,11 @@ class Network:
         return i
 
     @property
+    def is_lif(self) -> bool:
+        """Every population is LIF (what the PyTorch ``AsyncSimulator`` runs)."""
+        return all(p.kind == "lif" for p in self.populations)
+
+    @property
     def output_index(self) -> int:
         return self._pop_index(self.output, "output")
 
@@ -249,6 +269,8 @@ class Network:
                     "beta": float(p.beta),
                     "reset": str(p.reset),
                     "refractory": bool(p.refractory),
+                    "kind": str(p.kind),
+                    "alpha": float(p.alpha),
                 }
             )
         projs = []

@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from . import stochastic
 from .network import Network
 
 _M32 = np.uint64(0xFFFFFFFF)
@@ -67,7 +68,11 @@ def simulate(
     input_mode: str = "all_at_once",
     max_steps: Optional[int] = None,
 ) -> dict:
-    """Run one sample (``frames``: ``(frames, channels)`` counts) through the reference model."""
+    """Run one sample (``frames``: ``(frames, channels)`` counts) through the reference model.
+
+    Stochastic and integrator populations follow the same model: a synaptic trace takes their
+    input, and once the frame has settled they draw in population order, each draw the fire
+    phase of a step of its own (see :class:`asyncsnn.Population`)."""
     frames = np.asarray(frames)
     m, n = net.n_inputs, net.n_neurons
     s_total = m + n
@@ -77,6 +82,10 @@ def simulate(
     pop_of, theta, beta, subtract = arr.population, arr.theta, arr.beta, arr.subtract
     refr_pop, has_out = arr.refractory, arr.has_out
     starts = net.population_starts
+    kind = np.concatenate([np.full(p.size, p.kind) for p in pops]) if pops else np.zeros(0, str)
+    has_trace = kind != "lif"
+    alpha = np.concatenate([np.full(p.size, p.alpha, np.float32) for p in pops])
+    draws = [(starts[i], p.size, p.kind == "stochastic") for i, p in enumerate(pops) if p.kind != "lif"]
     core = np.zeros(n, np.int64) if core_of is None else np.asarray(core_of, np.int64)
     group = np.concatenate([np.full(m, -1), core])  # -1: the input port
     layer = np.concatenate([np.zeros(m), pop_of + 1])
@@ -85,20 +94,54 @@ def simulate(
     f_lim = np.iinfo(np.int64).max if F is None else int(F)
 
     v = np.zeros(n, np.float32)
+    cur = np.zeros(n, np.float32)
+    out_potential = np.zeros((len(frames), osz), np.float64)
     p = np.zeros(s_total, np.int64)
     since = np.zeros(s_total, np.int64)
     over = np.zeros(s_total, np.float64)
     trace, out_counts = [], np.zeros((len(frames), osz), np.int64)
     synops = steps = 0
     first_out = None
+    def emit(f: int, k: int, idx: np.ndarray, ov: np.ndarray) -> None:
+        nonlocal first_out
+        for nn, oo in zip(idx, ov):
+            trace.append((f, k, int(nn)))
+            if has_out[nn]:
+                src = m + nn
+                if p[src] == 0:
+                    since[src] = (f << 32) | k
+                p[src] += 1
+                over[src] = float(oo)
+            if o0 <= nn < o0 + osz:
+                out_counts[f, nn - o0] += 1
+                if first_out is None:
+                    first_out = (f, k)
+
     for f, fr in enumerate(frames):
-        v = (v * beta).astype(np.float32)
+        v = np.where(has_trace, v, v * beta).astype(np.float32)
+        cur = np.where(has_trace, cur * alpha, cur).astype(np.float32)
         refr = np.zeros(n, bool)
         new = (fr > 0) & (p[:m] == 0)
         since[:m][new] = f << 32
         p[:m] += fr.astype(np.int64)
         k = 0
-        while p.any() and (max_steps is None or k < max_steps):
+        next_draw = 0
+        while True:
+            if not p.any() or (max_steps is not None and k >= max_steps):
+                if next_draw == len(draws):
+                    break
+                d0, dn, fires = draws[next_draw]
+                sl = slice(d0, d0 + dn)
+                v[sl] = ((v[sl] * beta[sl]).astype(np.float32) + cur[sl]).astype(np.float32)
+                if fires:
+                    z = (v[sl] - theta[sl]).astype(np.float32)
+                    keys = hash_key(seed, sample, f, stochastic.DRAW_STEP, m + np.arange(d0, d0 + dn))
+                    hit = stochastic.fires(keys, stochastic.index_f32(z))
+                    emit(f, k, np.nonzero(hit)[0] + d0, z[hit])
+                next_draw += 1
+                k += 1
+                steps += 1
+                continue
             pend = np.nonzero(p)[0]
             rel = []
             for g in np.unique(group[pend]):
@@ -128,27 +171,19 @@ def simulate(
             synops += int(np.count_nonzero(wr))
             current = wr @ counts
             p[r] = 0
-            v = np.where(refr, v, (v + current).astype(np.float32)).astype(np.float32)
-            fire = ~refr & (v > theta)
+            cur = np.where(has_trace, (cur + current).astype(np.float32), cur).astype(np.float32)
+            v = np.where(refr | has_trace, v, (v + current).astype(np.float32)).astype(np.float32)
+            fire = ~refr & ~has_trace & (v > theta)
             idx = np.nonzero(fire)[0]
             ov = (v[idx] - theta[idx]).astype(np.float32)
             v[idx] = np.where(subtract[idx], ov, np.float32(0))
             refr[idx] |= refr_pop[idx]
-            for nn, oo in zip(idx, ov):
-                trace.append((f, k, int(nn)))
-                if has_out[nn]:
-                    src = m + nn
-                    if p[src] == 0:
-                        since[src] = (f << 32) | k
-                    p[src] += 1
-                    over[src] = float(oo)
-                if o0 <= nn < o0 + osz:
-                    out_counts[f, nn - o0] += 1
-                    if first_out is None:
-                        first_out = (f, k)
+            emit(f, k, idx, ov)
             k += 1
             steps += 1
+        out_potential[f] = v[o0:o0 + osz]
     return {
+        "out_potential": out_potential,
         "trace": trace,
         "out_counts": out_counts,
         "synops": synops,

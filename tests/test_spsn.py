@@ -71,16 +71,16 @@ def test_gumbel_softmax_fires_with_probability_sigmoid_u_and_its_gradient():
     assert torch.allclose(g, sz * (1 - sz) / 0.5)
 
 
-def test_hash_uniform_is_the_documented_hash():
+def test_hash_keys_are_the_documented_hash():
     sample = torch.tensor([0, 7])
-    u = F.hash_uniform(11, sample, 3, 5, offset=40)
-    assert u.shape == (2, 3, 5) and (u > 0).all() and (u < 1).all()
+    k = F.hash_keys(11, sample, 3, 5, offset=40)
+    assert k.shape == (2, 3, 5) and k.dtype == torch.int64
     for b, smp in enumerate(sample.tolist()):
         for t in range(3):
             keys = reference.hash_key(11, smp, t, 2**32 - 1, np.arange(40, 45))
-            assert np.array_equal(u[b, t].numpy(), (keys.astype(np.float64) + 0.5) / 2**32)
-    big = F.hash_uniform(0, torch.arange(8), 50, 50)
-    assert abs(float(big.mean()) - 0.5) < 0.01
+            assert np.array_equal(k[b, t].numpy(), keys.astype(np.int64))
+    big = F.hash_keys(0, torch.arange(8), 50, 50)
+    assert abs(float(big.double().mean()) / 2**32 - 0.5) < 0.01
 
 
 def test_rate_penalty_acts():

@@ -68,6 +68,11 @@ class AsyncSimulator(torch.nn.Module):
                  surrogate: str = "fast_sigmoid", slope: float = 10.0) -> None:
         super().__init__()
         dense_weights(network)  # validates the network
+        if not network.is_lif:
+            kinds = sorted({p.kind for p in network.populations} - {"lif"})
+            raise ValueError(f"network: populations of kind {', '.join(kinds)}; the AsyncSimulator runs LIF "
+                             "networks (simulate stochastic SPSN deployments with asyncsnn.spsn.deploy.simulate, "
+                             "or any mix on the emulator)")
         if surrogate not in fn.SURROGATES:
             raise ValueError(f"surrogate: {surrogate!r}; allowed: {', '.join(fn.SURROGATES)}")
         if not slope > 0:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 
 DIRECT_MAX_T = 1024  # on 2 CPU cores the Toeplitz product wins up to about here
@@ -156,19 +157,42 @@ def fire(u: torch.Tensor, firing: str = "sb", *, uniform: Optional[torch.Tensor]
     return p + (hard - p).detach()
 
 
-def hash_uniform(seed: int, sample: torch.Tensor, steps: int, n: int, offset: int = 0) -> torch.Tensor:
-    """Uniform numbers ``(B, T, N)`` in (0, 1) from the counter-based hash of the scheduler:
-    ``(key(seed, sample, t, 2^32 - 1, offset + i) + 0.5) / 2^32`` for neuron ``i`` at step ``t``.
-    The step ``2^32 - 1`` never occurs in a schedule, so these draws are independent of the
-    scheduler's keys; any implementation of the hash reproduces them."""
+def hash_keys(seed: int, sample: torch.Tensor, steps: int, n: int, offset: int = 0) -> torch.Tensor:
+    """The draws of stochastic neurons on the chip: ``key(seed, sample, t, 2^32 - 1, offset + i)``
+    for neuron ``i`` at step (frame) ``t``, ``(B, T, N)`` ``int64`` in ``[0, 2^32)``. The step
+    ``2^32 - 1`` never occurs in a schedule, so these draws are independent of the scheduler's
+    keys; ``offset + i`` is the chip's source number (inputs first, see
+    :mod:`asyncsnn.stochastic`)."""
     from ..sim.functional import frame_prefix, mix
 
-    out = torch.empty(sample.shape[0], steps, n, dtype=torch.float64, device=sample.device)
+    out = torch.empty(sample.shape[0], steps, n, dtype=torch.int64, device=sample.device)
     src = torch.arange(offset, offset + n, device=sample.device, dtype=torch.int64)
     for t in range(steps):
         h = mix(frame_prefix(seed, sample, t) ^ 0xFFFFFFFF)
-        out[:, t] = (mix(h[:, None] ^ src[None]).to(torch.float64) + 0.5) / 2.0**32
+        out[:, t] = mix(h[:, None] ^ src[None])
     return out
+
+
+_TABLES: dict[str, torch.Tensor] = {}
+
+
+def table_index(z: torch.Tensor) -> torch.Tensor:
+    """``floor(z * 256)`` of float32 ``z = U - theta`` clamped to ``[-4096, 4096]`` (``int64``)."""
+    from ..stochastic import LOGIT_MAX, LOGIT_SCALE
+
+    s = torch.floor(z.detach().to(torch.float32) * LOGIT_SCALE).nan_to_num(0.0)
+    return s.clamp(-LOGIT_MAX, LOGIT_MAX).to(torch.int64)
+
+
+def fire_table(index: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """The chip's decision ``key < T[index]`` (bool), with the table of :mod:`asyncsnn.stochastic`."""
+    from ..stochastic import LOGIT_MAX, thresholds
+
+    dev = str(index.device)
+    t = _TABLES.get(dev)
+    if t is None:
+        t = _TABLES[dev] = torch.tensor(thresholds().astype(np.int64), device=index.device)
+    return keys < t[index + LOGIT_MAX]
 
 
 def rate_penalty(spikes: torch.Tensor, target: float = 0.0) -> torch.Tensor:

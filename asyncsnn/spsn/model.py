@@ -31,8 +31,8 @@ class SeqNet(torch.nn.Module):
     with probability ``sigmoid(U - theta)``; LIF neurons when ``U > theta``.
 
     ``neuron="spsn"``: parallel in time, firing ``sb`` / ``gs`` / ``deterministic`` (evaluation
-    uses ``eval_firing``, deterministic by default, or the hash with ``seed`` for
-    reproducible stochastic runs). ``neuron="lif"``: sequential, ``lif_impl`` one of
+    uses ``eval_firing``: deterministic by default, or ``hash``: the chip's own stochastic draw
+    with ``seed``, reproducible, see :mod:`asyncsnn.spsn.deploy`). ``neuron="lif"``: sequential, ``lif_impl`` one of
     ``loop``, ``fused``, ``compiled``. ``gain`` scales the initial hidden weights: sparse
     spike inputs need larger ones than PyTorch's default."""
 
@@ -67,6 +67,12 @@ class SeqNet(torch.nn.Module):
         self.firing, self.eval_firing, self.tau = firing, eval_firing, float(tau)
         self.method, self.lif_impl, self.readout_kind, self.seed = method, lif_impl, readout, int(seed)
 
+    @property
+    def chip_inputs(self) -> int:
+        """Input channels of the deployed network: the inputs plus a bias channel (when the
+        layers have biases), so neuron ``n`` is the chip's source ``chip_inputs + n``."""
+        return self.sizes[0] + int(self.layers[0].bias is not None)
+
     def forward(self, x: torch.Tensor, *, generator: Optional[torch.Generator] = None,
                 sample_offset: int = 0) -> SeqOutput:
         if x.ndim != 3 or x.shape[2] != self.sizes[0]:
@@ -97,12 +103,14 @@ class SeqNet(torch.nn.Module):
             else:
                 u = F.membrane(layer(h), self.alpha, self.beta, self.method)
                 mode = self.firing if self.training else self.eval_firing
-                uniform = None
-                if mode == "hash":
+                if mode == "hash":  # the chip's own draw (asyncsnn.stochastic), reproducible per seed
                     sample = torch.arange(x.shape[0], device=x.device) + int(sample_offset)
-                    offset = sum(self.sizes[1:k + 1])
-                    uniform = F.hash_uniform(self.seed, sample, x.shape[1], u.shape[2], offset).to(u.dtype)
-                    mode = "sb"
-                h = F.fire(u - self.theta, mode, uniform=uniform, tau=self.tau, generator=generator)
+                    offset = self.chip_inputs + sum(self.sizes[1:k + 1])
+                    keys = F.hash_keys(self.seed, sample, x.shape[1], u.shape[2], offset)
+                    hard = F.fire_table(F.table_index(u - self.theta), keys).to(u.dtype)
+                    p = torch.sigmoid(u - self.theta)
+                    h = p + (hard - p).detach()
+                else:
+                    h = F.fire(u - self.theta, mode, tau=self.tau, generator=generator)
             spikes.append(h)
         return spikes

@@ -40,13 +40,7 @@ fn network(rng: &mut Rng) -> Network {
         let data: Vec<f32> = (0..a * b)
             .map(|_| ((rng.normal() * scale + 3.0 / a as f64) * 64.0).round() as f32 / 64.0)
             .collect();
-        pops.push(Population {
-            size: b,
-            theta: 1.0,
-            beta: 0.875,
-            reset: Reset::Subtract,
-            refractory: false,
-        });
+        pops.push(Population::lif(b, 1.0, 0.875, Reset::Subtract, false));
         let source = if i == 0 {
             Source::Input
         } else {

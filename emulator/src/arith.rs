@@ -36,6 +36,9 @@ pub trait Arith: Copy + Send + Sync + Debug + 'static {
     fn to_f64(&self, v: Self::V) -> f64;
     /// The raw value as an `f64`, order-preserving (used by the momentum scheduler).
     fn raw(v: Self::V) -> f64;
+    /// `floor(z * 256)` of a potential difference `z` in network units, saturated to the
+    /// `i64` range (the index of the stochastic firing table, see [`crate::stochastic`]).
+    fn logit_index(&self, z: Self::V) -> i64;
 }
 
 /// IEEE single precision.
@@ -88,6 +91,12 @@ impl Arith for F32 {
     fn raw(v: f32) -> f64 {
         f64::from(v)
     }
+    fn logit_index(&self, z: f32) -> i64 {
+        // z * 256 is exact (a power of two) unless it overflows to infinity; the cast saturates.
+        #[allow(clippy::cast_possible_truncation)]
+        let i = (z * 256.0).floor() as i64;
+        i
+    }
 }
 
 /// Signed saturating fixed point (see [`Arithmetic::Fixed`]).
@@ -98,6 +107,7 @@ pub struct Fixed {
     v_min: i64,
     v_max: i64,
     scale: f64,
+    frac_bits: u32,
     leak_bits: u32,
 }
 
@@ -111,6 +121,7 @@ impl Fixed {
             v_min: -(1i64 << (potential_bits - 1)),
             v_max: (1i64 << (potential_bits - 1)) - 1,
             scale: f64::from(frac_bits).exp2(),
+            frac_bits,
             leak_bits,
         }
     }
@@ -191,6 +202,14 @@ impl Arith for Fixed {
         #[allow(clippy::cast_precision_loss)]
         let x = v as f64;
         x
+    }
+    fn logit_index(&self, z: i64) -> i64 {
+        // |z| < 2^48, so an 8-bit left shift fits; the right shift floors.
+        if self.frac_bits >= 8 {
+            z >> (self.frac_bits - 8)
+        } else {
+            z << (8 - self.frac_bits)
+        }
     }
 }
 

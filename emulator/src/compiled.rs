@@ -4,7 +4,7 @@
 use crate::arith::Arith;
 use crate::chip::ChipConfig;
 use crate::error::{CoreViolation, Error, Result};
-use crate::network::{Network, Reset, Source};
+use crate::network::{Network, NeuronKind, Reset, Source};
 
 /// How neurons are assigned to cores.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +94,17 @@ fn auto_map(net: &Network, chip: &ChipConfig) -> Result<Vec<u32>> {
     Ok(core_of)
 }
 
+/// A population of stochastic or integrator neurons, updated once per frame at its turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrawPopulation {
+    /// First neuron.
+    pub start: usize,
+    /// Number of neurons.
+    pub size: usize,
+    /// Stochastic (fires by the hash) or integrator (never fires).
+    pub fires: bool,
+}
+
 /// The network in the chip's arithmetic, ready to simulate.
 #[derive(Debug, Clone)]
 pub struct Compiled<A: Arith> {
@@ -105,6 +116,12 @@ pub struct Compiled<A: Arith> {
     pub leak: Vec<A::Leak>,
     pub subtract: Vec<bool>,
     pub refractory: Vec<bool>,
+    /// Whether input goes to a synaptic trace (stochastic and integrator neurons).
+    pub has_trace: Vec<bool>,
+    /// Decay of the synaptic trace per frame (`alpha`; unused for LIF neurons).
+    pub trace_leak: Vec<A::Leak>,
+    /// Stochastic and integrator populations in ascending population index.
+    pub draws: Vec<DrawPopulation>,
     /// Population index of every neuron.
     pub population: Vec<u32>,
     /// Whether the neuron's population projects anywhere (else it never queues).
@@ -153,6 +170,9 @@ impl<A: Arith> Compiled<A> {
         let mut leak = Vec::with_capacity(n);
         let mut subtract = Vec::with_capacity(n);
         let mut refractory = Vec::with_capacity(n);
+        let mut has_trace = Vec::with_capacity(n);
+        let mut trace_leak = Vec::with_capacity(n);
+        let mut draws = Vec::new();
         for (i, p) in pops.iter().enumerate() {
             let th = arith.threshold(p.theta).map_err(|e| match e {
                 Error::Network { message, .. } => {
@@ -161,11 +181,22 @@ impl<A: Arith> Compiled<A> {
                 other => other,
             })?;
             let lk = arith.leak_factor(p.beta);
+            let trace = p.kind.alpha();
+            let tl = arith.leak_factor(trace.unwrap_or(0.0));
+            if trace.is_some() {
+                draws.push(DrawPopulation {
+                    start: net.starts()[i],
+                    size: p.size,
+                    fires: matches!(p.kind, NeuronKind::Stochastic { .. }),
+                });
+            }
             for _ in 0..p.size {
                 theta.push(th);
                 leak.push(lk);
-                subtract.push(p.reset == Reset::Subtract);
-                refractory.push(p.refractory);
+                subtract.push(trace.is_none() && p.reset == Reset::Subtract);
+                refractory.push(trace.is_none() && p.refractory);
+                has_trace.push(trace.is_some());
+                trace_leak.push(tl);
             }
         }
         let mut has_out = vec![false; n];
@@ -279,6 +310,9 @@ impl<A: Arith> Compiled<A> {
             leak,
             subtract,
             refractory,
+            has_trace,
+            trace_leak,
+            draws,
             population,
             has_out,
             core_of,

@@ -388,6 +388,33 @@ impl<A: Arith> Sim<'_, '_, A> {
     }
 }
 
+impl<A: Arith> Sim<'_, '_, A> {
+    /// Draw of stochastic / integrator population `d` at tick `t` (see `State::draw`); its
+    /// spikes are released from `t + 1` on.
+    fn draw(&mut self, d: usize, t: u64) -> Result<()> {
+        let net = self.st.net;
+        let when = When {
+            frame: self.frame,
+            step: t - self.frame_start,
+            time: t,
+            global_step: self.st.metrics.steps,
+        };
+        self.st.draw(d, self.prefix, when);
+        self.st.metrics.steps += 1;
+        let pop = net.draws[d];
+        for n in pop.start..pop.start + pop.size {
+            self.st.core_busy_ticks[net.core_of[n] as usize] += self.chip.neuron_update_ticks;
+        }
+        let mut woken = std::mem::take(&mut self.woken);
+        self.st.queue.take_woken(&mut woken);
+        for &g in &woken {
+            self.schedule_release(g, t + 1)?;
+        }
+        self.woken = woken;
+        Ok(())
+    }
+}
+
 /// First synapse (offset into the CSR) of segment `seg` of source `src`.
 fn seg_begin<A: Arith>(net: &Compiled<A>, src: usize, seg: usize) -> usize {
     if seg == net.seg[src] {
@@ -464,15 +491,31 @@ pub(crate) fn run_sample<A: Arith>(
         }
         sim.woken = woken;
         end = start;
-        while let Some((tick, kind)) = sim.queue.pop() {
-            end = end.max(tick);
-            match kind {
-                Kind::Release(g) => sim.release(g, tick)?,
-                Kind::Arrive(pkt, r) => sim.arrive(pkt, r, tick),
-                Kind::SynDone(c) => sim.syn_done(c, tick),
-                Kind::Fire => sim.fire(tick)?,
+        let mut last: Option<u64> = None;
+        let mut next_draw = 0usize;
+        loop {
+            while let Some((tick, kind)) = sim.queue.pop() {
+                end = end.max(tick);
+                last = Some(tick);
+                match kind {
+                    Kind::Release(g) => sim.release(g, tick)?,
+                    Kind::Arrive(pkt, r) => sim.arrive(pkt, r, tick),
+                    Kind::SynDone(c) => sim.syn_done(c, tick),
+                    Kind::Fire => sim.fire(tick)?,
+                }
             }
+            // Settled: the next stochastic / integrator population draws one tick after the
+            // last event of the frame (at the frame start if there was none).
+            if next_draw == net.draws.len() {
+                break;
+            }
+            let t = last.map_or(start, |l| l + 1);
+            sim.draw(next_draw, t)?;
+            next_draw += 1;
+            last = Some(t);
+            end = end.max(t);
         }
+        sim.st.end_frame(frame);
         for unit in &sim.cores {
             end = end.max(unit.busy_until);
         }

@@ -19,7 +19,7 @@
 //! ```
 //! use emulator::{ChipConfig, Emulator, Mapping, Network, Population, Projection, Reset,
 //!                RunOptions, SampleInput, Source, Weights};
-//! let pop = |size| Population { size, theta: 1.0, beta: 1.0, reset: Reset::Zero, refractory: true };
+//! let pop = |size| Population::lif(size, 1.0, 1.0, Reset::Zero, true);
 //! let net = Network::new(
 //!     2,
 //!     vec![pop(1)],
@@ -48,6 +48,7 @@ pub mod result;
 pub mod scheduler;
 mod state;
 mod steps;
+pub mod stochastic;
 
 use rayon::prelude::*;
 
@@ -56,7 +57,7 @@ pub use chip::{Arithmetic, ChipConfig, CoreCapacity, PRESETS};
 pub use compiled::{Compiled, CoreUsage, Mapping};
 pub use error::{CoreViolation, Error, Result};
 pub use input::SampleInput;
-pub use network::{Network, Population, Projection, Reset, Source, Weights};
+pub use network::{Network, NeuronKind, Population, Projection, Reset, Source, Weights};
 pub use options::{InputMode, Mode, RunOptions};
 pub use result::{Energy, Latency, Metrics, SampleResult, TraceRow};
 pub use scheduler::{CheckedQueue, Scheduler, SpikeQueue, SCHEDULERS};

@@ -38,7 +38,57 @@ impl Reset {
     }
 }
 
-/// A group of LIF neurons sharing parameters (a "layer").
+/// The dynamics of a population's neurons.
+///
+/// * `Lif`: the LIF neuron of the execution model (input goes to the potential, the neuron fires
+///   in the fire phase of any step in which `v > theta`).
+/// * `Stochastic`: a stochastic neuron with a synaptic trace (the deployed form of an SPSN
+///   neuron). Input goes to a current `i`; per frame `i <- alpha i` at the leak, then input
+///   adds to `i` step by step. Once per frame, when the frame has settled (nothing pending), the
+///   population *draws*: `v <- beta v + i` and the neuron fires with probability
+///   `sigmoid(v - theta)`, decided by the counter-based hash (see [`crate::stochastic`]). No
+///   reset: `v` keeps its value. Populations draw one at a time in ascending population index,
+///   each after the spikes of the previous draw have been delivered and the frame has settled
+///   again. `reset` and `refractory` do not apply.
+/// * `Integrator`: the same trace and membrane, updated at its population's turn, but it never
+///   fires (a non-firing readout: its potential after every frame is reported).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum NeuronKind {
+    /// Leaky integrate-and-fire.
+    #[default]
+    Lif,
+    /// Stochastic neuron with synaptic decay `alpha` in `[0, 1]`.
+    Stochastic { alpha: f32 },
+    /// Non-firing leaky integrator with synaptic decay `alpha` in `[0, 1]`.
+    Integrator { alpha: f32 },
+}
+
+impl NeuronKind {
+    /// Parse `"lif"`, `"stochastic"` or `"integrator"` (the latter two with their `alpha`).
+    pub fn parse(s: &str, alpha: f32) -> Result<Self> {
+        match s {
+            "lif" => Ok(Self::Lif),
+            "stochastic" => Ok(Self::Stochastic { alpha }),
+            "integrator" => Ok(Self::Integrator { alpha }),
+            other => Err(Error::network(
+                "kind",
+                format!("{other:?}; allowed: lif, stochastic, integrator"),
+            )),
+        }
+    }
+
+    /// Synaptic decay of a trace neuron (`None` for LIF).
+    #[must_use]
+    pub fn alpha(self) -> Option<f32> {
+        match self {
+            Self::Lif => None,
+            Self::Stochastic { alpha } | Self::Integrator { alpha } => Some(alpha),
+        }
+    }
+}
+
+/// A group of neurons sharing parameters (a "layer").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Population {
     /// Number of neurons.
@@ -51,6 +101,24 @@ pub struct Population {
     pub reset: Reset,
     /// A neuron that fired ignores input and cannot fire again until the next frame.
     pub refractory: bool,
+    /// Neuron dynamics (LIF unless stated).
+    #[serde(default)]
+    pub kind: NeuronKind,
+}
+
+impl Population {
+    /// A population of LIF neurons.
+    #[must_use]
+    pub fn lif(size: usize, theta: f32, beta: f32, reset: Reset, refractory: bool) -> Self {
+        Self {
+            size,
+            theta,
+            beta,
+            reset,
+            refractory,
+            kind: NeuronKind::Lif,
+        }
+    }
 }
 
 /// Where a projection comes from.
@@ -164,6 +232,14 @@ impl Network {
                     format!("populations[{i}].beta"),
                     format!("{} is outside [0, 1]", p.beta),
                 ));
+            }
+            if let Some(alpha) = p.kind.alpha() {
+                if !(0.0..=1.0).contains(&alpha) {
+                    return Err(Error::network(
+                        format!("populations[{i}].alpha"),
+                        format!("{alpha} is outside [0, 1]"),
+                    ));
+                }
             }
             starts.push(total);
             total += p.size;

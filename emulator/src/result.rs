@@ -104,6 +104,9 @@ pub struct ReleaseRow {
 pub struct SampleResult {
     /// Output spike counts, `frames x output_size`, row-major.
     pub out_counts: Vec<u32>,
+    /// Potential of every output neuron at the end of every frame (network units),
+    /// `frames x output_size`, row-major: the readout of a non-firing (integrator) output.
+    pub out_potential: Vec<f64>,
     /// Per output neuron: global step (`steps`) or tick (`events`) of its first spike, or -1.
     pub first_spike: Vec<i64>,
     /// Full spike trace in firing order (empty unless requested).

@@ -5,6 +5,7 @@ use crate::arith::Arith;
 use crate::compiled::Compiled;
 use crate::result::{Latency, Metrics, ReleaseRow, SampleResult, TraceRow};
 use crate::scheduler::SpikeQueue;
+use crate::stochastic;
 
 /// Where in time a fire phase happens.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +23,8 @@ pub(crate) struct When {
 pub(crate) struct State<'c, A: Arith> {
     pub net: &'c Compiled<A>,
     pub v: Vec<A::V>,
+    /// Synaptic trace of stochastic and integrator neurons.
+    cur: Vec<A::V>,
     acc: Vec<A::V>,
     pub refractory: Vec<bool>,
     touched_flag: Vec<bool>,
@@ -32,6 +35,7 @@ pub(crate) struct State<'c, A: Arith> {
     pub queue: SpikeQueue,
     pub metrics: Metrics,
     pub out_counts: Vec<u32>,
+    pub out_potential: Vec<f64>,
     pub first_spike: Vec<i64>,
     pub trace: Vec<TraceRow>,
     pub releases: Vec<ReleaseRow>,
@@ -55,6 +59,7 @@ impl<'c, A: Arith> State<'c, A> {
         Self {
             net,
             v: vec![A::V::default(); n],
+            cur: vec![A::V::default(); n],
             acc: vec![A::V::default(); n],
             refractory: vec![false; n],
             touched_flag: vec![false; n],
@@ -65,6 +70,7 @@ impl<'c, A: Arith> State<'c, A> {
             queue: SpikeQueue::new(net.n_sources(), n_groups),
             metrics: Metrics::default(),
             out_counts: vec![0; n_frames * net.output_size],
+            out_potential: vec![0.0; n_frames * net.output_size],
             first_spike: vec![-1; net.output_size],
             trace: Vec::new(),
             releases: Vec::new(),
@@ -104,11 +110,16 @@ impl<'c, A: Arith> State<'c, A> {
     }
 
     /// Start of a frame: leak every neuron, clear refractory flags, and collect neurons that
-    /// are already above threshold (they fire at the next fire phase).
+    /// are already above threshold (they fire at the next fire phase). Stochastic and
+    /// integrator neurons decay their synaptic trace; their potential moves at their draw.
     pub fn leak(&mut self) {
         let net = self.net;
         self.carry.clear();
         for n in 0..net.n_neurons {
+            if net.has_trace[n] {
+                self.cur[n] = net.arith.leak(self.cur[n], net.trace_leak[n]);
+                continue;
+            }
             self.v[n] = net.arith.leak(self.v[n], net.leak[n]);
             self.refractory[n] = false;
             if self.v[n] > net.theta[n] {
@@ -145,6 +156,7 @@ impl<'c, A: Arith> State<'c, A> {
 
     /// Fire phase: integrate the accumulated current of every touched neuron, then every
     /// non-refractory neuron above threshold fires once (ascending neuron order in the trace).
+    /// Stochastic and integrator neurons add the current to their trace and do not fire here.
     pub fn fire(&mut self, when: When) {
         let net = self.net;
         self.metrics.neuron_updates += self.touched.len() as u64;
@@ -158,6 +170,11 @@ impl<'c, A: Arith> State<'c, A> {
         for i in 0..self.touched.len() {
             let n = self.touched[i] as usize;
             self.touched_flag[n] = false;
+            if net.has_trace[n] {
+                self.cur[n] = net.arith.integrate(self.cur[n], self.acc[n]);
+                self.acc[n] = A::V::default();
+                continue;
+            }
             self.v[n] = net.arith.integrate(self.v[n], self.acc[n]);
             self.acc[n] = A::V::default();
             if self.v[n] > net.theta[n] {
@@ -167,6 +184,45 @@ impl<'c, A: Arith> State<'c, A> {
         self.touched.clear();
         std::mem::swap(&mut self.carry, &mut self.next_carry);
         self.next_carry.clear();
+        self.emit(when);
+    }
+
+    /// The draw of stochastic / integrator population `d` (index into `net.draws`): every
+    /// neuron updates `v <- beta v + i`; a stochastic one fires by the hash of the frame
+    /// (`prefix = frame_prefix(seed, sample, frame)`), see [`crate::stochastic`].
+    pub fn draw(&mut self, d: usize, prefix: u32, when: When) {
+        let net = self.net;
+        let pop = net.draws[d];
+        self.fired.clear();
+        self.metrics.neuron_updates += pop.size as u64;
+        for n in pop.start..pop.start + pop.size {
+            let v = net.arith.leak(self.v[n], net.leak[n]);
+            self.v[n] = net.arith.integrate(v, self.cur[n]);
+            if pop.fires {
+                let z = net.arith.subtract(self.v[n], net.theta[n]);
+                let index = net.arith.logit_index(z);
+                if stochastic::fires(prefix, (net.n_inputs + n) as u64, index) {
+                    // n < 2^28
+                    #[allow(clippy::cast_possible_truncation)]
+                    self.fired.push((n as u32, A::raw(z)));
+                }
+            }
+        }
+        self.emit(when);
+    }
+
+    /// End of frame `frame`: record the output population's potentials.
+    pub fn end_frame(&mut self, frame: u32) {
+        let net = self.net;
+        let o = frame as usize * net.output_size;
+        for i in 0..net.output_size {
+            self.out_potential[o + i] = net.arith.to_f64(self.v[net.output_start + i]);
+        }
+    }
+
+    /// Record the spikes in `self.fired` (sorted by neuron): metrics, trace, queue, outputs.
+    fn emit(&mut self, when: When) {
+        let net = self.net;
         if self.fired.is_empty() {
             return;
         }
@@ -247,6 +303,7 @@ impl<'c, A: Arith> State<'c, A> {
         let v_final = self.v.iter().map(|&v| net.arith.to_f64(v)).collect();
         SampleResult {
             out_counts: self.out_counts,
+            out_potential: self.out_potential,
             first_spike: self.first_spike,
             trace: self.trace,
             releases: self.releases,

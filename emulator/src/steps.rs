@@ -42,17 +42,35 @@ pub(crate) fn run_sample<A: Arith>(
         }
         let prefix = frame_prefix(opts.seed, sample, u64::from(frame));
         let mut k = 0u64;
-        while st.queue.any_pending() {
-            if k >= step_limit {
-                if limit_is_error {
-                    return Err(Error::Runaway {
-                        message: format!(
-                            "frame {frame} of sample {sample} did not settle within {step_limit} forward steps; \
-                             set max_steps to cap the steps per frame"
-                        ),
-                    });
+        let mut next_draw = 0usize;
+        loop {
+            let pending = st.queue.any_pending();
+            if pending && k >= step_limit && limit_is_error {
+                return Err(Error::Runaway {
+                    message: format!(
+                        "frame {frame} of sample {sample} did not settle within {step_limit} forward steps; \
+                         set max_steps to cap the steps per frame"
+                    ),
+                });
+            }
+            if !pending || k >= step_limit {
+                // Settled (or capped: the rest stays pending). The next stochastic /
+                // integrator population draws, as the fire phase of a step of its own; its
+                // spikes are released from the next step on.
+                if next_draw == net.draws.len() {
+                    break;
                 }
-                break;
+                let when = When {
+                    frame,
+                    step: k,
+                    time: global_step,
+                    global_step,
+                };
+                st.draw(next_draw, prefix, when);
+                next_draw += 1;
+                k += 1;
+                global_step += 1;
+                continue;
             }
             st.queue.take_woken(&mut woken);
             active.append(&mut woken);
@@ -97,6 +115,7 @@ pub(crate) fn run_sample<A: Arith>(
             global_step += 1;
         }
         // Groups left active by a step cap stay in `active` for the next frame.
+        st.end_frame(frame);
     }
     st.metrics.steps = global_step;
     st.metrics.packets_delivered = st.metrics.packets;

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use emulator::{
-    ChipConfig, Emulator, Error, InputMode, Mapping, Mode, Network, Population, Projection, Reset,
-    RunOptions, SampleInput, SampleResult, Scheduler, Source, Weights,
+    ChipConfig, Emulator, Error, InputMode, Mapping, Mode, Network, NeuronKind, Population,
+    Projection, Reset, RunOptions, SampleInput, SampleResult, Scheduler, Source, Weights,
 };
 use numpy::{
     IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3,
@@ -190,12 +190,27 @@ fn parse_population(i: usize, d: &Bound<'_, PyDict>) -> PyResult<Population> {
         &f("refractory"),
         "a bool",
     )?;
+    let kind: String = match d.get_item("kind")? {
+        Some(k) => extract(&k, &f("kind"), "'lif', 'stochastic' or 'integrator'")?,
+        None => "lif".to_owned(),
+    };
+    let alpha: f32 = match d.get_item("alpha")? {
+        Some(a) => extract(&a, &f("alpha"), "a number")?,
+        None => 0.0,
+    };
+    let kind = NeuronKind::parse(&kind, alpha).map_err(|_| {
+        network_err(
+            &f("kind"),
+            format!("{kind:?}; allowed: lif, stochastic, integrator"),
+        )
+    })?;
     Ok(Population {
         size,
         theta,
         beta,
         reset,
         refractory,
+        kind,
     })
 }
 
@@ -647,6 +662,7 @@ fn batch_to_dict<'py>(
     let n_neurons = results.first().map_or(0, |r| r.v_final.len());
     let n_cores = results.first().map_or(0, |r| r.core_spikes.len());
     let mut v_final = Vec::with_capacity(b * n_neurons);
+    let mut out_potential = Vec::with_capacity(b * n_frames * n_out);
     let (mut cs, mut cy, mut cb) = (Vec::new(), Vec::new(), Vec::new());
     let mut trace: Vec<i64> = Vec::new();
     let mut releases: Vec<i64> = Vec::new();
@@ -657,6 +673,7 @@ fn batch_to_dict<'py>(
         out_counts.extend_from_slice(&r.out_counts);
         first_spike.extend_from_slice(&r.first_spike);
         v_final.extend_from_slice(&r.v_final);
+        out_potential.extend_from_slice(&r.out_potential);
         cs.extend_from_slice(&r.core_spikes);
         cy.extend_from_slice(&r.core_synops);
         cb.extend_from_slice(&r.core_busy_ticks);
@@ -752,6 +769,12 @@ fn batch_to_dict<'py>(
         first_spike.into_pyarray(py).reshape([b, n_out])?,
     )?;
     d.set_item("v_final", v_final.into_pyarray(py).reshape([b, n_neurons])?)?;
+    d.set_item(
+        "out_potential",
+        out_potential
+            .into_pyarray(py)
+            .reshape([b, n_frames, n_out])?,
+    )?;
     d.set_item("core_spikes", cs.into_pyarray(py).reshape([b, n_cores])?)?;
     d.set_item("core_synops", cy.into_pyarray(py).reshape([b, n_cores])?)?;
     d.set_item(
@@ -847,6 +870,12 @@ fn hash_key(seed: u64, sample: u64, frame: u64, step: u64, source: u64) -> u32 {
     emulator::hash::key(seed, sample, frame, step, source)
 }
 
+/// The stochastic neurons' firing table `T[i + 4096]`, `i` in `-4096..=4096`.
+#[pyfunction]
+fn stochastic_thresholds(py: Python<'_>) -> Bound<'_, numpy::PyArray1<u64>> {
+    emulator::stochastic::thresholds().to_vec().into_pyarray(py)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -855,6 +884,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEmulator>()?;
     m.add_class::<PySpikeQueue>()?;
     m.add_function(wrap_pyfunction!(hash_key, m)?)?;
+    m.add_function(wrap_pyfunction!(stochastic_thresholds, m)?)?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("NetworkError", py.get_type::<NetworkError>())?;
     m.add("InputError", py.get_type::<InputError>())?;

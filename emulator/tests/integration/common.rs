@@ -1,8 +1,8 @@
 //! Helpers shared by the integration tests.
 
 use emulator::{
-    ChipConfig, Emulator, InputMode, Mapping, Network, Population, Projection, Reset, RunOptions,
-    SampleInput, SampleResult, Scheduler, Source, Weights,
+    ChipConfig, Emulator, InputMode, Mapping, Network, NeuronKind, Population, Projection, Reset,
+    RunOptions, SampleInput, SampleResult, Scheduler, Source, Weights,
 };
 use serde_json::Value;
 
@@ -21,13 +21,7 @@ pub fn ideal(n_cores: u32) -> ChipConfig {
 }
 
 pub fn pop(size: usize, theta: f32, beta: f32, reset: Reset, refractory: bool) -> Population {
-    Population {
-        size,
-        theta,
-        beta,
-        reset,
-        refractory,
-    }
+    Population::lif(size, theta, beta, reset, refractory)
 }
 
 pub fn dense(rows: usize, cols: usize, data: Vec<f32>) -> Weights {
@@ -158,7 +152,15 @@ pub fn random_net(rng: &mut Rng, n_in: usize, sizes: &[usize], recurrent: bool) 
             Reset::Subtract
         };
         let beta = [0.0, 0.5, 0.75, 1.0][rng.below(4) as usize];
-        pops.push(pop(s, 1.0, beta, reset, rng.below(2) == 0));
+        let mut p = pop(s, 1.0, beta, reset, rng.below(2) == 0);
+        // One population in three is a stochastic or integrator population.
+        let alpha = [0.0, 0.5, 0.75, 1.0][rng.below(4) as usize];
+        p.kind = match rng.below(6) {
+            0 => NeuronKind::Stochastic { alpha },
+            1 => NeuronKind::Integrator { alpha },
+            _ => NeuronKind::Lif,
+        };
+        pops.push(p);
         let (src, n_src) = if i == 0 {
             (Source::Input, n_in)
         } else {

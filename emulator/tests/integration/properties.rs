@@ -119,7 +119,17 @@ proptest! {
 #[test]
 fn empty_input_is_quiet() {
     let mut rng = Rng(3);
-    let net = random_net(&mut rng, 4, &[3, 2], false);
+    let mut net = random_net(&mut rng, 4, &[3, 2], false);
+    // Stochastic neurons fire without input: this test is about LIF networks.
+    let pops = net
+        .populations()
+        .iter()
+        .map(|p| emulator::Population {
+            kind: emulator::NeuronKind::Lif,
+            ..p.clone()
+        })
+        .collect();
+    net = emulator::Network::new(4, pops, net.projections().to_vec(), net.output()).unwrap();
     let emu = Emulator::new(&net, ideal(1), &Mapping::Auto).unwrap();
     for mode in [Mode::Steps, Mode::Events] {
         let r = emu

@@ -241,7 +241,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if t.method == "spsn":
         model = (f"SPSN network {'-'.join(str(s) for s in trainer.sim.sizes)} ({cfg.model.firing} firing, evaluated "
                  f"{cfg.model.eval_firing}); steps = time steps per sample")
-        after = "an SPSN network does not run on the emulator yet"
+        after = (f"network.npz is its chip form (stochastic neurons, hash draws); evaluate it on the chip: "
+                 f"asyncsnn evaluate {trainer.run_dir}")
     else:
         model = (f"network {trainer.sim.n_inputs}->{'-'.join(str(p.size) for p in trainer.sim.network.populations)}; "
                  f"{t.method} training, test run asynchronously ({t.scheduler}, F={'inf' if t.F is None else t.F})")
@@ -269,6 +270,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     x, y, _ = data.to_arrays(split)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
+    if cfg.train.method == "spsn" and net.n_inputs == x.shape[2] + 1:
+        from .spsn.deploy import with_bias
+
+        x = with_bias(x).astype(np.float32)  # the deployed SPSN network's bias channel
     t = cfg.train
     F = t.F if args.F is None else (None if args.F in ("inf", "none") else int(args.F))
     scheduler = args.scheduler or t.scheduler

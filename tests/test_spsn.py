@@ -9,6 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import asyncsnn
 from asyncsnn import reference
 from asyncsnn.spsn import SeqNet
 from asyncsnn.spsn import functional as F
@@ -169,6 +170,17 @@ def test_spsn_trains_through_asyncsnn_train_and_resumes(tmp_path, capsys):
     assert hist[-1]["test_steps"] == 25 and hist[-1]["test_spikes"] > 0
     assert main(["train", "--resume", str(run), "--epochs", "7", "--no-progress"]) == 0
     assert len(json.loads((run / "metrics.json").read_text())["history"]) == 7
+    # the run's network.npz is the chip form; `asyncsnn evaluate` runs it in PyTorch (the exact
+    # deployed model) and on the emulator, which agree exactly in steps mode
+    net = asyncsnn.Network.load(run / "network.npz")
+    assert [p.kind for p in net.populations] == ["stochastic", "integrator"] and net.n_inputs == 101
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "ev"), "--chip", "ideal", "--core-neurons", "0"]) == 0
+    rows = json.loads(next((tmp_path / "ev").glob("evaluate*/results.json")).read_text())["rows"]
+    acc = {r["engine"]: r["accuracy"] for r in rows}
+    assert acc["pytorch"] == acc["emulator-steps"] == acc["emulator-events"] > 0.6
+    spikes = {r["engine"]: r["spikes"] for r in rows}
+    assert spikes["pytorch"] == spikes["emulator-steps"] > 0
     assert main(["train", "--set", "train.method=spsn", "--set", "model.firing=bernoulli", "--out", str(out)]) == 2
     assert "model.firing" in capsys.readouterr().err
 

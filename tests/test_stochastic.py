@@ -198,3 +198,25 @@ def test_kinds_survive_save_and_load(tmp_path):
     x = deploy.with_bias(np.ones((2, 4, 8)))
     chip = asyncsnn.Chip.preset("ideal")
     assert np.array_equal(chip.run(back, x, seed=1).out_potential, chip.run(net, x, seed=1).out_potential)
+
+
+@pytest.mark.parametrize("chip_name", ["ideal", "edge"])
+def test_side_by_side_runs_a_deployed_spsn_network_exactly(chip_name):
+    """`asyncsnn evaluate`'s engine comparison on an exported SPSN network, in f32 and on the
+    fixed-point chip (quantised first): the PyTorch deployment and the emulator agree exactly."""
+    from asyncsnn.train.export import quantize_network, run_side_by_side
+
+    chip = asyncsnn.Chip.preset(chip_name)
+    net = deploy.export(_grid_seqnet(seed=2))
+    if chip.config["arithmetic"]["kind"] == "fixed":
+        net = quantize_network(net, chip.config["arithmetic"])
+    x = deploy.with_bias((np.random.default_rng(0).random((20, 12, 8)) < 0.3).astype(np.float32))
+    y = np.arange(20) % 4
+    sbs = run_side_by_side(net, x, y, chip=chip, seed=4, batch_size=8)
+    assert sbs.steps_agree() is True
+    rows = {r["engine"]: r for r in sbs.rows}
+    for k in ("accuracy", "spikes", "synops"):
+        assert rows["pytorch"][k] == rows["emulator-steps"][k] == rows["emulator-events"][k], k
+    assert rows["pytorch"]["spikes"] > 0
+    sbs.sim_out_potential[0, 0, 0] += 1.0  # a planted difference is seen
+    assert sbs.steps_agree() is False

@@ -20,7 +20,7 @@ from ..chip import Chip, RunResult
 from ..errors import ConfigError
 from ..network import Network
 from ..sim import AsyncSimulator
-from ..sim.fixed import FixedPoint, quantize_array, threshold_grid
+from ..sim.fixed import FixedPoint, format_of, quantize_array, threshold_grid
 from . import metrics
 
 # emulator metric name -> the training layer's name
@@ -72,17 +72,21 @@ class SideBySide:
     sim_samples: dict[str, np.ndarray]
     sim_out_counts: np.ndarray
     runs: dict[str, RunResult]
+    sim_out_potential: Optional[np.ndarray] = None
 
     def steps_agree(self) -> Optional[bool]:
         """Whether the emulator's ``steps`` mode gave exactly the simulator's output counts,
-        spikes, synaptic ops and forward steps for every sample (``None`` without a steps run)."""
+        spikes, synaptic ops and forward steps for every sample (``None`` without a steps run).
+        For a stochastic (SPSN) network: output potentials, spikes and synaptic ops."""
         run = self.runs.get("steps")
         if run is None:
             return None
         if not np.array_equal(run.out_counts, self.sim_out_counts):
             return False
+        if self.sim_out_potential is not None and not np.array_equal(run.out_potential, self.sim_out_potential):
+            return False
         return all(np.array_equal(np.asarray(run.metrics[k], np.float64), self.sim_samples[k])
-                   for k in ("spikes", "synops", "steps"))
+                   for k in self.sim_samples)
 
 
 def run_side_by_side(
@@ -111,7 +115,30 @@ def run_side_by_side(
     frames = np.asarray(frames, np.float32)
     labels = np.asarray(labels, np.int64)
     placement = chip.place(net)  # the simulator arbitrates with the chip's own mapping
-    sim = AsyncSimulator(net, core_of=placement.core_of).to(device)
+    if net.is_lif:
+        rows, samples, out_counts = _pytorch_lif(net, frames, labels, placement.core_of, chip, scheduler=scheduler,
+                                                 F=F, seed=seed, input_mode=input_mode, max_steps=max_steps,
+                                                 batch_size=batch_size, device=device)
+        potential = None
+    else:
+        rows, samples, out_counts, potential = _pytorch_stochastic(net, frames, labels, chip, seed=seed,
+                                                                   batch_size=batch_size, device=device)
+    runs = {}
+    for mode in modes:
+        res = placement.run(frames, labels=labels, mode=mode, scheduler=scheduler, F=F, seed=seed,
+                            input_mode=input_mode, max_steps=max_steps, trace=trace)
+        runs[mode] = res
+        s = res.summary()
+        row = {"engine": f"emulator-{mode}", "accuracy": s["accuracy"], "answered": s["answered"]}
+        row.update({ours: s[k] for k, ours in _EMU_NAMES.items() if k in s})
+        row["samples"] = float(len(labels))
+        rows.append(row)
+    return SideBySide(rows, samples, out_counts, runs, potential)
+
+
+def _pytorch_lif(net: Network, frames: np.ndarray, labels: np.ndarray, core_of, chip: Chip, *, scheduler, F, seed,
+                 input_mode, max_steps, batch_size: int, device: str):
+    sim = AsyncSimulator(net, core_of=core_of).to(device)
     rows: list[dict] = []
     batches, outs = [], []
     with torch.no_grad():
@@ -127,17 +154,51 @@ def run_side_by_side(
     samples = {k: np.concatenate([b[k] for b in batches]) if batches else np.zeros(0)
                for k in ("spikes", "synops", "steps")}
     out_counts = (np.concatenate(outs) if outs else np.zeros((0, n_frames, net.n_outputs))).astype(np.uint32)
-    runs = {}
-    for mode in modes:
-        res = placement.run(frames, labels=labels, mode=mode, scheduler=scheduler, F=F, seed=seed,
-                            input_mode=input_mode, max_steps=max_steps, trace=trace)
-        runs[mode] = res
-        s = res.summary()
-        row = {"engine": f"emulator-{mode}", "accuracy": s["accuracy"], "answered": s["answered"]}
-        row.update({ours: s[k] for k, ours in _EMU_NAMES.items() if k in s})
-        row["samples"] = float(len(labels))
-        rows.append(row)
-    return SideBySide(rows, samples, out_counts, runs)
+    return rows, samples, out_counts
+
+
+def _pytorch_stochastic(net: Network, frames: np.ndarray, labels: np.ndarray, chip: Chip, *, seed: int,
+                        batch_size: int, device: str):
+    """A network of stochastic / integrator populations (a deployed SPSN network) through
+    :func:`asyncsnn.spsn.deploy.simulate` in the chip's arithmetic."""
+    from ..reference import dense_weights
+    from ..spsn import deploy
+
+    counts = np.rint(frames).astype(np.int64)
+    w = dense_weights(net)
+    fx = format_of(chip.config["arithmetic"])
+    if fx is not None:  # weights that round to zero are not stored on the chip
+        w = quantize_array(fx, w)
+    fanout = (w != 0).sum(axis=0).astype(np.float64)  # per source: inputs, then neurons
+    m, n_frames = net.n_inputs, counts.shape[1] if counts.ndim == 3 else 0
+    o0 = net.population_starts[net.output_index]
+    pots, outs, spikes, synops = [], [], [], []
+    for i in range(0, len(counts), batch_size):
+        x = counts[i:i + batch_size]
+        r = deploy.simulate(net, x, seed=seed, sample_offset=i, arithmetic=chip.config["arithmetic"], device=device)
+        s = torch.cat(r["spikes"], 2).cpu().numpy()  # (B, T, neurons)
+        pots.append(r["out_potential"].cpu().numpy())
+        outs.append(s[:, :, o0:o0 + net.n_outputs].astype(np.uint32))
+        spikes.append(s.sum(axis=(1, 2)).astype(np.float64))
+        synops.append((x > 0).sum(axis=1) @ fanout[:m] + s.sum(axis=1) @ fanout[m:])
+    empty = np.zeros(0)
+    potential = np.concatenate(pots) if pots else np.zeros((0, n_frames, net.n_outputs))
+    out_counts = np.concatenate(outs) if outs else np.zeros((0, n_frames, net.n_outputs), np.uint32)
+    samples = {"spikes": np.concatenate(spikes) if spikes else empty,
+               "synops": np.concatenate(synops) if synops else empty}
+    integrator = net.populations[net.output_index].kind == "integrator"
+    if integrator:
+        pred = potential.mean(axis=1).argmax(axis=1) if n_frames else np.full(len(labels), -1)
+    else:
+        totals = out_counts.sum(axis=1)
+        pred = np.where(totals.max(axis=1) > 0, totals.argmax(axis=1), -1) if len(totals) else np.zeros(0)
+    n = max(len(labels), 1)
+    row = {"engine": "pytorch", "accuracy": float((pred == labels).mean()) if len(labels) else float("nan"),
+           "answered": float((pred >= 0).mean()) if len(labels) else float("nan"),
+           "spikes": float(samples["spikes"].sum() / n), "synops": float(samples["synops"].sum() / n),
+           "spike_density": float(samples["spikes"].sum() / n / max(net.n_neurons, 1) / max(n_frames, 1)),
+           "samples": float(len(labels))}
+    return [row], samples, out_counts, potential
 
 
 def evaluate_side_by_side(net: Network, frames: np.ndarray, labels: np.ndarray, *, chip: Chip,

@@ -239,7 +239,11 @@ class Trainer:
             self.log(f"epoch {row['epoch']}/{t.epochs}: loss {row['train_loss']:.3f}, train acc "
                      f"{row['train_accuracy']:.3f}, test acc {row['test_accuracy']:.3f}, spikes/sample "
                      f"{row['test_spikes']:.1f}, steps {row['test_steps']:.1f} ({row['seconds']:.1f} s)")
-        if t.method != "spsn":  # (an SPSN network has no emulator form yet)
+        if t.method == "spsn":  # the chip form: stochastic populations and an integrator readout
+            from ..spsn.deploy import export
+
+            export(self.sim).save(self.run_dir / "network.npz")
+        else:
             self.sim.to_network().save(self.run_dir / "network.npz")
         return self.history
 

@@ -270,10 +270,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     x, y, _ = data.to_arrays(split)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
-    if cfg.train.method == "spsn" and net.n_inputs == x.shape[2] + 1:
+    if net.n_inputs == x.shape[2] + 1:  # a converted or deployed SPSN network's bias channel
         from .spsn.deploy import with_bias
 
-        x = with_bias(x).astype(np.float32)  # the deployed SPSN network's bias channel
+        x = with_bias(x).astype(np.float32)
     t = cfg.train
     F = t.F if args.F is None else (None if args.F in ("inf", "none") else int(args.F))
     scheduler = args.scheduler or t.scheduler

@@ -183,6 +183,48 @@ def test_spsn_trains_through_asyncsnn_train_and_resumes(tmp_path, capsys):
     assert spikes["pytorch"] == spikes["emulator-steps"] > 0
     assert main(["train", "--set", "train.method=spsn", "--set", "model.firing=bernoulli", "--out", str(out)]) == 2
     assert "model.firing" in capsys.readouterr().err
+    # fine-tune the SPSN network as an LIF network for the asynchronous scheduler
+    assert main(["train", "--config", str(cfg), "--set", "train.method=unlayered", "--set", f"model.init_from={run}",
+                 "--set", "train.epochs=2", "--set", "train.lr=0.002", "--out", str(out), "--no-progress"]) == 0
+    ft = next(out.glob("train-unlayered*"))
+    before = json.loads((ft / "conversion.json").read_text())["test"]
+    after = json.loads((ft / "metrics.json").read_text())["history"][-1]
+    assert before["samples"] == 80 and after["test_accuracy"] > max(0.6, before["accuracy"])  # chance is 0.25
+    assert asyncsnn.Network.load(ft / "network.npz").n_inputs == 101  # with the bias channel
+    for bad in (["--set", "train.method=spsn"], ["--set", f"model.init_from={ft}"]):
+        assert main(["train", "--config", str(cfg), "--set", f"model.init_from={run}", *bad[-2:], "--out", str(out),
+                     "--no-progress"] if bad[-1].startswith("train") else
+                    ["train", "--config", str(cfg), "--set", "train.method=unlayered", *bad, "--out", str(out),
+                     "--no-progress"]) == 2
+        assert "model.init_from" in capsys.readouterr().err
+
+
+def test_spsn_to_lif_keeps_the_membrane_where_the_dynamics_coincide():
+    """With alpha = 0 and no firing (a threshold out of reach), the converted LIF neuron's
+    potential is the SPSN membrane: v <- beta v + (1 - beta) W x. The output threshold is the
+    median leading readout potential."""
+    from asyncsnn.spsn.convert import to_lif
+
+    torch.manual_seed(0)
+    model = SeqNet([6, 5, 3], alpha=0.0, beta=0.75, theta=1e6).eval()
+    x = (torch.rand(4, 9, 6, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+    net = to_lif(model, x)
+    assert net.n_inputs == 7 and [p.reset for p in net.populations] == ["subtract", "subtract"]
+    u = F.membrane_sequential(model.layers[0](x).double(), 0.0, 0.75)  # (B, T, 5)
+    res = asyncsnn.Chip.preset("ideal").run(net, deploy_with_bias(x), scheduler="layered")
+    assert np.allclose(res.v_final[:, :5], u[:, -1].detach().numpy(), atol=1e-4)
+    top = model(x).readout.amax(2).flatten().double()
+    assert net.populations[1].theta == pytest.approx(max(float(torch.quantile(top, 0.5)), 1e-3), rel=1e-5)
+    b = model.layers[1].bias.detach().double().numpy() * 0.25
+    assert np.allclose(net.projections[-1].weights[:, 6], b, atol=1e-6)  # the output's bias column
+    with pytest.raises(ValueError, match="calibration"):
+        to_lif(model, x[:, :, :4])
+
+
+def deploy_with_bias(x):
+    from asyncsnn.spsn.deploy import with_bias
+
+    return with_bias(x)
 
 
 @pytest.mark.parametrize("impl", ["loop", "compiled"])

@@ -54,6 +54,7 @@ class ModelConfig:
     firing: str = "sb"              # spsn: sb (straight-through Bernoulli) or gs (Gumbel-softmax)
     eval_firing: str = "deterministic"  # spsn evaluation: deterministic, sb, gs or hash
     tau_gs: float = 1.0             # spsn: Gumbel-softmax temperature
+    init_from: Optional[str] = None  # an SPSN run folder: start from its network converted to LIF
 
 
 @dataclass
@@ -152,6 +153,10 @@ class Config:
         check(m.eval_firing in ("deterministic", "sb", "gs", "hash"), "model.eval_firing",
               f"{m.eval_firing!r}; allowed: deterministic, sb, gs, hash")
         check(m.tau_gs > 0, "model.tau_gs", f"{m.tau_gs} must be > 0")
+        if m.init_from:
+            check(t.method != "spsn" and not m.network, "model.init_from",
+                  "fine-tunes an SPSN run as an LIF network: use it with method unlayered or layered, "
+                  "without model.network")
         if t.method == "spsn":
             check(m.beta < 1, "model.beta", f"{m.beta}: spsn needs a membrane decay in [0, 1)")
             check(not m.recurrent and not m.network, "model.recurrent",

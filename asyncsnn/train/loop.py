@@ -50,9 +50,9 @@ def build_network(m: ModelConfig, n_inputs: int, n_classes: int, seed: int) -> N
     initial weights, or the network file ``m.network``."""
     if m.network:
         net = Network.load(m.network)
-        if net.n_inputs != n_inputs or net.n_outputs != n_classes:
+        if net.n_inputs not in (n_inputs, n_inputs + 1) or net.n_outputs != n_classes:
             raise ValueError(f"model.network: {m.network} has {net.n_inputs} inputs and {net.n_outputs} outputs; "
-                             f"the dataset needs {n_inputs} and {n_classes}")
+                             f"the dataset needs {n_inputs} (or one more: a bias channel) and {n_classes}")
         return net
     rng = np.random.default_rng([seed, 17])
     sizes = [n_inputs, *m.hidden, n_classes]
@@ -129,12 +129,40 @@ class Trainer:
                               beta=m.beta, theta=m.theta, firing=m.firing, eval_firing=m.eval_firing, tau=m.tau_gs,
                               gain=m.gain, seed=t.seed).to(self.device)
             self.sim.n_neurons = sum(m.hidden)
+        elif m.init_from:
+            net = self._convert_spsn(m.init_from, int(info.n_channels))
+            self.sim = AsyncSimulator(net, surrogate=m.surrogate, slope=m.slope).to(self.device)
         else:
             net = build_network(m, int(info.n_channels), self.n_classes, t.seed)
             self.sim = AsyncSimulator(net, surrogate=m.surrogate, slope=m.slope).to(self.device)
+        # a converted network (or a network file) may take one more input: the bias channel
+        self.bias_channel = t.method != "spsn" and self.sim.n_inputs == int(info.n_channels) + 1
         self.opt = torch.optim.Adam(self.sim.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.epoch = 0
         self.history: list[dict] = []
+
+    def _convert_spsn(self, run: str, n_channels: int) -> Network:
+        """The SPSN run ``run`` as an LIF network (``asyncsnn.spsn.convert``), calibrated on the
+        first training samples; saved as ``converted.npz`` in the run folder."""
+        from ..data import collate
+        from ..spsn.convert import load_run, to_lif
+
+        spsn = load_run(run)
+        if spsn.sizes[0] != n_channels or spsn.sizes[-1] != self.n_classes:
+            raise ValueError(f"model.init_from: {run} has {spsn.sizes[0]} inputs and {spsn.sizes[-1]} classes; the "
+                             f"dataset has {n_channels} and {self.n_classes}")
+        calib = collate([self.train_set[i] for i in range(min(256, len(self.train_set)))])[0]
+        net = to_lif(spsn, calib, core_neurons=self.cfg.model.core_neurons)
+        net.save(self.run_dir / "converted.npz")
+        self.log(f"converted the SPSN network of {run} ({'-'.join(map(str, spsn.sizes))}) to LIF; output "
+                 f"threshold {net.populations[-1].theta:.4g}")
+        return net
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Frames as the network takes them (the bias channel appended where it has one)."""
+        if not self.bias_channel:
+            return x
+        return torch.cat([x, torch.ones(x.shape[:2] + (1,), dtype=x.dtype, device=x.device)], 2)
 
     # ----------------------------------------------------------------- data
     def loader(self, dataset, shuffle: bool, epoch: int) -> torch.utils.data.DataLoader:
@@ -178,7 +206,7 @@ class Trainer:
         it = tqdm(self.loader(self.train_set, True, self.epoch), desc=f"epoch {self.epoch + 1}/{t.epochs}",
                   disable=not self.progress, file=sys.stderr, leave=False)
         for b, (x, y, _) in enumerate(it):
-            x = losses.input_dropout(x, t.input_dropout, drop_gen)
+            x = self.inputs(losses.input_dropout(x, t.input_dropout, drop_gen))
             x, y = x.to(self.device), y.to(self.device)
             self.opt.zero_grad(set_to_none=True)
             if t.method == "spsn":
@@ -213,7 +241,7 @@ class Trainer:
         self.sim.eval()
         rows = []
         for b, (x, y, _) in enumerate(self.loader(dataset, False, 0)):
-            x, y = x.to(self.device), y.to(self.device)
+            x, y = self.inputs(x).to(self.device), y.to(self.device)
             if t.method == "spsn":
                 rows.append(spsn_metrics(self.sim(x, sample_offset=b * t.batch_size), y))
                 continue
@@ -223,6 +251,11 @@ class Trainer:
 
     def fit(self) -> list[dict]:
         t = self.cfg.train
+        if self.cfg.model.init_from and self.epoch == 0 and not (self.run_dir / "conversion.json").exists():
+            before = self.evaluate()  # the converted network before any fine-tuning
+            write_json(self.run_dir / "conversion.json", {"init_from": self.cfg.model.init_from, "test": before})
+            self.log(f"converted network before fine-tuning: test accuracy {before['accuracy']:.3f}, spikes/sample "
+                     f"{before['spikes']:.1f}")
         while self.epoch < t.epochs:
             t0 = time.perf_counter()
             row = {"epoch": self.epoch + 1, **self.train_epoch()}

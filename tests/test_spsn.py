@@ -213,7 +213,7 @@ def test_spsn_to_lif_keeps_the_membrane_where_the_dynamics_coincide():
     u = F.membrane_sequential(model.layers[0](x).double(), 0.0, 0.75)  # (B, T, 5)
     res = asyncsnn.Chip.preset("ideal").run(net, deploy_with_bias(x), scheduler="layered")
     assert np.allclose(res.v_final[:, :5], u[:, -1].detach().numpy(), atol=1e-4)
-    top = model(x).readout.amax(2).flatten().double()
+    top = model(x).readout.amax(2).flatten().double().detach()
     assert net.populations[1].theta == pytest.approx(max(float(torch.quantile(top, 0.5)), 1e-3), rel=1e-5)
     b = model.layers[1].bias.detach().double().numpy() * 0.25
     assert np.allclose(net.projections[-1].weights[:, 6], b, atol=1e-6)  # the output's bias column

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..network import Network, Population, Projection
+from ..network import Network, Population
+from .deploy import seqnet_projections
 from .model import SeqNet
 
 
@@ -59,31 +60,13 @@ def to_lif(model: SeqNet, calibration: torch.Tensor, *, core_neurons: int = 0) -
     if calibration.ndim != 3 or calibration.shape[2] != model.sizes[0] or calibration.shape[0] == 0:
         raise ValueError(f"calibration: expected (batch >= 1, frames, {model.sizes[0]}), got "
                          f"{tuple(calibration.shape)}")
-    sizes, m = model.sizes, model.sizes[0]
-    bias = model.layers[0].bias is not None
-    n_in = m + int(bias)
-    scale = (1.0 - model.beta) / (1.0 - model.alpha)
-    top = model.eval()(calibration.float()).readout.amax(2).flatten().double()  # the leading class's potential
+    sizes = model.sizes
+    top = model.eval()(calibration.float()).readout.amax(2).flatten().double().detach()  # leading class
     theta_out = max(float(torch.quantile(top, 0.5)), 1e-3)
-    pops, projs = [], []
-    for k, layer in enumerate(model.layers):
-        last = k == len(model.layers) - 1
-        pops.append(Population(sizes[k + 1], theta=theta_out if last else model.theta, beta=model.beta,
-                               reset="subtract", name="output" if last else f"hidden{k}"))
-        w = (layer.weight.double().cpu().numpy() * scale).astype(np.float32)
-        b = (layer.bias.double().cpu().numpy() * scale).astype(np.float32) if bias else None
-        if k == 0:
-            full = np.zeros((sizes[1], n_in), np.float32)
-            full[:, :m] = w
-            if b is not None:
-                full[:, m] = b
-            projs.append(Projection("input", 0, full))
-            continue
-        projs.append(Projection(k - 1, k, w))
-        if b is not None:
-            col = np.zeros((sizes[k + 1], n_in), np.float32)
-            col[:, m] = b
-            projs.append(Projection("input", k, col))
+    pops = [Population(size, theta=model.theta, beta=model.beta, reset="subtract", name=f"hidden{k}")
+            for k, size in enumerate(sizes[1:-1])]
+    pops.append(Population(sizes[-1], theta=theta_out, beta=model.beta, reset="subtract", name="output"))
+    n_in, projs = seqnet_projections(model, (1.0 - model.beta) / (1.0 - model.alpha))
     n = sum(sizes[1:])
     core_of = np.arange(n) // core_neurons if core_neurons else None
     return Network(n_in, pops, projs, output=len(pops) - 1, core_of=core_of).validate()

@@ -45,31 +45,38 @@ def export(model: SeqNet) -> Network:
     if model.neuron != "spsn":
         raise ValueError(f"model.neuron: {model.neuron!r}; export deploys SPSN networks (train LIF networks "
                          "for the chip with the asynchronous simulator instead)")
+    pops = [Population(size, theta=model.theta, beta=model.beta, kind="stochastic", alpha=model.alpha,
+                       name=f"hidden{k}") for k, size in enumerate(model.sizes[1:-1])]
+    pops.append(Population(model.sizes[-1], theta=1.0, beta=model.beta, kind="integrator", alpha=model.alpha,
+                           name="readout"))
+    n_in, projs = seqnet_projections(model, 1.0 - model.beta)
+    return Network(n_in, pops, projs, output=len(pops) - 1)
+
+
+def seqnet_projections(model: SeqNet, scale: float) -> tuple[int, list]:
+    """The inputs and projections of a ``SeqNet``'s layers with weights and biases times
+    ``scale``: a chain of populations, the biases as weights of one more input channel (the
+    bias channel, last)."""
     sizes, m = model.sizes, model.sizes[0]
     bias = model.layers[0].bias is not None
-    n_in = model.chip_inputs
-    gain = 1.0 - model.beta
-    pops, projs = [], []
+    n_in = m + int(bias)
+    projs = []
     for k, layer in enumerate(model.layers):
-        last = k == len(model.layers) - 1
-        pops.append(Population(sizes[k + 1], theta=model.theta if not last else 1.0, beta=model.beta,
-                               kind="integrator" if last else "stochastic", alpha=model.alpha,
-                               name="readout" if last else f"hidden{k}"))
-        w = (layer.weight.detach().double().cpu().numpy() * gain).astype(np.float32)
-        b = (layer.bias.detach().double().cpu().numpy() * gain).astype(np.float32) if bias else None
+        w = (layer.weight.detach().double().cpu().numpy() * scale).astype(np.float32)
+        b = (layer.bias.detach().double().cpu().numpy() * scale).astype(np.float32) if bias else None
         if k == 0:
             full = np.zeros((sizes[1], n_in), np.float32)
             full[:, :m] = w
             if b is not None:
                 full[:, m] = b
             projs.append(Projection("input", 0, full))
-        else:
-            projs.append(Projection(k - 1, k, w))
-            if b is not None:
-                col = np.zeros((sizes[k + 1], n_in), np.float32)
-                col[:, m] = b
-                projs.append(Projection("input", k, col))
-    return Network(n_in, pops, projs, output=len(pops) - 1)
+            continue
+        projs.append(Projection(k - 1, k, w))
+        if b is not None:
+            col = np.zeros((sizes[k + 1], n_in), np.float32)
+            col[:, m] = b
+            projs.append(Projection("input", k, col))
+    return n_in, projs
 
 
 def with_bias(x, model: Optional[SeqNet] = None, *, bias: bool = True) -> np.ndarray:

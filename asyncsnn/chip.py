@@ -271,6 +271,22 @@ class Placement:
                                      readout="potential" if out_kind == "integrator" else "counts")
 
 
+def predictions(out_counts: np.ndarray, out_potential: Optional[np.ndarray] = None,
+                readout: str = "counts") -> np.ndarray:
+    """Predicted class per sample from ``(batch, frames, outputs)`` results: the class with the
+    most output spikes (ties: lowest index; -1 where no output spiked), or with a ``potential``
+    readout the class with the highest mean potential over frames (-1 without frames)."""
+    if readout == "potential":
+        assert out_potential is not None
+        if out_potential.shape[1] == 0:
+            return np.full(out_potential.shape[0], -1, np.int64)
+        return out_potential.mean(axis=1).argmax(axis=1).astype(np.int64)
+    totals = out_counts.sum(axis=1)
+    pred = totals.argmax(axis=1).astype(np.int64)
+    pred[totals.max(axis=1) == 0] = -1
+    return pred
+
+
 @dataclass
 class RunResult:
     """What a batch run returns (numpy arrays, batch first).
@@ -319,17 +335,8 @@ class RunResult:
         return int(self.out_counts.shape[0])
 
     def predictions(self) -> np.ndarray:
-        """Class with the most output spikes (ties: lowest index); -1 where no output spiked.
-        With a ``potential`` readout: the class with the highest mean potential over frames."""
-        if self.readout == "potential":
-            assert self.out_potential is not None
-            if self.out_potential.shape[1] == 0:
-                return np.full(self.batch_size, -1, np.int64)
-            return self.out_potential.mean(axis=1).argmax(axis=1).astype(np.int64)
-        totals = self.out_counts.sum(axis=1)
-        pred = totals.argmax(axis=1).astype(np.int64)
-        pred[totals.max(axis=1) == 0] = -1
-        return pred
+        """See :func:`predictions` (with this run's readout)."""
+        return predictions(self.out_counts, self.out_potential, self.readout)
 
     def accuracy(self, labels: Optional[Sequence[int]] = None) -> float:
         y = self.labels if labels is None else np.asarray(labels)

@@ -82,8 +82,7 @@ def simulate(
     pop_of, theta, beta, subtract = arr.population, arr.theta, arr.beta, arr.subtract
     refr_pop, has_out = arr.refractory, arr.has_out
     starts = net.population_starts
-    kind = np.concatenate([np.full(p.size, p.kind) for p in pops]) if pops else np.zeros(0, str)
-    has_trace = kind != "lif"
+    has_trace = np.concatenate([np.full(p.size, p.kind != "lif") for p in pops])
     alpha = np.concatenate([np.full(p.size, p.alpha, np.float32) for p in pops])
     draws = [(starts[i], p.size, p.kind == "stochastic") for i, p in enumerate(pops) if p.kind != "lif"]
     core = np.zeros(n, np.int64) if core_of is None else np.asarray(core_of, np.int64)

@@ -187,6 +187,8 @@ def test_bad_stochastic_inputs_raise_naming_the_field():
         deploy.simulate(net, np.zeros((1, 2, 3), np.uint32))
     with pytest.raises(ValueError, match="frames: expected non-negative"):
         deploy.simulate(net, np.full((1, 2, 1), -1))
+    with pytest.raises(ValueError, match="frames: expected non-negative integer"):
+        deploy.simulate(net, np.full((1, 2, 1), 0.5))  # not truncated to 0
     with pytest.raises(ValueError, match="model.neuron"):
         deploy.export(SeqNet([3, 2], neuron="lif"))
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..network import Network, Population, Projection
+from ..reference import dense_weights
 from ..sim import fixed
 from ..sim.functional import frame_prefix, mix
 from ..stochastic import LOGIT_MAX
@@ -93,44 +94,23 @@ def with_bias(x, model: Optional[SeqNet] = None, *, bias: bool = True) -> np.nda
     return np.concatenate([a, np.ones(a.shape[:2] + (1,), np.uint32)], axis=2)
 
 
-def readout(out_potential, kind: str = "mean") -> np.ndarray:
-    """Class scores from the output potentials ``(B, T, classes)`` over time, as ``SeqNet``
-    reads them (``mean``, ``max`` or ``last``)."""
-    p = np.asarray(out_potential)
-    if kind == "mean":
-        return p.mean(1)
-    if kind == "max":
-        return p.max(1)
-    if kind == "last":
-        return p[:, -1]
-    raise ValueError(f"kind: {kind!r}; allowed: mean, max, last")
-
-
 def _blocks(net: Network) -> tuple[list, dict]:
-    """Per target population: the combined dense weights from the input and from each source
-    population (duplicates summed in float32, as the chip merges them)."""
-    starts = net.population_starts
-    w_in: list = [None] * len(net.populations)
+    """Per target population: the dense weights from the input and from each source population,
+    cut out of the reference model's dense matrix (duplicates summed in float32, as the chip
+    merges them)."""
+    w = dense_weights(net)
+    m, starts, pops = net.n_inputs, net.population_starts, net.populations
+    cols = lambda i: slice(m + starts[i], m + starts[i] + pops[i].size)  # noqa: E731
+    w_in: list = [None] * len(pops)
     w_pop: dict = {}
     for j, pr in enumerate(net.projections):
         t = net._pop_index(pr.target, f"projections[{j}].target")
-        tsize = net.populations[t].size
+        rows = slice(starts[t], starts[t] + pops[t].size)
         if pr.source == "input":
-            src, ssize = None, net.n_inputs
+            w_in[t] = w[rows, :m]
         else:
             src = net._pop_index(pr.source, f"projections[{j}].source")
-            ssize = net.populations[src].size
-        w = np.zeros((tsize, ssize), np.float32)
-        if pr.kind == "dense":
-            w += np.asarray(pr.weights, np.float32)
-        else:
-            rows, cols, vals = pr.triples()
-            np.add.at(w, (np.asarray(rows), np.asarray(cols)), np.asarray(vals, np.float32))
-        if src is None:
-            w_in[t] = w if w_in[t] is None else w_in[t] + w
-        else:
-            w_pop[(t, src)] = w if (t, src) not in w_pop else w_pop[(t, src)] + w
-    del starts
+            w_pop[(t, src)] = w[rows, cols(src)]
     return w_in, w_pop
 
 
@@ -145,12 +125,12 @@ def simulate(net: Network, frames, *, seed: int = 0, sample_offset: int = 0, ari
         raise ValueError("network: simulate runs stochastic and integrator populations only; run LIF "
                          "populations with AsyncSimulator or on the emulator")
     net.validate()
-    x = torch.as_tensor(np.asarray(frames.cpu() if isinstance(frames, torch.Tensor) else frames).astype(np.int64),
-                        device=device)
-    if x.ndim != 3 or x.shape[2] != net.n_inputs:
-        raise ValueError(f"frames: expected (batch, frames, {net.n_inputs}), got shape {tuple(x.shape)}")
-    if x.dtype.is_floating_point or x.dtype == torch.bool or bool((x < 0).any()):
-        raise ValueError("frames: expected non-negative integer event counts")
+    a = np.asarray(frames.cpu() if isinstance(frames, torch.Tensor) else frames)
+    if a.ndim != 3 or a.shape[2] != net.n_inputs:
+        raise ValueError(f"frames: expected (batch, frames, {net.n_inputs}), got shape {tuple(a.shape)}")
+    if a.dtype.kind not in "iu" or (a.size and a.min() < 0):
+        raise ValueError(f"frames: expected non-negative integer event counts, got {a.dtype}")
+    x = torch.as_tensor(a.astype(np.int64), device=device)
     fx = fixed.format_of(arithmetic)
     dev = x.device
     b, n_t = x.shape[0], x.shape[1]

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..chip import Chip, RunResult
+from ..chip import Chip, RunResult, predictions
 from ..errors import ConfigError
 from ..network import Network
 from ..sim import AsyncSimulator
@@ -187,11 +187,7 @@ def _pytorch_stochastic(net: Network, frames: np.ndarray, labels: np.ndarray, ch
     samples = {"spikes": np.concatenate(spikes) if spikes else empty,
                "synops": np.concatenate(synops) if synops else empty}
     integrator = net.populations[net.output_index].kind == "integrator"
-    if integrator:
-        pred = potential.mean(axis=1).argmax(axis=1) if n_frames else np.full(len(labels), -1)
-    else:
-        totals = out_counts.sum(axis=1)
-        pred = np.where(totals.max(axis=1) > 0, totals.argmax(axis=1), -1) if len(totals) else np.zeros(0)
+    pred = predictions(out_counts, potential, "potential" if integrator else "counts")
     n = max(len(labels), 1)
     row = {"engine": "pytorch", "accuracy": float((pred == labels).mean()) if len(labels) else float("nan"),
            "answered": float((pred >= 0).mean()) if len(labels) else float("nan"),

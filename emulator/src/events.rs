@@ -378,17 +378,20 @@ impl<A: Arith> Sim<'_, '_, A> {
             global_step: self.st.metrics.steps.saturating_sub(1),
         };
         self.st.fire(when);
+        self.schedule_woken(t + 1)
+    }
+
+    /// Schedule a release round at `t` for every group that the last fire phase or draw woke.
+    fn schedule_woken(&mut self, t: u64) -> Result<()> {
         let mut woken = std::mem::take(&mut self.woken);
         self.st.queue.take_woken(&mut woken);
         for &g in &woken {
-            self.schedule_release(g, t + 1)?;
+            self.schedule_release(g, t)?;
         }
         self.woken = woken;
         Ok(())
     }
-}
 
-impl<A: Arith> Sim<'_, '_, A> {
     /// Draw of stochastic / integrator population `d` at tick `t` (see `State::draw`); its
     /// spikes are released from `t + 1` on.
     fn draw(&mut self, d: usize, t: u64) -> Result<()> {
@@ -405,13 +408,7 @@ impl<A: Arith> Sim<'_, '_, A> {
         for n in pop.start..pop.start + pop.size {
             self.st.core_busy_ticks[net.core_of[n] as usize] += self.chip.neuron_update_ticks;
         }
-        let mut woken = std::mem::take(&mut self.woken);
-        self.st.queue.take_woken(&mut woken);
-        for &g in &woken {
-            self.schedule_release(g, t + 1)?;
-        }
-        self.woken = woken;
-        Ok(())
+        self.schedule_woken(t + 1)
     }
 }
 

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import asyncsnn
+from asyncsnn import Network, Population, Projection
 from asyncsnn.generate import random_feedforward
 from asyncsnn.sim import AsyncSimulator
 from asyncsnn.sim import functional as fn
@@ -104,6 +105,46 @@ def test_gradients_flow_through_the_schedule():
     assert g_in.abs().sum() > 0  # through the spikes of the hidden layer
 
 
+@given(data=st.data(), net=contended_networks, F=small_f, seed=seeds, scheduler=st.sampled_from(asyncsnn.SCHEDULERS),
+       gradient=st.sampled_from(fn.GRADIENTS), surrogate=st.sampled_from(fn.SURROGATES),
+       stop=st.one_of(st.none(), st.integers(0, 3)), cap=st.sampled_from([1, 2, 5, CAP]))
+def test_manual_backward_equals_autograd(data, net, F, seed, scheduler, gradient, surrogate, stop, cap):
+    """The manual engine (no graph recorded, hand-written backward) gives autograd's outputs
+    and gradients (float64, to rounding) for any graph, mapping, scheduler, F, gradient choice,
+    surrogate, step cap and stop rule, through every differentiable output at once."""
+    a = data.draw(frames(net.n_inputs, max_frames=4, max_count=3))
+    x = np.stack([a, a[::-1]])
+    n_cores, core_of = data.draw(mappings(net.n_neurons))
+    r_seed = data.draw(seeds)
+    got = {}
+    for engine in ("autograd", "manual"):
+        sim = AsyncSimulator(net, core_of=core_of, surrogate=surrogate, slope=3.0).double()
+        r = sim(torch.tensor(x, dtype=torch.float64), scheduler=scheduler, F=F, seed=seed, gradient=gradient,
+                first_time=True, stop_after_output=stop, max_steps=cap, engine=engine)
+        g = torch.Generator().manual_seed(r_seed)
+        outs = (r.out_counts, r.spike_counts, r.v_final, r.first_time)
+        loss = sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype)).sum() for o in outs)
+        loss.backward()
+        got[engine] = [o.detach() for o in outs] + [w.grad for w in sim.weights]
+    for a, b in zip(got["autograd"], got["manual"]):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12), (a, b)
+
+
+def test_manual_engine_choice():
+    net = random_feedforward([6, 5, 3], seed=0, gain=3.0)
+    sim = AsyncSimulator(net)
+    x = torch.ones(2, 3, 6)
+    with pytest.raises(ValueError, match="engine: 'fast'; allowed: auto, manual, autograd"):
+        sim(x, engine="fast")
+    with pytest.raises(ValueError, match="engine: 'manual' runs float arithmetic with all_at_once input"):
+        sim(x, engine="manual", input_mode="scheduled")
+    # auto: a graph of the run without gradients, a single node of it with
+    assert sim(x).out_counts.grad_fn.name().startswith("_ManualRun")
+    assert sim(x, engine="autograd").out_counts.grad_fn.name().startswith("Stack")
+    with torch.no_grad():
+        assert sim(x).out_counts.grad_fn is None
+
+
 def test_surrogate_gradient_only_where_input_arrived():
     """Two neurons, both above threshold; only neuron 0 receives current this step. The
     surrogate gradient of the spikes reaches the carried potential of neuron 0 only."""
@@ -137,6 +178,23 @@ def test_bad_arguments():
         sim(x, input_mode="later")
     with pytest.raises(ValueError, match="core_of"):
         AsyncSimulator(net, core_of=[0, 1])
+
+
+def test_a_network_that_never_settles_raises_instead_of_hanging(monkeypatch):
+    """Two neurons exciting each other fire forever: without max_steps that is a RunawayError
+    (after RUNAWAY_STEPS steps of a frame), with it the frame stops at the cap."""
+    from asyncsnn.sim import simulator
+
+    net = Network(1, [Population(2, theta=0.5, beta=1.0)],
+                  [Projection("input", 0, np.ones((2, 1), np.float32)),
+                   Projection(0, 0, np.array([[0, 1], [1, 0]], np.float32))], output=0)
+    monkeypatch.setattr(simulator, "RUNAWAY_STEPS", 50)
+    sim = AsyncSimulator(net)
+    x = torch.ones(1, 2, 1)
+    with pytest.raises(asyncsnn.RunawayError, match="frame 0 did not settle within 50 forward steps"):
+        sim(x, engine="autograd")
+    r = sim(x, max_steps=7)
+    assert r.steps.tolist() == [14] and r.unreleased.tolist() == [2.0]
 
 
 def conv_network(stride=1, padding=1):

@@ -218,10 +218,22 @@ def select_inputs(state: State, scheduler: str, limit: Optional[int], keys: torc
     return rank_release(pending, secondary, primary, limit)
 
 
+class Tape(NamedTuple):
+    """What the hand-written backward (:func:`step_backward`) needs of a forward step."""
+
+    delivered: torch.Tensor  # (B, N) pending spikes delivered (released neurons only)
+    over: torch.Tensor       # (B, N) potential minus threshold before firing
+    can_fire: torch.Tensor   # (B, N) bool: active sample, neuron not refractory
+    gate: torch.Tensor       # (B, N) bool: can fire and received input (the surrogate flows)
+    spikes: torch.Tensor     # (B, N) bool
+    active: torch.Tensor     # (B,) bool: the sample took part in the step
+
+
 class StepOut(NamedTuple):
     state: State
     spikes: torch.Tensor    # (B, N) float, surrogate-differentiable
     synops: torch.Tensor    # (B,) float
+    tape: Optional[Tape] = None
 
 
 GRADIENTS = ("full", "truncated")
@@ -240,6 +252,7 @@ def step(
     surrogate: str = "fast_sigmoid",
     slope: float = 10.0,
     fx: Optional[FixedPoint] = None,
+    record: bool = False,
 ) -> StepOut:
     """One forward step for the ``active`` samples: deliver the released neurons' pending
     spikes through ``w_rec`` ``W[target, source neuron]`` (plus ``current`` from inputs), then
@@ -253,7 +266,9 @@ def step(
 
     With ``fx`` (a :class:`~asyncsnn.sim.fixed.FixedPoint`) the state, ``w_rec``, ``current`` and
     ``params.theta`` are ``int64`` on the fixed-point grid and the potential saturates, as on a
-    fixed-point chip (no gradient)."""
+    fixed-point chip (no gradient).
+
+    ``record=True`` also returns the step's :class:`Tape` for :func:`step_backward`."""
     rel = released & active[:, None]
     relf = rel.to(state.p.dtype)
     delivered = state.p * relf
@@ -263,14 +278,17 @@ def step(
     synops = rel.to(fanout_rec.dtype) @ fanout_rec
     p = state.p - delivered
     act = active[:, None]
-    v_prev = state.v.detach() if gradient == "truncated" else state.v
+    # truncated: an active sample's carried potential is cut; a finished sample's step is a no-op
+    # for the gradient too (else its v_final gradient would depend on who shares its batch)
+    v_prev = torch.where(act, state.v.detach(), state.v) if gradient == "truncated" else state.v
     v_in = v_prev + cur if fx is None else fixed.saturate(fx, v_prev + cur)
     v = torch.where(state.refr | ~act, v_prev, v_in)
     over = v - params.theta
     # A neuron can only cross threshold at a step that brought it input: the surrogate gradient
     # flows only there (elsewhere the spike, a repeat firing under subtract reset, is constant).
     s = spike(over, surrogate, slope)
-    s = torch.where(cur.detach() != 0, s, s.detach()) * (~state.refr & act).to(v.dtype)
+    can_fire = ~state.refr & act
+    s = torch.where(cur.detach() != 0, s, s.detach()) * can_fire.to(v.dtype)
     fired = s.detach() > 0
     v_sub = v - s * params.theta if fx is None else fixed.saturate(fx, v - s * params.theta)
     v = torch.where(params.subtract, v_sub, v * (1 - s))
@@ -278,5 +296,30 @@ def step(
     queue = fired & params.has_out
     since = torch.where(queue & (p.detach() == 0), since_now, state.since)
     p = p + s * params.has_out.to(s.dtype)
+    tape = Tape(delivered, over, can_fire, can_fire & (cur != 0), fired, active) if record else None
     over = torch.where(fired, over.detach(), state.over)
-    return StepOut(State(v, p, since, over, refr, state.p_in, state.since_in), s, synops)
+    return StepOut(State(v, p, since, over, refr, state.p_in, state.since_in), s, synops, tape)
+
+
+def step_backward(tape: Tape, params: Params, w_rec: torch.Tensor, g_v: torch.Tensor, g_p: torch.Tensor,
+                  g_s: torch.Tensor, gradient: str = "full", surrogate: str = "fast_sigmoid", slope: float = 10.0,
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The vector-Jacobian product of one float :func:`step` from its :class:`Tape`, written
+    out by hand (what autograd computes through :func:`step`, without recording a graph).
+
+    ``g_v`` and ``g_p`` are the gradients of the potential and the pending counts after the
+    step, ``g_s`` that of its spikes from the loss. Returns the gradients of the potential and
+    the pending counts before the step, and of the step's input current ``cur`` (which
+    gives ``W_rec``'s gradient ``g_cur^T delivered`` and, at a frame's first step, the input
+    current's)."""
+    s = tape.spikes.to(g_v.dtype)
+    # spikes: what the loss, the pending queue and the reset make of them
+    v_fire = tape.over + params.theta
+    g_s = g_s + g_p * params.has_out.to(g_v.dtype) - g_v * torch.where(params.subtract, params.theta, v_fire)
+    g_v1 = torch.where(params.subtract, g_v, g_v * (1 - s))
+    g_v1 = g_v1 + g_s * surrogate_grad(tape.over, SURROGATES.index(surrogate), slope) * tape.gate.to(g_v.dtype)
+    g_cur = g_v1 * tape.can_fire.to(g_v.dtype)
+    g_v0 = g_v1 * (~tape.active)[:, None].to(g_v.dtype) if gradient == "truncated" else g_v1
+    rel = (tape.delivered != 0).to(g_v.dtype)
+    g_p0 = g_p * (1 - rel) + (g_cur @ w_rec) * rel
+    return g_v0, g_p0, g_cur

@@ -19,12 +19,14 @@ Speed without losing exactness:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
 
+from ..errors import RunawayError
 from ..network import Network
 from ..reference import dense_weights
 from . import fixed
@@ -32,6 +34,10 @@ from . import functional as fn
 
 SCHEDULERS = ("fifo", "random", "momentum", "layered")
 INPUT_MODES = ("all_at_once", "scheduled")
+ENGINES = ("auto", "manual", "autograd")
+# Without max_steps a frame that has not settled after this many steps is an error, not a hang
+# (the emulator's limit is 2^22 steps, which would take hours here).
+RUNAWAY_STEPS = 1 << 16
 
 
 @dataclass
@@ -182,6 +188,7 @@ class AsyncSimulator(torch.nn.Module):
         first_time: bool = False,
         trace: bool = False,
         arithmetic: Optional[object] = None,
+        engine: str = "auto",
     ) -> SimResult:
         """Run input frames ``(B, T, n_inputs)`` of event counts.
 
@@ -196,7 +203,13 @@ class AsyncSimulator(torch.nn.Module):
         (a chip's ``config["arithmetic"]`` with ``kind = "fixed"``, or a
         :class:`~asyncsnn.sim.fixed.FixedPoint`): weights, thresholds, leaks and potentials are
         then the chip's saturating integers, bit for bit as the emulator's fixed-point ``steps``
-        mode (no gradient; ``v_final`` in network units)."""
+        mode (no gradient; ``v_final`` in network units).
+
+        ``engine`` says how the gradient is made: ``"autograd"`` records every step's operations
+        for autograd; ``"manual"`` runs the steps without recording and backpropagates through
+        them with the hand-written :func:`functional.step_backward` (same gradients, less
+        memory and time; float arithmetic with ``all_at_once`` input); ``"auto"`` takes
+        ``"manual"`` wherever it applies and a gradient is wanted."""
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler: {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
         if input_mode not in INPUT_MODES:
@@ -209,10 +222,13 @@ class AsyncSimulator(torch.nn.Module):
             raise ValueError(f"frames: expected (batch, frames, {self.n_inputs}), got {tuple(frames.shape)}")
         if not frames.is_floating_point():
             frames = frames.to(torch.float32)
-        if not bool(torch.isfinite(frames).all()):
-            raise ValueError("frames: contains NaN or infinite counts")
-        if frames.numel() and bool((frames < 0).any()):
-            raise ValueError("frames: event counts must be >= 0")
+        if frames.numel():  # one pass and one synchronisation: min and max carry any NaN
+            lo, hi = torch.aminmax(frames)
+            lo, hi = torch.stack([lo, hi]).tolist()
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise ValueError("frames: contains NaN or infinite counts")
+            if lo < 0:
+                raise ValueError("frames: event counts must be >= 0")
         for name, val, lo in (("F", F, 1), ("max_steps", max_steps, 1), ("stop_after_output", stop_after_output, 0)):
             if val is not None and int(val) < lo:
                 raise ValueError(f"{name}: {val} is outside {lo}.. (or None)")
@@ -223,13 +239,10 @@ class AsyncSimulator(torch.nn.Module):
         if fx is not None:
             if first_time:
                 raise ValueError("first_time: the differentiable first-spike time needs f32 arithmetic")
-            if frames.numel() and not bool((frames == frames.round()).all()):
+            if frames.numel() and not bool((frames == frames.round()).all()):  # (rare: fixed-point runs)
                 raise ValueError("frames: fixed-point runs take whole event counts")
         dev, dtype = self.theta.device, self.theta.dtype
         frames = frames.to(device=dev, dtype=dtype)
-        bsz, t_frames, m = frames.shape
-        n, o0, o1 = self.n_neurons, self.out_slice.start, self.out_slice.stop
-        n_out = o1 - o0
         params = self.params()
         w_in, w_rec = self.weight_matrices()
         mm = torch.matmul
@@ -240,45 +253,62 @@ class AsyncSimulator(torch.nn.Module):
             params = params._replace(theta=fixed.threshold(fx, params.theta), beta=fixed.leak_factor(fx, params.beta))
             frames = frames.to(torch.int64)
             mm, vdtype = fixed.matmul, torch.int64
-        fanout_in = (w_in.detach() != 0).sum(dim=0).to(dtype)
-        fanout_rec = (w_rec.detach() != 0).sum(dim=0).to(dtype)
         scheduled = input_mode == "scheduled"
         limit = None if F is None else int(F)
-        cap = None if max_steps is None else int(max_steps)
-        needs_keys = limit is not None and (limit < self.slot_neuron.shape[1] or (scheduled and limit < m))
+        needs_keys = limit is not None and (limit < self.slot_neuron.shape[1] or (scheduled and limit < self.n_inputs))
+        run = _Run(frames, params, w_in, (w_in.detach() != 0).sum(dim=0).to(dtype),
+                   (w_rec.detach() != 0).sum(dim=0).to(dtype), mm, vdtype, fx, scheduler, limit,
+                   None if max_steps is None else int(max_steps), needs_keys, scheduled, int(seed), int(sample_offset),
+                   stop_after_output, gradient, first_time, trace)
         # all_at_once: every frame's input current in one product, delivered at its step 0
         i_in = None if scheduled else mm(frames, w_in.t())
-        syn_in = None if scheduled else (frames > 0).to(dtype) @ fanout_in
+        if engine not in ENGINES:
+            raise ValueError(f"engine: {engine!r}; allowed: {', '.join(ENGINES)}")
+        manual = fx is None and not scheduled and torch.is_grad_enabled() and engine != "autograd" and (
+            i_in.requires_grad or w_rec.requires_grad)
+        if engine == "manual" and (fx is not None or scheduled):
+            raise ValueError("engine: 'manual' runs float arithmetic with all_at_once input (use 'auto')")
+        if not manual:
+            return self._loop(run, i_in, w_rec, None)
+        box: list = []
+        out_counts, spike_counts, v_final, t_first = _ManualRun.apply(i_in, w_rec, self, run, box)
+        return dataclasses.replace(box[0], out_counts=out_counts, spike_counts=spike_counts, v_final=v_final,
+                                   first_time=t_first if first_time else None)
 
-        state = fn.initial_state(bsz, params, vdtype, dev)
-        sample = torch.arange(bsz, device=dev, dtype=torch.int64) + int(sample_offset)
-        zeros_b = torch.zeros(bsz, dtype=dtype, device=dev)
+    def _loop(self, r: "_Run", i_in: Optional[torch.Tensor], w_rec: torch.Tensor, tape: Optional[dict]) -> SimResult:
+        """The frame loop of :meth:`forward`: per frame the leak and the input, then chunks of
+        steps (:meth:`_steps`) until nothing is pending. ``tape`` is filled with what
+        :class:`_ManualRun` needs for its backward."""
+        frames, params, fanout_in, fx, vdtype = r.frames, r.params, r.fanout_in, r.fx, r.vdtype
+        dev, dtype = self.theta.device, self.theta.dtype
+        bsz, t_frames, m = frames.shape
+        n, n_out = self.n_neurons, self.out_slice.stop - self.out_slice.start
+        syn_in = None if r.scheduled else (frames > 0).to(dtype) @ fanout_in
+        record = tape is not None
+        if record:
+            tape.update(steps=[], frames=[])
         i64 = dict(dtype=torch.int64, device=dev)
-        out_counts = []
-        spike_counts = torch.zeros(bsz, n, dtype=dtype, device=dev)
-        synops = zeros_b
-        steps = torch.zeros(bsz, **i64)
-        emitted = zeros_b  # spikes emitted so far (for spikes_before)
-        frame_start = []  # global step at each frame's start, to locate the first output spike
-        big = torch.iinfo(torch.int64).max
-        first_g = torch.full((bsz,), big, **i64)  # global step of the first output spike (stop rule)
-        hist: list = []  # per loop step: (output fired (B, O), global step (B,), spikes before (B,))
-        alive = torch.ones(bsz, n_out, dtype=dtype, device=dev) if first_time else None
-        t_first = torch.zeros(bsz, n_out, dtype=dtype, device=dev) if first_time else None
-        done = torch.zeros(bsz, dtype=torch.bool, device=dev)
-        traces: Optional[list] = [[] for _ in range(bsz)] if trace else None
+        zeros_b = torch.zeros(bsz, dtype=dtype, device=dev)
+        timing = torch.zeros(bsz, n_out if r.first_time else 0, dtype=dtype, device=dev)
+        c = _Carry(fn.initial_state(bsz, params, vdtype, dev), torch.zeros(bsz, dtype=torch.bool, device=dev),
+                   torch.zeros(bsz, dtype=torch.bool, device=dev), torch.zeros(bsz, **i64), zeros_b, zeros_b,
+                   torch.zeros(bsz, n, dtype=dtype, device=dev), torch.zeros(bsz, n_out, dtype=dtype, device=dev),
+                   torch.full((bsz,), _BIG, **i64), timing + 1, timing)
+        sample = torch.arange(bsz, **i64) + r.sample_offset
+        out_counts, frame_start, hist = [], [], []
+        traces: Optional[list] = [[] for _ in range(bsz)] if r.trace else None
         # On the CPU a check costs nothing; on an accelerator it drains the queue, so check per
         # chunk of steps, sized by the steps the previous frame needed.
         sync_free = frames.device.type == "cpu"
         chunk = 1
         for f in range(t_frames):
             x = frames[:, f]
-            frame_start.append(steps)
-            live = ~done
+            frame_start.append(c.steps)
+            state, live = c.state, ~c.done
             leaked = state.v * params.beta if fx is None else fixed.leak(fx, state.v, params.beta)
             v = torch.where(live[:, None], leaked, state.v)
             p_in, since_in = state.p_in, state.since_in
-            if scheduled:
+            if r.scheduled:
                 x = x * live[:, None].to(x.dtype)
                 newly = (x > 0) & (p_in.detach() == 0)
                 since_in = torch.where(newly, f << 32, since_in)
@@ -288,84 +318,56 @@ class AsyncSimulator(torch.nn.Module):
                 has_input = (x > 0).any(1) & live
                 pending_any = has_input | (state.p.detach() > 0).any(1)
             state = fn.State(v, state.p, state.since, state.over, state.refr & ~live[:, None], p_in, since_in)
+            if record:
+                tape["frames"].append((live, len(tape["steps"])))
             active = pending_any & live
-            frame_out = torch.zeros(bsz, n_out, dtype=dtype, device=dev)
+            c = c._replace(state=state, active=active, frame_out=torch.zeros_like(c.frame_out))
+            prefix = fn.frame_prefix(r.seed, sample, f) if r.needs_keys else None
+            current = syn0 = None
+            if not r.scheduled:  # all_at_once: the frame's input current arrives at its step 0
+                current = i_in[:, f] * active[:, None].to(vdtype)
+                syn0 = syn_in[:, f] * active.to(dtype)
             j = 0
             while True:
-                n_chunk = chunk if cap is None else max(0, min(chunk, cap - j))
-                if n_chunk == 0:
-                    break
-                keys = None
-                if needs_keys:
-                    keys = fn.step_keys(seed, sample, f, torch.arange(j, j + n_chunk, **i64))
-                for i in range(n_chunk):
-                    kcol = keys[:, i] if keys is not None else None
-                    current = None
-                    if scheduled:
-                        rel_in = fn.select_inputs(state, scheduler, limit, kcol) & active[:, None]
-                        delivered_in = state.p_in * rel_in.to(vdtype)
-                        current = mm(delivered_in, w_in.t())
-                        synops = synops + rel_in.to(dtype) @ fanout_in
-                        state = state._replace(p_in=state.p_in - delivered_in)
-                    elif j == 0:
-                        current = i_in[:, f] * active[:, None].to(vdtype)
-                        synops = synops + syn_in[:, f] * active.to(dtype)
-                    released = fn.select_neurons(state, params, scheduler, limit, kcol)
-                    res = fn.step(state, params, w_rec, fanout_rec, released, current, active, (f << 32) | j,
-                                  gradient, self.surrogate, self.slope, fx)
-                    state, s = res.state, res.spikes
-                    synops = synops + res.synops
-                    spike_counts = spike_counts + s
-                    out_s = s[:, o0:o1]
-                    frame_out = frame_out + out_s
-                    g = steps  # global step index of this step, per sample
-                    fired_out = out_s.detach() > 0
-                    hist.append((fired_out, g, emitted))
-                    if first_time:
-                        gf = g.to(dtype)[:, None]
-                        t_first = t_first + alive * out_s * gf
-                        alive = alive * (1 - out_s)
-                    if traces is not None:
-                        for b, nn_ in (s.detach() > 0).nonzero().tolist():
-                            traces[b].append((f, j, nn_))
-                    emitted = emitted + s.detach().sum(1)
-                    steps = steps + active.to(torch.int64)
-                    j += 1
-                    pend = (state.p.detach() > 0).any(1)
-                    if scheduled:
-                        pend = pend | (state.p_in.detach() > 0).any(1)
-                    active = active & pend
-                    if stop_after_output is not None:
-                        first_g = torch.where(fired_out.any(1) & (first_g == big), g, first_g)
-                        stop = steps - int(stop_after_output) > first_g  # (no overflow when none fired)
-                        done = done | stop
-                        active = active & ~stop
-                    if cap is not None and j >= cap:
-                        break
+                k = chunk if r.cap is None else min(chunk, r.cap - j)
+                at = torch.tensor((f << 32) | j, **i64)
+                c, out = self._steps(r, w_rec, c, prefix, at, k, current, syn0, record)
+                current = syn0 = None
+                hist.append(out)
+                if record:
+                    for i in range(k):
+                        tape["steps"].append((f, j + i, fn.Tape(*(t[i] for t in out.tape)), out.step[i]))
+                if traces is not None:
+                    for i, b, nn_ in out.spikes.nonzero().tolist():
+                        traces[b].append((f, j + i, nn_))
+                j += k
                 # one host synchronisation per chunk: is anything still pending in this frame?
-                took = torch.cat([steps - frame_start[-1], steps.new_zeros(1)])  # (an empty batch took 0)
-                still, needed = torch.stack([active.any().to(torch.int64), took.max()]).tolist()
-                if not still or (cap is not None and j >= cap):
+                took = torch.cat([c.steps - frame_start[-1], c.steps.new_zeros(1)])  # (an empty batch took 0)
+                still, needed = torch.stack([c.active.any().to(torch.int64), took.max()]).tolist()
+                if not still or (r.cap is not None and j >= r.cap):
                     break
+                if j >= RUNAWAY_STEPS:
+                    raise RunawayError(f"frame {f} did not settle within {RUNAWAY_STEPS} forward steps (a network "
+                                       "that keeps exciting itself); set max_steps to cap the steps per frame")
                 chunk = 1 if sync_free else max(1, needed // 4)
             chunk = 1 if sync_free else max(1, needed)
-            out_counts.append(frame_out)
+            out_counts.append(c.frame_out)
+        state, steps = c.state, c.steps
         unreleased = state.p.detach().sum(1) + state.p_in.detach().sum(1)
-        if first_time:
-            t_first = t_first + alive * steps.to(dtype)[:, None]
+        t_first = c.t_first + c.alive * steps.to(dtype)[:, None] if r.first_time else None
         # first spike of each output neuron, from the per-step history (no per-step bookkeeping)
         first_spike = torch.full((bsz, n_out), -1, **i64)
         spikes_before = torch.full((bsz, n_out), -1, dtype=dtype, device=dev)
         if hist:
-            fired_h = torch.stack([h[0] for h in hist], 1)  # (B, K, O)
-            g_h = torch.stack([h[1] for h in hist], 1)      # (B, K)
-            e_h = torch.stack([h[2] for h in hist], 1)      # (B, K)
-            k_idx = torch.arange(len(hist), device=dev)[None, :, None]
-            first_k = torch.where(fired_h, k_idx, len(hist)).amin(1)  # (B, O)
-            has = first_k < len(hist)
-            kk = first_k.clamp(max=len(hist) - 1)
-            first_spike = torch.where(has, g_h.gather(1, kk), first_spike)
-            spikes_before = torch.where(has, e_h.gather(1, kk), spikes_before)
+            fired_h = torch.cat([h.fired for h in hist])      # (K, B, O)
+            g_h = torch.cat([h.step for h in hist])           # (K, B)
+            e_h = torch.cat([h.emitted for h in hist])        # (K, B)
+            n_h = fired_h.shape[0]
+            first_k = torch.where(fired_h, torch.arange(n_h, device=dev)[:, None, None], n_h).amin(0)  # (B, O)
+            has = first_k < n_h
+            kk = first_k.clamp(max=n_h - 1)
+            first_spike = torch.where(has, g_h.t().gather(1, kk), first_spike)
+            spikes_before = torch.where(has, e_h.t().gather(1, kk), spikes_before)
         first_out = torch.full((bsz, 2), -1, **i64)
         if t_frames:
             g0, _, has_out = fn.first_output(first_spike)
@@ -375,9 +377,9 @@ class AsyncSimulator(torch.nn.Module):
             first_out = torch.where(has_out[:, None], torch.stack([fr, st_], 1), first_out)
         return SimResult(
             out_counts=torch.stack(out_counts, dim=1) if out_counts else torch.zeros(bsz, 0, n_out, device=dev),
-            spike_counts=spike_counts,
+            spike_counts=c.spike_counts,
             v_final=state.v if fx is None else state.v.to(torch.float64) / fx.scale,
-            synops=synops,
+            synops=c.synops,
             steps=steps,
             unreleased=unreleased,
             first_out=first_out,
@@ -386,3 +388,172 @@ class AsyncSimulator(torch.nn.Module):
             first_time=t_first,
             trace=traces,
         )
+
+    def _steps(self, r: "_Run", w_rec: torch.Tensor, c: "_Carry", prefix: Optional[torch.Tensor],
+               at: torch.Tensor, k: int, current: Optional[torch.Tensor], syn0: Optional[torch.Tensor],
+               record: bool) -> tuple["_Carry", "_StepsOut"]:
+        """``k`` forward steps of a frame from step ``at & 0xffffffff`` (``at`` is the device
+        scalar ``frame << 32 | step``): select, deliver, fire, and the per-step bookkeeping.
+        Finished samples are masked (exact no-ops), nothing waits for the device and no shape
+        depends on the data. ``current``/``syn0``: the input current and its synaptic ops,
+        delivered at the first of the ``k`` steps."""
+        params, mm, vdtype, dtype = r.params, r.mm, r.vdtype, self.theta.dtype
+        o0, o1 = self.out_slice.start, self.out_slice.stop
+        state, active, done, steps, emitted, synops, spike_counts, frame_out, first_g, alive, t_first = c
+        keys = None
+        if prefix is not None:
+            keys = fn.mix(prefix[:, None] ^ ((at & 0xFFFFFFFF) + torch.arange(k, device=at.device))[None, :])
+        outs: list = []
+        for i in range(k):
+            kcol = keys[:, i] if keys is not None else None
+            if r.scheduled:
+                rel_in = fn.select_inputs(state, r.scheduler, r.limit, kcol) & active[:, None]
+                delivered_in = state.p_in * rel_in.to(vdtype)
+                current = mm(delivered_in, r.w_in.t())
+                synops = synops + rel_in.to(dtype) @ r.fanout_in
+                state = state._replace(p_in=state.p_in - delivered_in)
+            elif syn0 is not None:
+                synops = synops + syn0
+            released = fn.select_neurons(state, params, r.scheduler, r.limit, kcol)
+            res = fn.step(state, params, w_rec, r.fanout_rec, released, current, active, at + i, r.gradient,
+                          self.surrogate, self.slope, r.fx, record=record)
+            current = syn0 = None
+            state, s = res.state, res.spikes
+            synops = synops + res.synops
+            spike_counts = spike_counts + s
+            out_s = s[:, o0:o1]
+            frame_out = frame_out + out_s
+            fired_out = out_s.detach() > 0
+            outs.append((fired_out, steps, emitted, s.detach() > 0, res.tape))
+            if r.first_time:
+                t_first = t_first + alive * out_s * steps.to(dtype)[:, None]
+                alive = alive * (1 - out_s)
+            emitted = emitted + s.detach().sum(1)
+            g, steps = steps, steps + active.to(torch.int64)
+            pend = (state.p.detach() > 0).any(1)
+            if r.scheduled:
+                pend = pend | (state.p_in.detach() > 0).any(1)
+            active = active & pend
+            if r.stop_after_output is not None:
+                first_g = torch.where(fired_out.any(1) & (first_g == _BIG), g, first_g)
+                stop = steps - int(r.stop_after_output) > first_g  # (no overflow when none fired)
+                done = done | stop
+                active = active & ~stop
+        carry = _Carry(state, active, done, steps, emitted, synops, spike_counts, frame_out, first_g, alive, t_first)
+        stack = lambda i: torch.stack([o[i] for o in outs])  # noqa: E731
+        tape = fn.Tape(*(torch.stack([o[4][q] for o in outs]) for q in range(len(fn.Tape._fields)))) if record else None
+        return carry, _StepsOut(stack(0), stack(1), stack(2), stack(3) if r.trace else None, tape)
+
+
+_BIG = torch.iinfo(torch.int64).max
+
+
+class _Run(NamedTuple):
+    """A forward call's prepared inputs (see :meth:`AsyncSimulator.forward`)."""
+
+    frames: torch.Tensor
+    params: fn.Params
+    w_in: torch.Tensor
+    fanout_in: torch.Tensor
+    fanout_rec: torch.Tensor
+    mm: object
+    vdtype: torch.dtype
+    fx: object
+    scheduler: str
+    limit: Optional[int]
+    cap: Optional[int]
+    needs_keys: bool
+    scheduled: bool
+    seed: int
+    sample_offset: int
+    stop_after_output: Optional[int]
+    gradient: str
+    first_time: bool
+    trace: bool
+
+
+class _Carry(NamedTuple):
+    """What a chunk of steps carries over to the next (see :meth:`AsyncSimulator._steps`)."""
+
+    state: fn.State
+    active: torch.Tensor        # (B,) bool: the sample has pending spikes in this frame
+    done: torch.Tensor          # (B,) bool: stopped after its first output spike
+    steps: torch.Tensor         # (B,) int64 forward steps so far
+    emitted: torch.Tensor       # (B,) spikes emitted so far
+    synops: torch.Tensor        # (B,)
+    spike_counts: torch.Tensor  # (B, N)
+    frame_out: torch.Tensor     # (B, O) output spikes of this frame
+    first_g: torch.Tensor       # (B,) int64 global step of the first output spike (stop rule)
+    alive: torch.Tensor         # (B, O) no output spike yet (first_time only, else (B, 0))
+    t_first: torch.Tensor       # (B, O) differentiable first-spike step so far
+
+
+class _StepsOut(NamedTuple):
+    """Per-step records of a chunk, stacked along a leading step axis."""
+
+    fired: torch.Tensor             # (K, B, O) bool output spikes
+    step: torch.Tensor              # (K, B) int64 global step of each step
+    emitted: torch.Tensor           # (K, B) spikes emitted before each step
+    spikes: Optional[torch.Tensor]  # (K, B, N) bool (trace only)
+    tape: Optional[fn.Tape]         # stacked tapes (manual engine)
+
+
+class _ManualRun(torch.autograd.Function):
+    """The whole run as one autograd node: the forward runs the step loop without recording a
+    graph and keeps each step's :class:`~asyncsnn.sim.functional.Tape`; the backward walks the
+    steps in reverse with :func:`~asyncsnn.sim.functional.step_backward`.
+
+    Differentiable inputs: the input current of every frame ``(B, T, N)`` and ``W_rec``;
+    differentiable outputs: ``out_counts``, ``spike_counts``, ``v_final`` and ``first_time``."""
+
+    @staticmethod
+    def forward(ctx, i_in, w_rec, sim, run, box):  # type: ignore[override]
+        tape: dict = {}
+        res = sim._loop(run, i_in, w_rec, tape)
+        box.append(res)
+        ctx.sim, ctx.run = sim, run
+        ctx.frames = tape["frames"]
+        ctx.meta = [(f, j) for f, j, _, _ in tape["steps"]]
+        flat = [t for _, _, tp, g in tape["steps"] for t in (*tp, g)]
+        ctx.save_for_backward(w_rec, res.steps, *flat)
+        t_first = res.first_time if res.first_time is not None else res.out_counts.new_zeros(0)
+        return res.out_counts, res.spike_counts, res.v_final, t_first
+
+    @staticmethod
+    def backward(ctx, g_out, g_counts, g_v, g_first):  # type: ignore[override]
+        sim, run = ctx.sim, ctx.run
+        w_rec, steps, *flat = ctx.saved_tensors
+        per = len(fn.Tape._fields) + 1
+        tapes = [(fn.Tape(*flat[i:i + per - 1]), flat[i + per - 1]) for i in range(0, len(flat), per)]
+        params = run.params
+        o0, o1 = sim.out_slice.start, sim.out_slice.stop
+        bsz, t_frames, _ = run.frames.shape
+        g_v = g_v.clone()
+        g_p = torch.zeros_like(g_v)
+        g_w = torch.zeros_like(w_rec)
+        g_i = torch.zeros(bsz, t_frames, g_v.shape[1], dtype=g_v.dtype, device=g_v.device)
+        timed = run.first_time and g_first.numel() > 0
+        if timed:  # reverse of t += alive_k s_k k (alive_k: no output spike before step k); t += alive_K K
+            fired = torch.stack([tp.spikes[:, o0:o1] for tp, _ in tapes]) if tapes else None
+            k_idx = torch.arange(len(tapes), device=g_v.device)[:, None, None]
+            first_k = torch.where(fired, k_idx, len(tapes)).amin(0) if tapes else None
+            lam = g_first * steps.to(g_v.dtype)[:, None]
+        bounds = [k for _, k in ctx.frames] + [len(tapes)]
+        for f in range(len(ctx.frames) - 1, -1, -1):
+            for k in range(bounds[f + 1] - 1, bounds[f] - 1, -1):
+                tp, g = tapes[k]
+                g_s = g_counts.clone()
+                g_s[:, o0:o1] += g_out[:, ctx.meta[k][0]]
+                if timed:
+                    alive = (first_k >= k).to(g_v.dtype)
+                    gk = g.to(g_v.dtype)[:, None]
+                    s_out = tp.spikes[:, o0:o1].to(g_v.dtype)
+                    g_s[:, o0:o1] += alive * (g_first * gk - lam)
+                    lam = g_first * s_out * gk + lam * (1 - s_out)
+                g_v, g_p, g_cur = fn.step_backward(tp, params, w_rec, g_v, g_p, g_s, run.gradient, sim.surrogate,
+                                                   sim.slope)
+                g_w.addmm_(g_cur.t(), tp.delivered)
+                if ctx.meta[k][1] == 0:
+                    g_i[:, ctx.meta[k][0]] += g_cur
+            g_v = g_v * torch.where(ctx.frames[f][0][:, None], params.beta, torch.ones_like(params.beta))
+        return g_i, g_w, None, None, None

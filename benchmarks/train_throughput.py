@@ -8,8 +8,10 @@ available.
 Baseline, measured in the same run on the same inputs: the straightforward per-step dense
 implementation (benchmarks/naive_async.py: a full sort of all sources and a dense product of
 the whole weight matrix at every step, one host synchronisation per step). Both are checked to
-produce the same spikes before timing. Also reported: the full and truncated gradient (peak
-memory: CUDA allocator peak, or on the CPU the bytes autograd saves for backward).
+produce the same spikes before timing. Also reported: the full and truncated gradient, the
+engine (autograd through every step, or the manual engine's hand-written backward; on CUDA
+also the manual engine with CUDA graphs), and peak memory (CUDA allocator peak, or on the CPU
+the bytes kept for backward).
 
 Run:  python benchmarks/train_throughput.py [--quick] [--device cpu|cuda|all]
 """
@@ -37,13 +39,13 @@ def sync(dev: str) -> None:
         torch.cuda.synchronize()
 
 
-def train_step(sim, opt, x, y, F, gradient="full", naive=False):
+def train_step(sim, opt, x, y, F, gradient="full", naive=False, engine="auto", cuda_graphs=False):
     opt.zero_grad(set_to_none=True)
     if naive:
         r = sim(x, scheduler="momentum", F=F, seed=1)
         out, steps, spikes = r["out_counts"], r["steps"], r["spike_counts"]
     else:
-        r = sim(x, scheduler="momentum", F=F, seed=1, gradient=gradient)
+        r = sim(x, scheduler="momentum", F=F, seed=1, gradient=gradient, engine=engine, cuda_graphs=cuda_graphs)
         out, steps, spikes = r.out_counts, r.steps, r.spike_counts
     loss = torch.nn.functional.cross_entropy(out.sum(1), y)
     loss.backward()
@@ -91,28 +93,31 @@ def main() -> int:
     out = {"machine": machine(), "torch": torch.__version__, "batch": batch, "frames": 30, "rows": []}
     if torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name()
-    lines = ["| device | F | gradient | ours samples/s | baseline samples/s | speed-up | steps/sample | spikes/sample "
-             "| peak memory MB |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| device | F | engine | gradient | ours samples/s | baseline samples/s | speed-up | steps/sample "
+             "| spikes/sample | peak memory MB |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for dev in devices:
         x = torch.tensor(x_np, device=dev)
         y = torch.tensor(y_np, device=dev)
         repeat = 1 if args.quick else 3
+        engines = [("autograd", False), ("manual", False)] + ([("manual", True)] if dev == "cuda" else [])
         for F in (16, 128, None):
-            ours, t_ours, mem, first = measure(lambda: AsyncSimulator(net), x, y, F, dev, repeat)
             base, t_base, _, first_b = measure(lambda: NaiveAsyncSimulator(net), x, y, F, dev, 1, naive=True)
-            assert torch.equal(first[0], first_b[0]) and torch.equal(first[1], first_b[1]), "spikes differ"
-            tr, t_tr, mem_tr, _ = measure(lambda: AsyncSimulator(net), x, y, F, dev, repeat, gradient="truncated")
             f_txt = "inf" if F is None else str(F)
-            steps = float(first[1].float().mean())
-            spikes = float(first[2].sum(1).mean())
-            for grad, sps, m, b in (("full", ours, mem, base), ("truncated", tr, mem_tr, base)):
-                row = {"device": dev, "F": f_txt, "gradient": grad, "samples_per_s": sps, "baseline_samples_per_s": b,
-                       "speedup": sps / b, "steps_per_sample": steps, "spikes_per_sample": spikes,
-                       "peak_memory_bytes": m}
-                out["rows"].append(row)
-                lines.append(f"| {dev} | {f_txt} | {grad} | {sps:.0f} | {b:.1f} | {sps / b:.1f}x | {steps:.1f} | "
-                             f"{spikes:.0f} | {m / 2**20:.0f} |")
-                print(lines[-1], flush=True)
+            for engine, graphs in engines:
+                name = engine + ("+graphs" if graphs else "")
+                for grad in ("full", "truncated"):
+                    sps, _, mem, first = measure(lambda: AsyncSimulator(net), x, y, F, dev, repeat, gradient=grad,
+                                                 engine=engine, cuda_graphs=graphs)
+                    assert torch.equal(first[0], first_b[0]) and torch.equal(first[1], first_b[1]), "spikes differ"
+                    steps = float(first[1].float().mean())
+                    spikes = float(first[2].sum(1).mean())
+                    row = {"device": dev, "F": f_txt, "engine": name, "gradient": grad, "samples_per_s": sps,
+                           "baseline_samples_per_s": base, "speedup": sps / base, "steps_per_sample": steps,
+                           "spikes_per_sample": spikes, "peak_memory_bytes": mem}
+                    out["rows"].append(row)
+                    lines.append(f"| {dev} | {f_txt} | {name} | {grad} | {sps:.0f} | {base:.1f} | {sps / base:.1f}x | "
+                                 f"{steps:.1f} | {spikes:.0f} | {mem / 2**20:.0f} |")
+                    print(lines[-1], flush=True)
     md = "\n".join([
         "# Training throughput of unlayered backprop",
         "",

@@ -31,6 +31,7 @@ from ..network import Network
 from ..reference import dense_weights
 from . import fixed
 from . import functional as fn
+from .graphs import Eager, GraphCache
 
 SCHEDULERS = ("fifo", "random", "momentum", "layered")
 INPUT_MODES = ("all_at_once", "scheduled")
@@ -138,6 +139,7 @@ class AsyncSimulator(torch.nn.Module):
         self.n_inputs, self.n_neurons, self.n_cores = m, n, n_cores
         self.contiguous = bool(np.array_equal(slot_neuron.reshape(-1), np.arange(n)))
         self.surrogate, self.slope = surrogate, slope
+        self._graph_cache: Optional[GraphCache] = None
 
     # ----------------------------------------------------------------- weights
     def weight_matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,6 +191,7 @@ class AsyncSimulator(torch.nn.Module):
         trace: bool = False,
         arithmetic: Optional[object] = None,
         engine: str = "auto",
+        cuda_graphs: bool = False,
     ) -> SimResult:
         """Run input frames ``(B, T, n_inputs)`` of event counts.
 
@@ -209,7 +212,13 @@ class AsyncSimulator(torch.nn.Module):
         for autograd; ``"manual"`` runs the steps without recording and backpropagates through
         them with the hand-written :func:`functional.step_backward` (same gradients, less
         memory and time; float arithmetic with ``all_at_once`` input); ``"auto"`` takes
-        ``"manual"`` wherever it applies and a gradient is wanted."""
+        ``"manual"`` wherever it applies and a gradient is wanted.
+
+        ``cuda_graphs=True`` replays the chunks of steps (and, with the manual engine, their
+        backward) as CUDA graphs on a CUDA device (see :mod:`asyncsnn.sim.graphs`): the same
+        arithmetic, a few launches per chunk instead of some sixty per step. It applies to float
+        arithmetic with ``all_at_once`` input when nothing is recorded for autograd (the manual
+        engine, or ``torch.no_grad``); elsewhere it changes nothing."""
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler: {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
         if input_mode not in INPUT_MODES:
@@ -259,7 +268,7 @@ class AsyncSimulator(torch.nn.Module):
         run = _Run(frames, params, w_in, (w_in.detach() != 0).sum(dim=0).to(dtype),
                    (w_rec.detach() != 0).sum(dim=0).to(dtype), mm, vdtype, fx, scheduler, limit,
                    None if max_steps is None else int(max_steps), needs_keys, scheduled, int(seed), int(sample_offset),
-                   stop_after_output, gradient, first_time, trace)
+                   stop_after_output, gradient, first_time, trace, bool(cuda_graphs))
         # all_at_once: every frame's input current in one product, delivered at its step 0
         i_in = None if scheduled else mm(frames, w_in.t())
         if engine not in ENGINES:
@@ -286,7 +295,7 @@ class AsyncSimulator(torch.nn.Module):
         syn_in = None if r.scheduled else (frames > 0).to(dtype) @ fanout_in
         record = tape is not None
         if record:
-            tape.update(steps=[], frames=[])
+            tape.update(chunks=[], frames=[])
         i64 = dict(dtype=torch.int64, device=dev)
         zeros_b = torch.zeros(bsz, dtype=dtype, device=dev)
         timing = torch.zeros(bsz, n_out if r.first_time else 0, dtype=dtype, device=dev)
@@ -295,11 +304,16 @@ class AsyncSimulator(torch.nn.Module):
                    torch.zeros(bsz, n, dtype=dtype, device=dev), torch.zeros(bsz, n_out, dtype=dtype, device=dev),
                    torch.full((bsz,), _BIG, **i64), timing + 1, timing)
         sample = torch.arange(bsz, **i64) + r.sample_offset
+        stepper = self._stepper(r, frames.device)
+        graphed = isinstance(stepper, GraphCache)
+        # what the chunks see of the run: per-call values (seed, offset, cap) act outside them
+        r_small = r._replace(frames=None, seed=0, sample_offset=0, cap=None)
+        frame_at = torch.arange(t_frames, **i64) << 32
         out_counts, frame_start, hist = [], [], []
         traces: Optional[list] = [[] for _ in range(bsz)] if r.trace else None
         # On the CPU a check costs nothing; on an accelerator it drains the queue, so check per
         # chunk of steps, sized by the steps the previous frame needed.
-        sync_free = frames.device.type == "cpu"
+        sync_free = frames.device.type == "cpu" and not graphed
         chunk = 1
         for f in range(t_frames):
             x = frames[:, f]
@@ -319,7 +333,7 @@ class AsyncSimulator(torch.nn.Module):
                 pending_any = has_input | (state.p.detach() > 0).any(1)
             state = fn.State(v, state.p, state.since, state.over, state.refr & ~live[:, None], p_in, since_in)
             if record:
-                tape["frames"].append((live, len(tape["steps"])))
+                tape["frames"].append((live, len(tape["chunks"])))
             active = pending_any & live
             c = c._replace(state=state, active=active, frame_out=torch.zeros_like(c.frame_out))
             prefix = fn.frame_prefix(r.seed, sample, f) if r.needs_keys else None
@@ -330,13 +344,14 @@ class AsyncSimulator(torch.nn.Module):
             j = 0
             while True:
                 k = chunk if r.cap is None else min(chunk, r.cap - j)
-                at = torch.tensor((f << 32) | j, **i64)
-                c, out = self._steps(r, w_rec, c, prefix, at, k, current, syn0, record)
+                if graphed:  # chunk lengths 1, 2, 4, .. 64: a few graphs serve every frame
+                    k = min(1 << (k.bit_length() - 1), 64)
+                at = frame_at[f] + j  # (a device scalar made on the device: no copy from the host)
+                c, out = stepper("forward", self._steps, r_small, w_rec, c, prefix, at, k, current, syn0, record)
                 current = syn0 = None
                 hist.append(out)
                 if record:
-                    for i in range(k):
-                        tape["steps"].append((f, j + i, fn.Tape(*(t[i] for t in out.tape)), out.step[i]))
+                    tape["chunks"].append((f, j, out.tape, out.step))
                 if traces is not None:
                     for i, b, nn_ in out.spikes.nonzero().tolist():
                         traces[b].append((f, j + i, nn_))
@@ -388,6 +403,16 @@ class AsyncSimulator(torch.nn.Module):
             first_time=t_first,
             trace=traces,
         )
+
+    def _stepper(self, r: "_Run", device: torch.device):
+        """How chunks of steps run: as CUDA graphs (``cuda_graphs`` on a CUDA device, float
+        arithmetic, ``all_at_once`` input, nothing recorded for autograd), else directly."""
+        if r.cuda_graphs and r.fx is None and not r.scheduled and not torch.is_grad_enabled():
+            if self._graph_cache is None and device.type == "cuda":
+                self._graph_cache = GraphCache()
+            if self._graph_cache is not None:  # (tests set one that emulates replay on the CPU)
+                return self._graph_cache
+        return _EAGER
 
     def _steps(self, r: "_Run", w_rec: torch.Tensor, c: "_Carry", prefix: Optional[torch.Tensor],
                at: torch.Tensor, k: int, current: Optional[torch.Tensor], syn0: Optional[torch.Tensor],
@@ -470,6 +495,10 @@ class _Run(NamedTuple):
     gradient: str
     first_time: bool
     trace: bool
+    cuda_graphs: bool
+
+
+_EAGER = Eager()
 
 
 class _Carry(NamedTuple):
@@ -500,8 +529,8 @@ class _StepsOut(NamedTuple):
 
 class _ManualRun(torch.autograd.Function):
     """The whole run as one autograd node: the forward runs the step loop without recording a
-    graph and keeps each step's :class:`~asyncsnn.sim.functional.Tape`; the backward walks the
-    steps in reverse with :func:`~asyncsnn.sim.functional.step_backward`.
+    graph and keeps each chunk's stacked :class:`~asyncsnn.sim.functional.Tape`; the backward
+    walks the chunks in reverse (:func:`_steps_backward`, graphed like the forward on CUDA).
 
     Differentiable inputs: the input current of every frame ``(B, T, N)`` and ``W_rec``;
     differentiable outputs: ``out_counts``, ``spike_counts``, ``v_final`` and ``first_time``."""
@@ -513,8 +542,8 @@ class _ManualRun(torch.autograd.Function):
         box.append(res)
         ctx.sim, ctx.run = sim, run
         ctx.frames = tape["frames"]
-        ctx.meta = [(f, j) for f, j, _, _ in tape["steps"]]
-        flat = [t for _, _, tp, g in tape["steps"] for t in (*tp, g)]
+        ctx.meta = [(f, j) for f, j, _, _ in tape["chunks"]]
+        flat = [t for _, _, tp, g in tape["chunks"] for t in (*tp, g)]
         ctx.save_for_backward(w_rec, res.steps, *flat)
         t_first = res.first_time if res.first_time is not None else res.out_counts.new_zeros(0)
         return res.out_counts, res.spike_counts, res.v_final, t_first
@@ -524,36 +553,65 @@ class _ManualRun(torch.autograd.Function):
         sim, run = ctx.sim, ctx.run
         w_rec, steps, *flat = ctx.saved_tensors
         per = len(fn.Tape._fields) + 1
-        tapes = [(fn.Tape(*flat[i:i + per - 1]), flat[i + per - 1]) for i in range(0, len(flat), per)]
+        chunks = [(fn.Tape(*flat[i:i + per - 1]), flat[i + per - 1]) for i in range(0, len(flat), per)]
         params = run.params
         o0, o1 = sim.out_slice.start, sim.out_slice.stop
         bsz, t_frames, _ = run.frames.shape
+        dev = g_v.device
+        stepper = sim._stepper(run, dev)
         g_v = g_v.clone()
         g_p = torch.zeros_like(g_v)
         g_w = torch.zeros_like(w_rec)
-        g_i = torch.zeros(bsz, t_frames, g_v.shape[1], dtype=g_v.dtype, device=g_v.device)
-        timed = run.first_time and g_first.numel() > 0
+        g_i = torch.zeros(bsz, t_frames, g_v.shape[1], dtype=g_v.dtype, device=dev)
+        timed = run.first_time and g_first.numel() > 0 and bool(chunks)
         if timed:  # reverse of t += alive_k s_k k (alive_k: no output spike before step k); t += alive_K K
-            fired = torch.stack([tp.spikes[:, o0:o1] for tp, _ in tapes]) if tapes else None
-            k_idx = torch.arange(len(tapes), device=g_v.device)[:, None, None]
-            first_k = torch.where(fired, k_idx, len(tapes)).amin(0) if tapes else None
+            fired = torch.cat([tp.spikes[:, :, o0:o1] for tp, _ in chunks])
+            n_k = fired.shape[0]
+            first_k = torch.where(fired, torch.arange(n_k, device=dev)[:, None, None], n_k).amin(0)
             lam = g_first * steps.to(g_v.dtype)[:, None]
-        bounds = [k for _, k in ctx.frames] + [len(tapes)]
+        starts = np.cumsum([0] + [g.shape[0] for _, g in chunks])
+        zero = torch.zeros((), dtype=torch.int64, device=dev)
+        bounds = [c for _, c in ctx.frames] + [len(chunks)]
         for f in range(len(ctx.frames) - 1, -1, -1):
-            for k in range(bounds[f + 1] - 1, bounds[f] - 1, -1):
-                tp, g = tapes[k]
-                g_s = g_counts.clone()
-                g_s[:, o0:o1] += g_out[:, ctx.meta[k][0]]
+            g_base = g_counts.clone()
+            g_base[:, o0:o1] += g_out[:, f]
+            for c in range(bounds[f + 1] - 1, bounds[f] - 1, -1):
+                tape, step = chunks[c]
+                timing = (g_first, first_k, zero + int(starts[c]), lam) if timed else None
+                g_v, g_p, g_cur, lam_ = stepper(
+                    "backward", _steps_backward, params, w_rec, tape, step, g_v, g_p, g_base, timing, run.gradient,
+                    sim.surrogate, sim.slope, o0, o1)
                 if timed:
-                    alive = (first_k >= k).to(g_v.dtype)
-                    gk = g.to(g_v.dtype)[:, None]
-                    s_out = tp.spikes[:, o0:o1].to(g_v.dtype)
-                    g_s[:, o0:o1] += alive * (g_first * gk - lam)
-                    lam = g_first * s_out * gk + lam * (1 - s_out)
-                g_v, g_p, g_cur = fn.step_backward(tp, params, w_rec, g_v, g_p, g_s, run.gradient, sim.surrogate,
-                                                   sim.slope)
-                g_w.addmm_(g_cur.t(), tp.delivered)
-                if ctx.meta[k][1] == 0:
-                    g_i[:, ctx.meta[k][0]] += g_cur
+                    lam = lam_
+                g_w.addmm_(g_cur.flatten(0, 1).t(), tape.delivered.flatten(0, 1))
+                if ctx.meta[c][1] == 0:
+                    g_i[:, f] += g_cur[0]
             g_v = g_v * torch.where(ctx.frames[f][0][:, None], params.beta, torch.ones_like(params.beta))
         return g_i, g_w, None, None, None
+
+
+def _steps_backward(params: fn.Params, w_rec: torch.Tensor, tape: fn.Tape, step: torch.Tensor, g_v: torch.Tensor,
+                    g_p: torch.Tensor, g_base: torch.Tensor, timing: Optional[tuple], gradient: str, surrogate: str,
+                    slope: float, o0: int, o1: int) -> tuple:
+    """The backward of one chunk of ``k`` steps (stacked ``tape``, global ``step`` ``(k, B)``),
+    from the gradients after it: those before it, the gradient of each step's input current
+    ``(k, B, N)``, and the first-spike-time adjoint. ``g_base`` is the loss's gradient of every
+    spike of the frame; ``timing`` is ``(g_first, first_k, k0, lam)`` for ``first_time``
+    (``first_k``: loop index of each output's first spike, ``k0``: the chunk's first loop
+    index, ``lam``: the adjoint of "not fired yet"). Pure: graphed on CUDA."""
+    k = step.shape[0]
+    g_curs: list = [None] * k
+    if timing is not None:
+        g_first, first_k, k0, lam = timing
+    for i in range(k - 1, -1, -1):
+        tp = fn.Tape(*(t[i] for t in tape))
+        g_s = g_base
+        if timing is not None:
+            alive = (first_k >= k0 + i).to(g_v.dtype)
+            gk = step[i].to(g_v.dtype)[:, None]
+            s_out = tp.spikes[:, o0:o1].to(g_v.dtype)
+            g_s = g_s.clone()
+            g_s[:, o0:o1] += alive * (g_first * gk - lam)
+            lam = g_first * s_out * gk + lam * (1 - s_out)
+        g_v, g_p, g_curs[i] = fn.step_backward(tp, params, w_rec, g_v, g_p, g_s, gradient, surrogate, slope)
+    return g_v, g_p, torch.stack(g_curs), (lam if timing is not None else g_v.new_zeros(0))

@@ -318,6 +318,8 @@ def test_bad_frames_and_weights():
     ({"train.nope": 1}, "train.nope"),
     ({"nosection.x": 1}, "nosection.x"),
     ({"train.readout": "votes"}, "train.readout"),
+    ({"train.engine": "fast"}, "train.engine: 'fast'; allowed: auto, manual, autograd"),
+    ({"train.cuda_graphs": "yes"}, "train.cuda_graphs"),
 ])
 def test_bad_config(overrides, match):
     with pytest.raises(ConfigError, match=match):

@@ -14,7 +14,12 @@ Speed without losing exactness:
   ``F`` is at least the core size;
 * the loop never waits for the device at each step: it runs chunks of steps in which finished
   samples are masked (exact no-ops) and asks the device whether anything is still pending once
-  per chunk. The chunk length follows the steps the previous frame needed.
+  per chunk. The chunk length follows the steps the previous frame needed;
+* the ``manual`` engine (the default when a gradient is wanted) runs the steps without
+  recording an autograd graph, keeps a small tape per step and backpropagates with the
+  hand-written :func:`functional.step_backward`: the whole run is one autograd node;
+* with ``cuda_graphs`` a chunk of steps (and its backward) is one CUDA graph replay
+  (:mod:`asyncsnn.sim.graphs`) instead of some sixty kernel launches per step.
 """
 
 from __future__ import annotations
@@ -265,8 +270,9 @@ class AsyncSimulator(torch.nn.Module):
         scheduled = input_mode == "scheduled"
         limit = None if F is None else int(F)
         needs_keys = limit is not None and (limit < self.slot_neuron.shape[1] or (scheduled and limit < self.n_inputs))
-        run = _Run(frames, params, w_in, (w_in.detach() != 0).sum(dim=0).to(dtype),
-                   (w_rec.detach() != 0).sum(dim=0).to(dtype), mm, vdtype, fx, scheduler, limit,
+        fanout_in = (w_in.detach() != 0).sum(dim=0).to(dtype)
+        fanout_rec = (w_rec.detach() != 0).sum(dim=0).to(dtype)
+        run = _Run(frames, params, w_in, fanout_in, fanout_rec, mm, vdtype, fx, scheduler, limit,
                    None if max_steps is None else int(max_steps), needs_keys, scheduled, int(seed), int(sample_offset),
                    stop_after_output, gradient, first_time, trace, bool(cuda_graphs))
         # all_at_once: every frame's input current in one product, delivered at its step 0

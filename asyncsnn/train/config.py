@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from ..errors import ConfigError
 from ..sim.functional import GRADIENTS, SURROGATES
-from ..sim.simulator import INPUT_MODES, SCHEDULERS
+from ..sim.simulator import ENGINES, INPUT_MODES, SCHEDULERS
 from .losses import READOUTS
 
 try:  # Python >= 3.11
@@ -65,6 +65,8 @@ class OptimConfig:
     input_mode: str = "all_at_once"
     max_steps: Optional[int] = None
     gradient: str = "full"          # or "truncated"
+    engine: str = "auto"            # auto, manual (hand-written backward) or autograd
+    cuda_graphs: bool = False       # replay chunks of steps as CUDA graphs (on CUDA)
     readout: str = "count"
     tau: float = 10.0               # first_spike readout: steps per logit unit
     epochs: int = 8
@@ -138,6 +140,8 @@ class Config:
         check(t.input_mode in INPUT_MODES, "train.input_mode", f"{t.input_mode!r}; allowed: {', '.join(INPUT_MODES)}")
         check(t.max_steps is None or t.max_steps >= 1, "train.max_steps", f"{t.max_steps} is outside 1..")
         check(t.gradient in GRADIENTS, "train.gradient", f"{t.gradient!r}; allowed: {', '.join(GRADIENTS)}")
+        check(t.engine in ENGINES, "train.engine", f"{t.engine!r}; allowed: {', '.join(ENGINES)}")
+        check(isinstance(t.cuda_graphs, bool), "train.cuda_graphs", f"{t.cuda_graphs!r}; allowed: true, false")
         check(t.readout in READOUTS, "train.readout", f"{t.readout!r}; allowed: {', '.join(READOUTS)}")
         check(t.tau > 0, "train.tau", f"{t.tau} must be > 0")
         check(t.epochs >= 0, "train.epochs", f"{t.epochs} is outside 0..")

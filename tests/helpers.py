@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch.utils import _pytree as pytree
 
 import asyncsnn
 from asyncsnn import Network, Population, Projection
 from asyncsnn.sim.graphs import GraphCache
+
+
+# Device-parametrized properties also run on a GPU where there is one.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def golden_network(case: dict) -> Network:

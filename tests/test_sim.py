@@ -14,7 +14,7 @@ from asyncsnn import Network, Population, Projection
 from asyncsnn.generate import random_feedforward
 from asyncsnn.sim import AsyncSimulator
 from asyncsnn.sim import functional as fn
-from helpers import EmulatedGraphs, golden_kwargs, golden_network, trace_rows
+from helpers import DEVICES, EmulatedGraphs, golden_kwargs, golden_network, trace_rows
 from strategies import contended_networks, frames, mappings, seeds, small_f
 
 CAP = 60
@@ -117,23 +117,27 @@ def test_manual_backward_equals_autograd(data, net, F, seed, scheduler, gradient
     n_cores, core_of = data.draw(mappings(net.n_neurons))
     r_seed = data.draw(seeds)
     got = {}
-    for engine in ("autograd", "manual", "graphs"):
-        sim = AsyncSimulator(net, core_of=core_of, surrogate=surrogate, slope=3.0).double()
-        if engine == "graphs":  # the CUDA-graph path (multi-step chunks, static buffers), replay emulated
+    # (the graphs variant on the CPU takes the CUDA-graph code path, multi-step chunks and static
+    # buffers, with replay emulated; on a GPU, where there is one, real CUDA graphs)
+    variants = [("cpu", "autograd"), ("cpu", "manual"), ("cpu", "graphs")] + [(d, e) for d in DEVICES[1:]
+                                                                              for e in ("manual", "graphs")]
+    for dev, engine in variants:
+        sim = AsyncSimulator(net, core_of=core_of, surrogate=surrogate, slope=3.0).double().to(dev)
+        if engine == "graphs" and dev == "cpu":
             sim._graph_cache = EmulatedGraphs()
-        r = sim(torch.tensor(x, dtype=torch.float64), scheduler=scheduler, F=F, seed=seed, gradient=gradient,
-                first_time=True, stop_after_output=stop, max_steps=cap, engine="autograd" if engine == "autograd"
-                else "manual", cuda_graphs=engine == "graphs")
+        r = sim(torch.tensor(x, dtype=torch.float64, device=dev), scheduler=scheduler, F=F, seed=seed,
+                gradient=gradient, first_time=True, stop_after_output=stop, max_steps=cap,
+                engine="autograd" if engine == "autograd" else "manual", cuda_graphs=engine == "graphs")
         g = torch.Generator().manual_seed(r_seed)
         outs = (r.out_counts, r.spike_counts, r.v_final, r.first_time)
-        loss = sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype)).sum() for o in outs)
+        loss = sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype).to(dev)).sum() for o in outs)
         loss.backward()
-        got[engine] = [o.detach() for o in outs] + [w.grad for w in sim.weights]
+        got[dev, engine] = [o.detach().cpu() for o in outs] + [w.grad.cpu() for w in sim.weights]
         if engine == "graphs":
             assert sim._graph_cache.replays >= sim._graph_cache.captures > 0
-    for other in ("manual", "graphs"):
-        for a, b in zip(got["autograd"], got[other]):
-            assert torch.allclose(a, b, rtol=1e-9, atol=1e-12), (other, a, b)
+    for key in variants[1:]:
+        for a, b in zip(got["cpu", "autograd"], got[key]):
+            assert torch.allclose(a, b, rtol=1e-9, atol=1e-12), (key, a, b)
 
 
 def test_manual_engine_choice():

@@ -14,15 +14,19 @@ from asyncsnn import reference
 from asyncsnn.spsn import SeqNet
 from asyncsnn.spsn import functional as F
 from asyncsnn.spsn import lif
+from helpers import DEVICES
 
 DECAYS = st.floats(0.0, 0.995)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @given(t=st.integers(0, 400), n=st.integers(1, 4), alpha=DECAYS, beta=DECAYS, seed=st.integers(0, 2**32 - 1),
        method=st.sampled_from(F.METHODS))
-def test_parallel_membrane_equals_the_sequential_recurrence(t, n, alpha, beta, seed, method):
+def test_parallel_membrane_equals_the_sequential_recurrence(device, t, n, alpha, beta, seed, method):
+    """On the CPU, and on a GPU where there is one (the parallel membrane there against the
+    sequential recurrence on the CPU)."""
     x = torch.tensor(np.random.default_rng(seed).normal(size=(2, t, n)))  # float64
-    par = F.membrane(x, alpha, beta, method)
+    par = F.membrane(x.to(device), alpha, beta, method).cpu()
     seq = F.membrane_sequential(x, alpha, beta)
     assert par.shape == seq.shape
     assert torch.allclose(par, seq, rtol=1e-9, atol=1e-9)

@@ -120,7 +120,8 @@ class QueueMachine(RuleBasedStateMachine):
             over=t(self.over[m:], torch.float32), refr=torch.zeros(1, self.n, dtype=torch.bool),
             p_in=t(self.count[:m], torch.float32) if m else torch.zeros(1, 0), since_in=t(self.since[:m], torch.int64)
             if m else torch.zeros(1, 0, dtype=torch.int64))
-        keys = fn.step_keys(self.seed, torch.tensor([self.sample]), self.frame, torch.tensor([self.step]))[:, 0]
+        prefix = fn.frame_prefix(self.seed, torch.tensor([self.sample]), self.frame)
+        keys = fn.step_keys(prefix, torch.tensor([self.step]))[:, 0]
         if group == self.n_cores:
             rel = fn.select_inputs(state, scheduler, f, keys)[0]
             return sorted(int(i) for i in rel.nonzero()[:, 0])

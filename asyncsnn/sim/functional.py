@@ -128,11 +128,11 @@ def _ordered(x: torch.Tensor) -> torch.Tensor:
     return torch.where(b < 0, b ^ 0x7FFFFFFF, b)
 
 
-def step_keys(seed: int, sample: torch.Tensor, frame: int, steps: torch.Tensor) -> torch.Tensor:
-    """The hash up to the step, ``(B, K)`` for samples ``(B,)`` and steps ``(K,)``; the key of
-    source ``s`` at step ``k`` is ``mix(step_keys[:, k] ^ s)``. Computed once per chunk of
-    steps so that a step costs one ``mix``."""
-    return mix(frame_prefix(seed, sample, frame)[:, None] ^ steps[None, :])
+def step_keys(prefix: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """The hash up to the step, ``(B, K)`` for a frame's :func:`frame_prefix` ``(B,)`` and
+    steps ``(K,)``; the key of source ``s`` at step ``k`` is ``mix(step_keys[:, k] ^ s)``.
+    Computed once per chunk of steps so that a step costs one ``mix``."""
+    return mix(prefix[:, None] ^ steps[None, :])
 
 
 _NEVER = torch.iinfo(torch.int64).max

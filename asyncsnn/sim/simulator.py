@@ -253,7 +253,7 @@ class AsyncSimulator(torch.nn.Module):
         if fx is not None:
             if first_time:
                 raise ValueError("first_time: the differentiable first-spike time needs f32 arithmetic")
-            if frames.numel() and not bool((frames == frames.round()).all()):  # (rare: fixed-point runs)
+            if frames.numel() and not bool((frames == frames.round()).all()):
                 raise ValueError("frames: fixed-point runs take whole event counts")
         dev, dtype = self.theta.device, self.theta.dtype
         frames = frames.to(device=dev, dtype=dtype)
@@ -308,7 +308,7 @@ class AsyncSimulator(torch.nn.Module):
         c = _Carry(fn.initial_state(bsz, params, vdtype, dev), torch.zeros(bsz, dtype=torch.bool, device=dev),
                    torch.zeros(bsz, dtype=torch.bool, device=dev), torch.zeros(bsz, **i64), zeros_b, zeros_b,
                    torch.zeros(bsz, n, dtype=dtype, device=dev), torch.zeros(bsz, n_out, dtype=dtype, device=dev),
-                   torch.full((bsz,), _BIG, **i64), timing + 1, timing)
+                   torch.full((bsz,), fn._NEVER, **i64), timing + 1, timing)
         sample = torch.arange(bsz, **i64) + r.sample_offset
         stepper = self._stepper(r, frames.device)
         graphed = isinstance(stepper, GraphCache)
@@ -385,6 +385,8 @@ class AsyncSimulator(torch.nn.Module):
             e_h = torch.cat([h.emitted for h in hist])        # (K, B)
             n_h = fired_h.shape[0]
             first_k = torch.where(fired_h, torch.arange(n_h, device=dev)[:, None, None], n_h).amin(0)  # (B, O)
+            if record:  # (the first-spike-time backward needs it too)
+                tape["first_k"] = first_k
             has = first_k < n_h
             kk = first_k.clamp(max=n_h - 1)
             first_spike = torch.where(has, g_h.t().gather(1, kk), first_spike)
@@ -433,7 +435,7 @@ class AsyncSimulator(torch.nn.Module):
         state, active, done, steps, emitted, synops, spike_counts, frame_out, first_g, alive, t_first = c
         keys = None
         if prefix is not None:
-            keys = fn.mix(prefix[:, None] ^ ((at & 0xFFFFFFFF) + torch.arange(k, device=at.device))[None, :])
+            keys = fn.step_keys(prefix, (at & 0xFFFFFFFF) + torch.arange(k, device=at.device))
         outs: list = []
         for i in range(k):
             kcol = keys[:, i] if keys is not None else None
@@ -455,7 +457,7 @@ class AsyncSimulator(torch.nn.Module):
             out_s = s[:, o0:o1]
             frame_out = frame_out + out_s
             fired_out = out_s.detach() > 0
-            outs.append((fired_out, steps, emitted, s.detach() > 0, res.tape))
+            outs.append((fired_out, steps, emitted, s.detach() > 0 if r.trace else None, res.tape))
             if r.first_time:
                 t_first = t_first + alive * out_s * steps.to(dtype)[:, None]
                 alive = alive * (1 - out_s)
@@ -466,7 +468,7 @@ class AsyncSimulator(torch.nn.Module):
                 pend = pend | (state.p_in.detach() > 0).any(1)
             active = active & pend
             if r.stop_after_output is not None:
-                first_g = torch.where(fired_out.any(1) & (first_g == _BIG), g, first_g)
+                first_g = torch.where(fired_out.any(1) & (first_g == fn._NEVER), g, first_g)
                 stop = steps - int(r.stop_after_output) > first_g  # (no overflow when none fired)
                 done = done | stop
                 active = active & ~stop
@@ -474,9 +476,6 @@ class AsyncSimulator(torch.nn.Module):
         stack = lambda i: torch.stack([o[i] for o in outs])  # noqa: E731
         tape = fn.Tape(*(torch.stack([o[4][q] for o in outs]) for q in range(len(fn.Tape._fields)))) if record else None
         return carry, _StepsOut(stack(0), stack(1), stack(2), stack(3) if r.trace else None, tape)
-
-
-_BIG = torch.iinfo(torch.int64).max
 
 
 class _Run(NamedTuple):
@@ -550,14 +549,14 @@ class _ManualRun(torch.autograd.Function):
         ctx.frames = tape["frames"]
         ctx.meta = [(f, j) for f, j, _, _ in tape["chunks"]]
         flat = [t for _, _, tp, g in tape["chunks"] for t in (*tp, g)]
-        ctx.save_for_backward(w_rec, res.steps, *flat)
+        ctx.save_for_backward(w_rec, res.steps, tape.get("first_k", res.steps), *flat)
         t_first = res.first_time if res.first_time is not None else res.out_counts.new_zeros(0)
         return res.out_counts, res.spike_counts, res.v_final, t_first
 
     @staticmethod
     def backward(ctx, g_out, g_counts, g_v, g_first):  # type: ignore[override]
         sim, run = ctx.sim, ctx.run
-        w_rec, steps, *flat = ctx.saved_tensors
+        w_rec, steps, first_k, *flat = ctx.saved_tensors
         per = len(fn.Tape._fields) + 1
         chunks = [(fn.Tape(*flat[i:i + per - 1]), flat[i + per - 1]) for i in range(0, len(flat), per)]
         params = run.params
@@ -571,9 +570,6 @@ class _ManualRun(torch.autograd.Function):
         g_i = torch.zeros(bsz, t_frames, g_v.shape[1], dtype=g_v.dtype, device=dev)
         timed = run.first_time and g_first.numel() > 0 and bool(chunks)
         if timed:  # reverse of t += alive_k s_k k (alive_k: no output spike before step k); t += alive_K K
-            fired = torch.cat([tp.spikes[:, :, o0:o1] for tp, _ in chunks])
-            n_k = fired.shape[0]
-            first_k = torch.where(fired, torch.arange(n_k, device=dev)[:, None, None], n_k).amin(0)
             lam = g_first * steps.to(g_v.dtype)[:, None]
         starts = np.cumsum([0] + [g.shape[0] for _, g in chunks])
         zero = torch.zeros((), dtype=torch.int64, device=dev)

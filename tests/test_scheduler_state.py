@@ -122,10 +122,16 @@ class QueueMachine(RuleBasedStateMachine):
             if m else torch.zeros(1, 0, dtype=torch.int64))
         prefix = fn.frame_prefix(self.seed, torch.tensor([self.sample]), self.frame)
         keys = fn.step_keys(prefix, torch.tensor([self.step]))[:, 0]
+        # both orders of fifo: 64-bit `since` (two sorts) and packed into 32 bits (one sort)
         if group == self.n_cores:
-            rel = fn.select_inputs(state, scheduler, f, keys)[0]
-            return sorted(int(i) for i in rel.nonzero()[:, 0])
-        rel = fn.select_neurons(state, self.params, scheduler, f, keys)[0]
+            rels = [fn.select_inputs(state, scheduler, f, fn.source_keys(keys, torch.arange(m)), bits)[0]
+                    for bits in (0, 16)]
+            assert torch.equal(*rels)
+            return sorted(int(i) for i in rels[0].nonzero()[:, 0])
+        src = fn.source_keys(keys, self.params.slot_neuron + m)
+        rels = [fn.select_neurons(state, self.params, scheduler, f, src, bits)[0] for bits in (0, 16)]
+        assert torch.equal(*rels)
+        rel = rels[0]
         return sorted(m + int(i) for i in rel.nonzero()[:, 0] if self.core[int(i)] == group)
 
     @rule(data=st.data(), f=st.one_of(st.integers(1, 2), st.none(), st.integers(3, 4)),

@@ -146,42 +146,61 @@ def first_output(first_spike: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
     return torch.where(has, g0, -1), arg, has
 
 
-_LOW = 24  # bits of the slot index inside the composite sort key
 _NONE = torch.iinfo(torch.int64).max
 
 
-def rank_release(pending: torch.Tensor, secondary: torch.Tensor, primary: Optional[torch.Tensor],
-                 limit: int) -> torch.Tensor:
-    """Release the first ``limit`` pending entries of each row of ``(..., P)``.
+def source_keys(keys: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """The hash keys ``mix(keys ^ source)`` of every source: ``keys`` ``(...,)`` (columns of
+    :func:`step_keys`) and source ids ``(S...)`` give ``(..., S...)``, each in ``[0, 2^32)``.
+    A chunk of steps computes all its steps' keys at once."""
+    return mix(keys.reshape(*keys.shape, *([1] * sources.ndim)) ^ sources)
 
-    Order: ascending ``primary`` (if given), then ascending ``secondary``, which must be unique
-    within a row (the hash key and the slot index packed together). Not pending entries never
-    release. One sort when ``primary`` is ``None``, else two (the second one stable)."""
-    sec = torch.where(pending, secondary, _NONE)
-    if primary is None:
-        _, order = sec.sort(dim=-1)
+
+def rank_release(pending: torch.Tensor, key: torch.Tensor, primary: Optional[torch.Tensor], limit: int,
+                 wide: bool = False) -> torch.Tensor:
+    """Release the first ``limit`` pending entries of each row of ``(..., P)``, in the order of
+    ascending ``primary`` (if given), then ascending ``key`` (the 32-bit hash), then position.
+    Entries that are not pending never release.
+
+    A ``primary`` that fits in 32 signed bits is packed with the key into one int64, so the
+    whole order is one stable sort; ``wide=True`` (a 64-bit ``primary``) takes two stable
+    sorts, the key first."""
+    if primary is None or not wide:
+        comp = key if primary is None else (primary << 32) | key
+        _, order = torch.where(pending, comp, _NONE).sort(dim=-1, stable=True)
     else:
-        _, order = sec.sort(dim=-1)
+        _, order = torch.where(pending, key, _NONE).sort(dim=-1, stable=True)
         prim = torch.where(pending, primary, _NONE).gather(-1, order)
         _, order2 = prim.sort(dim=-1, stable=True)
         order = order.gather(-1, order2)
-    p = pending.shape[-1]
-    take = pending.gather(-1, order) & (torch.arange(p, device=pending.device) < limit)
-    return torch.zeros_like(pending).scatter(-1, order, take)
+    first = order[..., :limit]
+    return torch.zeros_like(pending).scatter(-1, first, pending.gather(-1, first))
 
 
-def select_neurons(state: State, params: Params, scheduler: str, limit: Optional[int], keys: torch.Tensor,
-                   ) -> torch.Tensor:
+def fifo_primary(since: torch.Tensor, since_bits: int) -> tuple[torch.Tensor, bool]:
+    """The ``fifo`` sort key of ``since`` (``frame << 32 | step``): packed into 32 signed bits
+    as ``frame << since_bits | step`` when the caller knows that steps stay below
+    ``2^since_bits`` and frames below ``2^(31 - since_bits)`` (``since_bits > 0``), else as it
+    is (``wide``)."""
+    if since_bits <= 0:
+        return since, True
+    return ((since >> 32) << since_bits) | (since & ((1 << since_bits) - 1)), False
+
+
+def select_neurons(state: State, params: Params, scheduler: str, limit: Optional[int], keys: Optional[torch.Tensor],
+                   since_bits: int = 0) -> torch.Tensor:
     """Which pending neurons each core releases at this step: bool ``(B, N)``.
 
-    ``keys`` ``(B,)`` is this step's column of :func:`step_keys`; ``limit`` is ``F`` (``None``
-    for infinity). With ``F`` at least the core size everything pending is released at once."""
+    ``keys`` ``(B, C, P)`` are this step's hash keys of the core slots
+    (:func:`source_keys` of a :func:`step_keys` column and ``params.slot_neuron + n_inputs``);
+    ``limit`` is ``F`` (``None`` for infinity). With ``F`` at least the core size everything
+    pending is released at once (``keys`` may then be ``None``). ``since_bits``: see
+    :func:`fifo_primary`."""
     pending = state.p.detach() > 0
     c, p = params.slot_neuron.shape
     if limit is None or limit >= p:
         return pending
     bsz, n = pending.shape
-    m = params.n_inputs
     if params.contiguous:  # cores hold consecutive, equal blocks of neurons
         pad = lambda x, fill: x  # noqa: E731
         slots = slice(None)
@@ -189,33 +208,33 @@ def select_neurons(state: State, params: Params, scheduler: str, limit: Optional
         pad = lambda x, fill: torch.cat([x, torch.full((bsz, 1), fill, dtype=x.dtype, device=x.device)], 1)  # noqa: E731
         slots = params.slot_neuron.reshape(-1)
     pend_s = pad(pending, False)[:, slots].view(bsz, c, p)
-    src = (params.slot_neuron + m)[None]  # (1, C, P) source ids (padding gets N + m: harmless)
-    key = mix(keys[:, None, None] ^ src)
-    secondary = (key << _LOW) | torch.arange(p, device=key.device)
+    wide = False
     if scheduler == "random":
         primary = None
     elif scheduler == "fifo":
-        primary = pad(state.since, 0)[:, slots].view(bsz, c, p)
+        primary, wide = fifo_primary(pad(state.since, 0)[:, slots].view(bsz, c, p), since_bits)
     elif scheduler == "momentum":
         primary = -_ordered(pad(state.over.detach(), 0.0)[:, slots].view(bsz, c, p))
+        wide = not state.over.is_floating_point()  # fixed-point potentials may be up to 48 bits
     elif scheduler == "layered":
         primary = pad(params.layer[None].expand(bsz, n), 0)[:, slots].view(bsz, c, p)
     else:
         raise ValueError(f"scheduler: {scheduler!r}; allowed: fifo, random, momentum, layered")
-    rel = rank_release(pend_s, secondary, primary, limit).view(bsz, c * p)
+    rel = rank_release(pend_s, keys, primary, limit, wide).view(bsz, c * p)
     return rel if params.contiguous else rel[:, params.neuron_slot]
 
 
-def select_inputs(state: State, scheduler: str, limit: Optional[int], keys: torch.Tensor) -> torch.Tensor:
-    """Which pending input channels the input port releases (``scheduled`` input mode)."""
+def select_inputs(state: State, scheduler: str, limit: Optional[int], keys: Optional[torch.Tensor],
+                  since_bits: int = 0) -> torch.Tensor:
+    """Which pending input channels the input port releases (``scheduled`` input mode);
+    ``keys`` ``(B, M)`` are the channels' hash keys (:func:`source_keys` with sources
+    ``0 .. M-1``)."""
     pending = state.p_in.detach() > 0
     m = pending.shape[1]
     if limit is None or limit >= m:
         return pending
-    src = torch.arange(m, device=pending.device)
-    secondary = (mix(keys[:, None] ^ src[None]) << _LOW) | src
-    primary = state.since_in if scheduler == "fifo" else None  # inputs have no overshoot, one layer
-    return rank_release(pending, secondary, primary, limit)
+    primary, wide = fifo_primary(state.since_in, since_bits) if scheduler == "fifo" else (None, False)
+    return rank_release(pending, keys, primary, limit, wide)  # inputs have no overshoot, one layer
 
 
 class Tape(NamedTuple):

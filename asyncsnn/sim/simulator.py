@@ -44,6 +44,7 @@ ENGINES = ("auto", "manual", "autograd")
 # Without max_steps a frame that has not settled after this many steps is an error, not a hang
 # (the emulator's limit is 2^22 steps, which would take hours here).
 RUNAWAY_STEPS = 1 << 16
+_SINCE_BITS = (RUNAWAY_STEPS - 1).bit_length()  # a frame's step indices fit (fifo sorts on frame << 16 | step)
 
 
 @dataclass
@@ -274,7 +275,8 @@ class AsyncSimulator(torch.nn.Module):
         fanout_rec = (w_rec.detach() != 0).sum(dim=0).to(dtype)
         run = _Run(frames, params, w_in, fanout_in, fanout_rec, mm, vdtype, fx, scheduler, limit,
                    None if max_steps is None else int(max_steps), needs_keys, scheduled, int(seed), int(sample_offset),
-                   stop_after_output, gradient, first_time, trace, bool(cuda_graphs))
+                   stop_after_output, gradient, first_time, trace, bool(cuda_graphs),
+                   _SINCE_BITS if frames.shape[1] < 1 << (31 - _SINCE_BITS) else 0)
         # all_at_once: every frame's input current in one product, delivered at its step 0
         i_in = None if scheduled else mm(frames, w_in.t())
         if engine not in ENGINES:
@@ -349,7 +351,7 @@ class AsyncSimulator(torch.nn.Module):
                 syn0 = syn_in[:, f] * active.to(dtype)
             j = 0
             while True:
-                k = chunk if r.cap is None else min(chunk, r.cap - j)
+                k = min(chunk if r.cap is None else min(chunk, r.cap - j), RUNAWAY_STEPS - j)
                 if graphed:  # chunk lengths 1, 2, 4, .. 64: a few graphs serve every frame
                     k = min(1 << (k.bit_length() - 1), 64)
                 at = frame_at[f] + j  # (a device scalar made on the device: no copy from the host)
@@ -433,21 +435,25 @@ class AsyncSimulator(torch.nn.Module):
         params, mm, vdtype, dtype = r.params, r.mm, r.vdtype, self.theta.dtype
         o0, o1 = self.out_slice.start, self.out_slice.stop
         state, active, done, steps, emitted, synops, spike_counts, frame_out, first_g, alive, t_first = c
-        keys = None
-        if prefix is not None:
-            keys = fn.step_keys(prefix, (at & 0xFFFFFFFF) + torch.arange(k, device=at.device))
+        keys = keys_in = None
+        if prefix is not None:  # every step's hash keys of every slot (and input) at once
+            steps_k = fn.step_keys(prefix, (at & 0xFFFFFFFF) + torch.arange(k, device=at.device))
+            keys = fn.source_keys(steps_k, params.slot_neuron + params.n_inputs)  # (B, K, C, P)
+            if r.scheduled:
+                keys_in = fn.source_keys(steps_k, torch.arange(params.n_inputs, device=at.device))
         outs: list = []
         for i in range(k):
             kcol = keys[:, i] if keys is not None else None
             if r.scheduled:
-                rel_in = fn.select_inputs(state, r.scheduler, r.limit, kcol) & active[:, None]
+                kin = keys_in[:, i] if keys_in is not None else None
+                rel_in = fn.select_inputs(state, r.scheduler, r.limit, kin, r.since_bits) & active[:, None]
                 delivered_in = state.p_in * rel_in.to(vdtype)
                 current = mm(delivered_in, r.w_in.t())
                 synops = synops + rel_in.to(dtype) @ r.fanout_in
                 state = state._replace(p_in=state.p_in - delivered_in)
             elif syn0 is not None:
                 synops = synops + syn0
-            released = fn.select_neurons(state, params, r.scheduler, r.limit, kcol)
+            released = fn.select_neurons(state, params, r.scheduler, r.limit, kcol, r.since_bits)
             res = fn.step(state, params, w_rec, r.fanout_rec, released, current, active, at + i, r.gradient,
                           self.surrogate, self.slope, r.fx, record=record)
             current = syn0 = None
@@ -501,6 +507,7 @@ class _Run(NamedTuple):
     first_time: bool
     trace: bool
     cuda_graphs: bool
+    since_bits: int  # fifo: steps of a frame stay below 2^since_bits (0: unknown), see fn.fifo_primary
 
 
 _EAGER = Eager()

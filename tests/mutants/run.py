@@ -48,7 +48,8 @@ FIXED = "asyncsnn/sim/fixed.py"
 MUTANTS = [
     # ---------------------------------------------------------------- PyTorch simulator
     Mutant("P1", "PyTorch fifo ignores the time a spike became pending (orders by hash only)", FUNC,
-           'primary = pad(state.since, 0)[:, slots].view(bsz, c, p)', 'primary = None',
+           'primary, wide = fifo_primary(pad(state.since, 0)[:, slots].view(bsz, c, p), since_bits)',
+           'primary = None',
            ["tests/test_sim.py::test_exact_agreement_with_the_emulator"]),
     Mutant("P2", "PyTorch counts synaptic ops of zero weights", SIM,
            "fanout_rec = (w_rec.detach() != 0).sum(dim=0).to(dtype)",

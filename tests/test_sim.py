@@ -140,6 +140,43 @@ def test_manual_backward_equals_autograd(data, net, F, seed, scheduler, gradient
             assert torch.allclose(a, b, rtol=1e-9, atol=1e-12), (key, a, b)
 
 
+def test_compiled_steps_equal_eager():
+    """``compile=True`` (the single forward and backward steps through ``torch.compile``) gives
+    the eager outputs exactly and the same gradients, for both engines, a non-contiguous
+    mapping, every readout, the stop rule and scheduled input; on a GPU, where there is one,
+    also compiled steps inside CUDA graphs."""
+    net = random_feedforward([10, 8, 6, 3], seed=3, gain=2.5, refractory=True)
+    core_of = [0, 1] * 7 + [1, 1, 0]
+    x = torch.tensor(np.random.default_rng(0).integers(0, 3, (3, 4, 10)), dtype=torch.float64)
+    cases = [dict(engine="manual", scheduler="momentum", F=2, gradient="truncated", first_time=True,
+                  stop_after_output=2),
+             dict(engine="autograd", scheduler="fifo", F=1, gradient="full", first_time=True),
+             dict(engine="none", scheduler="random", F=2, input_mode="scheduled")]
+    for dev in DEVICES:
+        for case in cases:
+            kw = dict(case)
+            engine = kw.pop("engine")
+            got = []
+            for compiled, graphs in [(False, False), (True, False)] + ([(True, True)] if dev != "cpu" else []):
+                sim = AsyncSimulator(net, core_of=core_of, slope=3.0).double().to(dev)
+                with torch.set_grad_enabled(engine != "none"):
+                    r = sim(x.to(dev), seed=4, compile=compiled, cuda_graphs=graphs,
+                            **({} if engine == "none" else {"engine": engine}), **kw)
+                outs = [r.out_counts, r.spike_counts, r.v_final, r.steps, r.synops, r.first_spike]
+                if engine != "none":
+                    g = torch.Generator().manual_seed(1)
+                    diff = (r.out_counts, r.spike_counts, r.v_final, r.first_time)
+                    sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype).to(dev)).sum() for o in diff).backward()
+                    outs += [w.grad for w in sim.weights]
+                got.append([o.detach().cpu() for o in outs])
+            assert got[0][1].sum() > 0, case  # (spikes happen)
+            for other in got[1:]:
+                for a, b in zip(got[0][:6], other[:6]):
+                    assert torch.equal(a, b), (dev, case)
+                for a, b in zip(got[0][6:], other[6:]):
+                    assert a.abs().sum() > 0 and torch.allclose(a, b, rtol=1e-9, atol=1e-12), (dev, case)
+
+
 def test_manual_engine_choice():
     net = random_feedforward([6, 5, 3], seed=0, gain=3.0)
     sim = AsyncSimulator(net)

@@ -320,6 +320,7 @@ def test_bad_frames_and_weights():
     ({"train.readout": "votes"}, "train.readout"),
     ({"train.engine": "fast"}, "train.engine: 'fast'; allowed: auto, manual, autograd"),
     ({"train.cuda_graphs": "yes"}, "train.cuda_graphs"),
+    ({"train.compile": 1}, "train.compile: 1; allowed: true, false"),
 ])
 def test_bad_config(overrides, match):
     with pytest.raises(ConfigError, match=match):

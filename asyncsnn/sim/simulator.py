@@ -19,7 +19,10 @@ Speed without losing exactness:
   recording an autograd graph, keeps a small tape per step and backpropagates with the
   hand-written :func:`functional.step_backward`: the whole run is one autograd node;
 * with ``cuda_graphs`` a chunk of steps (and its backward) is one CUDA graph replay
-  (:mod:`asyncsnn.sim.graphs`) instead of some sixty kernel launches per step.
+  (:mod:`asyncsnn.sim.graphs`) instead of some sixty kernel launches per step;
+* with ``compile`` each single step, forward and backward, goes through ``torch.compile``: a
+  few fused kernels around the sort and the matrix products (which, with ``cuda_graphs``,
+  are what each replay runs).
 """
 
 from __future__ import annotations
@@ -198,6 +201,7 @@ class AsyncSimulator(torch.nn.Module):
         arithmetic: Optional[object] = None,
         engine: str = "auto",
         cuda_graphs: bool = False,
+        compile: bool = False,
     ) -> SimResult:
         """Run input frames ``(B, T, n_inputs)`` of event counts.
 
@@ -224,7 +228,13 @@ class AsyncSimulator(torch.nn.Module):
         backward) as CUDA graphs on a CUDA device (see :mod:`asyncsnn.sim.graphs`): the same
         arithmetic, a few launches per chunk instead of some sixty per step. It applies to float
         arithmetic with ``all_at_once`` input when nothing is recorded for autograd (the manual
-        engine, or ``torch.no_grad``); elsewhere it changes nothing."""
+        engine, or ``torch.no_grad``); elsewhere it changes nothing.
+
+        ``compile=True`` runs each forward step (:func:`_step`) and each backward step of the
+        manual engine (:func:`_step_backward`) through ``torch.compile`` (float arithmetic):
+        their elementwise work becomes a few fused kernels around the sort and the products.
+        The results are the eager ones (the test suite checks it); the first call of each shape
+        and option pays the compilation."""
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler: {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
         if input_mode not in INPUT_MODES:
@@ -276,7 +286,8 @@ class AsyncSimulator(torch.nn.Module):
         run = _Run(frames, params, w_in, fanout_in, fanout_rec, mm, vdtype, fx, scheduler, limit,
                    None if max_steps is None else int(max_steps), needs_keys, scheduled, int(seed), int(sample_offset),
                    stop_after_output, gradient, first_time, trace, bool(cuda_graphs),
-                   _SINCE_BITS if frames.shape[1] < 1 << (31 - _SINCE_BITS) else 0)
+                   _SINCE_BITS if frames.shape[1] < 1 << (31 - _SINCE_BITS) else 0,
+                   bool(compile) and fx is None)
         # all_at_once: every frame's input current in one product, delivered at its step 0
         i_in = None if scheduled else mm(frames, w_in.t())
         if engine not in ENGINES:
@@ -432,56 +443,71 @@ class AsyncSimulator(torch.nn.Module):
         Finished samples are masked (exact no-ops), nothing waits for the device and no shape
         depends on the data. ``current``/``syn0``: the input current and its synaptic ops,
         delivered at the first of the ``k`` steps."""
-        params, mm, vdtype, dtype = r.params, r.mm, r.vdtype, self.theta.dtype
+        params = r.params
         o0, o1 = self.out_slice.start, self.out_slice.stop
-        state, active, done, steps, emitted, synops, spike_counts, frame_out, first_g, alive, t_first = c
         keys = keys_in = None
         if prefix is not None:  # every step's hash keys of every slot (and input) at once
             steps_k = fn.step_keys(prefix, (at & 0xFFFFFFFF) + torch.arange(k, device=at.device))
             keys = fn.source_keys(steps_k, params.slot_neuron + params.n_inputs)  # (B, K, C, P)
             if r.scheduled:
                 keys_in = fn.source_keys(steps_k, torch.arange(params.n_inputs, device=at.device))
+        body = _compiled("forward") if r.compile else _step
         outs: list = []
         for i in range(k):
-            kcol = keys[:, i] if keys is not None else None
-            if r.scheduled:
-                kin = keys_in[:, i] if keys_in is not None else None
-                rel_in = fn.select_inputs(state, r.scheduler, r.limit, kin, r.since_bits) & active[:, None]
-                delivered_in = state.p_in * rel_in.to(vdtype)
-                current = mm(delivered_in, r.w_in.t())
-                synops = synops + rel_in.to(dtype) @ r.fanout_in
-                state = state._replace(p_in=state.p_in - delivered_in)
-            elif syn0 is not None:
-                synops = synops + syn0
-            released = fn.select_neurons(state, params, r.scheduler, r.limit, kcol, r.since_bits)
-            res = fn.step(state, params, w_rec, r.fanout_rec, released, current, active, at + i, r.gradient,
-                          self.surrogate, self.slope, r.fx, record=record)
+            c, out = body(r, w_rec, c, keys[:, i] if keys is not None else None,
+                          keys_in[:, i] if keys_in is not None else None, at + i, current, syn0, record,
+                          self.surrogate, self.slope, o0, o1)
             current = syn0 = None
-            state, s = res.state, res.spikes
-            synops = synops + res.synops
-            spike_counts = spike_counts + s
-            out_s = s[:, o0:o1]
-            frame_out = frame_out + out_s
-            fired_out = out_s.detach() > 0
-            outs.append((fired_out, steps, emitted, s.detach() > 0 if r.trace else None, res.tape))
-            if r.first_time:
-                t_first = t_first + alive * out_s * steps.to(dtype)[:, None]
-                alive = alive * (1 - out_s)
-            emitted = emitted + s.detach().sum(1)
-            g, steps = steps, steps + active.to(torch.int64)
-            pend = (state.p.detach() > 0).any(1)
-            if r.scheduled:
-                pend = pend | (state.p_in.detach() > 0).any(1)
-            active = active & pend
-            if r.stop_after_output is not None:
-                first_g = torch.where(fired_out.any(1) & (first_g == fn._NEVER), g, first_g)
-                stop = steps - int(r.stop_after_output) > first_g  # (no overflow when none fired)
-                done = done | stop
-                active = active & ~stop
-        carry = _Carry(state, active, done, steps, emitted, synops, spike_counts, frame_out, first_g, alive, t_first)
+            outs.append(out)
         stack = lambda i: torch.stack([o[i] for o in outs])  # noqa: E731
         tape = fn.Tape(*(torch.stack([o[4][q] for o in outs]) for q in range(len(fn.Tape._fields)))) if record else None
-        return carry, _StepsOut(stack(0), stack(1), stack(2), stack(3) if r.trace else None, tape)
+        return c, _StepsOut(stack(0), stack(1), stack(2), stack(3) if r.trace else None, tape)
+
+
+def _step(r: "_Run", w_rec: torch.Tensor, c: "_Carry", keys: Optional[torch.Tensor], keys_in: Optional[torch.Tensor],
+          at: torch.Tensor, current: Optional[torch.Tensor], syn0: Optional[torch.Tensor], record: bool, surrogate: str,
+          slope: float, o0: int, o1: int) -> tuple["_Carry", tuple]:
+    """One forward step of :meth:`AsyncSimulator._steps` (select, deliver, fire, bookkeeping)
+    at the device scalar ``at`` (``frame << 32 | step``), with this step's hash keys of the
+    core slots (and of the inputs). Pure, with static shapes: what ``train.compile`` compiles.
+    Returns the carry after the step and the step's record (output spikes, global step and
+    spikes emitted before it, all spikes for traces, the tape)."""
+    params, mm, vdtype = r.params, r.mm, r.vdtype
+    state, active, done, steps, emitted, synops, spike_counts, frame_out, first_g, alive, t_first = c
+    dtype = synops.dtype
+    if r.scheduled:
+        rel_in = fn.select_inputs(state, r.scheduler, r.limit, keys_in, r.since_bits) & active[:, None]
+        delivered_in = state.p_in * rel_in.to(vdtype)
+        current = mm(delivered_in, r.w_in.t())
+        synops = synops + rel_in.to(dtype) @ r.fanout_in
+        state = state._replace(p_in=state.p_in - delivered_in)
+    elif syn0 is not None:
+        synops = synops + syn0
+    released = fn.select_neurons(state, params, r.scheduler, r.limit, keys, r.since_bits)
+    res = fn.step(state, params, w_rec, r.fanout_rec, released, current, active, at, r.gradient, surrogate, slope,
+                  r.fx, record=record)
+    state, s = res.state, res.spikes
+    synops = synops + res.synops
+    spike_counts = spike_counts + s
+    out_s = s[:, o0:o1]
+    frame_out = frame_out + out_s
+    fired_out = out_s.detach() > 0
+    out = (fired_out, steps, emitted, s.detach() > 0 if r.trace else None, res.tape)
+    if r.first_time:
+        t_first = t_first + alive * out_s * steps.to(dtype)[:, None]
+        alive = alive * (1 - out_s)
+    emitted = emitted + s.detach().sum(1)
+    g, steps = steps, steps + active.to(torch.int64)
+    pend = (state.p.detach() > 0).any(1)
+    if r.scheduled:
+        pend = pend | (state.p_in.detach() > 0).any(1)
+    active = active & pend
+    if r.stop_after_output is not None:
+        first_g = torch.where(fired_out.any(1) & (first_g == fn._NEVER), g, first_g)
+        stop = steps - int(r.stop_after_output) > first_g  # (no overflow when none fired)
+        done = done | stop
+        active = active & ~stop
+    return _Carry(state, active, done, steps, emitted, synops, spike_counts, frame_out, first_g, alive, t_first), out
 
 
 class _Run(NamedTuple):
@@ -508,9 +534,20 @@ class _Run(NamedTuple):
     trace: bool
     cuda_graphs: bool
     since_bits: int  # fifo: steps of a frame stay below 2^since_bits (0: unknown), see fn.fifo_primary
+    compile: bool = False  # run the torch.compile'd single steps (_step, _step_backward)
 
 
 _EAGER = Eager()
+_COMPILED: dict = {}
+
+
+def _compiled(which: str):
+    """``torch.compile`` of the single forward step (:func:`_step`) or backward step
+    (:func:`_step_backward`), made once per process (static shapes; a new shape or option
+    recompiles)."""
+    if which not in _COMPILED:
+        _COMPILED[which] = torch.compile(_step if which == "forward" else _step_backward, fullgraph=True, dynamic=False)
+    return _COMPILED[which]
 
 
 class _Carry(NamedTuple):
@@ -589,7 +626,7 @@ class _ManualRun(torch.autograd.Function):
                 timing = (g_first, first_k, zero + int(starts[c]), lam) if timed else None
                 g_v, g_p, g_cur, lam_ = stepper(
                     "backward", _steps_backward, params, w_rec, tape, step, g_v, g_p, g_base, timing, run.gradient,
-                    sim.surrogate, sim.slope, o0, o1)
+                    sim.surrogate, sim.slope, o0, o1, run.compile)
                 if timed:
                     lam = lam_
                 g_w.addmm_(g_cur.flatten(0, 1).t(), tape.delivered.flatten(0, 1))
@@ -601,7 +638,7 @@ class _ManualRun(torch.autograd.Function):
 
 def _steps_backward(params: fn.Params, w_rec: torch.Tensor, tape: fn.Tape, step: torch.Tensor, g_v: torch.Tensor,
                     g_p: torch.Tensor, g_base: torch.Tensor, timing: Optional[tuple], gradient: str, surrogate: str,
-                    slope: float, o0: int, o1: int) -> tuple:
+                    slope: float, o0: int, o1: int, compiled: bool = False) -> tuple:
     """The backward of one chunk of ``k`` steps (stacked ``tape``, global ``step`` ``(k, B)``),
     from the gradients after it: those before it, the gradient of each step's input current
     ``(k, B, N)``, and the first-spike-time adjoint. ``g_base`` is the loss's gradient of every
@@ -610,17 +647,33 @@ def _steps_backward(params: fn.Params, w_rec: torch.Tensor, tape: fn.Tape, step:
     index, ``lam``: the adjoint of "not fired yet"). Pure: graphed on CUDA."""
     k = step.shape[0]
     g_curs: list = [None] * k
-    if timing is not None:
-        g_first, first_k, k0, lam = timing
+    body = _compiled("backward") if compiled else _step_backward
+    lam = None if timing is None else timing[3]
     for i in range(k - 1, -1, -1):
         tp = fn.Tape(*(t[i] for t in tape))
-        g_s = g_base
-        if timing is not None:
-            alive = (first_k >= k0 + i).to(g_v.dtype)
-            gk = step[i].to(g_v.dtype)[:, None]
-            s_out = tp.spikes[:, o0:o1].to(g_v.dtype)
-            g_s = g_s.clone()
-            g_s[:, o0:o1] += alive * (g_first * gk - lam)
-            lam = g_first * s_out * gk + lam * (1 - s_out)
-        g_v, g_p, g_curs[i] = fn.step_backward(tp, params, w_rec, g_v, g_p, g_s, gradient, surrogate, slope)
+        t_i = None if timing is None else (timing[0], timing[1], timing[2] + i, lam)
+        g_v, g_p, g_curs[i], lam = body(params, w_rec, tp, step[i], g_v, g_p, g_base, t_i, gradient, surrogate, slope,
+                                        o0, o1)
     return g_v, g_p, torch.stack(g_curs), (lam if timing is not None else g_v.new_zeros(0))
+
+
+def _step_backward(params: fn.Params, w_rec: torch.Tensor, tp: fn.Tape, step: torch.Tensor, g_v: torch.Tensor,
+                   g_p: torch.Tensor, g_base: torch.Tensor, timing: Optional[tuple], gradient: str, surrogate: str,
+                   slope: float, o0: int, o1: int) -> tuple:
+    """The backward of one step (its ``tape``, global ``step`` ``(B,)``) for
+    :func:`_steps_backward`: ``timing`` is ``(g_first, first_k, k, lam)`` with ``k`` this step's
+    loop index. Returns the gradients before the step, that of its input current and the new
+    ``lam`` (``None`` without timing). Pure, with static shapes: what ``train.compile``
+    compiles."""
+    g_s = g_base
+    lam = None
+    if timing is not None:
+        g_first, first_k, k, lam = timing
+        alive = (first_k >= k).to(g_v.dtype)
+        gk = step.to(g_v.dtype)[:, None]
+        s_out = tp.spikes[:, o0:o1].to(g_v.dtype)
+        g_s = g_s.clone()
+        g_s[:, o0:o1] += alive * (g_first * gk - lam)
+        lam = g_first * s_out * gk + lam * (1 - s_out)
+    g_v, g_p, g_cur = fn.step_backward(tp, params, w_rec, g_v, g_p, g_s, gradient, surrogate, slope)
+    return g_v, g_p, g_cur, lam

@@ -67,6 +67,7 @@ class OptimConfig:
     gradient: str = "full"          # or "truncated"
     engine: str = "auto"            # auto, manual (hand-written backward) or autograd
     cuda_graphs: bool = False       # replay chunks of steps as CUDA graphs (on CUDA)
+    compile: bool = False           # torch.compile the single forward and backward steps
     readout: str = "count"
     tau: float = 10.0               # first_spike readout: steps per logit unit
     epochs: int = 8
@@ -142,6 +143,7 @@ class Config:
         check(t.gradient in GRADIENTS, "train.gradient", f"{t.gradient!r}; allowed: {', '.join(GRADIENTS)}")
         check(t.engine in ENGINES, "train.engine", f"{t.engine!r}; allowed: {', '.join(ENGINES)}")
         check(isinstance(t.cuda_graphs, bool), "train.cuda_graphs", f"{t.cuda_graphs!r}; allowed: true, false")
+        check(isinstance(t.compile, bool), "train.compile", f"{t.compile!r}; allowed: true, false")
         check(t.readout in READOUTS, "train.readout", f"{t.readout!r}; allowed: {', '.join(READOUTS)}")
         check(t.tau > 0, "train.tau", f"{t.tau} must be > 0")
         check(t.epochs >= 0, "train.epochs", f"{t.epochs} is outside 0..")

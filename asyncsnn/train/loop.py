@@ -79,7 +79,7 @@ def run_model(sim: AsyncSimulator, frames: torch.Tensor, t, *, method: Optional[
         return layered_run(sim, frames, first_time=need_first)
     return sim(frames, scheduler=t.scheduler, F=t.F if F == "config" else F, seed=seed, sample_offset=sample_offset,
                input_mode=t.input_mode, max_steps=t.max_steps, gradient=t.gradient, first_time=need_first,
-               engine=t.engine, cuda_graphs=t.cuda_graphs)
+               engine=t.engine, cuda_graphs=t.cuda_graphs, compile=t.compile)
 
 
 def loss_of(result, labels: torch.Tensor, sim: AsyncSimulator, t, n_frames: int) -> torch.Tensor:

@@ -1,29 +1,57 @@
 #!/usr/bin/env bash
-# Every GPU check and benchmark in one go, for a lent GPU machine that has Python, torch and
-# CUDA but neither a Rust toolchain nor internet. Prepare on a machine with both:
+# Every GPU check and benchmark, for a lent GPU machine that has Python, torch and CUDA but
+# neither a Rust toolchain nor internet (its image has numpy, tqdm, matplotlib, h5py, pytest and
+# hypothesis). Build the abi3 extension on a machine with both:
 #
-#   maturin build --release -o dist/                    # the abi3 wheel
-#   pip download hypothesis pytest -d dist/deps         # only if the GPU machine lacks them
+#   maturin develop --release --skip-install            # writes asyncsnn/_native.abi3.so
 #
-# then carry dist/ and run `bash benchmarks/gpu_session.sh [OUT]` from the repository root
-# there. Results go to benchmarks/results/ and, with OUT, are copied there; the log is OUT/gpu.log.
+# then carry asyncsnn/_native.abi3.so (an ignored path: the device tool's `carry`) and run from
+# the repository root there (the tree itself is the package: PYTHONPATH is set to it)
+#
+#   bash benchmarks/gpu_session.sh OUT [STAGE...]
+#
+# Stages (default: all, in this order; each is meant to fit one 10-minute call):
+#   check  every engine on CUDA against the CPU (gpu_check.py) and the device-parametrized
+#          properties (engine equality with real CUDA graphs, compiled steps, SPSN membrane)
+#   fast   training throughput of the GPU engines: manual with compiled steps and CUDA graphs,
+#          manual with CUDA graphs (the rows for the 6 000 samples/s target)
+#   spsn   SPSN against the LIF loops (T = 100, 1 000, 10 000)
+#   rest   training throughput of the eager engines: autograd, manual, manual with compiled steps
+#   profile  the kernels of one training step at F = 16 (compiled steps, with and without graphs)
+# Results go to benchmarks/results/ and are copied to OUT; the log is OUT/gpu.log.
 set -u
-out=${1:-}
-log=${out:+$out/}gpu.log
-[ -n "$out" ] && mkdir -p "$out"
+out=${1:-.}
+shift || true
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(check fast spsn rest profile)
+log=$out/gpu.log
+mkdir -p "$out"
 run() { echo "== $*" | tee -a "$log"; "$@" 2>&1 | tee -a "$log"; echo "rc=${PIPESTATUS[0]}" | tee -a "$log"; }
 
-deps=()
-[ -d dist/deps ] && deps=(--find-links dist/deps)
-run python -m pip install -q --no-index "${deps[@]}" --no-deps dist/*.whl
-python -c "import hypothesis, pytest" 2>/dev/null || run python -m pip install -q --no-index "${deps[@]}" hypothesis pytest
-run nvidia-smi --query-gpu=name,memory.total --format=csv
-# correctness first: every engine on CUDA against the CPU, and the device-parametrized properties
-run python benchmarks/gpu_check.py
-run python -m pytest -q -p no:cacheprovider tests/test_sim.py::test_manual_backward_equals_autograd \
-    "tests/test_spsn.py::test_parallel_membrane_equals_the_sequential_recurrence"
-# then speed: training throughput (all engines), SPSN against the LIF loops
-run python benchmarks/train_throughput.py --device cuda
-run python benchmarks/spsn_speed.py --device cuda
-[ -n "$out" ] && cp benchmarks/results/*cuda* "$out"/ 2>/dev/null
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+if ! python -c "import asyncsnn" 2>>"$log"; then
+  echo "asyncsnn does not import: carry asyncsnn/_native.abi3.so (see the top of this file)" | tee -a "$log"
+  exit 2
+fi
+run nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+for stage in "${stages[@]}"; do
+  case $stage in
+    check)
+      run python benchmarks/gpu_check.py
+      run python -m pytest -q -p no:cacheprovider tests/test_sim.py::test_manual_backward_equals_autograd \
+          tests/test_sim.py::test_compiled_steps_equal_eager \
+          tests/test_spsn.py::test_parallel_membrane_equals_the_sequential_recurrence ;;
+    fast)
+      run python benchmarks/train_throughput.py --device cuda --engines manual+compile+graphs,manual+graphs --tag _fast ;;
+    rest)
+      run python benchmarks/train_throughput.py --device cuda --engines autograd,manual,manual+compile --tag _rest ;;
+    spsn)
+      run python benchmarks/spsn_speed.py --device cuda ;;
+    profile)
+      run python benchmarks/profile_step.py --device cuda --engine manual+compile
+      run python benchmarks/profile_step.py --device cuda --engine manual+compile+graphs ;;
+    *) echo "unknown stage: $stage (allowed: check fast spsn rest profile)" | tee -a "$log"; exit 2 ;;
+  esac
+  cp benchmarks/results/*cuda* "$out"/ 2>/dev/null
+done
 exit 0

@@ -9,11 +9,12 @@ Baseline, measured in the same run on the same inputs: the straightforward per-s
 implementation (benchmarks/naive_async.py: a full sort of all sources and a dense product of
 the whole weight matrix at every step, one host synchronisation per step). Both are checked to
 produce the same spikes before timing. Also reported: the full and truncated gradient, the
-engine (autograd through every step, or the manual engine's hand-written backward; on CUDA
-also the manual engine with CUDA graphs), and peak memory (CUDA allocator peak, or on the CPU
+engine (autograd through every step, or the manual engine's hand-written backward, eager or
+with each step through torch.compile; on CUDA also both with CUDA graphs), and peak memory (CUDA allocator peak, or on the CPU
 the bytes kept for backward).
 
-Run:  python benchmarks/train_throughput.py [--quick] [--device cpu|cuda|all]
+Run:  python benchmarks/train_throughput.py [--quick] [--device cpu|cuda|all] [--engines manual,manual+compile]
+      [--F 16,128,inf] [--gradients full,truncated] [--tag _suffix]
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import machine, save  # noqa: E402
+from common import RESULTS as RESULTS_DIR, machine, save  # noqa: E402
 from naive_async import NaiveAsyncSimulator  # noqa: E402
 
 from asyncsnn.generate import poisson_frames, random_feedforward  # noqa: E402
@@ -39,13 +40,24 @@ def sync(dev: str) -> None:
         torch.cuda.synchronize()
 
 
-def train_step(sim, opt, x, y, F, gradient="full", naive=False, engine="auto", cuda_graphs=False):
+ENGINES = {  # name: (engine, cuda_graphs, compile)
+    "autograd": ("autograd", False, False),
+    "manual": ("manual", False, False),
+    "manual+compile": ("manual", False, True),
+    "manual+graphs": ("manual", True, False),
+    "manual+compile+graphs": ("manual", True, True),
+}
+GPU_ONLY = ("manual+graphs", "manual+compile+graphs")
+
+
+def train_step(sim, opt, x, y, F, gradient="full", naive=False, engine="auto", cuda_graphs=False, compile=False):
     opt.zero_grad(set_to_none=True)
     if naive:
         r = sim(x, scheduler="momentum", F=F, seed=1)
         out, steps, spikes = r["out_counts"], r["steps"], r["spike_counts"]
     else:
-        r = sim(x, scheduler="momentum", F=F, seed=1, gradient=gradient, engine=engine, cuda_graphs=cuda_graphs)
+        r = sim(x, scheduler="momentum", F=F, seed=1, gradient=gradient, engine=engine, cuda_graphs=cuda_graphs,
+                compile=compile)
         out, steps, spikes = r.out_counts, r.steps, r.spike_counts
     loss = torch.nn.functional.cross_entropy(out.sum(1), y)
     loss.backward()
@@ -54,10 +66,15 @@ def train_step(sim, opt, x, y, F, gradient="full", naive=False, engine="auto", c
 
 
 def measure(make, x, y, F, dev, repeat, **kw):
-    """Samples/s (best of `repeat` after one warm-up) and the peak memory of one step."""
+    """Samples/s (best of `repeat` after one warm-up, which also pays any compilation and
+    graph capture: its time is returned too) and the peak memory of one step."""
     sim = make().to(dev)
     opt = torch.optim.Adam(sim.parameters(), lr=0.0)  # lr 0: every repeat does the same work
+    sync(dev)
+    t0 = time.perf_counter()
     first = train_step(sim, opt, x, y, F, **kw)
+    sync(dev)
+    warm = time.perf_counter() - t0
     best = float("inf")
     for _ in range(repeat):
         sync(dev)
@@ -74,7 +91,7 @@ def measure(make, x, y, F, dev, repeat, **kw):
         with saved_tensor_bytes() as counter:
             train_step(sim, opt, x, y, F, **kw)
         mem = counter.bytes
-    return len(x) / best, best, mem, first
+    return len(x) / best, warm, mem, first
 
 
 def main() -> int:
@@ -82,10 +99,20 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="batch 32, one repeat (a smoke run)")
     ap.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--engines", default=None,
+                    help=f"comma-separated subset of {', '.join(ENGINES)} (default: all that apply to the device)")
+    ap.add_argument("--F", default="16,128,inf", help="comma-separated release limits (inf: infinity)")
+    ap.add_argument("--gradients", default="full,truncated")
+    ap.add_argument("--tag", default="", help="suffix of the result files")
     args = ap.parse_args()
     batch = 32 if args.quick else args.batch
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
+    wanted = list(ENGINES) if args.engines is None else args.engines.split(",")
+    unknown = [e for e in wanted if e not in ENGINES]
+    if unknown:
+        ap.error(f"--engines: {', '.join(unknown)}; allowed: {', '.join(ENGINES)}")
+    f_values = [None if f == "inf" else int(f) for f in args.F.split(",")]
     torch.manual_seed(0)
     net = random_feedforward([2312, 64, 64, 64, 10], seed=0, beta=0.875, reset="zero", gain=2.0, grid=True)
     x_np = poisson_frames(batch, 30, 2312, 0.05, seed=1).astype(np.float32)
@@ -94,41 +121,50 @@ def main() -> int:
     if torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name()
     lines = ["| device | F | engine | gradient | ours samples/s | baseline samples/s | speed-up | steps/sample "
-             "| spikes/sample | peak memory MB |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| spikes/sample | peak memory MB | first step s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    name = "train_throughput" + ("_quick" if args.quick else "") + ("_" + "_".join(devices) if args.device != "all" else "")
+    name += args.tag
+
+    def write() -> None:  # after every row: a run cut short keeps what it measured
+        md = "\n".join([
+            "# Training throughput of unlayered backprop",
+            "",
+            f"2312-64-64-64-10, batch {batch}, 30 frames, momentum scheduler, one core. Machine: "
+            f"{out['machine']['cpu']} ({out['machine']['cores']} cores)" + (f", GPU {out['gpu']}" if "gpu" in out else "")
+            + f", torch {torch.__version__}. Baseline: benchmarks/naive_async.py in the same run. "
+            "First step: the warm-up step's time (compilation, graph capture).",
+            "",
+            *lines,
+        ])
+        save(name, out, md)
+
     for dev in devices:
         x = torch.tensor(x_np, device=dev)
         y = torch.tensor(y_np, device=dev)
         repeat = 1 if args.quick else 3
-        engines = [("autograd", False), ("manual", False)] + ([("manual", True)] if dev == "cuda" else [])
-        for F in (16, 128, None):
-            base, t_base, _, first_b = measure(lambda: NaiveAsyncSimulator(net), x, y, F, dev, 1, naive=True)
+        engines = [e for e in wanted if dev == "cuda" or e not in GPU_ONLY]
+        for F in f_values:
+            base, _, _, first_b = measure(lambda: NaiveAsyncSimulator(net), x, y, F, dev, 1, naive=True)
             f_txt = "inf" if F is None else str(F)
-            for engine, graphs in engines:
-                name = engine + ("+graphs" if graphs else "")
-                for grad in ("full", "truncated"):
-                    sps, _, mem, first = measure(lambda: AsyncSimulator(net), x, y, F, dev, repeat, gradient=grad,
-                                                 engine=engine, cuda_graphs=graphs)
+            for ename in engines:
+                engine, graphs, compiled = ENGINES[ename]
+                for grad in args.gradients.split(","):
+                    sps, warm, mem, first = measure(lambda: AsyncSimulator(net), x, y, F, dev, repeat, gradient=grad,
+                                                    engine=engine, cuda_graphs=graphs, compile=compiled)
                     assert torch.equal(first[0], first_b[0]) and torch.equal(first[1], first_b[1]), "spikes differ"
                     steps = float(first[1].float().mean())
                     spikes = float(first[2].sum(1).mean())
-                    row = {"device": dev, "F": f_txt, "engine": name, "gradient": grad, "samples_per_s": sps,
+                    row = {"device": dev, "F": f_txt, "engine": ename, "gradient": grad, "samples_per_s": sps,
                            "baseline_samples_per_s": base, "speedup": sps / base, "steps_per_sample": steps,
-                           "spikes_per_sample": spikes, "peak_memory_bytes": mem}
+                           "spikes_per_sample": spikes, "peak_memory_bytes": mem, "first_step_s": warm}
                     out["rows"].append(row)
-                    lines.append(f"| {dev} | {f_txt} | {name} | {grad} | {sps:.0f} | {base:.1f} | {sps / base:.1f}x | "
-                                 f"{steps:.1f} | {spikes:.0f} | {mem / 2**20:.0f} |")
+                    lines.append(f"| {dev} | {f_txt} | {ename} | {grad} | {sps:.0f} | {base:.1f} | {sps / base:.1f}x | "
+                                 f"{steps:.1f} | {spikes:.0f} | {mem / 2**20:.0f} | {warm:.1f} |")
                     print(lines[-1], flush=True)
-    md = "\n".join([
-        "# Training throughput of unlayered backprop",
-        "",
-        f"2312-64-64-64-10, batch {batch}, 30 frames, momentum scheduler, one core. Machine: "
-        f"{out['machine']['cpu']} ({out['machine']['cores']} cores)" + (f", GPU {out['gpu']}" if "gpu" in out else "")
-        + f", torch {torch.__version__}. Baseline: benchmarks/naive_async.py in the same run.",
-        "",
-        *lines,
-    ])
-    name = "train_throughput" + ("_quick" if args.quick else "") + ("_" + "_".join(devices) if args.device != "all" else "")
-    print(save(name, out, md))
+                    write()
+    write()
+    print(RESULTS_DIR / f"{name}.md")
     return 0
 
 

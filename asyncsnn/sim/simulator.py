@@ -544,8 +544,13 @@ _COMPILED: dict = {}
 def _compiled(which: str):
     """``torch.compile`` of the single forward step (:func:`_step`) or backward step
     (:func:`_step_backward`), made once per process (static shapes; a new shape or option
-    recompiles)."""
+    recompiles). Each scheduler, F, gradient choice, readout and first-step-of-a-frame flag is a
+    variant of its own, so the recompile limit is raised from dynamo's default of 8: past the
+    limit dynamo would silently run the step eagerly."""
     if which not in _COMPILED:
+        dynamo = torch._dynamo.config
+        limit = "recompile_limit" if hasattr(dynamo, "recompile_limit") else "cache_size_limit"  # (older torch)
+        setattr(dynamo, limit, max(getattr(dynamo, limit), 64))
         _COMPILED[which] = torch.compile(_step if which == "forward" else _step_backward, fullgraph=True, dynamic=False)
     return _COMPILED[which]
 

@@ -143,22 +143,25 @@ def test_manual_backward_equals_autograd(data, net, F, seed, scheduler, gradient
 def test_compiled_steps_equal_eager():
     """``compile=True`` (the single forward and backward steps through ``torch.compile``) gives
     the eager outputs exactly and the same gradients, for both engines, a non-contiguous
-    mapping, every readout, the stop rule and scheduled input; on a GPU, where there is one,
-    also compiled steps inside CUDA graphs."""
+    mapping, every readout, the stop rule and scheduled input; also compiled steps on the graphed
+    code path (replay emulated on the CPU; real CUDA graphs on a GPU, where there is one)."""
     net = random_feedforward([10, 8, 6, 3], seed=3, gain=2.5, refractory=True)
     core_of = [0, 1] * 7 + [1, 1, 0]
     x = torch.tensor(np.random.default_rng(0).integers(0, 3, (3, 4, 10)), dtype=torch.float64)
     cases = [dict(engine="manual", scheduler="momentum", F=2, gradient="truncated", first_time=True,
                   stop_after_output=2),
              dict(engine="autograd", scheduler="fifo", F=1, gradient="full", first_time=True),
-             dict(engine="none", scheduler="random", F=2, input_mode="scheduled")]
+             dict(engine="none", scheduler="random", F=2, input_mode="scheduled"),
+             dict(engine="none", scheduler="layered", F=1, max_steps=3)]
     for dev in DEVICES:
         for case in cases:
             kw = dict(case)
             engine = kw.pop("engine")
             got = []
-            for compiled, graphs in [(False, False), (True, False)] + ([(True, True)] if dev != "cpu" else []):
+            for compiled, graphs in [(False, False), (True, False), (True, True)]:
                 sim = AsyncSimulator(net, core_of=core_of, slope=3.0).double().to(dev)
+                if graphs and dev == "cpu":
+                    sim._graph_cache = EmulatedGraphs()
                 with torch.set_grad_enabled(engine != "none"):
                     r = sim(x.to(dev), seed=4, compile=compiled, cuda_graphs=graphs,
                             **({} if engine == "none" else {"engine": engine}), **kw)
@@ -169,6 +172,8 @@ def test_compiled_steps_equal_eager():
                     sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype).to(dev)).sum() for o in diff).backward()
                     outs += [w.grad for w in sim.weights]
                 got.append([o.detach().cpu() for o in outs])
+                if graphs and engine != "autograd" and kw.get("input_mode") != "scheduled":  # (where graphs apply)
+                    assert sim._graph_cache.replays >= sim._graph_cache.captures > 0
             assert got[0][1].sum() > 0, case  # (spikes happen)
             for other in got[1:]:
                 for a, b in zip(got[0][:6], other[:6]):

@@ -76,6 +76,10 @@ MUTANTS = [
     Mutant("M4", "graph replay hands out its static outputs (the next replay overwrites them)", "asyncsnn/sim/graphs.py",
            "return pytree.tree_unflatten(outs, out_spec)", "return pytree.tree_unflatten(static_out, out_spec)",
            ["tests/test_sim.py::test_manual_backward_equals_autograd"]),
+    Mutant("M5", "the compiled forward step drops the synaptic ops of the frame's input", SIM,
+           'body = _compiled("forward") if r.compile else _step',
+           'body = (lambda *a: _compiled("forward")(*a[:7], None, *a[8:])) if r.compile else _step',
+           ["tests/test_sim.py::test_compiled_steps_equal_eager"]),
     # ---------------------------------------------------------------- fixed point
     Mutant("F1", "PyTorch rounds weights half to even (the chip rounds half away from zero)", FIXED,
            "return torch.sign(x) * torch.floor(x.abs() + 0.5)", "return torch.round(x)",

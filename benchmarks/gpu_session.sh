@@ -10,7 +10,8 @@
 #
 #   bash benchmarks/gpu_session.sh OUT [STAGE...]
 #
-# Stages (default: all, in this order; each is meant to fit one 10-minute call):
+# Stages (default: all, in this order; each is meant to fit one 10-minute call, so name one per
+# call there, e.g. `bash benchmarks/gpu_session.sh $OUT check`):
 #   check  every engine on CUDA against the CPU (gpu_check.py) and the device-parametrized
 #          properties (engine equality with real CUDA graphs, compiled steps, SPSN membrane)
 #   fast   training throughput of the GPU engines: manual with compiled steps and CUDA graphs,
@@ -26,7 +27,16 @@ stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(check fast spsn rest profile)
 log=$out/gpu.log
 mkdir -p "$out"
-run() { echo "== $*" | tee -a "$log"; "$@" 2>&1 | tee -a "$log"; echo "rc=${PIPESTATUS[0]}" | tee -a "$log"; }
+# a stage is stopped LIMIT seconds after it starts (default 540), so that what it measured is
+# still copied to OUT within a 10-minute call (the benchmarks write results after every row)
+run() {
+  local left=$((deadline - SECONDS))
+  if [ "$left" -le 5 ]; then echo "== skipped (stage time is up): $*" | tee -a "$log"; return; fi
+  echo "== $*" | tee -a "$log"
+  timeout "$left" "$@" 2>&1 | tee -a "$log"
+  echo "rc=${PIPESTATUS[0]}" | tee -a "$log"
+}
+deadline=$((SECONDS + ${LIMIT:-540}))
 
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 if ! python -c "import asyncsnn" 2>>"$log"; then
@@ -35,6 +45,7 @@ if ! python -c "import asyncsnn" 2>>"$log"; then
 fi
 run nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 for stage in "${stages[@]}"; do
+  deadline=$((SECONDS + ${LIMIT:-540}))
   case $stage in
     check)
       run python benchmarks/gpu_check.py

@@ -9,9 +9,10 @@ Speed without losing exactness:
 
 * with ``all_at_once`` input delivery (the default) the input current of every frame is one
   batched product before the step loop; only neuron-to-neuron weights act inside it;
-* each core's neurons sit in a padded ``(cores, slots)`` layout, so selection is one sort
-  (``random``) or two (``fifo``, ``momentum``, ``layered``) of short rows, and none at all when
-  ``F`` is at least the core size;
+* each core's neurons sit in a padded ``(cores, slots)`` layout, so selection is one stable
+  sort of short rows per step (the scheduler's 32-bit key packed above the 32-bit hash, see
+  :func:`functional.rank_release`), and none at all when ``F`` is at least the core size; a
+  chunk of steps hashes all its steps' keys at once;
 * the loop never waits for the device at each step: it runs chunks of steps in which finished
   samples are masked (exact no-ops) and asks the device whether anything is still pending once
   per chunk. The chunk length follows the steps the previous frame needed;
@@ -47,7 +48,7 @@ ENGINES = ("auto", "manual", "autograd")
 # Without max_steps a frame that has not settled after this many steps is an error, not a hang
 # (the emulator's limit is 2^22 steps, which would take hours here).
 RUNAWAY_STEPS = 1 << 16
-_SINCE_BITS = (RUNAWAY_STEPS - 1).bit_length()  # a frame's step indices fit (fifo sorts on frame << 16 | step)
+_SINCE_BITS = (RUNAWAY_STEPS - 1).bit_length()  # a frame's step indices fit: fifo sorts on frame << 16 | step
 
 
 @dataclass

@@ -21,6 +21,7 @@ import argparse
 import os
 import sys
 import time
+import traceback
 
 import torch
 
@@ -71,7 +72,9 @@ def measure(impl, x, y, dev, repeat):
     return best, first
 
 
-def run(dev: torch.device, lengths, quick: bool, only=None) -> dict:
+def run(dev: torch.device, lengths, quick: bool, only=None, on_row=None) -> dict:
+    """Measure every implementation at every length; ``on_row`` gets the summary so far after
+    each row (so that a run cut short keeps what it measured)."""
     rows = []
     for t in lengths:
         g = torch.Generator().manual_seed(t)
@@ -85,9 +88,21 @@ def run(dev: torch.device, lengths, quick: bool, only=None) -> dict:
             long = t >= 10000
             slow = impl in ("lif-loop", "lif-compiled") and long
             repeat = 0 if slow else 1 if long or quick else 3
-            best, first = measure(impl, x, y, dev, repeat)
+            try:
+                best, first = measure(impl, x, y, dev, repeat)
+            except Exception as e:  # (one failing implementation must not cost the other rows)
+                traceback.print_exc()
+                print(f"{dev.type:4} T={t:6} {impl:13} failed: {type(e).__name__}", flush=True)
+                continue
             rows.append({"T": t, "impl": impl, "seconds": best, "first_call_s": first})
             print(f"{dev.type:4} T={t:6} {impl:13} {best * 1000:10.1f} ms  (first call {first:.1f} s)", flush=True)
+            if on_row is not None:
+                on_row(_summary(dev, rows))
+    return _summary(dev, rows)
+
+
+def _summary(dev: torch.device, rows: list) -> dict:
+    """The rows so far with their ratios (against the loop, and SPSN against each)."""
     by = {(r["T"], r["impl"]): r["seconds"] for r in rows}
     for r in rows:
         base = by.get((r["T"], "lif-loop"))
@@ -123,11 +138,13 @@ def main() -> None:
         if d == "cuda" and not torch.cuda.is_available():
             print("no CUDA device: skipped")
             continue
-        res = run(torch.device(d), lengths, args.quick, args.only)
-        md = markdown(res, mach)
-        print(md)
-        if not args.quick:
-            save(f"spsn_speed_{d}{args.tag}", {"machine": mach, **res}, md)
+        def keep(res, d=d):
+            if not args.quick:
+                save(f"spsn_speed_{d}{args.tag}", {"machine": mach, **res}, markdown(res, mach))
+
+        res = run(torch.device(d), lengths, args.quick, args.only, keep)
+        keep(res)
+        print(markdown(res, mach))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import argparse
 import os
 import sys
 import time
+import traceback
 
 import numpy as np
 import torch
@@ -150,8 +151,18 @@ def main() -> int:
             for ename in engines:
                 engine, graphs, compiled = ENGINES[ename]
                 for grad in args.gradients.split(","):
-                    sps, warm, mem, first = measure(lambda: AsyncSimulator(net), x, y, F, dev, repeat, gradient=grad,
-                                                    engine=engine, cuda_graphs=graphs, compile=compiled)
+                    try:
+                        sps, warm, mem, first = measure(lambda: AsyncSimulator(net), x, y, F, dev, repeat,
+                                                        gradient=grad, engine=engine, cuda_graphs=graphs,
+                                                        compile=compiled)
+                    except Exception as e:  # (one failing engine must not cost the other rows)
+                        traceback.print_exc()
+                        msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
+                        out["rows"].append({"device": dev, "F": f_txt, "engine": ename, "gradient": grad, "error": msg})
+                        lines.append(f"| {dev} | {f_txt} | {ename} | {grad} | failed: {msg} | {base:.1f} | | | | | |")
+                        print(lines[-1], flush=True)
+                        write()
+                        continue
                     assert torch.equal(first[0], first_b[0]) and torch.equal(first[1], first_b[1]), "spikes differ"
                     steps = float(first[1].float().mean())
                     spikes = float(first[2].sum(1).mean())

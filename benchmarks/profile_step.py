@@ -12,13 +12,11 @@ import os
 import sys
 import time
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from train_throughput import ENGINES, sync, train_step  # noqa: E402
+from train_throughput import ENGINES, sync, train_step, workload  # noqa: E402
 
-from asyncsnn.generate import poisson_frames, random_feedforward  # noqa: E402
 from asyncsnn.sim import AsyncSimulator  # noqa: E402
 
 
@@ -33,9 +31,8 @@ def main() -> int:
     dev = args.device
     F = None if args.F == "inf" else int(args.F)
     engine, graphs, compiled = ENGINES[args.engine]
-    net = random_feedforward([2312, 64, 64, 64, 10], seed=0, beta=0.875, reset="zero", gain=2.0, grid=True)
-    x = torch.tensor(poisson_frames(args.batch, 30, 2312, 0.05, seed=1).astype(np.float32), device=dev)
-    y = torch.tensor(np.random.default_rng(2).integers(0, 10, args.batch), device=dev)
+    net, x_np, y_np = workload(args.batch)
+    x, y = torch.tensor(x_np, device=dev), torch.tensor(y_np, device=dev)
     sim = AsyncSimulator(net).to(dev)
     opt = torch.optim.Adam(sim.parameters(), lr=0.0)
     kw = dict(engine=engine, cuda_graphs=graphs, compile=compiled)

@@ -51,6 +51,15 @@ ENGINES = {  # name: (engine, cuda_graphs, compile)
 GPU_ONLY = ("manual+graphs", "manual+compile+graphs")
 
 
+def workload(batch: int):
+    """The benchmark's network and data: 2312-64-64-64-10, ``batch`` samples of 30 frames of
+    N-MNIST-like Poisson input and their labels (numpy)."""
+    net = random_feedforward([2312, 64, 64, 64, 10], seed=0, beta=0.875, reset="zero", gain=2.0, grid=True)
+    x = poisson_frames(batch, 30, 2312, 0.05, seed=1).astype(np.float32)
+    y = np.random.default_rng(2).integers(0, 10, batch)
+    return net, x, y
+
+
 def train_step(sim, opt, x, y, F, gradient="full", naive=False, engine="auto", cuda_graphs=False, compile=False):
     opt.zero_grad(set_to_none=True)
     if naive:
@@ -115,9 +124,7 @@ def main() -> int:
         ap.error(f"--engines: {', '.join(unknown)}; allowed: {', '.join(ENGINES)}")
     f_values = [None if f == "inf" else int(f) for f in args.F.split(",")]
     torch.manual_seed(0)
-    net = random_feedforward([2312, 64, 64, 64, 10], seed=0, beta=0.875, reset="zero", gain=2.0, grid=True)
-    x_np = poisson_frames(batch, 30, 2312, 0.05, seed=1).astype(np.float32)
-    y_np = np.random.default_rng(2).integers(0, 10, batch)
+    net, x_np, y_np = workload(batch)
     out = {"machine": machine(), "torch": torch.__version__, "batch": batch, "frames": 30, "rows": []}
     if torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name()

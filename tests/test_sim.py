@@ -105,6 +105,15 @@ def test_gradients_flow_through_the_schedule():
     assert g_in.abs().sum() > 0  # through the spikes of the hidden layer
 
 
+def _backprop_random_loss(r, seed: int) -> tuple:
+    """Backpropagate a random linear function (seeded) of every differentiable output of the
+    run ``r`` (output counts, spike counts, final potentials, first-spike times); returns them."""
+    g = torch.Generator().manual_seed(seed)
+    outs = (r.out_counts, r.spike_counts, r.v_final, r.first_time)
+    sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype).to(o.device)).sum() for o in outs).backward()
+    return outs
+
+
 @given(data=st.data(), net=contended_networks, F=small_f, seed=seeds, scheduler=st.sampled_from(asyncsnn.SCHEDULERS),
        gradient=st.sampled_from(fn.GRADIENTS), surrogate=st.sampled_from(fn.SURROGATES),
        stop=st.one_of(st.none(), st.integers(0, 3)), cap=st.sampled_from([1, 2, 5, CAP]))
@@ -128,10 +137,7 @@ def test_manual_backward_equals_autograd(data, net, F, seed, scheduler, gradient
         r = sim(torch.tensor(x, dtype=torch.float64, device=dev), scheduler=scheduler, F=F, seed=seed,
                 gradient=gradient, first_time=True, stop_after_output=stop, max_steps=cap,
                 engine="autograd" if engine == "autograd" else "manual", cuda_graphs=engine == "graphs")
-        g = torch.Generator().manual_seed(r_seed)
-        outs = (r.out_counts, r.spike_counts, r.v_final, r.first_time)
-        loss = sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype).to(dev)).sum() for o in outs)
-        loss.backward()
+        outs = _backprop_random_loss(r, r_seed)
         got[dev, engine] = [o.detach().cpu() for o in outs] + [w.grad.cpu() for w in sim.weights]
         if engine == "graphs":
             assert sim._graph_cache.replays >= sim._graph_cache.captures > 0
@@ -167,9 +173,7 @@ def test_compiled_steps_equal_eager():
                             **({} if engine == "none" else {"engine": engine}), **kw)
                 outs = [r.out_counts, r.spike_counts, r.v_final, r.steps, r.synops, r.first_spike]
                 if engine != "none":
-                    g = torch.Generator().manual_seed(1)
-                    diff = (r.out_counts, r.spike_counts, r.v_final, r.first_time)
-                    sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype).to(dev)).sum() for o in diff).backward()
+                    _backprop_random_loss(r, 1)
                     outs += [w.grad for w in sim.weights]
                 got.append([o.detach().cpu() for o in outs])
                 if graphs and engine != "autograd" and kw.get("input_mode") != "scheduled":  # (where graphs apply)

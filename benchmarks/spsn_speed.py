@@ -4,8 +4,8 @@ Workload (issue 7): a 700-128-128-128-20 network, batch 64, T = 100, 1 000 and 1
 SHD-like input (2 % of the 700 channels active per step), non-firing readout, max-over-time
 cross-entropy. Implementations, all in the same run on the same input:
 
-* ``spsn``: parallel in time (``auto``: direct Toeplitz product up to 1 024 steps, FFT above),
-  plus ``spsn-fft`` and ``spsn-direct`` forced (direct only up to 2 000 steps: it is O(T^2));
+* ``spsn``: parallel in time (``auto``: the chunked filter at these lengths), plus ``spsn-fft``
+  and ``spsn-direct`` forced (direct only up to 2 000 steps: it is O(T^2));
 * ``lif-loop``: the plain per-step LIF loop (each step runs every layer; autograd through every
   step), the baseline;
 * ``lif-fused``: projection batched over time, recurrence in one autograd function;
@@ -29,12 +29,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import machine, save  # noqa: E402
 
 from asyncsnn.spsn import SeqNet  # noqa: E402
+from asyncsnn.spsn import functional as F  # noqa: E402
 
 SIZES = [700, 128, 128, 128, 20]
 IMPLS = {
     "spsn": dict(neuron="spsn", method="auto"),
     "spsn-fft": dict(neuron="spsn", method="fft"),
     "spsn-direct": dict(neuron="spsn", method="direct"),
+    "spsn-chunked": dict(neuron="spsn", method="chunked"),
     "lif-loop": dict(neuron="lif", lif_impl="loop"),
     "lif-fused": dict(neuron="lif", lif_impl="fused"),
     "lif-compiled": dict(neuron="lif", lif_impl="compiled"),
@@ -83,8 +85,8 @@ def run(dev: torch.device, lengths, quick: bool, only=None, on_row=None) -> dict
         for impl in IMPLS:
             if (only and impl not in only) or (impl == "spsn-direct" and t > 2000):
                 continue
-            if impl == "spsn-fft" and t > 1024:
-                continue  # `spsn` (auto) is the FFT there
+            if impl.startswith("spsn-") and IMPLS[impl]["method"] == F.resolve_method("auto", t):
+                continue  # the same as `spsn` (auto) there
             long = t >= 10000
             slow = impl in ("lif-loop", "lif-compiled") and long
             repeat = 0 if slow else 1 if long or quick else 3

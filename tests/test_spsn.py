@@ -32,10 +32,31 @@ def test_parallel_membrane_equals_the_sequential_recurrence(device, t, n, alpha,
     assert torch.allclose(par, seq, rtol=1e-9, atol=1e-9)
 
 
+@given(t=st.integers(1, 300), chunk=st.integers(1, 70), alpha=DECAYS, beta=DECAYS, seed=st.integers(0, 2**32 - 1))
+def test_chunked_membrane_and_its_adjoint_for_any_chunk_length(t, chunk, alpha, beta, seed):
+    """Any chunk length, dividing T or not (the last chunk padded): the chunked filter equals
+    the recurrence, and its written-out backward equals autograd through the direct product."""
+    rng = np.random.default_rng(seed)
+    x = torch.tensor(rng.normal(size=(2, t, 3)), requires_grad=True)
+    g = torch.tensor(rng.normal(size=(2, t, 3)))
+    out = F.membrane(x, alpha, beta, "chunked", chunk=chunk)
+    assert torch.allclose(out, F.membrane_sequential(x.detach(), alpha, beta), rtol=1e-9, atol=1e-9)
+    (gx,) = torch.autograd.grad(out, x, g)
+    (ref,) = torch.autograd.grad(F.membrane(x, alpha, beta, "direct"), x, g)
+    assert torch.allclose(gx, ref, rtol=1e-9, atol=1e-9)
+
+
+def test_chunk_lengths_and_the_automatic_method():
+    assert [F.chunk_len(t) for t in (1, 64, 100, 1000, 10000, 97, 50000)] == [1, 64, 25, 25, 40, 32, 50]
+    assert F.resolve_method("auto", 10) == "chunked" and F.resolve_method("auto", F.CHUNKED_MAX_T + 1) == "fft"
+    with pytest.raises(ValueError, match="chunk"):
+        F.membrane(torch.zeros(1, 100, 2), 0.9, 0.9, "chunked", chunk=0)
+
+
 def test_float32_long_sequences_and_the_kernel_cache():
     x = (torch.rand(2, 3000, 3, generator=torch.Generator().manual_seed(0)) < 0.1).float()
     seq = F.membrane_sequential(x.double(), 0.95, 0.9)
-    for method in ("fft", "direct"):
+    for method in ("fft", "direct", "chunked"):
         assert torch.allclose(F.membrane(x, 0.95, 0.9, method).double(), seq, atol=1e-4)
     a = F.kernel_fft(0.95, 0.9, 3000, F._fft_len(3000), torch.float32, "cpu")
     assert F.kernel_fft(0.95, 0.9, 3000, F._fft_len(3000), torch.float32, "cpu") is a  # cached
@@ -47,6 +68,7 @@ def test_gradient_of_the_parallel_membrane():
     x = torch.randn(2, 30, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda y: F.membrane(y, 0.8, 0.7, "fft"), (x,))
     assert torch.autograd.gradcheck(lambda y: F.membrane(y, 0.8, 0.8, "direct"), (x,))
+    assert torch.autograd.gradcheck(lambda y: F.membrane(y, 0.8, 0.7, "chunked", chunk=7), (x,))  # 5 chunks
 
 
 def test_straight_through_firing():

@@ -107,9 +107,7 @@ class SeqNet(torch.nn.Module):
                     sample = torch.arange(x.shape[0], device=x.device) + int(sample_offset)
                     offset = self.chip_inputs + sum(self.sizes[1:k + 1])
                     keys = F.hash_keys(self.seed, sample, x.shape[1], u.shape[2], offset)
-                    hard = F.fire_table(F.table_index(u - self.theta), keys).to(u.dtype)
-                    p = torch.sigmoid(u - self.theta)
-                    h = p + (hard - p).detach()
+                    h = F.straight_through(u - self.theta, F.fire_table(F.table_index(u - self.theta), keys))
                 else:
                     h = F.fire(u - self.theta, mode, tau=self.tau, generator=generator)
             spikes.append(h)

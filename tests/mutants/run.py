@@ -163,6 +163,16 @@ MUTANTS = [
     Mutant("Z5", "PyTorch draws with the neuron's index instead of its chip source number", "asyncsnn/spsn/deploy.py",
            "+ net.n_inputs + starts[i]", "+ starts[i]",
            ["tests/test_stochastic.py::test_pytorch_simulation_of_stochastic_networks_equals_the_emulator"]),
+    # ---------------------------------------------------------------- SPSN membrane
+    Mutant("C1", "the chunked filter carries only U across chunks (the synaptic current I is lost)",
+           "asyncsnn/spsn/functional.py",
+           "carry = torch.stack([p[1] for p in powers])",
+           "carry = torch.stack([p[1] * torch.tensor([0.0, 1.0], dtype=f) for p in powers])",
+           ["tests/test_spsn.py::test_parallel_membrane_equals_the_sequential_recurrence"]),
+    Mutant("C2", "the chunked backward carries the gradient forward in time, like the forward filter",
+           "asyncsnn/spsn/functional.py",
+           "        shifted[:, :-1] = s[:, 1:]\n", "        shifted[:, 1:] = s[:, :-1]\n",
+           ["tests/test_spsn.py::test_chunked_membrane_and_its_adjoint_for_any_chunk_length"]),
     # ---------------------------------------------------------------- bad input
     Mutant("R1", "unsorted event times accepted", "emulator/src/input.rs",
            "if w[1] < w[0] {", "if w[1] < w[0] && false {",

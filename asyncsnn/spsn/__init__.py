@@ -1,6 +1,6 @@
 """Parallel-in-time spiking neurons (SPSN) and the sequential LIF baselines.
 
-* :mod:`functional`: the SPSN membrane as a causal convolution (FFT or direct), stochastic
+* :mod:`functional`: the SPSN membrane as a causal convolution (chunked, FFT or direct), stochastic
   firing (straight-through ``sb``, Gumbel-softmax ``gs``, deterministic), hash-driven draws,
   the rate regulariser;
 * :mod:`lif`: the same neuron with a reset, computed sequentially: the plain loop, a fused

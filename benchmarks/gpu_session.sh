@@ -13,7 +13,8 @@
 # Stages (default: all, in this order; each is meant to fit one 10-minute call, so name one per
 # call there, e.g. `bash benchmarks/gpu_session.sh $OUT check`):
 #   check  every engine on CUDA against the CPU (gpu_check.py) and the device-parametrized
-#          properties (engine equality with real CUDA graphs, compiled steps, SPSN membrane)
+#          properties (engine equality with real CUDA graphs, compiled steps, SPSN membrane and
+#          its chunked adjoint)
 #   fast   training throughput of the GPU engines: manual with compiled steps and CUDA graphs,
 #          manual with CUDA graphs (the rows for the 6 000 samples/s target)
 #   spsn   SPSN against the LIF loops (T = 100, 1 000, 10 000)
@@ -51,7 +52,8 @@ for stage in "${stages[@]}"; do
       run python benchmarks/gpu_check.py
       run python -m pytest -q -p no:cacheprovider tests/test_sim.py::test_manual_backward_equals_autograd \
           tests/test_sim.py::test_compiled_steps_equal_eager \
-          tests/test_spsn.py::test_parallel_membrane_equals_the_sequential_recurrence ;;
+          tests/test_spsn.py::test_parallel_membrane_equals_the_sequential_recurrence \
+          tests/test_spsn.py::test_chunked_membrane_and_its_adjoint_for_any_chunk_length ;;
     fast)
       run python benchmarks/train_throughput.py --device cuda --engines manual+compile+graphs,manual+graphs --tag _fast ;;
     rest)

@@ -32,18 +32,21 @@ def test_parallel_membrane_equals_the_sequential_recurrence(device, t, n, alpha,
     assert torch.allclose(par, seq, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @given(t=st.integers(1, 300), chunk=st.integers(1, 70), alpha=DECAYS, beta=DECAYS, seed=st.integers(0, 2**32 - 1))
-def test_chunked_membrane_and_its_adjoint_for_any_chunk_length(t, chunk, alpha, beta, seed):
+def test_chunked_membrane_and_its_adjoint_for_any_chunk_length(device, t, chunk, alpha, beta, seed):
     """Any chunk length, dividing T or not (the last chunk padded): the chunked filter equals
-    the recurrence, and its written-out backward equals autograd through the direct product."""
+    the recurrence, and its written-out backward equals autograd through the direct product on
+    the CPU (on a GPU too, where there is one)."""
     rng = np.random.default_rng(seed)
     x = torch.tensor(rng.normal(size=(2, t, 3)), requires_grad=True)
     g = torch.tensor(rng.normal(size=(2, t, 3)))
-    out = F.membrane(x, alpha, beta, "chunked", chunk=chunk)
-    assert torch.allclose(out, F.membrane_sequential(x.detach(), alpha, beta), rtol=1e-9, atol=1e-9)
-    (gx,) = torch.autograd.grad(out, x, g)
+    xd = x.detach().to(device).requires_grad_()
+    out = F.membrane(xd, alpha, beta, "chunked", chunk=chunk)
+    assert torch.allclose(out.cpu(), F.membrane_sequential(x.detach(), alpha, beta), rtol=1e-9, atol=1e-9)
+    (gx,) = torch.autograd.grad(out, xd, g.to(device))
     (ref,) = torch.autograd.grad(F.membrane(x, alpha, beta, "direct"), x, g)
-    assert torch.allclose(gx, ref, rtol=1e-9, atol=1e-9)
+    assert torch.allclose(gx.cpu(), ref, rtol=1e-9, atol=1e-9)
 
 
 def test_chunk_lengths_and_the_automatic_method():

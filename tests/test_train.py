@@ -235,6 +235,40 @@ def test_same_seed_same_run(tmp_path):
     assert all(torch.equal(u, v) for u, v in zip(a.sim.weights, b.sim.weights))
 
 
+@pytest.mark.parametrize("model", ["unlayered", "spsn"])
+def test_same_gradients_on_one_thread_and_on_two(model):
+    """Bit-identical outputs and gradients whatever the thread count, on work large enough that
+    PyTorch splits its kernels over threads (matrix products, reductions, sorts): an
+    asynchronous run of a 2312-64-64-10 network on 64 samples, and an SPSN step at T = 300."""
+    from asyncsnn.spsn import SeqNet
+
+    def grads(threads):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            if model == "unlayered":
+                sim = AsyncSimulator(random_feedforward([2312, 64, 64, 10], seed=0, beta=0.875, gain=2.0))
+                x = torch.tensor(np.random.default_rng(1).poisson(0.05, (64, 6, 2312)), dtype=torch.float32)
+                r = sim(x, scheduler="momentum", F=4, seed=3)
+                out, params, extra = r.out_counts.sum(1) + r.v_final.sum(1, keepdim=True), sim.weights, 0.0
+            else:
+                torch.manual_seed(0)
+                net = SeqNet([700, 128, 128, 20], gain=8.0, theta=4.0)
+                x = (torch.rand(64, 300, 700, generator=torch.Generator().manual_seed(1)) < 0.02).float()
+                o = net(x, generator=torch.Generator().manual_seed(2))
+                out, params, extra = o.logits, list(net.parameters()), 0.1 * o.rate_penalty(0.01)
+            loss = torch.nn.functional.cross_entropy(out, torch.arange(64) % out.shape[1]) + extra
+            loss.backward()
+            return [loss.detach(), out.detach()] + [p.grad for p in params]
+        finally:
+            torch.set_num_threads(before)
+
+    one, two = grads(1), grads(2)
+    assert one[2].abs().sum() > 0
+    for a, b in zip(one, two):
+        assert torch.equal(a, b)
+
+
 # ------------------------------------------------------------------ export and evaluation
 def test_exported_model_runs_identically_on_the_emulator(tmp_path):
     tr = train(tiny(tmp_path, **{"train.epochs": 1, "model.core_neurons": 8, "train.F": 2}), progress=False,

@@ -54,6 +54,9 @@ def test_chunk_lengths_and_the_automatic_method():
     assert F.resolve_method("auto", 10) == "chunked" and F.resolve_method("auto", F.CHUNKED_MAX_T + 1) == "fft"
     with pytest.raises(ValueError, match="chunk"):
         F.membrane(torch.zeros(1, 100, 2), 0.9, 0.9, "chunked", chunk=0)
+    with pytest.raises(ValueError, match="chunk: 1 cuts 5000 steps into 5000 chunks; at most 4096"):
+        F.membrane(torch.zeros(1, 5000, 1), 0.9, 0.9, "chunked", chunk=1)
+    assert all(-(-t // F.chunk_len(t)) <= F.MAX_CHUNKS for t in (F.CHUNKED_MAX_T, F.CHUNKED_MAX_T - 1))
 
 
 def test_float32_long_sequences_and_the_kernel_cache():

@@ -41,6 +41,7 @@ import torch
 
 CHUNK = 32  # the shortest chunk length the chunked method aims at (see chunk_len)
 CHUNKED_MAX_T = 65536  # auto: chunked up to here, FFT above (the (2K, 2K) product grows as T^(4/3))
+MAX_CHUNKS = 4096  # the chunked method's limit on K (its (2K, 2K) matrix)
 METHODS = ("auto", "fft", "direct", "chunked")
 FIRING = ("sb", "gs", "deterministic")
 
@@ -126,7 +127,11 @@ def membrane(x: torch.Tensor, alpha: float, beta: float, method: str = "auto",
         c = chunk_len(t) if chunk is None else int(chunk)
         if c < 1:
             raise ValueError(f"chunk: {chunk} must be >= 1")
-        return _CausalChunked.apply(x, chunk_plan(alpha, beta, c, -(-t // c), x.dtype, x.device))
+        k = -(-t // c)
+        if k > MAX_CHUNKS:
+            raise ValueError(f"chunk: {c} cuts {t} steps into {k} chunks; at most {MAX_CHUNKS} (the product across "
+                             f"chunks grows as their number squared): use a longer chunk or method='fft'")
+        return _CausalChunked.apply(x, chunk_plan(alpha, beta, c, k, x.dtype, x.device))
     n_fft = _fft_len(t)
     return _CausalFFT.apply(x, kernel_fft(alpha, beta, t, n_fft, x.dtype, x.device), n_fft)
 

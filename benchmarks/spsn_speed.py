@@ -55,23 +55,26 @@ def step(net, x, y):
 
 
 def measure(impl, x, y, dev, repeat):
-    """Best of `repeat` timed steps after a warm-up; `repeat = 0`: the first call is the
-    measurement (for the slow loops at long T, whose per-step work is already warm)."""
+    """``(best of `repeat` timed steps after a warm-up, the warm-up's time, peak CUDA memory in
+    MB or None)``; `repeat = 0`: the first call is the measurement (for the slow loops at long T,
+    whose per-step work is already warm)."""
     torch.manual_seed(0)
     net = SeqNet(SIZES, **IMPLS[impl]).to(dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
     t0 = time.perf_counter()
     step(net, x, y)  # warm-up (and compilation)
     sync(dev)
     first = time.perf_counter() - t0
-    if repeat == 0:
-        return first, first
-    best = float("inf")
+    times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         step(net, x, y)
         sync(dev)
-        best = min(best, time.perf_counter() - t0)
-    return best, first
+        times.append(time.perf_counter() - t0)
+    best = min(times) if times else first
+    peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
+    return best, first, peak
 
 
 def run(dev: torch.device, lengths, quick: bool, only=None, on_row=None) -> dict:
@@ -91,12 +94,12 @@ def run(dev: torch.device, lengths, quick: bool, only=None, on_row=None) -> dict
             slow = impl in ("lif-loop", "lif-compiled") and long
             repeat = 0 if slow else 1 if long or quick else 3
             try:
-                best, first = measure(impl, x, y, dev, repeat)
+                best, first, peak = measure(impl, x, y, dev, repeat)
             except Exception as e:  # (one failing implementation must not cost the other rows)
                 traceback.print_exc()
                 print(f"{dev.type:4} T={t:6} {impl:13} failed: {type(e).__name__}", flush=True)
                 continue
-            rows.append({"T": t, "impl": impl, "seconds": best, "first_call_s": first})
+            rows.append({"T": t, "impl": impl, "seconds": best, "first_call_s": first, "peak_mb": peak})
             print(f"{dev.type:4} T={t:6} {impl:13} {best * 1000:10.1f} ms  (first call {first:.1f} s)", flush=True)
             if on_row is not None:
                 on_row(_summary(dev, rows))
@@ -118,10 +121,12 @@ def markdown(res: dict, mach: dict) -> str:
     where = res["gpu"] or f"{mach['cpu']}, {mach['cores']} cores"
     lines = [f"SPSN vs LIF training step, 700-128-128-128-20, batch 64 ({res['device']}: {where}; torch "
              f"{torch.__version__}; {mach['date']})", "",
-             "| T | implementation | ms per step | speed-up of SPSN over it |", "| --- | --- | --- | --- |"]
+             "| T | implementation | ms per step | speed-up of SPSN over it | peak memory MB (CUDA) |",
+             "| --- | --- | --- | --- | --- |"]
     for r in res["rows"]:
         ratio = "" if r["spsn_vs_this"] is None else f"{r['spsn_vs_this']:.2f}x"
-        lines.append(f"| {r['T']} | {r['impl']} | {r['seconds'] * 1000:.1f} | {ratio} |")
+        peak = "" if r.get("peak_mb") is None else f"{r['peak_mb']:.0f}"
+        lines.append(f"| {r['T']} | {r['impl']} | {r['seconds'] * 1000:.1f} | {ratio} | {peak} |")
     return "\n".join(lines)
 
 

@@ -127,7 +127,34 @@ def markdown(res: dict, mach: dict) -> str:
         ratio = "" if r["spsn_vs_this"] is None else f"{r['spsn_vs_this']:.2f}x"
         peak = "" if r.get("peak_mb") is None else f"{r['peak_mb']:.0f}"
         lines.append(f"| {r['T']} | {r['impl']} | {r['seconds'] * 1000:.1f} | {ratio} | {peak} |")
+    lines += ["", *targets(res)]
     return "\n".join(lines)
+
+
+# Issue 7's targets (stated for a GPU): SPSN's step this many times faster than the plain loop of
+# the same run; and, for scale, figures quoted for this network at batch 64 on an H100 (ms per
+# step): the plain PyTorch LIF loop, and SpikingJelly's triton fused LIF kernel.
+TARGET_VS_LOOP = {1000: 10.0, 10000: 400.0}
+QUOTED_H100_MS = {1000: {"loop": 1400.0, "spikingjelly": 6.8}, 10000: {"loop": 20000.0, "spikingjelly": 44.0}}
+
+
+def targets(res: dict) -> list:
+    """One line per target length measured: SPSN against the loop of this run (met or not; the
+    targets are for a GPU), and against the quoted H100 figures where this run is on a GPU."""
+    by = {(r["T"], r["impl"]): r["seconds"] * 1000 for r in res["rows"]}
+    out = []
+    for t, want in TARGET_VS_LOOP.items():
+        spsn, loop = by.get((t, "spsn")), by.get((t, "lif-loop"))
+        if spsn is None or loop is None:
+            continue
+        line = (f"T = {t}: SPSN {loop / spsn:.1f}x the plain loop of this run (target on a GPU: {want:g}x; "
+                f"{'met' if loop / spsn >= want else 'not met'} here)")
+        if res["device"] == "cuda":
+            q = QUOTED_H100_MS[t]
+            line += (f"; against the quoted H100 figures: {q['loop'] / spsn:.0f}x the {q['loop']:g} ms loop, "
+                     f"{q['spikingjelly'] / spsn:.2f}x SpikingJelly's fused kernel ({q['spikingjelly']:g} ms)")
+        out.append(line + ".")
+    return out
 
 
 def main() -> None:

@@ -60,6 +60,30 @@ def workload(batch: int):
     return net, x, y
 
 
+TARGET_SPEEDUP_F16 = 5.0  # issue 3: at least 5x the per-step dense baseline at F = 16, CPU and GPU
+TARGET_H100_SAMPLES = 6000.0  # issue 3: training samples/s on an H100-class GPU (batch 256, 30 frames)
+
+
+def targets(rows: list) -> list:
+    """Issue 3's targets against the rows measured: per device, the best engine's speed-up over
+    the baseline at F = 16, and on CUDA the best samples/s at each F against 6 000."""
+    out = []
+    ok = [r for r in rows if "samples_per_s" in r]
+    for dev in sorted({r["device"] for r in ok}):
+        f16 = [r for r in ok if r["device"] == dev and r["F"] == "16"]
+        if f16:
+            b = max(f16, key=lambda r: r["speedup"])
+            out.append(f"{dev}, F = 16: best {b['speedup']:.1f}x the baseline ({b.get('engine', 'autograd')}, {b['gradient']}); "
+                       f"target {TARGET_SPEEDUP_F16:g}x: {'met' if b['speedup'] >= TARGET_SPEEDUP_F16 else 'not met'}.")
+        if dev == "cuda":
+            for f in sorted({r["F"] for r in ok if r["device"] == dev}, key=lambda f: float(f)):
+                b = max((r for r in ok if r["device"] == dev and r["F"] == f), key=lambda r: r["samples_per_s"])
+                out.append(f"cuda, F = {f}: best {b['samples_per_s']:.0f} samples/s ({b.get('engine', 'autograd')}, {b['gradient']}); "
+                           f"target on an H100-class GPU {TARGET_H100_SAMPLES:g}: "
+                           f"{'met' if b['samples_per_s'] >= TARGET_H100_SAMPLES else 'not met'}.")
+    return out
+
+
 def train_step(sim, opt, x, y, F, gradient="full", naive=False, engine="auto", cuda_graphs=False, compile=False):
     opt.zero_grad(set_to_none=True)
     if naive:
@@ -144,6 +168,8 @@ def main() -> int:
             "First step: the warm-up step's time (compilation, graph capture).",
             "",
             *lines,
+            "",
+            *targets(out["rows"]),
         ])
         save(name, out, md)
 

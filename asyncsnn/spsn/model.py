@@ -107,7 +107,8 @@ class SeqNet(torch.nn.Module):
                     sample = torch.arange(x.shape[0], device=x.device) + int(sample_offset)
                     offset = self.chip_inputs + sum(self.sizes[1:k + 1])
                     keys = F.hash_keys(self.seed, sample, x.shape[1], u.shape[2], offset)
-                    h = F.straight_through(u - self.theta, F.fire_table(F.table_index(u - self.theta), keys))
+                    z = u - self.theta
+                    h = F.straight_through(z, F.fire_table(F.table_index(z), keys))
                 else:
                     h = F.fire(u - self.theta, mode, tau=self.tau, generator=generator)
             spikes.append(h)

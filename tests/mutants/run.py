@@ -1,6 +1,6 @@
 """Plant each bug below in the working tree, run the properties that must catch it, restore.
 
-    python tests/mutants/run.py              # every mutant (about 15 minutes on 2 cores)
+    python tests/mutants/run.py              # every mutant (about 20 minutes on 2 cores)
     python tests/mutants/run.py S1 F2        # some of them
     python tests/mutants/run.py --list
 

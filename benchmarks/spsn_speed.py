@@ -18,6 +18,7 @@ Run:  python benchmarks/spsn_speed.py [--device cpu|cuda|all] [--T 100 1000 1000
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -29,6 +30,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import machine, save  # noqa: E402
 
 from asyncsnn.spsn import SeqNet  # noqa: E402
+from asyncsnn.sim import saved_tensor_bytes  # noqa: E402
 from asyncsnn.spsn import functional as F  # noqa: E402
 
 SIZES = [700, 128, 128, 128, 20]
@@ -56,14 +58,16 @@ def step(net, x, y):
 
 def measure(impl, x, y, dev, repeat):
     """``(best of `repeat` timed steps after a warm-up, the warm-up's time, peak CUDA memory in
-    MB or None)``; `repeat = 0`: the first call is the measurement (for the slow loops at long T,
+    MB or None, MB that autograd kept for the backward)``; `repeat = 0`: the first call is the measurement (for the slow loops at long T,
     whose per-step work is already warm)."""
     torch.manual_seed(0)
     net = SeqNet(SIZES, **IMPLS[impl]).to(dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     t0 = time.perf_counter()
-    step(net, x, y)  # warm-up (and compilation)
+    counting = IMPLS[impl].get("lif_impl") != "compiled"  # (dynamo is left without saved-tensor hooks)
+    with saved_tensor_bytes() if counting else contextlib.nullcontext() as saved:
+        step(net, x, y)  # warm-up (and compilation)
     sync(dev)
     first = time.perf_counter() - t0
     times = []
@@ -74,7 +78,7 @@ def measure(impl, x, y, dev, repeat):
         times.append(time.perf_counter() - t0)
     best = min(times) if times else first
     peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
-    return best, first, peak
+    return best, first, peak, saved.bytes / 2**20 if counting else None
 
 
 def run(dev: torch.device, lengths, quick: bool, only=None, on_row=None) -> dict:
@@ -94,12 +98,13 @@ def run(dev: torch.device, lengths, quick: bool, only=None, on_row=None) -> dict
             slow = impl in ("lif-loop", "lif-compiled") and long
             repeat = 0 if slow else 1 if long or quick else 3
             try:
-                best, first, peak = measure(impl, x, y, dev, repeat)
+                best, first, peak, kept = measure(impl, x, y, dev, repeat)
             except Exception as e:  # (one failing implementation must not cost the other rows)
                 traceback.print_exc()
                 print(f"{dev.type:4} T={t:6} {impl:13} failed: {type(e).__name__}", flush=True)
                 continue
-            rows.append({"T": t, "impl": impl, "seconds": best, "first_call_s": first, "peak_mb": peak})
+            rows.append({"T": t, "impl": impl, "seconds": best, "first_call_s": first, "peak_mb": peak,
+                         "saved_for_backward_mb": kept})
             print(f"{dev.type:4} T={t:6} {impl:13} {best * 1000:10.1f} ms  (first call {first:.1f} s)", flush=True)
             if on_row is not None:
                 on_row(_summary(dev, rows))
@@ -121,12 +126,13 @@ def markdown(res: dict, mach: dict) -> str:
     where = res["gpu"] or f"{mach['cpu']}, {mach['cores']} cores"
     lines = [f"SPSN vs LIF training step, 700-128-128-128-20, batch 64 ({res['device']}: {where}; torch "
              f"{torch.__version__}; {mach['date']})", "",
-             "| T | implementation | ms per step | speed-up of SPSN over it | peak memory MB (CUDA) |",
-             "| --- | --- | --- | --- | --- |"]
+             "| T | implementation | ms per step | speed-up of SPSN over it | kept for backward MB | "
+             "peak memory MB (CUDA) |", "| --- | --- | --- | --- | --- | --- |"]
     for r in res["rows"]:
         ratio = "" if r["spsn_vs_this"] is None else f"{r['spsn_vs_this']:.2f}x"
         peak = "" if r.get("peak_mb") is None else f"{r['peak_mb']:.0f}"
-        lines.append(f"| {r['T']} | {r['impl']} | {r['seconds'] * 1000:.1f} | {ratio} | {peak} |")
+        kept = "" if r.get("saved_for_backward_mb") is None else f"{r['saved_for_backward_mb']:.0f}"
+        lines.append(f"| {r['T']} | {r['impl']} | {r['seconds'] * 1000:.1f} | {ratio} | {kept} | {peak} |")
     lines += ["", *targets(res)]
     return "\n".join(lines)
 

@@ -58,14 +58,15 @@ def step(net, x, y):
 
 def measure(impl, x, y, dev, repeat):
     """``(best of `repeat` timed steps after a warm-up, the warm-up's time, peak CUDA memory in
-    MB or None, MB that autograd kept for the backward)``; `repeat = 0`: the first call is the measurement (for the slow loops at long T,
-    whose per-step work is already warm)."""
+    MB or None, MB that autograd kept for the backward or None)``. `repeat = 0`: the first call
+    is the measurement (for the slow loops at long T, whose per-step work is already warm), and
+    the kept bytes are not counted (the counting hook would be timed with it)."""
     torch.manual_seed(0)
     net = SeqNet(SIZES, **IMPLS[impl]).to(dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     t0 = time.perf_counter()
-    counting = IMPLS[impl].get("lif_impl") != "compiled"  # (dynamo is left without saved-tensor hooks)
+    counting = repeat > 0 and IMPLS[impl].get("lif_impl") != "compiled"  # (dynamo: no saved-tensor hooks)
     with saved_tensor_bytes() if counting else contextlib.nullcontext() as saved:
         step(net, x, y)  # warm-up (and compilation)
     sync(dev)

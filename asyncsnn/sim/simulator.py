@@ -363,11 +363,11 @@ class AsyncSimulator(torch.nn.Module):
                 syn0 = syn_in[:, f] * active.to(dtype)
             j = 0
             while True:
-                k = min(chunk if r.cap is None else min(chunk, r.cap - j), RUNAWAY_STEPS - j)
+                room = min(RUNAWAY_STEPS, RUNAWAY_STEPS if r.cap is None else r.cap) - j  # steps left to the frame
+                k = min(chunk, room)
                 if graphed:  # chunk lengths 1, 2, 4, .. 64 (a few graphs serve every frame), rounded up
                     # where the bounds allow: a masked step costs less than one more chunk's round trip
-                    bound = min(64, RUNAWAY_STEPS - j, 64 if r.cap is None else r.cap - j)
-                    k = min(1 << (k - 1).bit_length(), 1 << (bound.bit_length() - 1))
+                    k = min(1 << (k - 1).bit_length(), 1 << (min(64, room).bit_length() - 1))
                 at = frame_at[f] + j  # (a device scalar made on the device: no copy from the host)
                 c, out = stepper("forward", self._steps, r_small, w_rec, c, prefix, at, k, current, syn0, record)
                 current = syn0 = None

@@ -74,32 +74,36 @@ def _fft_len(t: int) -> int:
         m += 1
 
 
-def kernel_fft(alpha: float, beta: float, length: int, n_fft: int, dtype, device) -> torch.Tensor:
-    """``rfft`` of the combined kernel, cached."""
-    key = (float(alpha), float(beta), int(length), int(n_fft), dtype, str(device))
+def _cached(key: tuple, make):
+    """``_CACHE[key]``, made by ``make()`` on a miss (the oldest entry goes past ``_CACHE_MAX``)."""
     hit = _CACHE.get(key)
     if hit is None:
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.pop(next(iter(_CACHE)))
-        h = combined_kernel(alpha, beta, length, torch.float64, device)
-        hit = torch.fft.rfft(h, n=n_fft).to(torch.complex64 if dtype != torch.float64 else torch.complex128)
-        _CACHE[key] = hit
+        hit = _CACHE[key] = make()
     return hit
+
+
+def _lower_toeplitz(h: torch.Tensor) -> torch.Tensor:
+    """The ``(T, T)`` matrix ``A[t, s] = h[t - s]`` for ``s <= t``, else 0."""
+    i = torch.arange(h.shape[0], device=h.device)
+    d = i[:, None] - i[None, :]
+    return torch.where(d >= 0, h[d.clamp(min=0)], torch.zeros((), dtype=h.dtype, device=h.device))
+
+
+def kernel_fft(alpha: float, beta: float, length: int, n_fft: int, dtype, device) -> torch.Tensor:
+    """``rfft`` of the combined kernel, cached."""
+    def make():
+        h = combined_kernel(alpha, beta, length, torch.float64, device)
+        return torch.fft.rfft(h, n=n_fft).to(torch.complex64 if dtype != torch.float64 else torch.complex128)
+
+    return _cached((float(alpha), float(beta), int(length), int(n_fft), dtype, str(device)), make)
 
 
 def toeplitz(alpha: float, beta: float, length: int, dtype=torch.float32, device=None) -> torch.Tensor:
     """The ``(T, T)`` matrix ``A[t, s] = h[t - s]`` for ``s <= t`` (else 0), cached."""
-    key = ("toeplitz", float(alpha), float(beta), int(length), dtype, str(device))
-    hit = _CACHE.get(key)
-    if hit is None:
-        if len(_CACHE) >= _CACHE_MAX:
-            _CACHE.pop(next(iter(_CACHE)))
-        h = combined_kernel(alpha, beta, length, dtype, device)
-        i = torch.arange(length, device=device)
-        d = i[:, None] - i[None, :]
-        hit = torch.where(d >= 0, h[d.clamp(min=0)], torch.zeros((), dtype=dtype, device=device))
-        _CACHE[key] = hit
-    return hit
+    return _cached(("toeplitz", float(alpha), float(beta), int(length), dtype, str(device)),
+                   lambda: _lower_toeplitz(combined_kernel(alpha, beta, length, dtype, device)))
 
 
 def resolve_method(method: str, t: int) -> str:
@@ -191,15 +195,14 @@ class ChunkPlan(NamedTuple):
 
 def chunk_plan(alpha: float, beta: float, c: int, k: int, dtype=torch.float32, device=None) -> ChunkPlan:
     """The :class:`ChunkPlan` (computed in float64, then cast; cached)."""
-    key = ("chunk", float(alpha), float(beta), int(c), int(k), dtype, str(device))
-    hit = _CACHE.get(key)
-    if hit is not None:
-        return hit
+    return _cached(("chunk", float(alpha), float(beta), int(c), int(k), dtype, str(device)),
+                   lambda: _make_chunk_plan(alpha, beta, c, k, dtype, device))
+
+
+def _make_chunk_plan(alpha: float, beta: float, c: int, k: int, dtype, device) -> ChunkPlan:
     f = torch.float64
     h = combined_kernel(alpha, beta, c, f)
     i = torch.arange(c)
-    d = i[:, None] - i[None, :]
-    local = torch.where(d >= 0, h[d.clamp(min=0)], torch.zeros((), dtype=f))
     ends = torch.stack([alpha ** (c - 1 - i.to(f)), h.flip(0)])
     step = torch.tensor([[alpha, 0.0], [(1 - beta) * alpha, beta]], dtype=f)  # (I, U) -> next, no input
     powers = [step]
@@ -214,11 +217,8 @@ def chunk_plan(alpha: float, beta: float, c: int, k: int, dtype=torch.float32, d
     gap = j[:, None] - j[None, :]
     cross = torch.where((gap >= 0)[..., None, None], blocks[gap.clamp(min=0)], torch.zeros((), dtype=f))
     cross = cross.permute(2, 0, 3, 1).reshape(2 * k, 2 * k)
-    hit = ChunkPlan(*(m.to(dtype=dtype, device=device).contiguous() for m in (local, ends, carry, cross)))
-    if len(_CACHE) >= _CACHE_MAX:
-        _CACHE.pop(next(iter(_CACHE)))
-    _CACHE[key] = hit
-    return hit
+    return ChunkPlan(*(m.to(dtype=dtype, device=device).contiguous()
+                       for m in (_lower_toeplitz(h), ends, carry, cross)))
 
 
 def _chunk_filter(x: torch.Tensor, plan: ChunkPlan, adjoint: bool) -> torch.Tensor:

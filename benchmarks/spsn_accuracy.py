@@ -32,12 +32,18 @@ import asyncsnn.data as data  # noqa: E402
 from asyncsnn.spsn import SeqNet  # noqa: E402
 
 
-def accuracy(net, x, y, device="cpu") -> float:
-    """Test accuracy, in batches of 256 (a recorded test set need not fit the device at once)."""
+def evaluate(net, x, y, device="cpu") -> tuple[float, float]:
+    """Test accuracy and the hidden layers' mean firing rate (the mean over layers of each
+    layer's spikes per neuron and step), in batches of 256 (a recorded test set need not fit the
+    device at once)."""
+    hits, spikes = 0, None
     with torch.no_grad():
-        hits = sum(int((net(x[i].to(device), sample_offset=int(i[0])).logits.argmax(1).cpu() == y[i]).sum())
-                   for i in torch.arange(len(x)).split(256))
-    return hits / len(x)
+        for i in torch.arange(len(x)).split(256):
+            out = net(x[i].to(device), sample_offset=int(i[0]))
+            hits += int((out.logits.argmax(1).cpu() == y[i]).sum())
+            sums = torch.stack([s.sum() / s[0].numel() for s in out.spikes]).cpu()
+            spikes = sums if spikes is None else spikes + sums
+    return hits / len(x), float(spikes.mean()) / len(x)
 
 
 def train(neuron: str, xs, ys, xt, yt, *, epochs: int, seed: int, rate: float, hidden=(128, 128),
@@ -64,13 +70,11 @@ def train(neuron: str, xs, ys, xt, yt, *, epochs: int, seed: int, rate: float, h
             opt.step()
     seconds = time.perf_counter() - t0
     net.eval()
-    res = {"neuron": neuron, "seed": seed, "train_seconds": seconds, "test_accuracy": accuracy(net, xt, yt, device)}
-    with torch.no_grad():
-        res["spike_rate"] = float(np.mean([[float(s.mean()) for s in net(xt[i].to(device)).spikes]
-                                           for i in torch.arange(len(xt)).split(256)]))
+    acc, spike_rate = evaluate(net, xt, yt, device)
+    res = {"neuron": neuron, "seed": seed, "train_seconds": seconds, "test_accuracy": acc, "spike_rate": spike_rate}
     if neuron == "spsn":
         net.eval_firing = "hash"
-        res["test_accuracy_stochastic"] = accuracy(net, xt, yt, device)
+        res["test_accuracy_stochastic"] = evaluate(net, xt, yt, device)[0]
     return res
 
 

@@ -29,8 +29,8 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from common import machine, save  # noqa: E402
 
-from asyncsnn.spsn import SeqNet  # noqa: E402
 from asyncsnn.sim import saved_tensor_bytes  # noqa: E402
+from asyncsnn.spsn import SeqNet  # noqa: E402
 from asyncsnn.spsn import functional as F  # noqa: E402
 
 SIZES = [700, 128, 128, 128, 20]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
+
 import numpy as np
 import torch
 from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import asyncsnn
 from asyncsnn import Network, Population, Projection
@@ -36,18 +40,61 @@ def trace_rows(res, sample: int = 0) -> list[list[int]]:
     return [[int(r[1]), int(r[2]), int(r[4])] for r in t]
 
 
+# Operations that make the host wait for the device: a scalar read (``item``, ``bool``, ``int``), or
+# a result whose shape depends on the data. Inside a CUDA graph capture they fail; outside one, in
+# a step loop, each one stalls the GPU.
+_SYNCING = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.is_nonzero.default,
+            torch.ops.aten.equal.default, torch.ops.aten.nonzero.default, torch.ops.aten.masked_select.default,
+            torch.ops.aten.masked_scatter.default, torch.ops.aten._unique2.default,
+            torch.ops.aten.unique_consecutive.default, torch.ops.aten.unique_dim.default,
+            torch.ops.aten.repeat_interleave.Tensor, torch.ops.aten.bincount.default}
+
+
+class HostSyncError(AssertionError):
+    """A function meant to run without host synchronisation synchronised."""
+
+
+class NoHostSync(TorchDispatchMode):
+    """Refuse, while active, every operation that makes the host wait for the device
+    (:data:`_SYNCING`, and indexing with a boolean mask), naming it. Works on the CPU, where
+    nothing would otherwise show that code written for a CUDA graph would stall or break one."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        bad = func in _SYNCING
+        if func in (torch.ops.aten.index.Tensor, torch.ops.aten.index_put.default, torch.ops.aten.index_put_.default):
+            bad = any(i is not None and i.dtype == torch.bool for i in args[1])
+        if bad:
+            raise HostSyncError(f"{func} synchronises with the host")
+        return func(*args, **(kwargs or {}))
+
+
 class EmulatedGraphs(GraphCache):
     """:class:`~asyncsnn.sim.graphs.GraphCache` with CUDA graph replay emulated on the CPU: a
     replay recomputes the function on the static inputs and overwrites the static outputs in
     place, as a graph does. Runs the graphed code path (chunked steps, static buffers, copies
-    in and out) where there is no GPU."""
+    in and out) where there is no GPU. As a capture does, it refuses host synchronisation in
+    the function (:class:`NoHostSync`; ``refuse_sync=False`` for ``torch.compile``d functions,
+    which dynamo cannot trace under a dispatch mode, and whose ``fullgraph=True`` refuses the same
+    operations). ``calls`` counts the calls per key: each is one round trip of the host."""
+
+    def __init__(self, refuse_sync: bool = True) -> None:
+        super().__init__()
+        self.calls: collections.Counter = collections.Counter()
+        self._mode = NoHostSync if refuse_sync else contextlib.nullcontext
+
+    def __call__(self, key, fn, *args):
+        self.calls[key] += 1
+        return super().__call__(key, fn, *args)
 
     def _capture(self, fn, args):
-        out = fn(*args)
+        with self._mode():
+            out = fn(*args)
 
         def replay():
-            for old, new in zip(pytree.tree_leaves(out), pytree.tree_leaves(fn(*args))):
+            with self._mode():
+                new = fn(*args)
+            for old, nw in zip(pytree.tree_leaves(out), pytree.tree_leaves(new)):
                 if old is not None:
-                    old.copy_(new)
+                    old.copy_(nw)
 
         return replay, out

@@ -14,7 +14,7 @@ from asyncsnn import Network, Population, Projection
 from asyncsnn.generate import random_feedforward
 from asyncsnn.sim import AsyncSimulator
 from asyncsnn.sim import functional as fn
-from helpers import DEVICES, EmulatedGraphs, golden_kwargs, golden_network, trace_rows
+from helpers import DEVICES, EmulatedGraphs, HostSyncError, golden_kwargs, golden_network, trace_rows
 from strategies import contended_networks, frames, mappings, seeds, small_f
 
 CAP = 60
@@ -146,6 +146,42 @@ def test_manual_backward_equals_autograd(data, net, F, seed, scheduler, gradient
             assert torch.allclose(a, b, rtol=1e-9, atol=1e-12), (key, a, b)
 
 
+def test_emulated_capture_refuses_host_synchronisation():
+    """The CPU emulation of a CUDA graph capture refuses what a real capture cannot hold: reading
+    a value on the host, and results whose shape depends on the data."""
+    x = torch.tensor([0.0, 2.0, -1.0])
+    culprits = {"item": lambda t: t.sum().item() + t, "bool": lambda t: t * 2 if bool(t.any()) else t,
+                "mask": lambda t: t[t > 0], "nonzero": lambda t: t.nonzero(), "unique": lambda t: torch.unique(t),
+                "masked assignment": lambda t: t.clone().masked_fill_(t > 0, 0.0).index_put_((t < 0,), t[:1])}
+    for name, culprit in culprits.items():
+        with pytest.raises(HostSyncError, match="synchronises with the host"):
+            EmulatedGraphs()(name, culprit, x)
+    graphs = EmulatedGraphs()
+    for _ in range(3):  # a function without any is captured once and replayed
+        out = graphs("clean", lambda t: torch.where(t > 0, t, 0.0).sort().values[-1:] * (t.argmax() + 1), x)
+    assert float(out) == 4.0 and graphs.captures == 1 and graphs.replays == graphs.calls["clean"] == 3
+
+
+@pytest.mark.parametrize("scheduler", asyncsnn.SCHEDULERS)
+def test_chunks_of_steps_never_wait_for_the_host(scheduler):
+    """On the graphed code path (replay emulated on the CPU) neither a chunk of forward steps nor
+    its backward synchronises with the host, for every scheduler, gradient choice and readout,
+    and the host checks on the run only once per chunk: a few times per frame, not per step."""
+    net = random_feedforward([40, 30, 30, 8], seed=1, gain=2.0, refractory=True)
+    x = torch.tensor(np.random.default_rng(0).random((4, 6, 40)) < 0.3, dtype=torch.float32)
+    for F, gradient, extra in [(1, "full", dict(first_time=True)), (3, "truncated", dict(stop_after_output=5)),
+                               (None, "full", {})]:
+        sim = AsyncSimulator(net, core_of=[0, 1] * 34)
+        sim._graph_cache = graphs = EmulatedGraphs()
+        r = sim(x, scheduler=scheduler, F=F, seed=2, gradient=gradient, cuda_graphs=True, **extra)
+        (r.out_counts.sum() + r.spike_counts.sum() + (r.first_time.sum() if r.first_time is not None else 0)).backward()
+        assert sim.weights[0].grad.abs().sum() > 0
+        trips = graphs.calls["forward"]
+        assert trips == graphs.calls["backward"] and trips <= 3 * x.shape[1] + 6, (F, dict(graphs.calls))
+        if F == 1:
+            assert int(r.steps.max()) > 5 * trips, (int(r.steps.max()), trips)
+
+
 def test_compiled_steps_equal_eager():
     """``compile=True`` (the single forward and backward steps through ``torch.compile``) gives
     the eager outputs exactly and the same gradients, for both engines, a non-contiguous
@@ -167,7 +203,7 @@ def test_compiled_steps_equal_eager():
             for compiled, graphs in [(False, False), (True, False), (True, True)]:
                 sim = AsyncSimulator(net, core_of=core_of, slope=3.0).double().to(dev)
                 if graphs and dev == "cpu":
-                    sim._graph_cache = EmulatedGraphs()
+                    sim._graph_cache = EmulatedGraphs(refuse_sync=not compiled)
                 with torch.set_grad_enabled(engine != "none"):
                     r = sim(x.to(dev), seed=4, compile=compiled, cuda_graphs=graphs,
                             **({} if engine == "none" else {"engine": engine}), **kw)

@@ -80,6 +80,13 @@ MUTANTS = [
            'body = _compiled("forward") if r.compile else _step',
            'body = (lambda *a: _compiled("forward")(*a[:7], None, *a[8:])) if r.compile else _step',
            ["tests/test_sim.py::test_compiled_steps_equal_eager"]),
+    Mutant("M6", "each forward step asks the host whether any sample is still active (same results)", SIM,
+           "    pend = (state.p.detach() > 0).any(1)\n",
+           "    pend = (state.p.detach() > 0).any(1) if bool(active.any()) else active\n",
+           ["tests/test_sim.py::test_chunks_of_steps_never_wait_for_the_host"]),
+    Mutant("M7", "the host checks for pending spikes after every step instead of every chunk", SIM,
+           "k = min(chunk, room)", "k = min(1, room)",
+           ["tests/test_sim.py::test_chunks_of_steps_never_wait_for_the_host"]),
     # ---------------------------------------------------------------- fixed point
     Mutant("F1", "PyTorch rounds weights half to even (the chip rounds half away from zero)", FIXED,
            "return torch.sign(x) * torch.floor(x.abs() + 0.5)", "return torch.round(x)",

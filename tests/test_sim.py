@@ -13,6 +13,7 @@ import asyncsnn
 from asyncsnn import Network, Population, Projection
 from asyncsnn.generate import random_feedforward
 from asyncsnn.sim import AsyncSimulator
+from asyncsnn.sim.simulator import GRAPH_LENGTHS, graph_length
 from asyncsnn.sim import functional as fn
 from helpers import DEVICES, EmulatedGraphs, HostSyncError, golden_kwargs, golden_network, trace_rows
 from strategies import contended_networks, frames, mappings, seeds, small_f
@@ -180,6 +181,20 @@ def test_chunks_of_steps_never_wait_for_the_host(scheduler):
         assert trips == graphs.calls["backward"] and trips <= 3 * x.shape[1] + 6, (F, dict(graphs.calls))
         if F == 1:
             assert int(r.steps.max()) > 5 * trips, (int(r.steps.max()), trips)
+
+
+@given(k=st.integers(1, 300), room=st.integers(1, 300))
+def test_graph_length_fits_the_frame_and_wastes_little(k, room):
+    """The graphed loop's chunk length is one of the few captured lengths, never runs past the
+    steps left in the frame, covers the wanted steps where it can, and runs at most a quarter
+    more than wanted (none more up to 8 steps)."""
+    g = graph_length(k, room)
+    assert g in GRAPH_LENGTHS and g <= room
+    longest = max(x for x in GRAPH_LENGTHS if x <= room)
+    if k <= longest:
+        assert k <= g <= (k if k <= 8 else 1.25 * k)
+    else:
+        assert g == longest
 
 
 def test_compiled_steps_equal_eager():

@@ -73,6 +73,19 @@ class SimResult:
         return int(self.steps.max()) if self.steps.numel() else 0
 
 
+# Chunk lengths of the graphed loop: one CUDA graph per length, so a few; every length up to 8
+# (a frame's few steps run without masked ones), then steps of about 1/8 up to 64.
+GRAPH_LENGTHS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64)
+
+
+def graph_length(k: int, room: int) -> int:
+    """The chunk length the graphed loop runs for a wanted ``k`` steps with ``room`` steps left
+    in the frame: the shortest of :data:`GRAPH_LENGTHS` that is at least ``k``, but no longer
+    than the longest that fits ``room`` (a masked step costs less than one more round trip)."""
+    fits = [g for g in GRAPH_LENGTHS if g <= room] or [1]
+    return next((g for g in fits if g >= k), fits[-1])
+
+
 class AsyncSimulator(torch.nn.Module):
     """A network ready to run in PyTorch (CPU or GPU).
 
@@ -332,9 +345,9 @@ class AsyncSimulator(torch.nn.Module):
         out_counts, frame_start, hist = [], [], []
         traces: Optional[list] = [[] for _ in range(bsz)] if r.trace else None
         # On the CPU a check costs nothing; on an accelerator it drains the queue, so check per
-        # chunk of steps, sized by the steps the previous frame needed.
+        # chunk of steps, sized by the most steps either of the last two frames needed.
         sync_free = frames.device.type == "cpu" and not graphed
-        chunk = 1
+        chunk, last = 1, 1
         for f in range(t_frames):
             x = frames[:, f]
             frame_start.append(c.steps)
@@ -364,10 +377,7 @@ class AsyncSimulator(torch.nn.Module):
             j = 0
             while True:
                 room = min(RUNAWAY_STEPS, RUNAWAY_STEPS if r.cap is None else r.cap) - j  # steps left to the frame
-                k = min(chunk, room)
-                if graphed:  # chunk lengths 1, 2, 4, .. 64 (a few graphs serve every frame), rounded up
-                    # where the bounds allow: a masked step costs less than one more chunk's round trip
-                    k = min(1 << (k - 1).bit_length(), 1 << (min(64, room).bit_length() - 1))
+                k = graph_length(chunk, room) if graphed else min(chunk, room)
                 at = frame_at[f] + j  # (a device scalar made on the device: no copy from the host)
                 c, out = stepper("forward", self._steps, r_small, w_rec, c, prefix, at, k, current, syn0, record)
                 current = syn0 = None
@@ -387,7 +397,7 @@ class AsyncSimulator(torch.nn.Module):
                     raise RunawayError(f"frame {f} did not settle within {RUNAWAY_STEPS} forward steps (a network "
                                        "that keeps exciting itself); set max_steps to cap the steps per frame")
                 chunk = 1 if sync_free else max(1, needed // 4)
-            chunk = 1 if sync_free else max(1, needed)
+            chunk, last = (1, 1) if sync_free else (max(1, needed, last), max(1, needed))
             out_counts.append(c.frame_out)
         state, steps = c.state, c.steps
         unreleased = state.p.detach().sum(1) + state.p_in.detach().sum(1)

@@ -15,7 +15,7 @@ Speed without losing exactness:
   chunk of steps hashes all its steps' keys at once;
 * the loop never waits for the device at each step: it runs chunks of steps in which finished
   samples are masked (exact no-ops) and asks the device whether anything is still pending once
-  per chunk. The chunk length follows the steps the previous frame needed;
+  per chunk. The chunk length follows the steps the last two frames needed;
 * the ``manual`` engine (the default when a gradient is wanted) runs the steps without
   recording an autograd graph, keeps a small tape per step and backpropagates with the
   hand-written :func:`functional.step_backward`: the whole run is one autograd node;

@@ -339,8 +339,11 @@ class AsyncSimulator(torch.nn.Module):
         sample = torch.arange(bsz, **i64) + r.sample_offset
         stepper = self._stepper(r, frames.device)
         graphed = isinstance(stepper, GraphCache)
-        # what the chunks see of the run: per-call values (seed, offset, cap) act outside them
-        r_small = r._replace(frames=None, seed=0, sample_offset=0, cap=None)
+        # what the chunks see of the run: per-call values (seed, offset, cap) act outside them, and
+        # the input weights only act inside them with scheduled input (a graph copies in every
+        # tensor it is given, at every replay)
+        r_small = r._replace(frames=None, seed=0, sample_offset=0, cap=None,
+                             **({} if r.scheduled else dict(w_in=None, fanout_in=None)))
         frame_at = torch.arange(t_frames, **i64) << 32
         out_counts, frame_start, hist = [], [], []
         traces: Optional[list] = [[] for _ in range(bsz)] if r.trace else None

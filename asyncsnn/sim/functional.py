@@ -112,8 +112,10 @@ class State(NamedTuple):
     since_in: torch.Tensor  # (B, M) int64
 
 
-def initial_state(batch: int, params: Params, dtype=torch.float32, device=None) -> State:
-    n, m = params.theta.shape[0], params.n_inputs
+def initial_state(batch: int, params: Params, dtype=torch.float32, device=None, pending_inputs: bool = True) -> State:
+    """Nothing pending, potentials at zero. ``pending_inputs=False`` (``all_at_once`` input, where
+    no input event waits): ``p_in`` and ``since_in`` are ``(B, 0)``, carried for nothing."""
+    n, m = params.theta.shape[0], params.n_inputs if pending_inputs else 0
     z = lambda k, dt: torch.zeros(batch, k, dtype=dt, device=device)  # noqa: E731
     return State(z(n, dtype), z(n, dtype), z(n, torch.int64), z(n, dtype), z(n, torch.bool), z(m, dtype),
                  z(m, torch.int64))

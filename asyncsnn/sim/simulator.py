@@ -335,7 +335,8 @@ class AsyncSimulator(torch.nn.Module):
         bools = torch.zeros(bsz, dtype=torch.bool, device=dev)
         c = _Carry(fn.initial_state(bsz, params, vdtype, dev, pending_inputs=r.scheduled), bools, bools,
                    torch.zeros(bsz, **i64), zeros_b, zeros_b, torch.zeros(bsz, n, dtype=dtype, device=dev),
-                   torch.zeros(bsz, n_out, dtype=dtype, device=dev), torch.full((bsz,), fn._NEVER, **i64), timing + 1, timing)
+                   torch.zeros(bsz, n_out, dtype=dtype, device=dev), torch.full((bsz,), fn._NEVER, **i64),
+                   timing + 1, timing)
         sample = torch.arange(bsz, **i64) + r.sample_offset
         stepper = self._stepper(r, frames.device)
         graphed = isinstance(stepper, GraphCache)

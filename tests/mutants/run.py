@@ -85,7 +85,7 @@ MUTANTS = [
            "    pend = (state.p.detach() > 0).any(1) if bool(active.any()) else active\n",
            ["tests/test_sim.py::test_chunks_of_steps_never_wait_for_the_host"]),
     Mutant("M7", "the host checks for pending spikes after every step instead of every chunk", SIM,
-           "k = min(chunk, room)", "k = min(1, room)",
+           "k = graph_length(chunk, room) if graphed else min(chunk, room)", "k = 1",
            ["tests/test_sim.py::test_chunks_of_steps_never_wait_for_the_host"]),
     # ---------------------------------------------------------------- fixed point
     Mutant("F1", "PyTorch rounds weights half to even (the chip rounds half away from zero)", FIXED,

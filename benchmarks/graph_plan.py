@@ -21,42 +21,29 @@ sys.path.insert(0, os.path.dirname(__file__))
 from train_throughput import workload  # noqa: E402
 
 from asyncsnn.sim import AsyncSimulator  # noqa: E402
-from asyncsnn.sim.graphs import GraphCache  # noqa: E402
+from asyncsnn.sim.graphs import EmulatedGraphs  # noqa: E402
 
 
 def _bytes(tree) -> int:
     return sum(t.numel() * t.element_size() for t in pytree.tree_leaves(tree) if isinstance(t, torch.Tensor))
 
 
-class CountingGraphs(GraphCache):
-    """Graph replay emulated on the CPU (a replay recomputes the function into the static
-    outputs), counting calls, steps and bytes per key."""
+class CountingGraphs(EmulatedGraphs):
+    """Graph replay emulated on the CPU, counting steps and bytes per key."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.calls: collections.Counter = collections.Counter()
         self.steps = 0
         self.bytes_in: collections.Counter = collections.Counter()
         self.bytes_out: collections.Counter = collections.Counter()
 
     def __call__(self, key, fn, *args):
-        self.calls[key] += 1
         if key == "forward":
             self.steps += args[5]  # (AsyncSimulator._steps: r, w_rec, carry, prefix, at, k, ...)
         self.bytes_in[key] += _bytes(args)
         out = super().__call__(key, fn, *args)
         self.bytes_out[key] += _bytes(out)
         return out
-
-    def _capture(self, fn, args):
-        out = fn(*args)
-
-        def replay():
-            for old, new in zip(pytree.tree_leaves(out), pytree.tree_leaves(fn(*args))):
-                if old is not None:
-                    old.copy_(new)
-
-        return replay, out
 
 
 def main() -> int:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 
 import numpy as np
 import torch
-from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import asyncsnn
 from asyncsnn import Network, Population, Projection
-from asyncsnn.sim.graphs import GraphCache
+from asyncsnn.sim import graphs
 
 
 # Device-parametrized properties also run on a GPU where there is one.
@@ -68,33 +66,16 @@ class NoHostSync(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-class EmulatedGraphs(GraphCache):
-    """:class:`~asyncsnn.sim.graphs.GraphCache` with CUDA graph replay emulated on the CPU: a
-    replay recomputes the function on the static inputs and overwrites the static outputs in
-    place, as a graph does. Runs the graphed code path (chunked steps, static buffers, copies
-    in and out) where there is no GPU. As a capture does, it refuses host synchronisation in
-    the function (:class:`NoHostSync`; ``refuse_sync=False`` for ``torch.compile``d functions,
-    which dynamo cannot trace under a dispatch mode, and whose ``fullgraph=True`` refuses the same
-    operations). ``calls`` counts the calls per key: each is one round trip of the host."""
+class EmulatedGraphs(graphs.EmulatedGraphs):
+    """:class:`asyncsnn.sim.graphs.EmulatedGraphs` (graph replay emulated on the CPU) that, as a
+    capture does, refuses host synchronisation in the function (:class:`NoHostSync`;
+    ``refuse_sync=False`` for ``torch.compile``d functions, which dynamo cannot trace under a
+    dispatch mode, and whose ``fullgraph=True`` refuses the same operations)."""
 
     def __init__(self, refuse_sync: bool = True) -> None:
         super().__init__()
-        self.calls: collections.Counter = collections.Counter()
         self._mode = NoHostSync if refuse_sync else contextlib.nullcontext
 
-    def __call__(self, key, fn, *args):
-        self.calls[key] += 1
-        return super().__call__(key, fn, *args)
-
-    def _capture(self, fn, args):
+    def _run(self, fn, args):
         with self._mode():
-            out = fn(*args)
-
-        def replay():
-            with self._mode():
-                new = fn(*args)
-            for old, nw in zip(pytree.tree_leaves(out), pytree.tree_leaves(new)):
-                if old is not None:
-                    old.copy_(nw)
-
-        return replay, out
+            return fn(*args)

@@ -9,7 +9,9 @@ static buffers and one copy of its outputs out of them.
 The function must be pure (no in-place change of its inputs), free of host synchronisation,
 and every shape in it must follow from the shapes of its inputs and from its non-tensor
 arguments, which are part of the signature (a different chunk length is a different graph).
-:class:`Eager` is the same interface without graphs: what runs on the CPU, and in tests.
+:class:`Eager` is the same interface without graphs: what runs on the CPU. :class:`EmulatedGraphs`
+runs the graphed code path on the CPU with replay emulated: for tests, and for counting what a
+GPU run would do (``benchmarks/graph_plan.py``).
 """
 
 from __future__ import annotations
@@ -83,3 +85,32 @@ class GraphCache:
         if self._pool is None:
             self._pool = graph.pool()
         return graph.replay, out
+
+
+class EmulatedGraphs(GraphCache):
+    """:class:`GraphCache` with CUDA graph replay emulated on any device: a replay recomputes the
+    function on the static inputs and overwrites the static outputs in place, as a graph does.
+    Runs the graphed code path (chunked steps, static buffers, copies in and out) without a GPU.
+    ``calls`` counts the calls per key: each is one round trip of the host."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict = {}
+
+    def __call__(self, key: Hashable, fn: Callable, *args: Any) -> Any:
+        self.calls[key] = self.calls.get(key, 0) + 1
+        return super().__call__(key, fn, *args)
+
+    def _run(self, fn: Callable, args: tuple) -> Any:
+        """One execution of the captured function (capture and each replay)."""
+        return fn(*args)
+
+    def _capture(self, fn: Callable, args: tuple) -> tuple[Callable[[], None], Any]:
+        out = self._run(fn, args)
+
+        def replay() -> None:
+            for old, new in zip(pytree.tree_leaves(out), pytree.tree_leaves(self._run(fn, args))):
+                if old is not None:
+                    old.copy_(new)
+
+        return replay, out

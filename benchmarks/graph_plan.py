@@ -38,11 +38,11 @@ class CountingGraphs(EmulatedGraphs):
         self.bytes_out: collections.Counter = collections.Counter()
 
     def __call__(self, key, fn, *args):
-        if key == "forward":
-            self.steps += args[5]  # (AsyncSimulator._steps: r, w_rec, carry, prefix, at, k, ...)
         self.bytes_in[key] += _bytes(args)
         out = super().__call__(key, fn, *args)
         self.bytes_out[key] += _bytes(out)
+        if key == "forward":  # (a chunk returns its carry and its per-step records, step axis first)
+            self.steps += out[1].step.shape[0]
         return out
 
 

@@ -4,15 +4,19 @@ The emulator half (Rust, through :mod:`asyncsnn._native`):
 
 * :class:`Chip` -- a chip description (preset, TOML file or keywords);
 * :class:`Network` -- populations of LIF neurons and projections;
-* ``Chip.place(network).run(inputs, mode=..., scheduler=..., F=..., seed=...)`` -- a batch run
-  returning a :class:`RunResult`;
+* :class:`RunOptions` -- how a network runs (mode, scheduler, ``F``, seed, ...), the one list of
+  run options shared by the chip and the PyTorch simulator;
+* ``Chip.place(network).run(inputs, RunOptions(...))`` (or ``run(inputs, scheduler=..., F=...)``)
+  -- a batch run returning a :class:`RunResult`, whose metrics are named as in
+  :mod:`asyncsnn.metrics`;
 * :class:`SpikeQueue` -- the chip's arbitration queue and schedulers, driven directly.
 """
 
 from ._native import SpikeQueue, __version__, hash_key
-from .chip import INPUT_MODES, MODES, SCHEDULERS, Chip, Placement, RunResult
+from .chip import Chip, Placement, RunResult
 from .errors import ConfigError, InputError, InternalError, MappingError, NetworkError, RunawayError
 from .network import Conv2d, Network, Population, Projection
+from .options import INPUT_MODES, MODES, RUNAWAY_STEPS, SCHEDULERS, RunOptions
 
 __all__ = [
     "Chip",
@@ -28,6 +32,8 @@ __all__ = [
     "Population",
     "Projection",
     "Conv2d",
+    "RUNAWAY_STEPS",
+    "RunOptions",
     "RunResult",
     "RunawayError",
     "SCHEDULERS",

@@ -1,12 +1,15 @@
 """Type stub of the compiled extension (kept by hand; checked against the module by a test)."""
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
+MODES: list[str]
 SCHEDULERS: list[str]
+INPUT_MODES: list[str]
+RUNAWAY_STEPS: int
 
 class ConfigError(ValueError): ...
 class NetworkError(ValueError): ...
@@ -51,7 +54,39 @@ class ChipConfig:
     @property
     def n_cores(self) -> int: ...
 
+class RunOptions:
+    """The run options as the emulator receives them (``asyncsnn.RunOptions.to_native``);
+    every argument is required: the defaults live in ``asyncsnn.RunOptions``."""
+
+    def __init__(self, *, mode: str, scheduler: str, f: Optional[int], seed: int, sample_offset: int,
+                 input_mode: str, max_steps: Optional[int], runaway_steps: int, trace: bool,
+                 threads: Optional[int]) -> None: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def scheduler(self) -> str: ...
+    @property
+    def f(self) -> Optional[int]: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def sample_offset(self) -> int: ...
+    @property
+    def input_mode(self) -> str: ...
+    @property
+    def max_steps(self) -> Optional[int]: ...
+    @property
+    def runaway_steps(self) -> int: ...
+    @property
+    def trace(self) -> bool: ...
+    @property
+    def threads(self) -> Optional[int]: ...
+
 class Network:
+    """``populations``: dicts with ``size``, ``theta``, ``beta``, ``reset``, ``refractory``,
+    ``kind``, ``alpha``; ``projections``: dicts with ``source`` (``"input"`` or a population
+    index), ``target`` and ``weights``: a 2-D float32 array, or ``(shape, rows, cols, values)``."""
+
     def __init__(self, n_inputs: int, populations: list[dict], projections: list[dict], output: int) -> None: ...
     @property
     def n_inputs(self) -> int: ...
@@ -71,36 +106,12 @@ class Emulator:
     @property
     def chip(self) -> ChipConfig: ...
     def usage(self) -> dict[str, npt.NDArray[np.uint64]]: ...
-    def run_dense(
+    def run(
         self,
-        inputs: npt.NDArray[np.uint32],
+        inputs: Union[npt.NDArray[np.uint32],
+                      tuple[Sequence[npt.NDArray[np.int64]], Sequence[npt.NDArray[np.int64]], int, Optional[int]]],
+        options: RunOptions,
         labels: Optional[npt.NDArray[np.int64]] = None,
-        *,
-        mode: str = "steps",
-        scheduler: str = "fifo",
-        f: Optional[int] = None,
-        seed: int = 0,
-        sample_offset: int = 0,
-        input_mode: str = "all_at_once",
-        max_steps: Optional[int] = None,
-        trace: bool = False,
-        threads: Optional[int] = None,
-    ) -> dict: ...
-    def run_events(
-        self,
-        times: Sequence[npt.NDArray[np.int64]],
-        channels: Sequence[npt.NDArray[np.int64]],
-        dt: int,
-        n_frames: Optional[int] = None,
-        labels: Optional[npt.NDArray[np.int64]] = None,
-        *,
-        mode: str = "steps",
-        scheduler: str = "fifo",
-        f: Optional[int] = None,
-        seed: int = 0,
-        sample_offset: int = 0,
-        input_mode: str = "all_at_once",
-        max_steps: Optional[int] = None,
-        trace: bool = False,
-        threads: Optional[int] = None,
-    ) -> dict: ...
+    ) -> dict:
+        """``inputs``: dense counts ``(batch, frames, channels)``, or event streams
+        ``(times, channels, dt, n_frames)``."""

@@ -4,6 +4,8 @@
 >>> net = asyncsnn.Network.feedforward([np.full((2, 3), 0.6, np.float32)], refractory=True)
 >>> chip = asyncsnn.Chip.preset("ideal")
 >>> res = chip.run(net, np.ones((1, 2, 3), np.uint32), scheduler="random", F=1, seed=3)
+>>> res.options.scheduler, res.options.F
+('random', 1)
 >>> res.out_counts.shape
 (1, 2, 2)
 """
@@ -11,19 +13,18 @@
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import _native
+from . import _native, metrics
 from .errors import ConfigError, InputError
 from .network import Network
+from .options import RunOptions
 
-MODES = ("steps", "events")
-INPUT_MODES = ("all_at_once", "scheduled")
-SCHEDULERS = tuple(_native.SCHEDULERS)
 _U32_MAX = np.iinfo(np.uint32).max
 
 
@@ -166,10 +167,10 @@ class Chip:
             core_of = np.ascontiguousarray(m, dtype=np.int64)
         return Placement(self, network, _native.Emulator(native_net, self._config, core_of))
 
-    def run(self, network: Network, inputs: Any = None, *, mapping: Optional[Sequence[int]] = None,
-            **kwargs: Any) -> "RunResult":
+    def run(self, network: Network, inputs: Any = None, options: Optional[RunOptions] = None, *,
+            mapping: Optional[Sequence[int]] = None, **kwargs: Any) -> "RunResult":
         """Place ``network`` and run ``inputs`` (see :meth:`Placement.run`)."""
-        return self.place(network, mapping).run(inputs, **kwargs)
+        return self.place(network, mapping).run(inputs, options, **kwargs)
 
 
 def _dense_counts(inputs: Any, n_inputs: int) -> np.ndarray:
@@ -210,81 +211,53 @@ class Placement:
         """Per-core neurons, synapses, fan-in and fan-out."""
         return dict(self.native.usage())
 
-    def run(
-        self,
-        inputs: Any = None,
-        *,
-        events: Optional[Sequence[tuple[Any, Any]]] = None,
-        dt: int = 1,
-        n_frames: Optional[int] = None,
-        labels: Optional[Sequence[int]] = None,
-        mode: str = "steps",
-        scheduler: str = "fifo",
-        F: Optional[int] = None,
-        seed: int = 0,
-        sample_offset: int = 0,
-        input_mode: str = "all_at_once",
-        max_steps: Optional[int] = None,
-        trace: bool = False,
-        threads: Optional[int] = None,
-    ) -> "RunResult":
-        """Run a batch.
+    def run(self, inputs: Any = None, options: Optional[RunOptions] = None, *,
+            events: Optional[Sequence[tuple[Any, Any]]] = None, dt: int = 1, n_frames: Optional[int] = None,
+            labels: Optional[Sequence[int]] = None, **run_options: Any) -> "RunResult":
+        """Run a batch with ``options`` (a :class:`~asyncsnn.options.RunOptions`), or the
+        defaults changed by ``run_options`` keywords (``scheduler="random", F=1, ...``).
 
         Inputs are dense event counts ``(batch, frames, channels)``, or ``events``: one
         ``(times, channels)`` pair of 1-D integer arrays per sample, binned into frames of
-        ``dt`` time units. ``F`` is the per-core release limit per forward step (``None`` =
-        unlimited). The interpreter is released while the emulator runs.
+        ``dt`` time units (``n_frames``: default, enough for the latest event of the batch).
+        ``labels`` give the first-correct latency and the accuracy. The interpreter is
+        released while the emulator runs.
         """
-        for name, value, allowed in (("mode", mode, MODES), ("scheduler", scheduler, SCHEDULERS),
-                                     ("input_mode", input_mode, INPUT_MODES)):
-            if value not in allowed:
-                raise InputError(f"invalid input: {name}: {value!r}; allowed: {', '.join(allowed)}")
-        if seed < 0 or seed >= 2**64 or sample_offset < 0 or sample_offset >= 2**64:
-            raise InputError("invalid input: seed/sample_offset: must be in 0..2**64")
+        opts = RunOptions.of(options, **run_options)
         lab = None
         if labels is not None:
             lab = np.ascontiguousarray(np.asarray(labels), dtype=np.int64)
             if lab.ndim != 1:
                 raise InputError(f"invalid input: labels: expected a 1-D array, got shape {lab.shape}")
-        kw = dict(mode=mode, scheduler=scheduler, f=F, seed=int(seed), sample_offset=int(sample_offset),
-                  input_mode=input_mode, max_steps=max_steps, trace=trace, threads=threads)
         if (inputs is None) == (events is None):
             raise InputError("invalid input: inputs: give exactly one of dense `inputs` or `events`")
         if inputs is not None:
-            x = _dense_counts(inputs, self.network.n_inputs)
-            raw = self.native.run_dense(x, lab, **kw)
+            x: Any = _dense_counts(inputs, self.network.n_inputs)
         else:
-            times, chans = [], []
-            for i, ev in enumerate(events):  # type: ignore[union-attr]
-                try:
-                    t, c = ev
-                except (TypeError, ValueError):
-                    raise InputError(f"invalid input: events[{i}]: expected a (times, channels) pair") from None
-                t, c = np.asarray(t), np.asarray(c)
-                if t.ndim != 1 or c.ndim != 1 or t.dtype.kind not in "iu" or c.dtype.kind not in "iu":
-                    raise InputError(f"invalid input: events[{i}]: times and channels must be 1-D integer arrays")
-                times.append(np.ascontiguousarray(t, dtype=np.int64))
-                chans.append(np.ascontiguousarray(c, dtype=np.int64))
-            raw = self.native.run_events(times, chans, int(dt), n_frames, lab, **kw)
-        out_kind = self.network.populations[self.network.output_index].kind
-        return RunResult.from_native(raw, mode=mode, labels=lab,
-                                     readout="potential" if out_kind == "integrator" else "counts")
+            x = _event_streams(events, dt, n_frames)
+        raw = self.native.run(x, opts.to_native(), lab)
+        return RunResult.from_native(raw, opts, labels=lab, readout=self.network.readout)
 
 
-def predictions(out_counts: np.ndarray, out_potential: Optional[np.ndarray] = None,
-                readout: str = "counts") -> np.ndarray:
-    """Predicted class per sample from ``(batch, frames, outputs)`` results: the class with the
-    most output spikes (ties: lowest index; -1 where no output spiked), or with a ``potential``
-    readout the class with the highest mean potential over frames (-1 without frames)."""
-    if readout == "potential":
-        assert out_potential is not None
-        if out_potential.shape[1] == 0:
-            return np.full(out_potential.shape[0], -1, np.int64)
-        return out_potential.mean(axis=1).argmax(axis=1).astype(np.int64)
-    totals = out_counts.sum(axis=1)
-    pred = totals.argmax(axis=1).astype(np.int64)
-    pred[totals.max(axis=1) == 0] = -1
-    return pred
+def _event_streams(events: Any, dt: Any, n_frames: Any) -> tuple:
+    """``(times, channels, dt, n_frames)`` as the emulator takes event streams."""
+    times, chans = [], []
+    for i, ev in enumerate(events):
+        try:
+            t, c = ev
+        except (TypeError, ValueError):
+            raise InputError(f"invalid input: events[{i}]: expected a (times, channels) pair") from None
+        t, c = np.asarray(t), np.asarray(c)
+        if t.ndim != 1 or c.ndim != 1 or t.dtype.kind not in "iu" or c.dtype.kind not in "iu":
+            raise InputError(f"invalid input: events[{i}]: times and channels must be 1-D integer arrays")
+        times.append(np.ascontiguousarray(t, dtype=np.int64))
+        chans.append(np.ascontiguousarray(c, dtype=np.int64))
+    if isinstance(dt, bool) or not isinstance(dt, numbers.Integral):
+        raise InputError(f"invalid input: dt: {dt!r} is not an integer")
+    if n_frames is not None and (isinstance(n_frames, bool) or not isinstance(n_frames, numbers.Integral)
+                                 or n_frames < 0):
+        raise InputError(f"invalid input: n_frames: {n_frames!r} is outside 0..")
+    return times, chans, int(dt), None if n_frames is None else int(n_frames)
 
 
 @dataclass
@@ -302,7 +275,9 @@ class RunResult:
       release of a pending source in release order (with ``trace=True``; ``group`` is the
       core, or the number of cores for the input port);
     * ``core_spikes``, ``core_synops``, ``core_busy_ticks`` ``(batch, cores)``;
-    * ``metrics``: name -> ``(batch,)`` array (see :data:`METRIC_DOCS`).
+    * ``metrics``: name -> ``(batch,)`` ``float64`` array, named as in
+      :data:`asyncsnn.metrics.METRICS` (NaN: never happened);
+    * ``options``: the :class:`~asyncsnn.options.RunOptions` of the run.
     """
 
     out_counts: np.ndarray
@@ -314,7 +289,7 @@ class RunResult:
     core_synops: np.ndarray
     core_busy_ticks: np.ndarray
     metrics: dict[str, np.ndarray]
-    mode: str = "steps"
+    options: RunOptions = field(default_factory=RunOptions)
     labels: Optional[np.ndarray] = None
     out_potential: Optional[np.ndarray] = None
     readout: str = "counts"
@@ -322,21 +297,27 @@ class RunResult:
     highest mean potential over frames wins)."""
 
     @classmethod
-    def from_native(cls, raw: dict, mode: str, labels: Optional[np.ndarray], readout: str = "counts") -> "RunResult":
+    def from_native(cls, raw: dict, options: RunOptions, labels: Optional[np.ndarray],
+                    readout: str = "counts") -> "RunResult":
         return cls(
             out_counts=raw["out_counts"], first_spike=raw["first_spike"], v_final=raw["v_final"],
             trace=raw["trace"], releases=raw["releases"], core_spikes=raw["core_spikes"], core_synops=raw["core_synops"],
-            core_busy_ticks=raw["core_busy_ticks"], metrics=dict(raw["metrics"]), mode=mode, labels=labels,
+            core_busy_ticks=raw["core_busy_ticks"], metrics=dict(raw["metrics"]), options=options, labels=labels,
             out_potential=raw["out_potential"], readout=readout,
         )
+
+    @property
+    def mode(self) -> str:
+        return self.options.mode
 
     @property
     def batch_size(self) -> int:
         return int(self.out_counts.shape[0])
 
     def predictions(self) -> np.ndarray:
-        """See :func:`predictions` (with this run's readout)."""
-        return predictions(self.out_counts, self.out_potential, self.readout)
+        """See :func:`asyncsnn.metrics.predictions` (with this run's readout)."""
+        return metrics.predictions(self.out_potential if self.readout == "potential" else self.out_counts,
+                                   self.readout)
 
     def accuracy(self, labels: Optional[Sequence[int]] = None) -> float:
         y = self.labels if labels is None else np.asarray(labels)
@@ -344,42 +325,11 @@ class RunResult:
             raise InputError("invalid input: labels: accuracy needs labels (pass them to run or here)")
         return float((self.predictions() == y).mean()) if len(y) else float("nan")
 
+    def sample_metrics(self) -> dict[str, np.ndarray]:
+        """Per-sample metrics, with ``correct`` (given labels) and ``answered``."""
+        return {**metrics.outcome(self.predictions(), self.labels), **self.metrics}
+
     def summary(self) -> dict[str, float]:
-        """Batch means of every metric (latencies over samples that have one), plus accuracy."""
-        out: dict[str, float] = {}
-        for k, v in sorted(self.metrics.items()):
-            v = np.asarray(v, dtype=np.float64)
-            if k.startswith(("first_out", "first_correct")):
-                valid = v[(v >= 0) & np.isfinite(v)]
-                out[k] = float(valid.mean()) if valid.size else float("nan")
-            else:
-                out[k] = float(v.mean()) if v.size else float("nan")
+        """The batch's figures (see :func:`asyncsnn.metrics.summarize`)."""
         n_neurons = self.v_final.shape[1] if self.v_final.ndim == 2 else 0
-        frames = self.out_counts.shape[1]
-        if n_neurons and frames:
-            out["spike_density"] = out.get("spikes", 0.0) / n_neurons / frames
-        if self.labels is not None:
-            out["accuracy"] = self.accuracy()
-            out["answered"] = float((self.predictions() >= 0).mean())
-        return out
-
-
-METRIC_DOCS = {
-    "spikes": "spikes emitted by all neurons",
-    "synops": "effective synaptic operations (released (source, target) pairs with non-zero weight)",
-    "neuron_updates": "neuron-state updates (leak per frame plus integrations)",
-    "packets": "packets created, one per spike and destination core",
-    "packets_delivered": "packets processed by their destination core",
-    "hops": "link traversals",
-    "stall_ticks": "ticks packets waited for a link (events mode)",
-    "stalled_packets": "packets that waited for a link (events mode)",
-    "dropped_link": "packets dropped at a full link buffer (events mode)",
-    "dropped_buffer": "packets dropped at a full core input buffer (events mode)",
-    "steps": "forward steps (events mode: ticks with a release)",
-    "unreleased": "pending count left after the last frame (step cap)",
-    "ticks": "duration in ticks (events mode)",
-    "time_ns": "duration in nanoseconds (events mode)",
-    "first_out_*": "frame, step, global_step, tick, ns and spikes_before of the first output spike (-1/NaN: none)",
-    "first_correct_*": "the same for the first spike of the labelled output neuron",
-    "energy_*_pj": "energy split: synaptic, neuron, routing, static, total (picojoules)",
-}
+        return metrics.summarize([self.sample_metrics()], n_neurons, self.out_counts.shape[1])

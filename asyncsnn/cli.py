@@ -12,10 +12,11 @@ from typing import Optional, Sequence
 import numpy as np
 
 from . import __version__
-from .chip import SCHEDULERS, Chip
+from .chip import Chip
 from .errors import ConfigError, InputError, MappingError, NetworkError, RunawayError
 from .generate import poisson_frames, random_feedforward
 from .network import Network
+from .options import SCHEDULERS, RunOptions, f_label, parse_f
 from .runs import markdown_table, new_run_dir, write_csv, write_json
 
 TABLE_COLUMNS = [
@@ -23,11 +24,11 @@ TABLE_COLUMNS = [
     ("scheduler", "sched", "{}"),
     ("F", "F", "{}"),
     ("spikes", "spikes/sample", "{:.1f}"),
-    ("synops", "synops/sample", "{:.0f}"),
+    ("synaptic_operations", "synops/sample", "{:.0f}"),
     ("steps", "steps", "{:.1f}"),
-    ("first_out_global_step", "1st-out step", "{:.1f}"),
+    ("first_out_step", "1st-out step", "{:.1f}"),
     ("first_out_ns", "1st-out ns", "{:.0f}"),
-    ("energy_total_pj", "energy nJ", "{:.2f}"),
+    ("energy_total_nj", "energy nJ", "{:.2f}"),
     ("dropped", "drops", "{:.0f}"),
 ]
 
@@ -59,26 +60,6 @@ def _chip_from_args(args: argparse.Namespace, net: Optional[Network] = None) -> 
     return Chip.fitting(args.chip, net, **overrides)
 
 
-def _format_table(rows: list[dict]) -> str:
-    head = [c[1] for c in TABLE_COLUMNS]
-    body = []
-    for r in rows:
-        line = []
-        for key, _, fmt in TABLE_COLUMNS:
-            v = r.get(key, "")
-            if key == "energy_total_pj" and isinstance(v, float):
-                v = v / 1000.0
-            try:
-                line.append(fmt.format(v) if not (isinstance(v, float) and np.isnan(v)) else "-")
-            except (ValueError, TypeError):
-                line.append(str(v))
-        body.append(line)
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
-    fmt_row = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([fmt_row(head), sep, *(fmt_row(b) for b in body)])
-
-
 def cmd_emulate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -92,7 +73,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     placement = chip.place(net)
     schedulers = SCHEDULERS if args.scheduler == "all" else [args.scheduler]
     modes = ["steps", "events"] if args.mode == "both" else [args.mode]
-    f_values: list[Optional[int]] = [None if f in ("inf", "none") else int(f) for f in args.F.split(",")]
+    f_values = [parse_f(f, "--F") for f in args.F.split(",")]
     run_dir = new_run_dir(args.out, "emulate")
     config = {k: v for k, v in vars(args).items() if k != "func"}
     config.update(chip=chip.config, n_inputs=net.n_inputs, n_neurons=net.n_neurons, version=__version__)
@@ -103,25 +84,26 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     cells = [(m, s, f) for m in modes for s in schedulers for f in f_values]
     t0 = time.perf_counter()
     for mode, sched, f in tqdm(cells, desc="emulate", disable=args.no_progress, file=sys.stderr):
-        res = placement.run(x, mode=mode, scheduler=sched, F=f, seed=args.seed, threads=args.threads,
-                            trace=first is None)
+        opts = RunOptions(mode=mode, scheduler=sched, F=f, seed=args.seed, threads=args.threads, trace=first is None)
+        res = placement.run(x, opts)
         if first is None:
-            first = (mode, sched, f, res)
+            first = (opts, res)
         s = res.summary()
         s["dropped"] = s.get("dropped_link", 0.0) + s.get("dropped_buffer", 0.0)
-        rows.append({"mode": mode, "scheduler": sched, "F": "inf" if f is None else f, **s})
+        s["energy_total_nj"] = s.get("energy_total_pj", float("nan")) / 1000.0
+        rows.append({"mode": mode, "scheduler": sched, "F": opts.f_label, **s})
     elapsed = time.perf_counter() - t0
     write_csv(run_dir / "summary.csv", rows)
     write_json(run_dir / "results.json", {"rows": rows, "elapsed_s": elapsed, "usage": {
         k: v.tolist() for k, v in placement.usage().items()}})
-    table = _format_table(rows)
+    table = markdown_table(rows, TABLE_COLUMNS, aligned=True)
     (run_dir / "summary.md").write_text(table + "\n")
     if not args.no_plots and first is not None:
         from .plots import core_heatmap, spike_raster
 
-        mode, sched, f, res = first
+        opts, res = first
         spike_raster(res.trace, 0, run_dir / "raster.png", boundaries=net.population_starts[1:],
-                     title=f"sample 0, {mode} mode, {sched}, F={f}")
+                     title=f"sample 0, {opts.mode} mode, {opts.scheduler}, F={opts.f_label}")
         cfg = chip.config
         core_heatmap(res.core_spikes.mean(axis=0), cfg["mesh_width"], cfg["mesh_height"], run_dir / "cores.png",
                      title="mean spikes per core and sample")
@@ -209,7 +191,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     e = cfg.experiment
     steps = steps_engine(e.modes)
     print(f"Layered versus unlayered training, both run asynchronously ({', '.join(e.schedulers)}; "
-          f"F in {[('inf' if f is None else f) for f in e.F]}); chip {e.chip}, {steps}:")
+          f"F in {[f_label(f) for f in e.F]}); chip {e.chip}, {steps}:")
     print(markdown_table(res.summary_rows(steps), SUMMARY_COLUMNS))
     if "events" in e.modes:
         print("\nOn the chip in events mode (network-on-chip latency and energy):")
@@ -234,7 +216,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer = train(load_config(args.config, overrides), progress=not args.no_progress)
     cols = [("epoch", "epoch", "{:.0f}"), ("train_loss", "loss", "{:.3f}"), ("train_accuracy", "train acc", "{:.3f}"),
             ("test_accuracy", "test acc", "{:.3f}"), ("test_spikes", "spikes/sample", "{:.1f}"),
-            ("test_synops", "synops/sample", "{:.0f}"), ("test_steps", "steps", "{:.1f}"),
+            ("test_synaptic_operations", "synops/sample", "{:.0f}"), ("test_steps", "steps", "{:.1f}"),
             ("test_first_correct_step", "1st-correct step", "{:.1f}"), ("seconds", "s", "{:.1f}")]
     cfg = trainer.cfg
     t = cfg.train
@@ -245,7 +227,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                  f"asyncsnn evaluate {trainer.run_dir}")
     else:
         model = (f"network {trainer.sim.n_inputs}->{'-'.join(str(p.size) for p in trainer.sim.network.populations)}; "
-                 f"{t.method} training, test run asynchronously ({t.scheduler}, F={'inf' if t.F is None else t.F})")
+                 f"{t.method} training, test run asynchronously ({t.scheduler}, F={f_label(t.F)})")
         after = f"evaluate on the chip: asyncsnn evaluate {trainer.run_dir}"
     print(f"{cfg.data.name}: {len(trainer.train_set)} train / {len(trainer.test_set)} test samples; {model}")
     print(markdown_table(trainer.history, cols))
@@ -275,21 +257,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         x = with_bias(x).astype(np.float32)
     t = cfg.train
-    F = t.F if args.F is None else (None if args.F in ("inf", "none") else int(args.F))
-    scheduler = args.scheduler or t.scheduler
+    try:
+        opts = t.run_options(seed=t.seed, **({} if args.F is None else {"F": args.F}),
+                             **({} if args.scheduler is None else {"scheduler": args.scheduler}))
+    except InputError as e:
+        raise InputError(f"invalid input: --{e.field}: {e.detail}") from None  # type: ignore[attr-defined]
     modes = [m for m in args.modes.split(",") if m]
-    rows = evaluate_side_by_side(net, x, y, chip=chip, scheduler=scheduler, F=F, seed=t.seed,
-                                 input_mode=t.input_mode, max_steps=t.max_steps, modes=modes)
+    rows = evaluate_side_by_side(net, x, y, opts, chip=chip, modes=modes)
     out_dir = new_run_dir(args.out, "evaluate")
     write_json(out_dir / "config.json", {"model": str(net_path), "config": cfg.to_dict(), "chip": chip.config,
-                                         "scheduler": scheduler, "F": F, "quantize": args.quantize})
+                                         "run": opts.to_dict(), "quantize": args.quantize})
     write_csv(out_dir / "evaluate.csv", rows)
     write_json(out_dir / "results.json", {"rows": rows})
-    cols = ["engine", "accuracy", "spikes", "spike_density", "synops", "steps", "first_out_step",
+    cols = ["engine", "accuracy", "spikes", "spike_density", "synaptic_operations", "steps", "first_out_step",
             "first_correct_step", "first_correct_spikes_before", "energy_total_pj", "first_correct_ns"]
     table = markdown_table(rows, [(c, c, "{:.4g}") for c in cols])
     (out_dir / "evaluate.md").write_text(table + "\n")
-    print(f"{len(y)} test samples of {d.name}, scheduler {scheduler}, F={'inf' if F is None else F}, chip {chip.name}")
+    print(f"{len(y)} test samples of {d.name}, scheduler {opts.scheduler}, F={opts.f_label}, chip {chip.name}")
     print(table)
     print(f"results in {out_dir}")
     return 0

@@ -30,12 +30,13 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError
+from .options import MODES, f_label, parse_f
 from .runs import markdown_table, new_run_dir, write_csv, write_json
 from .train.config import Config, read_config_file
 
+# The asynchronous schedulers of asyncsnn.SCHEDULERS (all but `layered`), in the study's order.
 EXPERIMENT_SCHEDULERS = ("random", "momentum", "fifo")
-MODES = ("steps", "events")
 MODELS = ("layered", "unlayered")
 
 # The default: the embedded temporal dataset in 5 long frames (20 ms each). Long frames put many
@@ -117,7 +118,7 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         d = self.base.to_dict()
         e = asdict(self.experiment)
-        e["F"] = [_f_label(f) for f in self.experiment.F]
+        e["F"] = [f_label(f) for f in self.experiment.F]
         d["experiment"] = e
         d["overrides"] = dict(self.overrides)
         return d
@@ -171,22 +172,13 @@ class ExperimentConfig:
         return self
 
 
-def _f_label(f: Optional[int]) -> str | int:
-    return "inf" if f is None else int(f)
-
-
 def _parse_f(values: Any) -> list:
     if not isinstance(values, list):
         raise ConfigError(f"invalid config: experiment.F: {values!r}: expected a list such as [1, 4, 16, \"inf\"]")
-    out = []
-    for v in values:
-        if v in ("inf", "none", None):
-            out.append(None)
-        elif isinstance(v, bool) or not isinstance(v, int):
-            raise ConfigError(f"invalid config: experiment.F: {v!r}: expected an integer >= 1 or \"inf\"")
-        else:
-            out.append(v)
-    return out
+    try:
+        return [parse_f(v, "experiment.F") for v in values]
+    except InputError as e:
+        raise ConfigError(f"invalid config: experiment.F: {e.detail}") from None  # type: ignore[attr-defined]
 
 
 def _dataset_spec(i: int, raw: Any) -> DatasetSpec:
@@ -354,7 +346,8 @@ def relative_row(layered: dict, unlayered: dict) -> dict:
         "accuracy_gain_points": 100.0 * (g(unlayered, "accuracy") - g(layered, "accuracy")),
         "spikes_layered": g(layered, "spikes"), "spikes_unlayered": g(unlayered, "spikes"),
         "spike_reduction": 1.0 - _ratio(g(unlayered, "spikes"), g(layered, "spikes")),
-        "synops_reduction": 1.0 - _ratio(g(unlayered, "synops"), g(layered, "synops")),
+        "synaptic_operations_reduction": 1.0 - _ratio(g(unlayered, "synaptic_operations"),
+                                                      g(layered, "synaptic_operations")),
     }
     for name, key in SPEEDUPS.items():
         row[f"{key}_layered"] = g(layered, key)
@@ -365,9 +358,11 @@ def relative_row(layered: dict, unlayered: dict) -> dict:
     return row
 
 
-CELL_KEYS = ("accuracy", "answered", "spikes", "spike_density", "synops", "steps", "first_out_step",
-             "first_out_spikes_before", "first_correct_step", "first_correct_spikes_before", "first_out_ns",
-             "first_correct_ns", "energy_total_pj", "time_ns", "dropped_link", "dropped_buffer", "samples")
+# the figures of a cell (see asyncsnn.metrics)
+CELL_KEYS = ("accuracy", "answered", "spikes", "spike_density", "activation_sparsity", "synaptic_operations",
+             "steps", "first_out_step", "first_out_spikes_before", "first_correct_step", "first_correct_spikes_before",
+             "first_out_ns", "first_correct_ns", "energy_total_pj", "time_ns", "dropped_link", "dropped_buffer",
+             "samples")
 
 
 # ---------------------------------------------------------------------------------------- the run
@@ -447,7 +442,7 @@ def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, pro
                 over["train.scheduler"] = sched
             tcfg = dcfg.with_overrides(over)
             log(f"[{spec.key}] training {name} ({tcfg.train.epochs} epochs"
-                + ("" if sched is None else f", {sched}, F={_f_label(tcfg.train.F)}") + ")")
+                + ("" if sched is None else f", {sched}, F={f_label(tcfg.train.F)}") + ")")
             ts = time.perf_counter()
             trainer = train(tcfg, run_dir=ds_dir / name, progress=progress, log=lambda s: None)
             nets[name] = trainer.sim.to_network()
@@ -468,13 +463,12 @@ def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, pro
                    disable=not progress, leave=False)
         for sched in e.schedulers:
             for F in e.F:
-                fl = _f_label(F)
+                fl = f_label(F)
                 pair, pair_cells = {}, {}
                 for model in MODELS:
                     net = nets["layered" if model == "layered" else f"unlayered-{sched}"]
-                    sbs = run_side_by_side(net, x, y, chip=chip, scheduler=sched, F=F, seed=seed,
-                                           input_mode=dcfg.train.input_mode, max_steps=dcfg.train.max_steps,
-                                           modes=e.modes, device=device, trace=True)
+                    opts = dcfg.train.run_options(scheduler=sched, F=F, seed=seed, trace=True)
+                    sbs = run_side_by_side(net, x, y, opts, chip=chip, modes=e.modes, device=device)
                     agree = sbs.steps_agree()
                     for row in sbs.rows:
                         cell = {"dataset": spec.key, "scheduler": sched, "model": model, "F": fl,
@@ -601,8 +595,8 @@ def _plots(run_dir: Path, ds: str, e: ExperimentSettings, cells, curves, keep, n
 
     plt = _plt()
     colors = {"layered": "tab:orange", "unlayered": "tab:blue"}
-    f0 = _f_label(e.F[0])
-    f_last = _f_label(e.F[-1])
+    f0 = f_label(e.F[0])
+    f_last = f_label(e.F[-1])
     # decide-early / accuracy versus latency: one column per scheduler, one row per axis
     panels = [("emulator-steps", "spikes", "spikes integrated before deciding"),
               ("emulator-steps", "steps", "forward steps (global)"),
@@ -635,7 +629,7 @@ def _plots(run_dir: Path, ds: str, e: ExperimentSettings, cells, curves, keep, n
     engine = steps_engine(e.modes)
     density = {(c["scheduler"], c["model"], c["F"]): c["spike_density"] for c in cells
                if c["dataset"] == ds and c["engine"] == engine}
-    groups = [(s, _f_label(f)) for s in e.schedulers for f in e.F]
+    groups = [(s, f_label(f)) for s in e.schedulers for f in e.F]
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(groups) + 2), 3.5))
     width = 0.4
     for k, m in enumerate(MODELS):

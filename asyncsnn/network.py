@@ -140,6 +140,31 @@ def _as_weight_array(w, field_name: str) -> np.ndarray:
     return np.ascontiguousarray(a64, dtype=np.float32)
 
 
+class Endpoints(NamedTuple):
+    """Where a projection's weight matrix sits: its source population (``None`` for the
+    inputs) and target population, and their first index and size (an input channel, or a
+    neuron in neuron order)."""
+
+    source: Optional[int]
+    target: int
+    source_start: int
+    source_size: int
+    target_start: int
+    target_size: int
+
+
+def _sparse_native(j: int, shape, rows, cols, values) -> tuple:
+    """A sparse matrix as the native network takes it: ``(shape, rows, cols, values)``."""
+    try:
+        shape = (int(shape[0]), int(shape[1]))
+    except (TypeError, ValueError, IndexError):
+        raise NetworkError(f"invalid network: projections[{j}].shape: expected (rows, cols), got {shape!r}") from None
+    if min(shape) < 0:
+        raise NetworkError(f"invalid network: projections[{j}].shape: {shape} has a negative size")
+    return (shape, np.ascontiguousarray(rows, dtype=np.int64).ravel(), np.ascontiguousarray(cols, dtype=np.int64).ravel(),
+            np.ascontiguousarray(values, dtype=np.float32).ravel())
+
+
 class NeuronArrays(NamedTuple):
     """Per-neuron parameters of a network, in neuron order (numpy arrays of length N)."""
 
@@ -215,6 +240,12 @@ class Network:
         return all(p.kind == "lif" for p in self.populations)
 
     @property
+    def readout(self) -> str:
+        """How outputs become a class: ``counts`` (most spikes), or ``potential`` for a
+        non-firing ``integrator`` output population (highest mean potential)."""
+        return "potential" if self.populations[self.output_index].kind == "integrator" else "counts"
+
+    @property
     def output_index(self) -> int:
         return self._pop_index(self.output, "output")
 
@@ -233,6 +264,37 @@ class Network:
             starts.append(s)
             s += int(p.size)
         return starts
+
+    def endpoints(self) -> list[Endpoints]:
+        """The :class:`Endpoints` of every projection, in order."""
+        starts, pops = self.population_starts, self.populations
+        out = []
+        for j, pr in enumerate(self.projections):
+            t = self._pop_index(pr.target, f"projections[{j}].target")
+            if pr.source == "input":
+                out.append(Endpoints(None, t, 0, int(self.n_inputs), starts[t], int(pops[t].size)))
+            else:
+                s = self._pop_index(pr.source, f"projections[{j}].source")
+                out.append(Endpoints(s, t, starts[s], int(pops[s].size), starts[t], int(pops[t].size)))
+        return out
+
+    def dense_weights(self) -> np.ndarray:
+        """``W[target neuron, source]`` ``(N, M + N)`` float32, sources numbered inputs first
+        (the execution model's numbering); projections onto the same pairs add up. Validates
+        the network first."""
+        self.to_native()
+        m, n = self.n_inputs, self.n_neurons
+        w = np.zeros((n, m + n), dtype=np.float32)
+        for pr, e in zip(self.projections, self.endpoints()):
+            t0 = e.target_start
+            s0 = 0 if e.source is None else m + e.source_start
+            if pr.kind == "dense":
+                a = np.asarray(pr.weights, dtype=np.float32)
+                w[t0:t0 + a.shape[0], s0:s0 + a.shape[1]] += a
+            else:
+                rows, cols, vals = pr.triples()
+                np.add.at(w, (t0 + np.asarray(rows), s0 + np.asarray(cols)), np.asarray(vals, np.float32))
+        return w
 
     def neuron_arrays(self) -> NeuronArrays:
         """Per-neuron parameters expanded from the populations."""
@@ -277,31 +339,27 @@ class Network:
         for j, pr in enumerate(self.projections):
             src = "input" if pr.source == "input" else self._pop_index(pr.source, f"projections[{j}].source")
             tgt = self._pop_index(pr.target, f"projections[{j}].target")
-            d: dict = {"source": src, "target": tgt}
+            weights: object
             if pr.conv is not None:
-                d.update(self._conv_native(j, pr, src, tgt))
+                weights = self._conv_native(j, pr, src, tgt)
             elif pr.weights is not None:
-                w = _as_weight_array(pr.weights, f"projections[{j}].weights")
-                if w.ndim != 2:
-                    raise NetworkError(
-                        f"invalid network: projections[{j}].weights: expected a 2-D (target, source) array, "
-                        f"got shape {w.shape}"
-                    )
-                d["weights"] = w
+                dense = _as_weight_array(pr.weights, f"projections[{j}].weights")
+                if dense.ndim != 2:
+                    raise NetworkError(f"invalid network: projections[{j}].weights: expected a 2-D (target, source) "
+                                       f"array, got shape {dense.shape}")
+                weights = dense
             else:
                 if pr.rows is None or pr.cols is None or pr.values is None or pr.shape is None:
                     raise NetworkError(
                         f"invalid network: projections[{j}]: give dense weights or rows, cols, values and shape"
                     )
-                d["shape"] = (int(pr.shape[0]), int(pr.shape[1]))
-                d["rows"] = np.ascontiguousarray(pr.rows, dtype=np.int64)
-                d["cols"] = np.ascontiguousarray(pr.cols, dtype=np.int64)
-                d["values"] = _as_weight_array(pr.values, f"projections[{j}].values").ravel()
-            projs.append(d)
+                weights = _sparse_native(j, pr.shape, pr.rows, pr.cols,
+                                         _as_weight_array(pr.values, f"projections[{j}].values").ravel())
+            projs.append({"source": src, "target": tgt, "weights": weights})
         self._native_cache = _native.Network(int(self.n_inputs), pops, projs, self.output_index)
         return self._native_cache  # type: ignore[return-value]
 
-    def _conv_native(self, j: int, pr: Projection, src, tgt: int) -> dict:
+    def _conv_native(self, j: int, pr: Projection, src, tgt: int) -> tuple:
         field_name = f"projections[{j}]"
         k = _as_weight_array(pr.weights, f"{field_name}.weights")
         conv = pr.conv
@@ -327,8 +385,7 @@ class Network:
             raise NetworkError(f"invalid network: {field_name}: the convolution yields {out} = {int(np.prod(out))} "
                                f"neurons but the target has {self.populations[tgt].size}")
         rows, cols, vals = pr.triples()
-        return {"shape": (self.populations[tgt].size, src_size), "rows": rows, "cols": cols,
-                "values": np.ascontiguousarray(vals, np.float32)}
+        return _sparse_native(j, (self.populations[tgt].size, src_size), rows, cols, vals)
 
     def validate(self) -> "Network":
         """Raise :class:`NetworkError` naming the field if anything is wrong."""

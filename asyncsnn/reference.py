@@ -7,76 +7,34 @@ use it as an oracle; ``benchmarks/`` uses it as the naive baseline.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from . import stochastic
+from .errors import RunawayError
+from .hashing import DRAW_STEP, key
 from .network import Network
-
-_M32 = np.uint64(0xFFFFFFFF)
-_C = np.uint64(0x45D9F3B)
-_S16 = np.uint64(16)
+from .options import RunOptions
 
 
-def mix(x):
-    """The hash's mixer, vectorised over numpy ``uint64`` arrays (or Python ints)."""
-    x = np.asarray(x, dtype=np.uint64) & _M32
-    x = (((x >> _S16) ^ x) * _C) & _M32
-    x = (((x >> _S16) ^ x) * _C) & _M32
-    return (x >> _S16) ^ x
-
-
-def hash_key(seed, sample, frame, step, source):
-    """``key(seed, sample, frame, step, source)``, vectorised over ``source``."""
-    u = np.uint64
-    h = mix(u(seed))
-    h = mix(h ^ u(sample))
-    h = mix(h ^ u(frame))
-    h = mix(h ^ u(step))
-    return mix(h ^ np.asarray(source, dtype=np.uint64))
-
-
-def dense_weights(net: Network) -> np.ndarray:
-    """``W[target neuron, source]`` with sources numbered inputs first."""
-    native = net.to_native()  # validates
-    del native
-    m, n = net.n_inputs, net.n_neurons
-    starts = net.population_starts
-    w = np.zeros((n, m + n), dtype=np.float32)
-    for j, pr in enumerate(net.projections):
-        t0 = starts[net._pop_index(pr.target, "target")]
-        s0 = 0 if pr.source == "input" else m + starts[net._pop_index(pr.source, "source")]
-        if pr.kind == "dense":
-            a = np.asarray(pr.weights, dtype=np.float32)
-            w[t0:t0 + a.shape[0], s0:s0 + a.shape[1]] += a
-        else:
-            rows, cols, vals = pr.triples()
-            np.add.at(w, (t0 + np.asarray(rows), s0 + np.asarray(cols)), np.asarray(vals, np.float32))
-    return w
-
-
-def simulate(
-    net: Network,
-    frames: np.ndarray,
-    *,
-    scheduler: str = "fifo",
-    F: Optional[int] = None,
-    core_of: Optional[Sequence[int]] = None,
-    seed: int = 0,
-    sample: int = 0,
-    input_mode: str = "all_at_once",
-    max_steps: Optional[int] = None,
-) -> dict:
-    """Run one sample (``frames``: ``(frames, channels)`` counts) through the reference model.
+def simulate(net: Network, frames: np.ndarray, options: Optional[RunOptions] = None, *,
+             core_of: Optional[Sequence[int]] = None, **run_options: Any) -> dict:
+    """Run one sample (``frames``: ``(frames, channels)`` counts) through the reference model
+    with ``options`` (or the defaults changed by ``run_options`` keywords); the sample's hash
+    index is ``options.sample_offset``, as for the first sample of a batch. ``steps`` mode only
+    (``options.mode`` is not read).
 
     Stochastic and integrator populations follow the same model: a synaptic trace takes their
     input, and once the frame has settled they draw in population order, each draw the fire
     phase of a step of its own (see :class:`asyncsnn.Population`)."""
+    opts = RunOptions.of(options, **run_options)
+    scheduler, seed, sample, input_mode = opts.scheduler, opts.seed, opts.sample_offset, opts.input_mode
+    step_limit, limit_is_error = opts.step_limit
     frames = np.asarray(frames)
     m, n = net.n_inputs, net.n_neurons
     s_total = m + n
-    w = dense_weights(net)
+    w = net.dense_weights()
     pops = net.populations
     arr = net.neuron_arrays()
     pop_of, theta, beta, subtract = arr.population, arr.theta, arr.beta, arr.subtract
@@ -90,7 +48,7 @@ def simulate(
     layer = np.concatenate([np.zeros(m), pop_of + 1])
     o = net.output_index
     o0, osz = starts[o], pops[o].size
-    f_lim = np.iinfo(np.int64).max if F is None else int(F)
+    f_lim = np.iinfo(np.int64).max if opts.F is None else int(opts.F)
 
     v = np.zeros(n, np.float32)
     cur = np.zeros(n, np.float32)
@@ -126,7 +84,10 @@ def simulate(
         k = 0
         next_draw = 0
         while True:
-            if not p.any() or (max_steps is not None and k >= max_steps):
+            if p.any() and k >= step_limit and limit_is_error:
+                raise RunawayError(f"runaway activity: frame {f} did not settle within runaway_steps = {step_limit} "
+                                   "forward steps; set max_steps to cap the steps per frame")
+            if not p.any() or k >= step_limit:
                 if next_draw == len(draws):
                     break
                 d0, dn, fires = draws[next_draw]
@@ -134,7 +95,7 @@ def simulate(
                 v[sl] = ((v[sl] * beta[sl]).astype(np.float32) + cur[sl]).astype(np.float32)
                 if fires:
                     z = (v[sl] - theta[sl]).astype(np.float32)
-                    keys = hash_key(seed, sample, f, stochastic.DRAW_STEP, m + np.arange(d0, d0 + dn))
+                    keys = key(seed, sample, f, DRAW_STEP, m + np.arange(d0, d0 + dn))
                     hit = stochastic.fires(keys, stochastic.index_f32(z))
                     emit(f, k, np.nonzero(hit)[0] + d0, z[hit])
                 next_draw += 1
@@ -151,7 +112,7 @@ def simulate(
                 if len(cand) <= f_lim:
                     rel.append(cand)
                     continue
-                key = hash_key(seed, sample, f, k, cand).astype(np.int64)
+                hkey = key(seed, sample, f, k, cand)
                 if scheduler == "fifo":
                     primary = since[cand].astype(np.float64)
                 elif scheduler == "random":
@@ -162,7 +123,7 @@ def simulate(
                     primary = layer[cand]
                 else:
                     raise ValueError(f"scheduler {scheduler!r}")
-                order = np.lexsort((cand, key, primary))
+                order = np.lexsort((cand, hkey, primary))
                 rel.append(cand[order[:f_lim]])
             r = np.sort(np.concatenate(rel))
             counts = p[r].astype(np.float32)
@@ -185,7 +146,7 @@ def simulate(
         "out_potential": out_potential,
         "trace": trace,
         "out_counts": out_counts,
-        "synops": synops,
+        "synaptic_operations": synops,
         "steps": steps,
         "first_out": first_out,
         "unreleased": int(p.sum()),

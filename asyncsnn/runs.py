@@ -53,17 +53,24 @@ def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
     return path
 
 
-def markdown_table(rows: Iterable[Mapping[str, Any]], cols: Sequence[tuple[str, str, str]]) -> str:
-    """A plain Markdown table: ``cols`` are ``(key, header, format)``; missing or non-finite
-    numbers show as ``-``."""
+def markdown_table(rows: Iterable[Mapping[str, Any]], cols: Sequence[tuple[str, str, str]], *,
+                   aligned: bool = False) -> str:
+    """A Markdown table: ``cols`` are ``(key, header, format)``; missing or non-finite numbers
+    show as ``-``. ``aligned`` pads every column to its widest cell (numbers to the right), for
+    reading in a terminal."""
     def cell(v: Any, fmt: str) -> str:
         if v is None or (isinstance(v, float) and not math.isfinite(v)):
             return "-"
         return fmt.format(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
-    lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(r.get(k), fmt) for k, _, fmt in cols) + " |" for r in rows]
-    return "\n".join(lines)
+    head = [c[1] for c in cols]
+    body = [[cell(r.get(k), fmt) for k, _, fmt in cols] for r in rows]
+    if not aligned:
+        return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(cols),
+                          *("| " + " | ".join(b) + " |" for b in body)])
+    widths = [max([len(h), *(len(b[i]) for b in body)]) for i, h in enumerate(head)]
+    line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(b) for b in body)])
 
 
 def _jsonable(x: Any) -> Any:

@@ -11,8 +11,9 @@ a table lookup on a grid of 1/256:
 * ``T[i] = floor(sigmoid(i / 256) * 2^32)``, computed with IEEE double operations only
   (correctly rounded everywhere): ``E[0] = 1``, ``E[j] = E[j-1] * e`` with ``e`` the double
   nearest ``exp(1/256)``, then ``E[i] / (E[i] + 1)`` for ``i >= 0``, ``1 / (1 + E[-i])`` below;
-* the neuron fires iff ``key(seed, sample, frame, 2^32 - 1, source) < T[i]``, with the
-  scheduler's hash and the neuron's source number ``n_inputs + n``.
+* the neuron fires iff ``key(seed, sample, frame, DRAW_STEP, source) < T[i]``, with the
+  scheduler's hash (:mod:`asyncsnn.hashing`; ``DRAW_STEP = 2^32 - 1``) and the neuron's
+  source number ``n_inputs + n``.
 
 The grid costs at most ``0.25 / 256 < 0.001`` of firing probability against the exact sigmoid.
 """
@@ -25,7 +26,6 @@ import numpy as np
 
 LOGIT_SCALE = 256
 LOGIT_MAX = 4096
-DRAW_STEP = 0xFFFFFFFF
 _EXP_STEP = float.fromhex("0x1.0100802ab5577p+0")  # the double nearest exp(1/256)
 
 
@@ -61,7 +61,8 @@ def index_fixed(z, frac_bits: int) -> np.ndarray:
 
 
 def fires(keys, index) -> np.ndarray:
-    """The decision: ``key < T[index]`` (``keys`` from the hash with step ``DRAW_STEP``)."""
+    """The decision: ``key < T[index]`` (``keys`` from the hash with step
+    :data:`asyncsnn.hashing.DRAW_STEP`)."""
     t = thresholds()
     idx = np.clip(np.asarray(index, np.int64), -LOGIT_MAX, LOGIT_MAX) + LOGIT_MAX
     return np.asarray(keys, np.uint64) < t[idx]

@@ -32,7 +32,7 @@ from asyncsnn.generate import poisson_frames, random_feedforward, random_sparse 
 def synops_per_s(place, x, repeat, **kw):
     res = place.run(x, **kw)
     t = best_of(lambda: place.run(x, **kw), repeat)
-    return float(res.metrics["synops"].sum()) / t, t, res
+    return float(res.metrics["synaptic_operations"].sum()) / t, t, res
 
 
 def main() -> int:
@@ -63,18 +63,18 @@ def main() -> int:
         for threads in (1, threads_all):
             r, t, res = synops_per_s(place, x_a, repeat, mode=mode, scheduler="random", F=F, threads=threads)
             rows.append({"workload": label, "threads": threads, "synops_per_s": r, "seconds": t,
-                         "synops": int(res.metrics["synops"].sum()), "samples": batch,
+                         "synops": int(res.metrics["synaptic_operations"].sum()), "samples": batch,
                          "spikes_per_sample": float(res.metrics["spikes"].mean())})
     # baseline: numpy reference on a few samples of the same input
     nb = 2 if args.quick else 4
     t0 = time.perf_counter()
     base_synops = 0
     for i in range(nb):
-        base_synops += reference.simulate(net_a, x_a[i], scheduler="random", F=16, seed=0, sample=i,
-                                          core_of=place_a.core_of)["synops"]
+        base_synops += reference.simulate(net_a, x_a[i], scheduler="random", F=16, seed=0, sample_offset=i,
+                                          core_of=place_a.core_of)["synaptic_operations"]
     base_t = time.perf_counter() - t0
     check = place_a.run(x_a[:nb], scheduler="random", F=16, seed=0)
-    assert int(check.metrics["synops"].sum()) == base_synops, "baseline and emulator disagree"
+    assert int(check.metrics["synaptic_operations"].sum()) == base_synops, "baseline and emulator disagree"
     base_rate = base_synops / base_t
     rows.append({"workload": "(a) numpy reference, steps F=16", "threads": 1, "synops_per_s": base_rate,
                  "seconds": base_t, "synops": base_synops, "samples": nb})
@@ -97,7 +97,7 @@ def main() -> int:
         for threads in (1, threads_all):
             r, t, res = synops_per_s(place, x_b, repeat, mode=mode, scheduler="random", F=16, threads=threads)
             rows.append({"workload": label, "threads": threads, "synops_per_s": r, "seconds": t,
-                         "synops": int(res.metrics["synops"].sum()), "samples": nb_b,
+                         "synops": int(res.metrics["synaptic_operations"].sum()), "samples": nb_b,
                          "spikes_per_sample": float(res.metrics["spikes"].mean())})
 
     # per-frame fixed overhead: no input at all

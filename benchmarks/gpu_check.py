@@ -36,12 +36,12 @@ def main() -> int:
                         loss = torch.nn.functional.cross_entropy(r.out_counts.sum(1), y.to(dev))
                         loss = loss + 0.01 * r.first_time.mean() + 0.1 * (r.v_final ** 2).mean()
                         loss.backward()
-                        res[dev, engine, graphs] = (r.out_counts.cpu(), r.steps.cpu(), r.synops.cpu(),
+                        res[dev, engine, graphs] = (r.out_counts.cpu(), r.steps.cpu(), r.synaptic_operations.cpu(),
                                                     r.first_spike.cpu(), [w.grad.cpu() for w in sim.weights])
                         if graphs:
                             with torch.no_grad():  # forward only, graphed
                                 r2 = sim(x.to(dev), scheduler=scheduler, F=F, seed=5, cuda_graphs=True)
-                            res[dev, "no_grad", graphs] = (r2.out_counts.cpu(), r2.steps.cpu(), r2.synops.cpu(),
+                            res[dev, "no_grad", graphs] = (r2.out_counts.cpu(), r2.steps.cpu(), r2.synaptic_operations.cpu(),
                                                            r2.first_spike.cpu(), res[dev, engine, graphs][4])
                     a = res["cpu", "autograd", False]
                     for key, b in res.items():

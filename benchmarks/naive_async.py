@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from asyncsnn.network import Network
-from asyncsnn.reference import dense_weights
-from asyncsnn.sim.functional import hash_key, spike
+from asyncsnn import hashing
+from asyncsnn.options import RunOptions
+from asyncsnn.sim.functional import spike
 
-SCHEDULERS = ("fifo", "random", "momentum", "layered")
 
 
 class Params(NamedTuple):
@@ -82,7 +82,7 @@ def select(
     pending = state.p.detach() > 0
     bsz, s = pending.shape
     src = torch.arange(s, device=pending.device)
-    key = hash_key(seed, sample, frame, step, src)
+    key = hashing.key(seed, sample[:, None], frame, step[:, None], src[None, :])
     m = params.n_inputs
     if scheduler == "fifo":
         primary = state.since
@@ -163,20 +163,14 @@ class NaiveAsyncSimulator(torch.nn.Module):
     def __init__(self, network: Network, core_of: Optional[Sequence[int]] = None, *,
                  surrogate: str = "fast_sigmoid", slope: float = 10.0) -> None:
         super().__init__()
-        w = dense_weights(network)  # validates the network
+        w = network.dense_weights()  # validates the network
         m, n = network.n_inputs, network.n_neurons
         pops = network.populations
         mask = np.zeros_like(w, dtype=bool)
         starts = network.population_starts
-        for pr in network.projections:
-            t = network._pop_index(pr.target, "target")
-            t0, t1 = starts[t], starts[t] + pops[t].size
-            if pr.source == "input":
-                s0, s1 = 0, m
-            else:
-                s = network._pop_index(pr.source, "source")
-                s0, s1 = m + starts[s], m + starts[s] + pops[s].size
-            mask[t0:t1, s0:s1] = True
+        for e in network.endpoints():
+            s0 = 0 if e.source is None else m + e.source_start
+            mask[e.target_start:e.target_start + e.target_size, s0:s0 + e.source_size] = True
         if core_of is None:
             core = np.zeros(n, np.int64)
         else:
@@ -204,27 +198,13 @@ class NaiveAsyncSimulator(torch.nn.Module):
         return Params(self.theta, self.beta, self.subtract, self.refractory, self.has_out, self.group,
                          self.layer, self.n_inputs, self.n_cores)
 
-    def forward(
-        self,
-        frames: torch.Tensor,
-        *,
-        scheduler: str = "fifo",
-        F: Optional[int] = None,
-        seed: int = 0,
-        sample_offset: int = 0,
-        input_mode: str = "all_at_once",
-        max_steps: Optional[int] = None,
-        trace: bool = False,
-    ) -> dict:
-        """Run input frames ``(B, T, n_inputs)`` of event counts."""
-        if scheduler not in SCHEDULERS:
-            raise ValueError(f"scheduler: {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
-        if input_mode not in ("all_at_once", "scheduled"):
-            raise ValueError(f"input_mode: {input_mode!r}; allowed: all_at_once, scheduled")
+    def forward(self, frames: torch.Tensor, options: Optional[RunOptions] = None, **run_options) -> dict:
+        """Run input frames ``(B, T, n_inputs)`` of event counts with ``options`` (or keywords;
+        ``steps`` mode, no runaway check)."""
+        opts = RunOptions.of(options, **run_options)
+        scheduler, F, seed, max_steps, trace = opts.scheduler, opts.F, opts.seed, opts.max_steps, opts.trace
         if frames.ndim != 3 or frames.shape[2] != self.n_inputs:
             raise ValueError(f"frames: expected (batch, frames, {self.n_inputs}), got {tuple(frames.shape)}")
-        if F is not None and F < 1:
-            raise ValueError(f"F: {F} is outside 1.. (or None)")
         dev, dtype = self.weight.device, self.weight.dtype
         frames = frames.to(device=dev, dtype=dtype)
         bsz, t_frames, m = frames.shape
@@ -233,11 +213,11 @@ class NaiveAsyncSimulator(torch.nn.Module):
         fanout = (weight.detach() != 0).sum(dim=0).to(dtype)
         big = torch.iinfo(torch.int64).max // 4
         f_limit = torch.full((self.n_cores + 1,), big if F is None else int(F), dtype=torch.int64, device=dev)
-        if input_mode == "all_at_once":
+        if opts.input_mode == "all_at_once":
             f_limit[self.n_cores] = big
         cap = big if max_steps is None else int(max_steps)
         state = initial_state(bsz, params, dtype, dev)
-        sample = torch.arange(bsz, device=dev, dtype=torch.int64) + int(sample_offset)
+        sample = torch.arange(bsz, device=dev, dtype=torch.int64) + opts.sample_offset
         out_counts, spike_counts = [], torch.zeros(bsz, self.n_neurons, dtype=dtype, device=dev)
         synops = torch.zeros(bsz, dtype=dtype, device=dev)
         steps = torch.zeros(bsz, dtype=torch.int64, device=dev)

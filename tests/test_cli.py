@@ -24,7 +24,7 @@ def test_emulate_writes_a_complete_run_folder(tmp_path, capsys):
     assert len(rows) == 2 * 4 * 2  # modes x schedulers x F values
     assert {r["mode"] for r in rows} == {"steps", "events"}
     for r in rows:
-        assert float(r["spikes"]) >= 0 and float(r["synops"]) > 0
+        assert float(r["spikes"]) >= 0 and float(r["synaptic_operations"]) > 0
         if r["mode"] == "events":
             assert float(r["time_ns"]) > 0
     cfg = json.loads((run / "config.json").read_text())

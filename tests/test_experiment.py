@@ -46,13 +46,13 @@ def test_decide_early_by_hand():
 
 
 def test_relative_figures():
-    lay = {"accuracy": 0.5, "spikes": 200.0, "synops": 1000.0, "first_correct_step": 20.0,
+    lay = {"accuracy": 0.5, "spikes": 200.0, "synaptic_operations": 1000.0, "first_correct_step": 20.0,
            "first_correct_spikes_before": 40.0, "first_correct_ns": float("nan"), "energy_total_pj": 10.0}
-    unl = {"accuracy": 0.8, "spikes": 100.0, "synops": 250.0, "first_correct_step": 10.0,
+    unl = {"accuracy": 0.8, "spikes": 100.0, "synaptic_operations": 250.0, "first_correct_step": 10.0,
            "first_correct_spikes_before": 10.0, "first_correct_ns": 5.0, "energy_total_pj": 8.0}
     r = relative_row(lay, unl)
     assert r["accuracy_gain_points"] == pytest.approx(30.0)
-    assert r["spike_reduction"] == pytest.approx(0.5) and r["synops_reduction"] == pytest.approx(0.75)
+    assert r["spike_reduction"] == pytest.approx(0.5) and r["synaptic_operations_reduction"] == pytest.approx(0.75)
     assert r["speedup_first_correct_step"] == pytest.approx(2.0)
     assert r["speedup_first_correct_spikes"] == pytest.approx(4.0)
     assert math.isnan(r["speedup_first_correct_ns"])
@@ -160,14 +160,14 @@ def test_experiment_end_to_end(tiny_run):
     by = {(key(c), c["engine"]): c for c in cells}
     for c in cells:
         assert 0.0 <= c["accuracy"] <= 1.0 and c["samples"] == 48
-        assert c["spikes"] > 0 and c["synops"] > 0 and c["steps"] >= 5
+        assert c["spikes"] > 0 and c["synaptic_operations"] > 0 and c["steps"] >= 5
         assert c["steps_agree"] is True
         if c["engine"] == "emulator-events":
             assert c["energy_total_pj"] > 0 and c["first_out_ns"] > 0
         # the chip's steps mode gives the simulator's figures exactly
         if c["engine"] == "emulator-steps":
             py = by[(key(c), "pytorch")]
-            for k in ("accuracy", "spikes", "synops", "steps", "first_correct_step", "first_correct_spikes_before"):
+            for k in ("accuracy", "spikes", "synaptic_operations", "steps", "first_correct_step", "first_correct_spikes_before"):
                 assert c[k] == pytest.approx(py[k], rel=1e-12, abs=1e-12), k
     # Trained models beat chance (3 classes) clearly on their own schedule.
     unl = [c["accuracy"] for c in cells if c["model"] == "unlayered" and c["engine"] == "pytorch"]

@@ -33,7 +33,7 @@ def assert_same(emu, sim, batch_size):
     for b in range(batch_size):
         assert [list(x) for x in sim.trace[b]] == trace_rows(emu, b)
     assert sim.out_counts.numpy().tolist() == emu.out_counts.tolist()
-    assert sim.synops.numpy().astype(int).tolist() == emu.metrics["synops"].tolist()
+    assert sim.synaptic_operations.numpy().astype(int).tolist() == emu.metrics["synaptic_operations"].tolist()
     assert sim.steps.numpy().tolist() == emu.metrics["steps"].tolist()
     assert sim.unreleased.numpy().astype(int).tolist() == emu.metrics["unreleased"].tolist()
     assert sim.v_final.numpy().tolist() == emu.v_final.tolist()

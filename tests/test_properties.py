@@ -22,11 +22,11 @@ def test_steps_mode_equals_numpy_reference(data, net, scheduler, F, seed, input_
     chip = asyncsnn.Chip.preset("ideal", mesh_width=n_cores)
     res = chip.run(net, x[None], mapping=core_of, scheduler=scheduler, F=F, seed=seed, sample_offset=5,
                    input_mode=input_mode, max_steps=CAP, trace=True)
-    ref = reference.simulate(net, x, scheduler=scheduler, F=F, core_of=core_of, seed=seed, sample=5,
+    ref = reference.simulate(net, x, scheduler=scheduler, F=F, core_of=core_of, seed=seed, sample_offset=5,
                              input_mode=input_mode, max_steps=CAP)
     assert trace_rows(res) == [list(t) for t in ref["trace"]]
     assert res.out_counts[0].tolist() == ref["out_counts"].tolist()
-    assert int(res.metrics["synops"][0]) == ref["synops"]
+    assert int(res.metrics["synaptic_operations"][0]) == ref["synaptic_operations"]
     assert int(res.metrics["steps"][0]) == ref["steps"]
     assert int(res.metrics["unreleased"][0]) == ref["unreleased"]
     assert res.v_final[0].tolist() == ref["v_final"].tolist()
@@ -86,8 +86,8 @@ def test_packets_conserved_and_energy_is_counts_times_costs(data, net, seed, dep
     m = {k: float(v[0]) for k, v in res.metrics.items()}
     assert m["packets"] == m["packets_delivered"] + m["dropped_link"] + m["dropped_buffer"]
     c = chip.config
-    assert np.isclose(m["energy_synaptic_pj"], m["synops"] * c["syn_op_energy_pj"])
-    assert np.isclose(m["energy_neuron_pj"], m["neuron_updates"] * c["neuron_update_energy_pj"])
+    assert np.isclose(m["energy_synaptic_pj"], m["synaptic_operations"] * c["syn_op_energy_pj"])
+    assert np.isclose(m["energy_neuron_pj"], m["membrane_updates"] * c["neuron_update_energy_pj"])
     assert np.isclose(m["energy_routing_pj"], m["packets"] * c["packet_energy_pj"] + m["hops"] * c["hop_energy_pj"])
     assert np.isclose(m["energy_static_pj"], c["static_power_mw"] * m["ticks"] * c["tick_ns"])
     assert np.isclose(m["energy_total_pj"], sum(m[f"energy_{k}_pj"] for k in ("synaptic", "neuron", "routing",

@@ -9,8 +9,8 @@ advances and releases of any group with any scheduler and ``F``. After every rel
 * ``fifo``: nothing released became pending after something that stays;
 * ``momentum``: nothing stays with a larger overshoot than something released;
 * ``layered``: nothing stays from an earlier population than something released;
-* ``random`` (and every tie): the order is the counter-based hash alone, computed here by the
-  independent numpy implementation of :mod:`asyncsnn.reference`;
+* ``random`` (and every tie): the order is the counter-based hash alone, computed here by
+  :mod:`asyncsnn.hashing` on numpy arrays (its golden vectors are checked in ``test_golden.py``);
 * a twin queue that received the same pushes in another memory order releases the same;
 * the PyTorch simulator's selection (:func:`asyncsnn.sim.functional.select_neurons`,
   ``select_inputs``) releases the same sources from the same state.
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import asyncsnn
-from asyncsnn import Network, Population, Projection, SpikeQueue, reference
+from asyncsnn import Network, Population, Projection, SpikeQueue, hashing
 from asyncsnn.sim import AsyncSimulator
 from asyncsnn.sim import functional as fn
 
@@ -98,7 +98,7 @@ class QueueMachine(RuleBasedStateMachine):
 
     def _expected_order(self, group: int, scheduler: str) -> list[int]:
         members = [s for s, g in enumerate(self.group_of) if g == group and self.count[s] > 0]
-        keys = reference.hash_key(self.seed, self.sample, self.frame, self.step, members).tolist()
+        keys = hashing.key(self.seed, self.sample, self.frame, self.step, members).tolist()
         key = dict(zip(members, keys))
 
         def primary(s):
@@ -120,7 +120,7 @@ class QueueMachine(RuleBasedStateMachine):
             over=t(self.over[m:], torch.float32), refr=torch.zeros(1, self.n, dtype=torch.bool),
             p_in=t(self.count[:m], torch.float32) if m else torch.zeros(1, 0), since_in=t(self.since[:m], torch.int64)
             if m else torch.zeros(1, 0, dtype=torch.int64))
-        prefix = fn.frame_prefix(self.seed, torch.tensor([self.sample]), self.frame)
+        prefix = hashing.frame_prefix(self.seed, torch.tensor([self.sample]), self.frame)
         keys = fn.step_keys(prefix, torch.tensor([self.step]))[:, 0]
         # both orders of fifo: 64-bit `since` (two sorts) and packed into 32 bits (one sort)
         if group == self.n_cores:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import asyncsnn
-from asyncsnn import Network, Population, Projection
+from asyncsnn import Network, Population, Projection, hashing
 from asyncsnn.generate import random_feedforward
 from asyncsnn.sim import AsyncSimulator
 from asyncsnn.sim.simulator import GRAPH_LENGTHS, graph_length
@@ -29,17 +29,20 @@ def test_golden_cases(golden):
         e = case["expected"]
         assert [list(t) for t in r.trace[0]] == e["trace"], case["name"]
         assert r.out_counts[0].tolist() == e["out_counts"]
-        assert (int(r.synops[0]), int(r.steps[0]), int(r.unreleased[0])) == (e["synops"], e["steps"], e["unreleased"])
+        assert (int(r.synaptic_operations[0]), int(r.steps[0]), int(r.unreleased[0])) == (e["synops"], e["steps"], e["unreleased"])
         assert r.v_final[0].tolist() == e["v_final"]
         first = None if r.first_out[0, 0] < 0 else r.first_out[0].tolist()
         assert first == e["first_out"]
 
 
 def test_hash_matches_the_emulator(golden):
+    """The one Python hash (asyncsnn.hashing) on int64 tensors, in the stages the simulator
+    uses, gives the golden keys (which the emulator reproduces in test_golden.py)."""
     for v in golden["hash_vectors"]:
-        k = fn.hash_key(v["seed"], torch.tensor([v["sample"]]), v["frame"], torch.tensor([v["step"]]),
-                        torch.tensor([v["source"]]))
-        assert int(k[0, 0]) == v["key"]
+        prefix = hashing.frame_prefix(v["seed"], torch.tensor([v["sample"]]), v["frame"])
+        k = fn.source_keys(fn.step_keys(prefix, torch.tensor([v["step"]])), torch.tensor([v["source"]]))
+        assert int(k[0, 0, 0]) == v["key"]
+        assert int(hashing.key(v["seed"], torch.tensor(v["sample"]), v["frame"], v["step"], v["source"])) == v["key"]
 
 
 @pytest.mark.parametrize("scheduler", asyncsnn.SCHEDULERS)
@@ -63,17 +66,22 @@ def test_exact_agreement_with_the_emulator(scheduler, data, net, F, seed, input_
     for b in range(len(batch)):
         assert [list(x) for x in r.trace[b]] == trace_rows(emu, b)
     assert r.out_counts.detach().numpy().tolist() == emu.out_counts.tolist()
-    assert r.synops.detach().numpy().astype(int).tolist() == emu.metrics["synops"].tolist()
+    assert r.synaptic_operations.detach().numpy().astype(int).tolist() == emu.metrics["synaptic_operations"].tolist()
     assert r.steps.numpy().tolist() == emu.metrics["steps"].tolist()
     assert r.unreleased.numpy().astype(int).tolist() == emu.metrics["unreleased"].tolist()
     assert r.v_final.detach().double().numpy().tolist() == emu.v_final.tolist()
     assert r.first_spike.tolist() == emu.first_spike.tolist()
-    assert r.first_out[:, 0].tolist() == emu.metrics["first_out_frame"].tolist()
-    assert r.first_out[:, 1].tolist() == emu.metrics["first_out_step"].tolist()
-    fs = np.where(r.first_spike.numpy() >= 0, r.first_spike.numpy(), np.iinfo(np.int64).max)
-    sb = r.spikes_before.numpy()
-    before = [int(sb[b, fs[b].argmin()]) if r.first_out[b, 0] >= 0 else -1 for b in range(len(batch))]
-    assert before == emu.metrics["first_out_spikes_before"].tolist()
+    # one metric vocabulary: every metric both report is equal, "never happened" included
+    labels = np.array([0, net.n_outputs - 1])
+    ours, theirs = r.sample_metrics(labels), chip.run(net, batch, mapping=core_of, scheduler=scheduler, F=F, seed=seed,
+                                                       sample_offset=3, input_mode=input_mode, max_steps=CAP,
+                                                       labels=labels).sample_metrics()
+    shared = set(ours) & set(theirs)
+    assert {"correct", "answered", "spikes", "synaptic_operations", "activation_sparsity", "steps", "first_out_step",
+            "first_out_frame", "first_out_step_in_frame", "first_out_spikes_before", "first_correct_step",
+            "first_correct_spikes_before"} <= shared
+    for k in sorted(shared):
+        assert np.array_equal(ours[k], theirs[k], equal_nan=True), k
 
 
 @pytest.mark.parametrize("kind", fn.SURROGATES)
@@ -222,7 +230,7 @@ def test_compiled_steps_equal_eager():
                 with torch.set_grad_enabled(engine != "none"):
                     r = sim(x.to(dev), seed=4, compile=compiled, cuda_graphs=graphs,
                             **({} if engine == "none" else {"engine": engine}), **kw)
-                outs = [r.out_counts, r.spike_counts, r.v_final, r.steps, r.synops, r.first_spike]
+                outs = [r.out_counts, r.spike_counts, r.v_final, r.steps, r.synaptic_operations, r.first_spike]
                 if engine != "none":
                     _backprop_random_loss(r, 1)
                     outs += [w.grad for w in sim.weights]
@@ -287,19 +295,21 @@ def test_bad_arguments():
         AsyncSimulator(net, core_of=[0, 1])
 
 
-def test_a_network_that_never_settles_raises_instead_of_hanging(monkeypatch):
+def test_a_network_that_never_settles_raises_instead_of_hanging():
     """Two neurons exciting each other fire forever: without max_steps that is a RunawayError
-    (after RUNAWAY_STEPS steps of a frame), with it the frame stops at the cap."""
-    from asyncsnn.sim import simulator
-
+    after `runaway_steps` steps of a frame (one limit, the same on the chip), with it the
+    frame stops at the cap."""
     net = Network(1, [Population(2, theta=0.5, beta=1.0)],
                   [Projection("input", 0, np.ones((2, 1), np.float32)),
                    Projection(0, 0, np.array([[0, 1], [1, 0]], np.float32))], output=0)
-    monkeypatch.setattr(simulator, "RUNAWAY_STEPS", 50)
+    assert asyncsnn.RunOptions().runaway_steps == asyncsnn.RUNAWAY_STEPS == asyncsnn._native.RUNAWAY_STEPS
     sim = AsyncSimulator(net)
     x = torch.ones(1, 2, 1)
-    with pytest.raises(asyncsnn.RunawayError, match="frame 0 did not settle within 50 forward steps"):
-        sim(x, engine="autograd")
+    for engine in ("autograd", "manual"):
+        with pytest.raises(asyncsnn.RunawayError, match="frame 0 did not settle within runaway_steps = 50 forward"):
+            sim(x, runaway_steps=50, engine=engine)
+    with pytest.raises(asyncsnn.RunawayError, match="runaway_steps = 50 forward"):
+        asyncsnn.Chip.preset("ideal").run(net, x.numpy(), runaway_steps=50)
     r = sim(x, max_steps=7)
     assert r.steps.tolist() == [14] and r.unreleased.tolist() == [2.0]
 
@@ -339,7 +349,7 @@ def test_conv_network_agrees_with_the_emulator_and_round_trips(tmp_path):
     assert r.steps.tolist() == emu.metrics["steps"].tolist()
     loaded = asyncsnn.Network.load(net.save(tmp_path / "conv.npz"))
     assert loaded.projections[0].kind == "conv"
-    assert np.array_equal(asyncsnn.reference.dense_weights(loaded), asyncsnn.reference.dense_weights(net))
+    assert np.array_equal(loaded.dense_weights(), net.dense_weights())
 
 
 def test_conv_geometry_errors():

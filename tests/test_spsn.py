@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import asyncsnn
-from asyncsnn import reference
+from asyncsnn import hashing
 from asyncsnn.spsn import SeqNet
 from asyncsnn.spsn import functional as F
 from asyncsnn.spsn import lif
@@ -110,7 +110,7 @@ def test_hash_keys_are_the_documented_hash():
     assert k.shape == (2, 3, 5) and k.dtype == torch.int64
     for b, smp in enumerate(sample.tolist()):
         for t in range(3):
-            keys = reference.hash_key(11, smp, t, 2**32 - 1, np.arange(40, 45))
+            keys = hashing.key(11, smp, t, 2**32 - 1, np.arange(40, 45))
             assert np.array_equal(k[b, t].numpy(), keys.astype(np.int64))
     big = F.hash_keys(0, torch.arange(8), 50, 50)
     assert abs(float(big.double().mean()) / 2**32 - 0.5) < 0.01

@@ -10,7 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import asyncsnn
-from asyncsnn import Network, Population, Projection, reference, stochastic
+from asyncsnn import Network, Population, Projection, hashing, reference, stochastic
 from asyncsnn.spsn import deploy
 from asyncsnn.spsn import functional as F
 from asyncsnn.spsn.model import SeqNet
@@ -52,7 +52,7 @@ def test_hand_computed_chain(mode):
     at once (step 0) on its decayed trace. C: frame 0 v = 1; frame 1 i = 0.5 + 1, v = 0.5 + 1.5."""
     net, seed = _chain(), 0
     for frame in range(2):  # the draws are below the top threshold: the spikes are certain
-        keys = reference.hash_key(seed, 0, frame, stochastic.DRAW_STEP, np.array([1, 2]))
+        keys = hashing.key(seed, 0, frame, hashing.DRAW_STEP, np.array([1, 2]))
         assert (keys < stochastic.thresholds()[-1]).all()
     x = np.array([[[1], [0]]], np.uint32)
     r = asyncsnn.Chip.preset("ideal").run(net, x, mode=mode, seed=seed, trace=True)
@@ -76,7 +76,7 @@ def test_firing_rate_is_the_sigmoid_of_the_potential_and_each_draw_is_the_docume
     got = r.out_counts[:, 0].astype(bool)
     v = (z + np.float32(1.0)).astype(np.float32)
     index = stochastic.index_f32(v - np.float32(1.0))
-    want = np.stack([stochastic.fires(reference.hash_key(9, b, 0, stochastic.DRAW_STEP, 1 + np.arange(64)), index)
+    want = np.stack([stochastic.fires(hashing.key(9, b, 0, hashing.DRAW_STEP, 1 + np.arange(64)), index)
                      for b in range(n)])
     assert np.array_equal(got, want)
     p = 1 / (1 + np.exp(-z.astype(np.float64)))
@@ -93,11 +93,11 @@ def test_mixed_networks_steps_mode_equals_numpy_reference(data, net, scheduler, 
     chip = asyncsnn.Chip.preset("ideal", mesh_width=n_cores)
     res = chip.run(net, x[None], mapping=core_of, scheduler=scheduler, F=F, seed=seed, sample_offset=2,
                    input_mode=input_mode, max_steps=CAP, trace=True)
-    ref = reference.simulate(net, x, scheduler=scheduler, F=F, core_of=core_of, seed=seed, sample=2,
+    ref = reference.simulate(net, x, scheduler=scheduler, F=F, core_of=core_of, seed=seed, sample_offset=2,
                              input_mode=input_mode, max_steps=CAP)
     assert trace_rows(res) == [list(t) for t in ref["trace"]]
     assert res.out_potential[0].tolist() == ref["out_potential"].tolist()
-    assert int(res.metrics["synops"][0]) == ref["synops"]
+    assert int(res.metrics["synaptic_operations"][0]) == ref["synaptic_operations"]
     assert int(res.metrics["steps"][0]) == ref["steps"]
     assert int(res.metrics["unreleased"][0]) == ref["unreleased"]
     assert res.v_final[0].tolist() == ref["v_final"].tolist()
@@ -217,7 +217,7 @@ def test_side_by_side_runs_a_deployed_spsn_network_exactly(chip_name):
     sbs = run_side_by_side(net, x, y, chip=chip, seed=4, batch_size=8)
     assert sbs.steps_agree() is True
     rows = {r["engine"]: r for r in sbs.rows}
-    for k in ("accuracy", "spikes", "synops"):
+    for k in ("accuracy", "spikes", "synaptic_operations"):
         assert rows["pytorch"][k] == rows["emulator-steps"][k] == rows["emulator-events"][k], k
     assert rows["pytorch"]["spikes"] > 0
     sbs.sim_out_potential[0, 0, 0] += 1.0  # a planted difference is seen

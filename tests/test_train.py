@@ -52,7 +52,7 @@ def test_f_infinity_layered_equals_layer_synchronous_lif(net, seed, frames):
     assert torch.equal(a.out_counts, b.out_counts)
     assert torch.equal(a.spike_counts, b.spike_counts)
     assert torch.allclose(a.v_final, b.v_final, atol=1e-6)
-    assert torch.equal(a.synops, b.synops)
+    assert torch.equal(a.synaptic_operations, b.synaptic_operations)
 
 
 # ------------------------------------------------------------------ gradients
@@ -279,7 +279,7 @@ def test_exported_model_runs_identically_on_the_emulator(tmp_path):
     chip = asyncsnn.Chip.preset("ideal", mesh_width=4)
     rows = evaluate_side_by_side(net, x, y, chip=chip, scheduler="momentum", F=2, modes=("steps",))
     torch_row, emu_row = rows
-    for k in ("accuracy", "spikes", "synops", "steps", "first_out_step", "first_correct_step",
+    for k in ("accuracy", "spikes", "synaptic_operations", "steps", "first_out_step", "first_correct_step",
               "first_correct_spikes_before"):
         assert torch_row[k] == pytest.approx(emu_row[k], nan_ok=True), k
     assert torch_row["accuracy"] == pytest.approx(tr.evaluate()["accuracy"])

@@ -9,74 +9,79 @@ for bit.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 
+from .. import hashing
 from . import fixed
 from .fixed import FixedPoint
 
-_M32 = 0xFFFFFFFF
-_MIX = 0x45D9F3B
-
-
-# --------------------------------------------------------------------------------------- hash
-def mix(x: torch.Tensor) -> torch.Tensor:
-    """The hash's mixer on int64 tensors (every product stays below 2^59)."""
-    x = x & _M32
-    x = (((x >> 16) ^ x) * _MIX) & _M32
-    x = (((x >> 16) ^ x) * _MIX) & _M32
-    return (x >> 16) ^ x
-
-
-def frame_prefix(seed: int, sample: torch.Tensor, frame: int) -> torch.Tensor:
-    """``mix(mix(mix(seed) ^ sample) ^ frame)`` for samples ``(B,)``: the part of the key that
-    is fixed for a whole frame."""
-    h = mix(torch.full_like(sample, int(seed) & _M32))
-    h = mix(h ^ sample)
-    return mix(h ^ int(frame))
-
-
-def hash_key(seed: int, sample: torch.Tensor, frame: int, step: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """``key(seed, sample, frame, step, source)`` for samples ``(B,)``, steps ``(B,)`` and
-    sources ``(S,)``: an int64 tensor ``(B, S)``."""
-    h = mix(frame_prefix(seed, sample, frame) ^ step)
-    return mix(h[:, None] ^ source[None, :])
-
-
 # --------------------------------------------------------------------------------------- spikes
+def _fast_sigmoid_grad(x: torch.Tensor, slope: float) -> torch.Tensor:
+    return 1.0 / (1.0 + slope * x.abs()) ** 2
+
+
+def _atan_grad(x: torch.Tensor, slope: float) -> torch.Tensor:
+    return (slope / torch.pi) / (1.0 + (slope * x) ** 2)
+
+
+def _sigmoid_grad(x: torch.Tensor, slope: float) -> torch.Tensor:
+    s = torch.sigmoid(slope * x)
+    return slope * s * (1 - s)
+
+
+SURROGATE_GRADS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
+    "fast_sigmoid": _fast_sigmoid_grad,
+    "atan": _atan_grad,
+    "sigmoid": _sigmoid_grad,
+}
+"""The derivative of each smooth stand-in of the step function: fast sigmoid
+``x / (1 + slope |x|)`` (SuperSpike), ``atan(slope x) / pi``, ``sigmoid(slope x)``."""
+SURROGATES = tuple(SURROGATE_GRADS)
+
+
+class Surrogate(NamedTuple):
+    """A surrogate gradient: the stand-in ``name`` (one of :data:`SURROGATES`) and its
+    ``slope``. Build it with :meth:`of`, which checks both."""
+
+    name: str = "fast_sigmoid"
+    slope: float = 10.0
+
+    @classmethod
+    def of(cls, surrogate: "Surrogate | str" = "fast_sigmoid", slope: float = 10.0) -> "Surrogate":
+        if isinstance(surrogate, Surrogate):
+            return surrogate
+        if surrogate not in SURROGATE_GRADS:
+            raise ValueError(f"surrogate: {surrogate!r}; allowed: {', '.join(SURROGATES)}")
+        if not slope > 0:
+            raise ValueError(f"slope: {slope} must be > 0")
+        return cls(str(surrogate), float(slope))
+
+    def grad(self, x: torch.Tensor) -> torch.Tensor:
+        """The surrogate derivative at ``x``."""
+        return SURROGATE_GRADS[self.name](x, self.slope)
+
+
 class _Spike(torch.autograd.Function):
     """Heaviside step ``x > 0`` forward; a surrogate derivative backward."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, kind: int, slope: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
-        ctx.kind, ctx.slope = kind, slope
+        ctx.surrogate = surrogate
         return (x > 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        return grad * surrogate_grad(x, ctx.kind, ctx.slope), None, None
+        return grad * ctx.surrogate.grad(x), None
 
 
-SURROGATES = ("fast_sigmoid", "atan", "sigmoid")
-
-
-def surrogate_grad(x: torch.Tensor, kind: int, slope: float) -> torch.Tensor:
-    """Derivative of the smooth stand-in of the step function: fast sigmoid
-    ``x / (1 + slope |x|)`` (SuperSpike), ``atan(slope x) / pi``, or ``sigmoid(slope x)``."""
-    if kind == 0:
-        return 1.0 / (1.0 + slope * x.abs()) ** 2
-    if kind == 1:
-        return (slope / torch.pi) / (1.0 + (slope * x) ** 2)
-    s = torch.sigmoid(slope * x)
-    return slope * s * (1 - s)
-
-
-def spike(x: torch.Tensor, surrogate: str = "fast_sigmoid", slope: float = 10.0) -> torch.Tensor:
-    """``1.0`` where ``x > 0`` (strict), with a surrogate gradient."""
-    return _Spike.apply(x, SURROGATES.index(surrogate), float(slope))
+def spike(x: torch.Tensor, surrogate: "Surrogate | str" = "fast_sigmoid", slope: float = 10.0) -> torch.Tensor:
+    """``1.0`` where ``x > 0`` (strict), with a surrogate gradient (a :class:`Surrogate`, or a
+    name and a slope)."""
+    return _Spike.apply(x, Surrogate.of(surrogate, slope))
 
 
 # --------------------------------------------------------------------------------------- model
@@ -131,10 +136,10 @@ def _ordered(x: torch.Tensor) -> torch.Tensor:
 
 
 def step_keys(prefix: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
-    """The hash up to the step, ``(B, K)`` for a frame's :func:`frame_prefix` ``(B,)`` and
-    steps ``(K,)``; the key of source ``s`` at step ``k`` is ``mix(step_keys[:, k] ^ s)``.
-    Computed once per chunk of steps so that a step costs one ``mix``."""
-    return mix(prefix[:, None] ^ steps[None, :])
+    """The hash up to the step (:func:`asyncsnn.hashing.step_prefix`), ``(B, K)`` for a frame's
+    :func:`~asyncsnn.hashing.frame_prefix` ``(B,)`` and steps ``(K,)``. Computed once per chunk
+    of steps so that a step costs one ``mix``."""
+    return hashing.step_prefix(prefix[:, None], steps[None, :])
 
 
 _NEVER = torch.iinfo(torch.int64).max
@@ -152,10 +157,10 @@ _NONE = torch.iinfo(torch.int64).max
 
 
 def source_keys(keys: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
-    """The hash keys ``mix(keys ^ source)`` of every source: ``keys`` ``(...,)`` (columns of
-    :func:`step_keys`) and source ids ``(S...)`` give ``(..., S...)``, each in ``[0, 2^32)``.
-    A chunk of steps computes all its steps' keys at once."""
-    return mix(keys.reshape(*keys.shape, *([1] * sources.ndim)) ^ sources)
+    """The hash keys (:func:`asyncsnn.hashing.source_key`) of every source: ``keys`` ``(...,)``
+    (columns of :func:`step_keys`) and source ids ``(S...)`` give ``(..., S...)``, each in
+    ``[0, 2^32)``. A chunk of steps computes all its steps' keys at once."""
+    return hashing.source_key(keys.reshape(*keys.shape, *([1] * sources.ndim)), sources)
 
 
 def rank_release(pending: torch.Tensor, key: torch.Tensor, primary: Optional[torch.Tensor], limit: int,
@@ -270,8 +275,7 @@ def step(
     active: torch.Tensor,
     since_now: int,
     gradient: str = "full",
-    surrogate: str = "fast_sigmoid",
-    slope: float = 10.0,
+    surrogate: Surrogate = Surrogate(),
     fx: Optional[FixedPoint] = None,
     record: bool = False,
 ) -> StepOut:
@@ -307,7 +311,7 @@ def step(
     over = v - params.theta
     # A neuron can only cross threshold at a step that brought it input: the surrogate gradient
     # flows only there (elsewhere the spike, a repeat firing under subtract reset, is constant).
-    s = spike(over, surrogate, slope)
+    s = _Spike.apply(over, surrogate)
     can_fire = ~state.refr & act
     s = torch.where(cur.detach() != 0, s, s.detach()) * can_fire.to(v.dtype)
     fired = s.detach() > 0
@@ -323,7 +327,7 @@ def step(
 
 
 def step_backward(tape: Tape, params: Params, w_rec: torch.Tensor, g_v: torch.Tensor, g_p: torch.Tensor,
-                  g_s: torch.Tensor, gradient: str = "full", surrogate: str = "fast_sigmoid", slope: float = 10.0,
+                  g_s: torch.Tensor, gradient: str = "full", surrogate: Surrogate = Surrogate(),
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The vector-Jacobian product of one float :func:`step` from its :class:`Tape`, written
     out by hand (what autograd computes through :func:`step`, without recording a graph).
@@ -338,7 +342,7 @@ def step_backward(tape: Tape, params: Params, w_rec: torch.Tensor, g_v: torch.Te
     v_fire = tape.over + params.theta
     g_s = g_s + g_p * params.has_out.to(g_v.dtype) - g_v * torch.where(params.subtract, params.theta, v_fire)
     g_v1 = torch.where(params.subtract, g_v, g_v * (1 - s))
-    g_v1 = g_v1 + g_s * surrogate_grad(tape.over, SURROGATES.index(surrogate), slope) * tape.gate.to(g_v.dtype)
+    g_v1 = g_v1 + g_s * surrogate.grad(tape.over) * tape.gate.to(g_v.dtype)
     g_cur = g_v1 * tape.can_fire.to(g_v.dtype)
     g_v0 = g_v1 * (~tape.active)[:, None].to(g_v.dtype) if gradient == "truncated" else g_v1
     rel = (tape.delivered != 0).to(g_v.dtype)

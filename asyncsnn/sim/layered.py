@@ -56,7 +56,7 @@ def layered_run(sim: AsyncSimulator, frames: torch.Tensor, *, first_time: bool =
             cur = i_in[:, f, a:b] + src @ w_rec[a:b].t()
             vi = sim.beta[a:b] * v[i] + cur
             theta = sim.theta[a:b]
-            s = fn.spike(vi - theta, sim.surrogate, sim.slope)
+            s = fn.spike(vi - theta, sim.surrogate)
             v[i] = torch.where(sim.subtract[a:b], vi - s * theta, vi * (1 - s))
             s_now[i] = s
             g = f * n_pops + i
@@ -82,11 +82,12 @@ def layered_run(sim: AsyncSimulator, frames: torch.Tensor, *, first_time: bool =
         out_counts=torch.stack(out_counts, 1) if out_counts else torch.zeros(bsz, 0, n_out, device=dev),
         spike_counts=spike_counts,
         v_final=torch.cat(v, 1),
-        synops=synops,
+        synaptic_operations=synops,
         steps=n_steps,
         unreleased=torch.zeros(bsz, dtype=dtype, device=dev),
         first_out=first_out,
         first_spike=first_spike,
         spikes_before=spikes_before,
+        active_neuron_frames=spike_counts.detach().sum(1).to(torch.int64),  # at most one spike per frame
         first_time=(t_first + alive * (t_frames * n_pops)) if first_time else None,
     )

@@ -35,42 +35,68 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 import torch
 
+from .. import hashing, metrics
 from ..errors import RunawayError
 from ..network import Network
-from ..reference import dense_weights
+from ..options import RunOptions
 from . import fixed
 from . import functional as fn
 from .graphs import Eager, GraphCache
 
-SCHEDULERS = ("fifo", "random", "momentum", "layered")
-INPUT_MODES = ("all_at_once", "scheduled")
 ENGINES = ("auto", "manual", "autograd")
-# Without max_steps a frame that has not settled after this many steps is an error, not a hang
-# (the emulator's limit is 2^22 steps, which would take hours here).
-RUNAWAY_STEPS = 1 << 16
-_SINCE_BITS = (RUNAWAY_STEPS - 1).bit_length()  # a frame's step indices fit: fifo sorts on frame << 16 | step
 
 
 @dataclass
 class SimResult:
     """Outputs of a run; tensors are batch first. ``global step`` counts forward steps over
-    all frames (the emulator's ``first_spike`` in ``steps`` mode)."""
+    all frames (the emulator's ``first_spike`` in ``steps`` mode). :meth:`sample_metrics` names
+    them as the emulator does (:mod:`asyncsnn.metrics`)."""
 
     out_counts: torch.Tensor     # (B, T, O) float, differentiable
     spike_counts: torch.Tensor   # (B, N) float, differentiable
     v_final: torch.Tensor        # (B, N), differentiable
-    synops: torch.Tensor         # (B,) effective synaptic operations
+    synaptic_operations: torch.Tensor  # (B,) effective synaptic operations
     steps: torch.Tensor          # (B,) int64 forward steps
     unreleased: torch.Tensor     # (B,) spikes still pending at the end
     first_out: torch.Tensor      # (B, 2) int64 [frame, step] of the first output spike, -1 if none
     first_spike: torch.Tensor    # (B, O) int64 global step of each output neuron's first spike, -1
     spikes_before: torch.Tensor  # (B, O) spikes emitted in steps strictly before that one
+    active_neuron_frames: torch.Tensor  # (B,) (neuron, frame) pairs with at least one spike
     first_time: Optional[torch.Tensor] = None  # (B, O) differentiable first-spike step (see forward)
     trace: Optional[list] = None  # per sample: list of (frame, step, neuron)
 
     @property
     def total_steps(self) -> int:
         return int(self.steps.max()) if self.steps.numel() else 0
+
+    def sample_metrics(self, labels=None) -> dict[str, np.ndarray]:
+        """Per-sample metrics (``float64``, NaN: never happened) in the vocabulary of
+        :data:`asyncsnn.metrics.METRICS`, with ``correct`` given ``labels``."""
+        n = lambda t: t.detach().to(torch.float64).cpu().numpy()  # noqa: E731
+        y = None if labels is None else metrics._numpy(labels).astype(np.int64)
+        out = metrics.outcome(metrics.predictions(self.out_counts, "counts"), y)
+        n_neurons, n_frames = self.spike_counts.shape[1], self.out_counts.shape[1]
+        pairs = n_neurons * n_frames
+        g0, arg, has = fn.first_output(self.first_spike)
+        never = lambda ok, v: np.where(n(ok) > 0, n(v), np.nan)  # noqa: E731
+        out.update({
+            "spikes": n(self.spike_counts.sum(1)),
+            "synaptic_operations": n(self.synaptic_operations),
+            "activation_sparsity": 1.0 - n(self.active_neuron_frames) / pairs if pairs else
+            np.full(len(g0), np.nan),
+            "steps": n(self.steps),
+            "unreleased": n(self.unreleased),
+            "first_out_step": never(has, g0),
+            "first_out_frame": never(has, self.first_out[:, 0]),
+            "first_out_step_in_frame": never(has, self.first_out[:, 1]),
+            "first_out_spikes_before": never(has, self.spikes_before.gather(1, arg[:, None])[:, 0]),
+        })
+        if y is not None:
+            lab = torch.as_tensor(y, device=self.first_spike.device)[:, None]
+            fc = self.first_spike.gather(1, lab)[:, 0]
+            out["first_correct_step"] = never(fc >= 0, fc)
+            out["first_correct_spikes_before"] = never(fc >= 0, self.spikes_before.gather(1, lab)[:, 0])
+        return out
 
 
 # Chunk lengths of the graphed loop: one CUDA graph per length, so a few; every length up to 8
@@ -97,25 +123,19 @@ class AsyncSimulator(torch.nn.Module):
     def __init__(self, network: Network, core_of: Optional[Sequence[int]] = None, *,
                  surrogate: str = "fast_sigmoid", slope: float = 10.0) -> None:
         super().__init__()
-        dense_weights(network)  # validates the network
+        network.to_native()  # validates the network
         if not network.is_lif:
             kinds = sorted({p.kind for p in network.populations} - {"lif"})
             raise ValueError(f"network: populations of kind {', '.join(kinds)}; the AsyncSimulator runs LIF "
                              "networks (simulate stochastic SPSN deployments with asyncsnn.spsn.deploy.simulate, "
                              "or any mix on the emulator)")
-        if surrogate not in fn.SURROGATES:
-            raise ValueError(f"surrogate: {surrogate!r}; allowed: {', '.join(fn.SURROGATES)}")
-        if not slope > 0:
-            raise ValueError(f"slope: {slope} must be > 0")
+        self.surrogate = fn.Surrogate.of(surrogate, slope)
         self.network = network
         m, n = network.n_inputs, network.n_neurons
-        starts = network.population_starts
         self.weights = torch.nn.ParameterList()
         self._layout: list[tuple] = []
-        for j, pr in enumerate(network.projections):
-            t0 = starts[network._pop_index(pr.target, "target")]
-            is_input = pr.source == "input"
-            s0 = 0 if is_input else starts[network._pop_index(pr.source, "source")]
+        for j, (pr, e) in enumerate(zip(network.projections, network.endpoints())):
+            is_input, t0, s0 = e.source is None, e.target_start, e.source_start
             if pr.kind == "dense":
                 w = np.asarray(pr.weights, np.float32)
                 self.weights.append(torch.nn.Parameter(torch.tensor(w)))
@@ -158,10 +178,10 @@ class AsyncSimulator(torch.nn.Module):
         self.register_buffer("slot_neuron", torch.tensor(slot_neuron))
         self.register_buffer("neuron_slot", torch.tensor(neuron_slot))
         o = network.output_index
-        self.out_slice = slice(starts[o], starts[o] + network.populations[o].size)
+        o0 = network.population_starts[o]
+        self.out_slice = slice(o0, o0 + network.populations[o].size)
         self.n_inputs, self.n_neurons, self.n_cores = m, n, n_cores
         self.contiguous = bool(np.array_equal(slot_neuron.reshape(-1), np.arange(n)))
-        self.surrogate, self.slope = surrogate, slope
         self._graph_cache: Optional[GraphCache] = None
 
     # ----------------------------------------------------------------- weights
@@ -201,25 +221,24 @@ class AsyncSimulator(torch.nn.Module):
     def forward(
         self,
         frames: torch.Tensor,
+        options: Optional[RunOptions] = None,
         *,
-        scheduler: str = "fifo",
-        F: Optional[int] = None,
-        seed: int = 0,
-        sample_offset: int = 0,
-        input_mode: str = "all_at_once",
-        max_steps: Optional[int] = None,
         stop_after_output: Optional[int] = None,
         gradient: str = "full",
         first_time: bool = False,
-        trace: bool = False,
         arithmetic: Optional[object] = None,
         engine: str = "auto",
         cuda_graphs: bool = False,
         compile: bool = False,
+        **run_options,
     ) -> SimResult:
-        """Run input frames ``(B, T, n_inputs)`` of event counts.
+        """Run input frames ``(B, T, n_inputs)`` of event counts with ``options`` (a
+        :class:`~asyncsnn.options.RunOptions`: scheduler, ``F``, seed, input mode, step caps,
+        trace), or the defaults changed by ``run_options`` keywords (``scheduler="momentum",
+        F=8``). This is the emulator's ``steps`` mode; ``threads`` does not apply.
 
-        ``max_steps`` caps the forward steps of a frame (what is pending carries over);
+        The other keywords say how PyTorch computes it:
+
         ``stop_after_output=k`` ends a sample ``k`` steps after its first output spike (its
         later frames are not injected; what is pending is reported as unreleased);
         ``gradient`` is ``"full"`` or ``"truncated"`` (see :func:`functional.step`);
@@ -249,12 +268,16 @@ class AsyncSimulator(torch.nn.Module):
         their elementwise work becomes a few fused kernels around the sort and the products.
         The results are the eager ones (the test suite checks it); the first call of each shape
         and option pays the compilation."""
-        if scheduler not in SCHEDULERS:
-            raise ValueError(f"scheduler: {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
-        if input_mode not in INPUT_MODES:
-            raise ValueError(f"input_mode: {input_mode!r}; allowed: {', '.join(INPUT_MODES)}")
+        opts = RunOptions.of(options, **run_options)
+        if opts.mode != "steps":
+            raise ValueError(f"mode: {opts.mode!r}; the PyTorch simulator runs the steps model (the emulator runs "
+                             "events mode)")
         if gradient not in fn.GRADIENTS:
             raise ValueError(f"gradient: {gradient!r}; allowed: {', '.join(fn.GRADIENTS)}")
+        if engine not in ENGINES:
+            raise ValueError(f"engine: {engine!r}; allowed: {', '.join(ENGINES)}")
+        if stop_after_output is not None and int(stop_after_output) < 0:
+            raise ValueError(f"stop_after_output: {stop_after_output} is outside 0.. (or None)")
         if not isinstance(frames, torch.Tensor):
             frames = torch.as_tensor(np.asarray(frames))
         if frames.ndim != 3 or frames.shape[2] != self.n_inputs:
@@ -268,9 +291,6 @@ class AsyncSimulator(torch.nn.Module):
                 raise ValueError("frames: contains NaN or infinite counts")
             if lo < 0:
                 raise ValueError("frames: event counts must be >= 0")
-        for name, val, lo in (("F", F, 1), ("max_steps", max_steps, 1), ("stop_after_output", stop_after_output, 0)):
-            if val is not None and int(val) < lo:
-                raise ValueError(f"{name}: {val} is outside {lo}.. (or None)")
         for j, p in enumerate(self.weights):
             if not bool(torch.isfinite(p).all()):
                 raise ValueError(f"weights[{j}]: contains NaN or infinite values")
@@ -284,28 +304,29 @@ class AsyncSimulator(torch.nn.Module):
         frames = frames.to(device=dev, dtype=dtype)
         params = self.params()
         w_in, w_rec = self.weight_matrices()
-        mm = torch.matmul
-        vdtype = dtype  # dtype of potentials, pending counts and currents
         if fx is not None:
             w_in, _ = fixed.quantize(fx, w_in)
             w_rec, _ = fixed.quantize(fx, w_rec)
             params = params._replace(theta=fixed.threshold(fx, params.theta), beta=fixed.leak_factor(fx, params.beta))
             frames = frames.to(torch.int64)
-            mm, vdtype = fixed.matmul, torch.int64
-        scheduled = input_mode == "scheduled"
-        limit = None if F is None else int(F)
-        needs_keys = limit is not None and (limit < self.slot_neuron.shape[1] or (scheduled and limit < self.n_inputs))
-        fanout_in = (w_in.detach() != 0).sum(dim=0).to(dtype)
-        fanout_rec = (w_rec.detach() != 0).sum(dim=0).to(dtype)
-        run = _Run(frames, params, w_in, fanout_in, fanout_rec, mm, vdtype, fx, scheduler, limit,
-                   None if max_steps is None else int(max_steps), needs_keys, scheduled, int(seed), int(sample_offset),
-                   stop_after_output, gradient, first_time, trace, bool(cuda_graphs),
-                   _SINCE_BITS if frames.shape[1] < 1 << (31 - _SINCE_BITS) else 0,
-                   bool(compile) and fx is None)
+        scheduled = opts.input_mode == "scheduled"
+        limit = None if opts.F is None else int(opts.F)
+        # fifo packs `frame << since_bits | step` into 31 bits where the steps and frames fit
+        since_bits = (opts.step_limit[0] - 1).bit_length()  # a frame's step indices stay below 2^since_bits
+        packed = since_bits <= 31 and frames.shape[1] < 1 << (31 - since_bits)
+        spec = _Spec(
+            params=params, fanout_rec=(w_rec.detach() != 0).sum(dim=0).to(dtype), fx=fx, scheduler=opts.scheduler,
+            limit=limit, scheduled=scheduled, gradient=gradient, surrogate=self.surrogate,
+            out=(self.out_slice.start, self.out_slice.stop), first_time=first_time, trace=opts.trace,
+            stop_after_output=stop_after_output,
+            since_bits=since_bits if packed else 0,
+            compile=bool(compile) and fx is None,
+            # the input weights act inside the steps only with scheduled input
+            w_in=w_in if scheduled else None,
+            fanout_in=(w_in.detach() != 0).sum(dim=0).to(dtype) if scheduled else None)
+        run = _Run(spec, opts, frames, (w_in.detach() != 0).sum(dim=0).to(dtype), bool(cuda_graphs))
         # all_at_once: every frame's input current in one product, delivered at its step 0
-        i_in = None if scheduled else mm(frames, w_in.t())
-        if engine not in ENGINES:
-            raise ValueError(f"engine: {engine!r}; allowed: {', '.join(ENGINES)}")
+        i_in = None if scheduled else _matmul(fx)(frames, w_in.t())
         manual = fx is None and not scheduled and torch.is_grad_enabled() and engine != "autograd" and (
             i_in.requires_grad or w_rec.requires_grad)
         if engine == "manual" and (fx is not None or scheduled):
@@ -319,35 +340,37 @@ class AsyncSimulator(torch.nn.Module):
 
     def _loop(self, r: "_Run", i_in: Optional[torch.Tensor], w_rec: torch.Tensor, tape: Optional[dict]) -> SimResult:
         """The frame loop of :meth:`forward`: per frame the leak and the input, then chunks of
-        steps (:meth:`_steps`) until nothing is pending. ``tape`` is filled with what
+        steps (:func:`_steps`) until nothing is pending. ``tape`` is filled with what
         :class:`_ManualRun` needs for its backward."""
-        frames, params, fanout_in, fx, vdtype = r.frames, r.params, r.fanout_in, r.fx, r.vdtype
+        spec, opts, frames = r.spec, r.options, r.frames
+        params, fx = spec.params, spec.fx
+        vdtype = _value_dtype(spec)
         dev, dtype = self.theta.device, self.theta.dtype
         bsz, t_frames, m = frames.shape
         n, n_out = self.n_neurons, self.out_slice.stop - self.out_slice.start
-        syn_in = None if r.scheduled else (frames > 0).to(dtype) @ fanout_in
+        syn_in = None if spec.scheduled else (frames > 0).to(dtype) @ r.fanout_in
         record = tape is not None
         if record:
             tape.update(chunks=[], frames=[])
+        step_limit, limit_is_error = opts.step_limit
+        # with F below a core's (or the input port's) size, the scheduler orders by the hash
+        needs_keys = spec.limit is not None and (
+            spec.limit < params.slot_neuron.shape[1] or (spec.scheduled and spec.limit < self.n_inputs))
         i64 = dict(dtype=torch.int64, device=dev)
         zeros_b = torch.zeros(bsz, dtype=dtype, device=dev)
-        timing = torch.zeros(bsz, n_out if r.first_time else 0, dtype=dtype, device=dev)
+        timing = torch.zeros(bsz, n_out if spec.first_time else 0, dtype=dtype, device=dev)
         bools = torch.zeros(bsz, dtype=torch.bool, device=dev)
-        c = _Carry(fn.initial_state(bsz, params, vdtype, dev, pending_inputs=r.scheduled), bools, bools,
+        c = _Carry(fn.initial_state(bsz, params, vdtype, dev, pending_inputs=spec.scheduled), bools, bools,
                    torch.zeros(bsz, **i64), zeros_b, zeros_b, torch.zeros(bsz, n, dtype=dtype, device=dev),
                    torch.zeros(bsz, n_out, dtype=dtype, device=dev), torch.full((bsz,), fn._NEVER, **i64),
                    timing + 1, timing)
-        sample = torch.arange(bsz, **i64) + r.sample_offset
+        sample = torch.arange(bsz, **i64) + opts.sample_offset
         stepper = self._stepper(r, frames.device)
         graphed = isinstance(stepper, GraphCache)
-        # what the chunks see of the run: per-call values (seed, offset, cap) act outside them, and
-        # the input weights only act inside them with scheduled input (a graph copies in every
-        # tensor it is given, at every replay)
-        r_small = r._replace(frames=None, seed=0, sample_offset=0, cap=None,
-                             **({} if r.scheduled else dict(w_in=None, fanout_in=None)))
         frame_at = torch.arange(t_frames, **i64) << 32
         out_counts, frame_start, hist = [], [], []
-        traces: Optional[list] = [[] for _ in range(bsz)] if r.trace else None
+        active_frames = torch.zeros(bsz, **i64)
+        traces: Optional[list] = [[] for _ in range(bsz)] if spec.trace else None
         # On the CPU a check costs nothing; on an accelerator it drains the queue, so check per
         # chunk of steps, sized by the most steps either of the last two frames needed.
         sync_free = frames.device.type == "cpu" and not graphed
@@ -355,11 +378,12 @@ class AsyncSimulator(torch.nn.Module):
         for f in range(t_frames):
             x = frames[:, f]
             frame_start.append(c.steps)
+            counts_before = c.spike_counts.detach()
             state, live = c.state, ~c.done
             leaked = state.v * params.beta if fx is None else fixed.leak(fx, state.v, params.beta)
             v = torch.where(live[:, None], leaked, state.v)
             p_in, since_in = state.p_in, state.since_in
-            if r.scheduled:
+            if spec.scheduled:
                 x = x * live[:, None].to(x.dtype)
                 newly = (x > 0) & (p_in.detach() == 0)
                 since_in = torch.where(newly, f << 32, since_in)
@@ -373,17 +397,17 @@ class AsyncSimulator(torch.nn.Module):
                 tape["frames"].append((live, len(tape["chunks"])))
             active = pending_any & live
             c = c._replace(state=state, active=active, frame_out=torch.zeros_like(c.frame_out))
-            prefix = fn.frame_prefix(r.seed, sample, f) if r.needs_keys else None
+            prefix = hashing.frame_prefix(opts.seed, sample, f) if needs_keys else None
             current = syn0 = None
-            if not r.scheduled:  # all_at_once: the frame's input current arrives at its step 0
+            if not spec.scheduled:  # all_at_once: the frame's input current arrives at its step 0
                 current = i_in[:, f] * active[:, None].to(vdtype)
                 syn0 = syn_in[:, f] * active.to(dtype)
             j = 0
             while True:
-                room = min(RUNAWAY_STEPS, RUNAWAY_STEPS if r.cap is None else r.cap) - j  # steps left to the frame
+                room = step_limit - j  # steps left to the frame
                 k = graph_length(chunk, room) if graphed else min(chunk, room)
                 at = frame_at[f] + j  # (a device scalar made on the device: no copy from the host)
-                c, out = stepper("forward", self._steps, r_small, w_rec, c, prefix, at, k, current, syn0, record)
+                c, out = stepper("forward", _steps, spec, w_rec, c, prefix, at, k, current, syn0, record)
                 current = syn0 = None
                 hist.append(out)
                 if record:
@@ -395,17 +419,21 @@ class AsyncSimulator(torch.nn.Module):
                 # one host synchronisation per chunk: is anything still pending in this frame?
                 took = torch.cat([c.steps - frame_start[-1], c.steps.new_zeros(1)])  # (an empty batch took 0)
                 still, needed = torch.stack([c.active.any().to(torch.int64), took.max()]).tolist()
-                if not still or (r.cap is not None and j >= r.cap):
+                if not still:
                     break
-                if j >= RUNAWAY_STEPS:
-                    raise RunawayError(f"frame {f} did not settle within {RUNAWAY_STEPS} forward steps (a network "
-                                       "that keeps exciting itself); set max_steps to cap the steps per frame")
+                if j >= step_limit:
+                    if limit_is_error:
+                        raise RunawayError(f"runaway activity: frame {f} did not settle within runaway_steps = "
+                                           f"{step_limit} forward steps (a network that keeps exciting itself); set "
+                                           "max_steps to cap the steps per frame")
+                    break
                 chunk = 1 if sync_free else max(1, needed // 4)
             chunk, last = (1, 1) if sync_free else (max(1, needed, last), max(1, needed))
             out_counts.append(c.frame_out)
+            active_frames = active_frames + ((c.spike_counts.detach() - counts_before) > 0).sum(1)
         state, steps = c.state, c.steps
         unreleased = state.p.detach().sum(1) + state.p_in.detach().sum(1)
-        t_first = c.t_first + c.alive * steps.to(dtype)[:, None] if r.first_time else None
+        t_first = c.t_first + c.alive * steps.to(dtype)[:, None] if spec.first_time else None
         # first spike of each output neuron, from the per-step history (no per-step bookkeeping)
         first_spike = torch.full((bsz, n_out), -1, **i64)
         spikes_before = torch.full((bsz, n_out), -1, dtype=dtype, device=dev)
@@ -432,12 +460,13 @@ class AsyncSimulator(torch.nn.Module):
             out_counts=torch.stack(out_counts, dim=1) if out_counts else torch.zeros(bsz, 0, n_out, device=dev),
             spike_counts=c.spike_counts,
             v_final=state.v if fx is None else state.v.to(torch.float64) / fx.scale,
-            synops=c.synops,
+            synaptic_operations=c.synops,
             steps=steps,
             unreleased=unreleased,
             first_out=first_out,
             first_spike=first_spike,
             spikes_before=spikes_before,
+            active_neuron_frames=active_frames,
             first_time=t_first,
             trace=traces,
         )
@@ -445,113 +474,139 @@ class AsyncSimulator(torch.nn.Module):
     def _stepper(self, r: "_Run", device: torch.device):
         """How chunks of steps run: as CUDA graphs (``cuda_graphs`` on a CUDA device, float
         arithmetic, ``all_at_once`` input, nothing recorded for autograd), else directly."""
-        if r.cuda_graphs and r.fx is None and not r.scheduled and not torch.is_grad_enabled():
+        if r.cuda_graphs and r.spec.fx is None and not r.spec.scheduled and not torch.is_grad_enabled():
             if self._graph_cache is None and device.type == "cuda":
                 self._graph_cache = GraphCache()
             if self._graph_cache is not None:  # (tests set one that emulates replay on the CPU)
                 return self._graph_cache
         return _EAGER
 
-    def _steps(self, r: "_Run", w_rec: torch.Tensor, c: "_Carry", prefix: Optional[torch.Tensor],
-               at: torch.Tensor, k: int, current: Optional[torch.Tensor], syn0: Optional[torch.Tensor],
-               record: bool) -> tuple["_Carry", "_StepsOut"]:
-        """``k`` forward steps of a frame from step ``at & 0xffffffff`` (``at`` is the device
-        scalar ``frame << 32 | step``): select, deliver, fire, and the per-step bookkeeping.
-        Finished samples are masked (exact no-ops), nothing waits for the device and no shape
-        depends on the data. ``current``/``syn0``: the input current and its synaptic ops,
-        delivered at the first of the ``k`` steps."""
-        params = r.params
-        o0, o1 = self.out_slice.start, self.out_slice.stop
-        keys = keys_in = None
-        if prefix is not None:  # every step's hash keys of every slot (and input) at once
-            steps_k = fn.step_keys(prefix, (at & 0xFFFFFFFF) + torch.arange(k, device=at.device))
-            keys = fn.source_keys(steps_k, params.slot_neuron + params.n_inputs)  # (B, K, C, P)
-            if r.scheduled:
-                keys_in = fn.source_keys(steps_k, torch.arange(params.n_inputs, device=at.device))
-        body = _compiled("forward") if r.compile else _step
-        outs: list = []
-        for i in range(k):
-            c, out = body(r, w_rec, c, keys[:, i] if keys is not None else None,
-                          keys_in[:, i] if keys_in is not None else None, at + i, current, syn0, record,
-                          self.surrogate, self.slope, o0, o1)
-            current = syn0 = None
-            outs.append(out)
-        stack = lambda i: torch.stack([o[i] for o in outs])  # noqa: E731
-        tape = fn.Tape(*(torch.stack([o[4][q] for o in outs]) for q in range(len(fn.Tape._fields)))) if record else None
-        return c, _StepsOut(stack(0), stack(1), stack(2), stack(3) if r.trace else None, tape)
+
+def _matmul(fx: Optional[fixed.FixedPoint]):
+    """The product of the run's arithmetic: float, or the chip's saturating fixed point."""
+    return torch.matmul if fx is None else fixed.matmul
 
 
-def _step(r: "_Run", w_rec: torch.Tensor, c: "_Carry", keys: Optional[torch.Tensor], keys_in: Optional[torch.Tensor],
-          at: torch.Tensor, current: Optional[torch.Tensor], syn0: Optional[torch.Tensor], record: bool, surrogate: str,
-          slope: float, o0: int, o1: int) -> tuple["_Carry", tuple]:
-    """One forward step of :meth:`AsyncSimulator._steps` (select, deliver, fire, bookkeeping)
-    at the device scalar ``at`` (``frame << 32 | step``), with this step's hash keys of the
-    core slots (and of the inputs). Pure, with static shapes: what ``train.compile`` compiles.
-    Returns the carry after the step and the step's record (output spikes, global step and
-    spikes emitted before it, all spikes for traces, the tape)."""
-    params, mm, vdtype = r.params, r.mm, r.vdtype
+def _value_dtype(spec: "_Spec") -> torch.dtype:
+    """The dtype of potentials, pending counts and currents: the float dtype of the run, or
+    int64 in fixed point."""
+    return torch.int64 if spec.fx is not None else spec.fanout_rec.dtype
+
+
+class _Spec(NamedTuple):
+    """What every step of a run sees: the neurons, the arbitration and the static choices.
+    Nothing that changes from call to call (seed, sample offset, step cap): a graphed or
+    compiled step is made once per spec (its non-tensor fields are part of the signature)."""
+
+    params: fn.Params
+    fanout_rec: torch.Tensor             # (N,) non-zero weights of each neuron's outgoing synapses
+    fx: Optional[fixed.FixedPoint]       # fixed-point format, None for float
+    scheduler: str
+    limit: Optional[int]                 # F, None for unlimited
+    scheduled: bool                      # input channels queue at the input port
+    gradient: str                        # "full" or "truncated"
+    surrogate: fn.Surrogate
+    out: tuple[int, int]                 # the output population's neurons [o0, o1)
+    first_time: bool                     # the differentiable first-spike time is wanted
+    trace: bool                          # keep every step's spikes
+    stop_after_output: Optional[int]
+    since_bits: int                      # fifo: steps of a frame stay below 2^since_bits (0: unknown)
+    compile: bool                        # run the torch.compile'd single steps
+    w_in: Optional[torch.Tensor] = None  # (N, M) input weights (scheduled input only)
+    fanout_in: Optional[torch.Tensor] = None  # (M,) (scheduled input only)
+
+
+class _Run(NamedTuple):
+    """A forward call's prepared inputs (see :meth:`AsyncSimulator.forward`)."""
+
+    spec: _Spec
+    options: RunOptions
+    frames: torch.Tensor
+    fanout_in: torch.Tensor  # (M,) non-zero weights of each input channel's synapses
+    cuda_graphs: bool
+
+
+def _steps(spec: _Spec, w_rec: torch.Tensor, c: "_Carry", prefix: Optional[torch.Tensor], at: torch.Tensor, k: int,
+           current: Optional[torch.Tensor], syn0: Optional[torch.Tensor], record: bool) -> tuple["_Carry", "_StepsOut"]:
+    """``k`` forward steps of a frame from step ``at & 0xffffffff`` (``at`` is the device
+    scalar ``frame << 32 | step``): select, deliver, fire, and the per-step bookkeeping.
+    Finished samples are masked (exact no-ops), nothing waits for the device and no shape
+    depends on the data. ``current``/``syn0``: the input current and its synaptic ops,
+    delivered at the first of the ``k`` steps."""
+    params = spec.params
+    keys = keys_in = None
+    if prefix is not None:  # every step's hash keys of every slot (and input) at once
+        steps_k = fn.step_keys(prefix, (at & 0xFFFFFFFF) + torch.arange(k, device=at.device))
+        keys = fn.source_keys(steps_k, params.slot_neuron + params.n_inputs)  # (B, K, C, P)
+        if spec.scheduled:
+            keys_in = fn.source_keys(steps_k, torch.arange(params.n_inputs, device=at.device))
+    body = _compiled("forward") if spec.compile else _step
+    outs: list = []
+    for i in range(k):
+        c, out = body(spec, w_rec, c, _StepIn(keys[:, i] if keys is not None else None,
+                                              keys_in[:, i] if keys_in is not None else None, at + i, current, syn0),
+                      record)
+        current = syn0 = None
+        outs.append(out)
+    stack = lambda i: torch.stack([o[i] for o in outs])  # noqa: E731
+    tape = fn.Tape(*(torch.stack([o[4][q] for o in outs]) for q in range(len(fn.Tape._fields)))) if record else None
+    return c, _StepsOut(stack(0), stack(1), stack(2), stack(3) if spec.trace else None, tape)
+
+
+class _StepIn(NamedTuple):
+    """What one forward step takes besides the carry."""
+
+    keys: Optional[torch.Tensor]     # (B, C, P) hash keys of the core slots (None: F covers every core)
+    keys_in: Optional[torch.Tensor]  # (B, M) hash keys of the input channels (scheduled input)
+    at: torch.Tensor                 # device scalar frame << 32 | step
+    current: Optional[torch.Tensor]  # (B, N) input current of the frame (at its first step)
+    syn0: Optional[torch.Tensor]     # (B,) its synaptic operations
+
+
+def _step(spec: _Spec, w_rec: torch.Tensor, c: "_Carry", inp: _StepIn, record: bool) -> tuple["_Carry", tuple]:
+    """One forward step of :func:`_steps` (select, deliver, fire, bookkeeping). Pure, with
+    static shapes: what ``compile`` compiles. Returns the carry after the step and the step's
+    record (output spikes, global step and spikes emitted before it, all spikes for traces,
+    the tape)."""
+    params, fx = spec.params, spec.fx
+    o0, o1 = spec.out
     state, active, done, steps, emitted, synops, spike_counts, frame_out, first_g, alive, t_first = c
     dtype = synops.dtype
-    if r.scheduled:
-        rel_in = fn.select_inputs(state, r.scheduler, r.limit, keys_in, r.since_bits) & active[:, None]
+    current = inp.current
+    if spec.scheduled:
+        vdtype = state.v.dtype
+        rel_in = fn.select_inputs(state, spec.scheduler, spec.limit, inp.keys_in, spec.since_bits) & active[:, None]
         delivered_in = state.p_in * rel_in.to(vdtype)
-        current = mm(delivered_in, r.w_in.t())
-        synops = synops + rel_in.to(dtype) @ r.fanout_in
+        current = _matmul(fx)(delivered_in, spec.w_in.t())
+        synops = synops + rel_in.to(dtype) @ spec.fanout_in
         state = state._replace(p_in=state.p_in - delivered_in)
-    elif syn0 is not None:
-        synops = synops + syn0
-    released = fn.select_neurons(state, params, r.scheduler, r.limit, keys, r.since_bits)
-    res = fn.step(state, params, w_rec, r.fanout_rec, released, current, active, at, r.gradient, surrogate, slope,
-                  r.fx, record=record)
+    elif inp.syn0 is not None:
+        synops = synops + inp.syn0
+    released = fn.select_neurons(state, params, spec.scheduler, spec.limit, inp.keys, spec.since_bits)
+    res = fn.step(state, params, w_rec, spec.fanout_rec, released, current, active, inp.at, spec.gradient,
+                  spec.surrogate, fx, record=record)
     state, s = res.state, res.spikes
     synops = synops + res.synops
     spike_counts = spike_counts + s
     out_s = s[:, o0:o1]
     frame_out = frame_out + out_s
     fired_out = out_s.detach() > 0
-    out = (fired_out, steps, emitted, s.detach() > 0 if r.trace else None, res.tape)
-    if r.first_time:
+    out = (fired_out, steps, emitted, s.detach() > 0 if spec.trace else None, res.tape)
+    if spec.first_time:
         t_first = t_first + alive * out_s * steps.to(dtype)[:, None]
         alive = alive * (1 - out_s)
     emitted = emitted + s.detach().sum(1)
     g, steps = steps, steps + active.to(torch.int64)
     pend = (state.p.detach() > 0).any(1)
-    if r.scheduled:
+    if spec.scheduled:
         pend = pend | (state.p_in.detach() > 0).any(1)
     active = active & pend
-    if r.stop_after_output is not None:
+    if spec.stop_after_output is not None:
         first_g = torch.where(fired_out.any(1) & (first_g == fn._NEVER), g, first_g)
-        stop = steps - int(r.stop_after_output) > first_g  # (no overflow when none fired)
+        stop = steps - int(spec.stop_after_output) > first_g  # (no overflow when none fired)
         done = done | stop
         active = active & ~stop
     return _Carry(state, active, done, steps, emitted, synops, spike_counts, frame_out, first_g, alive, t_first), out
-
-
-class _Run(NamedTuple):
-    """A forward call's prepared inputs (see :meth:`AsyncSimulator.forward`)."""
-
-    frames: torch.Tensor
-    params: fn.Params
-    w_in: torch.Tensor
-    fanout_in: torch.Tensor
-    fanout_rec: torch.Tensor
-    mm: object
-    vdtype: torch.dtype
-    fx: object
-    scheduler: str
-    limit: Optional[int]
-    cap: Optional[int]
-    needs_keys: bool
-    scheduled: bool
-    seed: int
-    sample_offset: int
-    stop_after_output: Optional[int]
-    gradient: str
-    first_time: bool
-    trace: bool
-    cuda_graphs: bool
-    since_bits: int  # fifo: steps of a frame stay below 2^since_bits (0: unknown), see fn.fifo_primary
-    compile: bool = False  # run the torch.compile'd single steps (_step, _step_backward)
 
 
 _EAGER = Eager()
@@ -573,7 +628,7 @@ def _compiled(which: str):
 
 
 class _Carry(NamedTuple):
-    """What a chunk of steps carries over to the next (see :meth:`AsyncSimulator._steps`)."""
+    """What a chunk of steps carries over to the next (see :func:`_steps`)."""
 
     state: fn.State
     active: torch.Tensor        # (B,) bool: the sample has pending spikes in this frame
@@ -622,11 +677,12 @@ class _ManualRun(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_out, g_counts, g_v, g_first):  # type: ignore[override]
         sim, run = ctx.sim, ctx.run
+        spec = run.spec
         w_rec, steps, first_k, *flat = ctx.saved_tensors
         per = len(fn.Tape._fields) + 1
         chunks = [(fn.Tape(*flat[i:i + per - 1]), flat[i + per - 1]) for i in range(0, len(flat), per)]
-        params = run.params
-        o0, o1 = sim.out_slice.start, sim.out_slice.stop
+        params = spec.params
+        o0, o1 = spec.out
         bsz, t_frames, _ = run.frames.shape
         dev = g_v.device
         stepper = sim._stepper(run, dev)
@@ -634,7 +690,7 @@ class _ManualRun(torch.autograd.Function):
         g_p = torch.zeros_like(g_v)
         g_w = torch.zeros_like(w_rec)
         g_i = torch.zeros(bsz, t_frames, g_v.shape[1], dtype=g_v.dtype, device=dev)
-        timed = run.first_time and g_first.numel() > 0 and bool(chunks)
+        timed = spec.first_time and g_first.numel() > 0 and bool(chunks)
         if timed:  # reverse of t += alive_k s_k k (alive_k: no output spike before step k); t += alive_K K
             lam = g_first * steps.to(g_v.dtype)[:, None]
         starts = np.cumsum([0] + [g.shape[0] for _, g in chunks])
@@ -645,10 +701,9 @@ class _ManualRun(torch.autograd.Function):
             g_base[:, o0:o1] += g_out[:, f]
             for c in range(bounds[f + 1] - 1, bounds[f] - 1, -1):
                 tape, step = chunks[c]
-                timing = (g_first, first_k, zero + int(starts[c]), lam) if timed else None
-                g_v, g_p, g_cur, lam_ = stepper(
-                    "backward", _steps_backward, params, w_rec, tape, step, g_v, g_p, g_base, timing, run.gradient,
-                    sim.surrogate, sim.slope, o0, o1, run.compile)
+                timing = _Timing(g_first, first_k, zero + int(starts[c]), lam) if timed else None
+                g_v, g_p, g_cur, lam_ = stepper("backward", _steps_backward, spec, w_rec, tape, step,
+                                                _Grads(g_v, g_p, g_base), timing)
                 if timed:
                     lam = lam_
                 g_w.addmm_(g_cur.flatten(0, 1).t(), tape.delivered.flatten(0, 1))
@@ -658,44 +713,57 @@ class _ManualRun(torch.autograd.Function):
         return g_i, g_w, None, None, None
 
 
-def _steps_backward(params: fn.Params, w_rec: torch.Tensor, tape: fn.Tape, step: torch.Tensor, g_v: torch.Tensor,
-                    g_p: torch.Tensor, g_base: torch.Tensor, timing: Optional[tuple], gradient: str, surrogate: str,
-                    slope: float, o0: int, o1: int, compiled: bool = False) -> tuple:
+class _Grads(NamedTuple):
+    """The gradients after a step (or chunk), walking backward."""
+
+    v: torch.Tensor     # (B, N) of the potentials
+    p: torch.Tensor     # (B, N) of the pending counts
+    base: torch.Tensor  # (B, N) the loss's gradient of every spike of the frame
+
+
+class _Timing(NamedTuple):
+    """The first-spike-time adjoint of a backward chunk (or step): ``first_k`` is the loop index
+    of each output's first spike, ``k`` the chunk's (step's) first loop index, ``lam`` the
+    adjoint of "not fired yet"."""
+
+    g_first: torch.Tensor  # (B, O) the loss's gradient of the first-spike times
+    first_k: torch.Tensor  # (B, O) int64
+    k: torch.Tensor        # device scalar int64
+    lam: torch.Tensor      # (B, O)
+
+
+def _steps_backward(spec: _Spec, w_rec: torch.Tensor, tape: fn.Tape, step: torch.Tensor, g: _Grads,
+                    timing: Optional[_Timing]) -> tuple:
     """The backward of one chunk of ``k`` steps (stacked ``tape``, global ``step`` ``(k, B)``),
     from the gradients after it: those before it, the gradient of each step's input current
-    ``(k, B, N)``, and the first-spike-time adjoint. ``g_base`` is the loss's gradient of every
-    spike of the frame; ``timing`` is ``(g_first, first_k, k0, lam)`` for ``first_time``
-    (``first_k``: loop index of each output's first spike, ``k0``: the chunk's first loop
-    index, ``lam``: the adjoint of "not fired yet"). Pure: graphed on CUDA."""
+    ``(k, B, N)``, and the new first-spike-time adjoint. Pure: graphed on CUDA."""
     k = step.shape[0]
     g_curs: list = [None] * k
-    body = _compiled("backward") if compiled else _step_backward
-    lam = None if timing is None else timing[3]
+    body = _compiled("backward") if spec.compile else _step_backward
+    lam = None if timing is None else timing.lam
+    g_v, g_p = g.v, g.p
     for i in range(k - 1, -1, -1):
         tp = fn.Tape(*(t[i] for t in tape))
-        t_i = None if timing is None else (timing[0], timing[1], timing[2] + i, lam)
-        g_v, g_p, g_curs[i], lam = body(params, w_rec, tp, step[i], g_v, g_p, g_base, t_i, gradient, surrogate, slope,
-                                        o0, o1)
+        t_i = None if timing is None else timing._replace(k=timing.k + i, lam=lam)
+        g_v, g_p, g_curs[i], lam = body(spec, w_rec, tp, step[i], _Grads(g_v, g_p, g.base), t_i)
     return g_v, g_p, torch.stack(g_curs), (lam if timing is not None else g_v.new_zeros(0))
 
 
-def _step_backward(params: fn.Params, w_rec: torch.Tensor, tp: fn.Tape, step: torch.Tensor, g_v: torch.Tensor,
-                   g_p: torch.Tensor, g_base: torch.Tensor, timing: Optional[tuple], gradient: str, surrogate: str,
-                   slope: float, o0: int, o1: int) -> tuple:
+def _step_backward(spec: _Spec, w_rec: torch.Tensor, tp: fn.Tape, step: torch.Tensor, g: _Grads,
+                   timing: Optional[_Timing]) -> tuple:
     """The backward of one step (its ``tape``, global ``step`` ``(B,)``) for
-    :func:`_steps_backward`: ``timing`` is ``(g_first, first_k, k, lam)`` with ``k`` this step's
-    loop index. Returns the gradients before the step, that of its input current and the new
-    ``lam`` (``None`` without timing). Pure, with static shapes: what ``train.compile``
+    :func:`_steps_backward`. Returns the gradients before the step, that of its input current
+    and the new ``lam`` (``None`` without timing). Pure, with static shapes: what ``compile``
     compiles."""
-    g_s = g_base
+    o0, o1 = spec.out
+    g_v, g_s = g.v, g.base
     lam = None
     if timing is not None:
-        g_first, first_k, k, lam = timing
-        alive = (first_k >= k).to(g_v.dtype)
+        alive = (timing.first_k >= timing.k).to(g_v.dtype)
         gk = step.to(g_v.dtype)[:, None]
         s_out = tp.spikes[:, o0:o1].to(g_v.dtype)
         g_s = g_s.clone()
-        g_s[:, o0:o1] += alive * (g_first * gk - lam)
-        lam = g_first * s_out * gk + lam * (1 - s_out)
-    g_v, g_p, g_cur = fn.step_backward(tp, params, w_rec, g_v, g_p, g_s, gradient, surrogate, slope)
+        g_s[:, o0:o1] += alive * (timing.g_first * gk - timing.lam)
+        lam = timing.g_first * s_out * gk + timing.lam * (1 - s_out)
+    g_v, g_p, g_cur = fn.step_backward(tp, spec.params, w_rec, g_v, g.p, g_s, spec.gradient, spec.surrogate)
     return g_v, g_p, g_cur, lam

@@ -29,10 +29,9 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .. import hashing
 from ..network import Network, Population, Projection
-from ..reference import dense_weights
 from ..sim import fixed
-from ..sim.functional import frame_prefix, mix
 from ..stochastic import LOGIT_MAX
 from . import functional as F
 from .model import SeqNet
@@ -98,19 +97,16 @@ def _blocks(net: Network) -> tuple[list, dict]:
     """Per target population: the dense weights from the input and from each source population,
     cut out of the reference model's dense matrix (duplicates summed in float32, as the chip
     merges them)."""
-    w = dense_weights(net)
-    m, starts, pops = net.n_inputs, net.population_starts, net.populations
-    cols = lambda i: slice(m + starts[i], m + starts[i] + pops[i].size)  # noqa: E731
-    w_in: list = [None] * len(pops)
+    w = net.dense_weights()
+    m = net.n_inputs
+    w_in: list = [None] * len(net.populations)
     w_pop: dict = {}
-    for j, pr in enumerate(net.projections):
-        t = net._pop_index(pr.target, f"projections[{j}].target")
-        rows = slice(starts[t], starts[t] + pops[t].size)
-        if pr.source == "input":
-            w_in[t] = w[rows, :m]
+    for e in net.endpoints():
+        rows = slice(e.target_start, e.target_start + e.target_size)
+        if e.source is None:
+            w_in[e.target] = w[rows, :m]
         else:
-            src = net._pop_index(pr.source, f"projections[{j}].source")
-            w_pop[(t, src)] = w[rows, cols(src)]
+            w_pop[(e.target, e.source)] = w[rows, m + e.source_start:m + e.source_start + e.source_size]
     return w_in, w_pop
 
 
@@ -189,9 +185,9 @@ def simulate(net: Network, frames, *, seed: int = 0, sample_offset: int = 0, ari
             if p.kind != "stochastic":
                 continue
             if draw is None:
-                draw = mix(frame_prefix(seed, sample, f) ^ 0xFFFFFFFF)
+                draw = hashing.step_prefix(hashing.frame_prefix(seed, sample, f), hashing.DRAW_STEP)
             src = torch.arange(p.size, device=dev, dtype=torch.int64) + net.n_inputs + starts[i]
-            s = F.fire_table(index(sub(v[i], th[i])), mix(draw[:, None] ^ src[None]))
+            s = F.fire_table(index(sub(v[i], th[i])), hashing.source_key(draw[:, None], src[None]))
             spikes[i][:, f] = s
             if bool(s.any()):
                 for t in targets.get(i, []):

@@ -326,18 +326,16 @@ class _StraightThrough(torch.autograd.Function):
 
 
 def hash_keys(seed: int, sample: torch.Tensor, steps: int, n: int, offset: int = 0) -> torch.Tensor:
-    """The draws of stochastic neurons on the chip: ``key(seed, sample, t, 2^32 - 1, offset + i)``
-    for neuron ``i`` at step (frame) ``t``, ``(B, T, N)`` ``int64`` in ``[0, 2^32)``. The step
-    ``2^32 - 1`` never occurs in a schedule, so these draws are independent of the scheduler's
-    keys; ``offset + i`` is the chip's source number (inputs first, see
-    :mod:`asyncsnn.stochastic`)."""
-    from ..sim.functional import frame_prefix, mix
+    """The draws of stochastic neurons on the chip: ``key(seed, sample, t, DRAW_STEP, offset + i)``
+    for neuron ``i`` at step (frame) ``t``, ``(B, T, N)`` ``int64`` in ``[0, 2^32)`` (see
+    :data:`asyncsnn.hashing.DRAW_STEP`); ``offset + i`` is the chip's source number (inputs
+    first, see :mod:`asyncsnn.stochastic`)."""
+    from .. import hashing
 
     out = torch.empty(sample.shape[0], steps, n, dtype=torch.int64, device=sample.device)
     src = torch.arange(offset, offset + n, device=sample.device, dtype=torch.int64)
     for t in range(steps):
-        h = mix(frame_prefix(seed, sample, t) ^ 0xFFFFFFFF)
-        out[:, t] = mix(h[:, None] ^ src[None])
+        out[:, t] = hashing.key(seed, sample[:, None], t, hashing.DRAW_STEP, src[None])
     return out
 
 

@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ..sim.functional import SURROGATES, spike, surrogate_grad
+from ..sim.functional import Surrogate, spike
 
 
 def lif_step(i: torch.Tensor, u: torch.Tensor, x: torch.Tensor, alpha: float, beta: float, theta: float,
@@ -86,8 +86,8 @@ class _Recurrence(torch.autograd.Function):
     """The LIF recurrence over a whole sequence of input currents ``(T, B, N)``."""
 
     @staticmethod
-    def forward(ctx, cur: torch.Tensor, alpha: float, beta: float, theta: float, kind: int,  # type: ignore[override]
-                slope: float) -> torch.Tensor:
+    def forward(ctx, cur: torch.Tensor, alpha: float, beta: float, theta: float,  # type: ignore[override]
+                surrogate: Surrogate) -> torch.Tensor:
         t = cur.shape[0]
         v_all = torch.empty_like(cur)
         s_all = torch.empty_like(cur)
@@ -101,23 +101,23 @@ class _Recurrence(torch.autograd.Function):
             torch.gt(v, theta, out=s)  # bool -> float written in place
             torch.sub(v, s, alpha=theta, out=u)
         ctx.save_for_backward(v_all)
-        ctx.consts = (alpha, beta, theta, kind, slope)
+        ctx.consts = (alpha, beta, theta, surrogate)
         return s_all
 
     @staticmethod
     def backward(ctx, g_s: torch.Tensor):  # type: ignore[override]
         (v_all,) = ctx.saved_tensors
-        alpha, beta, theta, kind, slope = ctx.consts
+        alpha, beta, theta, surrogate = ctx.consts
         t = v_all.shape[0]
         g_x = torch.empty_like(v_all)
         g_u = torch.zeros_like(v_all[0])
         g_i = torch.zeros_like(v_all[0])
         for k in range(t - 1, -1, -1):
-            g_v = g_s[k] * surrogate_grad(v_all[k] - theta, kind, slope) + g_u
+            g_v = g_s[k] * surrogate.grad(v_all[k] - theta) + g_u
             g_i = g_i.mul_(alpha).add_(g_v, alpha=1 - beta)
             g_x[k] = g_i
             g_u = g_v.mul_(beta)
-        return g_x, None, None, None, None, None
+        return g_x, None, None, None, None
 
 
 def lif_fused(x: torch.Tensor, w: torch.Tensor, alpha: float, beta: float, theta: float = 1.0, *,
@@ -126,7 +126,7 @@ def lif_fused(x: torch.Tensor, w: torch.Tensor, alpha: float, beta: float, theta
     """:func:`lif_loop` with the projection batched over time and a fused recurrence."""
     cur = x @ w.t() if bias is None else x @ w.t() + bias
     cur = cur.transpose(0, 1).contiguous()  # (T, B, N)
-    s = _Recurrence.apply(cur, float(alpha), float(beta), float(theta), SURROGATES.index(surrogate), float(slope))
+    s = _Recurrence.apply(cur, float(alpha), float(beta), float(theta), Surrogate.of(surrogate, slope))
     return s.transpose(0, 1)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
+from .. import metrics
 from . import functional as F
 from .lif import LIF_IMPLS, compiled_step, lif_network_loop
 
@@ -22,6 +24,21 @@ class SeqOutput:
 
     def rate_penalty(self, target: float = 0.0) -> torch.Tensor:
         return sum(F.rate_penalty(s, target) for s in self.spikes) / max(len(self.spikes), 1)
+
+    def sample_metrics(self, labels=None) -> dict[str, np.ndarray]:
+        """Per-sample metrics named as in :data:`asyncsnn.metrics.METRICS`: ``correct`` (the
+        class with the highest logit), ``spikes`` of the hidden layers, ``steps`` (time steps)
+        and ``activation_sparsity`` (each time step is a frame: at most one spike per neuron)."""
+        y = None if labels is None else metrics._numpy(labels).astype(np.int64)
+        out = metrics.outcome(metrics.predictions(self.logits, "scores"), y)
+        b, t = self.readout.shape[:2]
+        spikes = np.zeros(b)
+        for s in self.spikes:
+            spikes = spikes + s.detach().to(torch.float64).sum(dim=(1, 2)).cpu().numpy()
+        pairs = sum(s.shape[2] for s in self.spikes) * t
+        out.update(spikes=spikes, steps=np.full(b, float(t)),
+                   activation_sparsity=1.0 - spikes / pairs if pairs else np.full(b, np.nan))
+        return out
 
 
 class SeqNet(torch.nn.Module):
@@ -66,6 +83,11 @@ class SeqNet(torch.nn.Module):
         self.neuron, self.alpha, self.beta, self.theta = neuron, float(alpha), float(beta), float(theta)
         self.firing, self.eval_firing, self.tau = firing, eval_firing, float(tau)
         self.method, self.lif_impl, self.readout_kind, self.seed = method, lif_impl, readout, int(seed)
+
+    @property
+    def n_neurons(self) -> int:
+        """Neurons that spike: the hidden layers (the readout integrates without firing)."""
+        return sum(self.sizes[1:-1])
 
     @property
     def chip_inputs(self) -> int:

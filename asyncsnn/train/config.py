@@ -13,9 +13,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
+from ..options import RUNAWAY_STEPS, RunOptions
 from ..sim.functional import GRADIENTS, SURROGATES
-from ..sim.simulator import ENGINES, INPUT_MODES, SCHEDULERS
+from ..sim.simulator import ENGINES
 from .losses import READOUTS
 
 try:  # Python >= 3.11
@@ -57,13 +58,20 @@ class ModelConfig:
     init_from: Optional[str] = None  # an SPSN run folder: start from its network converted to LIF
 
 
+# The run options (asyncsnn.RunOptions) a training config sets; the rest keep their defaults,
+# and the seed and sample offset are the trainer's (they change with the epoch and the batch).
+RUN_OPTIONS = ("scheduler", "F", "input_mode", "max_steps", "runaway_steps")
+
+
 @dataclass
 class OptimConfig:
     method: str = "unlayered"       # or "layered": BPTT over frames, layer-synchronous
+    # run options (see asyncsnn.RunOptions): the schedule the model trains for
     scheduler: str = "momentum"
-    F: Optional[int] = 8            # release limit per core and step (None: infinity)
+    F: Optional[int] = 8            # release limit per core and step (None or "inf": infinity)
     input_mode: str = "all_at_once"
     max_steps: Optional[int] = None
+    runaway_steps: int = RUNAWAY_STEPS
     gradient: str = "full"          # or "truncated"
     engine: str = "auto"            # auto, manual (hand-written backward) or autograd
     cuda_graphs: bool = False       # replay chunks of steps as CUDA graphs (on CUDA)
@@ -80,6 +88,10 @@ class OptimConfig:
     rate_target: float = 0.1        # spsn: firing rate per step above which it penalises
     seed: int = 0
     device: str = "auto"            # auto, cpu, cuda, cuda:1, ...
+
+    def run_options(self, **changes: Any) -> RunOptions:
+        """The run options of this config (its :data:`RUN_OPTIONS`), with ``changes``."""
+        return RunOptions(**{k: getattr(self, k) for k in RUN_OPTIONS}).replace(**changes)
 
 
 @dataclass
@@ -106,9 +118,6 @@ class Config:
                 if unknown:
                     raise ConfigError(f"invalid config: {key}.{sorted(unknown)[0]}: unknown setting; "
                                       f"allowed: {', '.join(sorted(allowed))}")
-                value = dict(value)
-                if key == "train" and value.get("F") in ("inf", "none"):
-                    value["F"] = None  # TOML has no null: F = "inf" means no limit
                 kw[key] = sections[key](**value)
             elif key == "out":
                 kw[key] = str(value)
@@ -136,10 +145,10 @@ class Config:
         check(m.surrogate in SURROGATES, "model.surrogate", f"{m.surrogate!r}; allowed: {', '.join(SURROGATES)}")
         check(m.slope > 0, "model.slope", f"{m.slope} must be > 0")
         check(t.method in METHODS, "train.method", f"{t.method!r}; allowed: {', '.join(METHODS)}")
-        check(t.scheduler in SCHEDULERS, "train.scheduler", f"{t.scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
-        check(t.F is None or t.F >= 1, "train.F", f"{t.F} is outside 1.. (or null for infinity)")
-        check(t.input_mode in INPUT_MODES, "train.input_mode", f"{t.input_mode!r}; allowed: {', '.join(INPUT_MODES)}")
-        check(t.max_steps is None or t.max_steps >= 1, "train.max_steps", f"{t.max_steps} is outside 1..")
+        try:  # the run options are checked (and F = "inf" parsed) where they are defined
+            t.F = t.run_options().F
+        except InputError as e:
+            raise ConfigError(f"invalid config: train.{e.field}: {e.detail}") from None  # type: ignore[attr-defined]
         check(t.gradient in GRADIENTS, "train.gradient", f"{t.gradient!r}; allowed: {', '.join(GRADIENTS)}")
         check(t.engine in ENGINES, "train.engine", f"{t.engine!r}; allowed: {', '.join(ENGINES)}")
         check(isinstance(t.cuda_graphs, bool), "train.cuda_graphs", f"{t.cuda_graphs!r}; allowed: true, false")
@@ -170,7 +179,7 @@ class Config:
         return self
 
     def with_overrides(self, overrides: dict[str, Any]) -> "Config":
-        """A copy with ``{"section.key": value}`` applied (``F`` accepts ``"inf"``)."""
+        """A copy with ``{"section.key": value}`` applied (``train.F`` accepts ``"inf"``)."""
         d = self.to_dict()
         for key, value in overrides.items():
             section, _, name = key.partition(".")
@@ -181,8 +190,6 @@ class Config:
                 raise ConfigError(f"invalid config: {key}: expected SECTION.KEY with SECTION in data, model, train")
             if name not in d[section]:
                 raise ConfigError(f"invalid config: {key}: unknown setting; allowed: {', '.join(sorted(d[section]))}")
-            if name == "F" and value in ("inf", "none", None):
-                value = None
             d[section][name] = value
         return Config.from_dict(d)
 
@@ -208,4 +215,5 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[dict[str,
     return cfg.with_overrides(overrides or {}) if overrides else cfg.validate()
 
 
-__all__ = ["Config", "DataConfig", "ModelConfig", "OptimConfig", "load_config", "read_config_file", "METHODS"]
+__all__ = ["Config", "DataConfig", "ModelConfig", "OptimConfig", "load_config", "read_config_file", "METHODS",
+           "RUN_OPTIONS"]

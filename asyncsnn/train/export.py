@@ -16,22 +16,13 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..chip import Chip, RunResult, predictions
+from .. import metrics
+from ..chip import Chip, RunResult
 from ..errors import ConfigError
 from ..network import Network
+from ..options import RunOptions
 from ..sim import AsyncSimulator
 from ..sim.fixed import FixedPoint, format_of, quantize_array, threshold_grid
-from . import metrics
-
-# emulator metric name -> the training layer's name
-_EMU_NAMES = {
-    "spikes": "spikes", "synops": "synops", "steps": "steps", "unreleased": "unreleased",
-    "first_out_global_step": "first_out_step", "first_out_spikes_before": "first_out_spikes_before",
-    "first_correct_global_step": "first_correct_step", "first_correct_spikes_before": "first_correct_spikes_before",
-    "first_out_ns": "first_out_ns", "first_correct_ns": "first_correct_ns", "energy_total_pj": "energy_total_pj",
-    "time_ns": "time_ns", "dropped_link": "dropped_link", "dropped_buffer": "dropped_buffer",
-    "spike_density": "spike_density",
-}
 
 
 def quantize_network(net: Network, arithmetic: dict) -> Network:
@@ -93,66 +84,60 @@ def run_side_by_side(
     net: Network,
     frames: np.ndarray,
     labels: np.ndarray,
+    options: Optional[RunOptions] = None,
     *,
     chip: Chip,
-    scheduler: str = "momentum",
-    F: Optional[int] = None,
-    seed: int = 0,
-    input_mode: str = "all_at_once",
-    max_steps: Optional[int] = None,
     modes: Sequence[str] = ("steps", "events"),
     batch_size: int = 256,
     device: str = "cpu",
-    trace: bool = False,
+    **run_options,
 ) -> SideBySide:
-    """The same test set through the PyTorch simulator and the emulator (each mode). In
-    ``steps`` mode the two must agree exactly (the validation contract, see
+    """The same test set through the PyTorch simulator and the emulator (each of ``modes``),
+    with ``options`` (or the defaults changed by ``run_options`` keywords; its ``mode`` is
+    replaced by each of ``modes``, and the PyTorch simulator runs ``steps``). In ``steps``
+    mode the two must agree exactly (the validation contract, see
     :meth:`SideBySide.steps_agree`); ``events`` mode adds time, energy and drops. With
     ``trace`` the emulator runs keep every spike (for rasters and decide-early curves).
 
     The simulator computes in the chip's arithmetic: on a fixed-point chip it runs the
     fixed-point path, so ``steps`` mode agrees exactly there too."""
+    opts = RunOptions.of(options, **run_options)
     frames = np.asarray(frames, np.float32)
     labels = np.asarray(labels, np.int64)
     placement = chip.place(net)  # the simulator arbitrates with the chip's own mapping
     if net.is_lif:
-        rows, samples, out_counts = _pytorch_lif(net, frames, labels, placement.core_of, chip, scheduler=scheduler,
-                                                 F=F, seed=seed, input_mode=input_mode, max_steps=max_steps,
-                                                 batch_size=batch_size, device=device)
+        rows, samples, out_counts = _pytorch_lif(net, frames, labels, placement.core_of, chip,
+                                                 opts.replace(mode="steps", trace=False), batch_size=batch_size,
+                                                 device=device)
         potential = None
     else:
-        rows, samples, out_counts, potential = _pytorch_stochastic(net, frames, labels, chip, seed=seed,
+        rows, samples, out_counts, potential = _pytorch_stochastic(net, frames, labels, chip, seed=opts.seed,
                                                                    batch_size=batch_size, device=device)
     runs = {}
+    n_frames = frames.shape[1] if frames.ndim == 3 else 0
     for mode in modes:
-        res = placement.run(frames, labels=labels, mode=mode, scheduler=scheduler, F=F, seed=seed,
-                            input_mode=input_mode, max_steps=max_steps, trace=trace)
+        res = placement.run(frames, opts.replace(mode=mode), labels=labels)
         runs[mode] = res
-        s = res.summary()
-        row = {"engine": f"emulator-{mode}", "accuracy": s["accuracy"], "answered": s["answered"]}
-        row.update({ours: s[k] for k, ours in _EMU_NAMES.items() if k in s})
-        row["samples"] = float(len(labels))
-        rows.append(row)
+        rows.append({"engine": f"emulator-{mode}",
+                     **metrics.summarize([res.sample_metrics()], net.n_neurons, n_frames)})
     return SideBySide(rows, samples, out_counts, runs, potential)
 
 
-def _pytorch_lif(net: Network, frames: np.ndarray, labels: np.ndarray, core_of, chip: Chip, *, scheduler, F, seed,
-                 input_mode, max_steps, batch_size: int, device: str):
+def _pytorch_lif(net: Network, frames: np.ndarray, labels: np.ndarray, core_of, chip: Chip, opts: RunOptions, *,
+                 batch_size: int, device: str):
     sim = AsyncSimulator(net, core_of=core_of).to(device)
     rows: list[dict] = []
     batches, outs = [], []
     with torch.no_grad():
         for i in range(0, len(frames), batch_size):
             x = torch.tensor(frames[i:i + batch_size], device=device)
-            y = torch.tensor(labels[i:i + batch_size], device=device)
-            r = sim(x, scheduler=scheduler, F=F, seed=seed, sample_offset=i, input_mode=input_mode, max_steps=max_steps,
-                    arithmetic=chip.config["arithmetic"])
-            batches.append(metrics.batch_metrics(r, y))
+            r = sim(x, opts.replace(sample_offset=opts.sample_offset + i), arithmetic=chip.config["arithmetic"])
+            batches.append(r.sample_metrics(labels[i:i + batch_size]))
             outs.append(r.out_counts.cpu().numpy())
     n_frames = frames.shape[1] if frames.ndim == 3 else 0
     rows.append({"engine": "pytorch", **metrics.summarize(batches, net.n_neurons, n_frames)})
     samples = {k: np.concatenate([b[k] for b in batches]) if batches else np.zeros(0)
-               for k in ("spikes", "synops", "steps")}
+               for k in ("spikes", "synaptic_operations", "steps")}
     out_counts = (np.concatenate(outs) if outs else np.zeros((0, n_frames, net.n_outputs))).astype(np.uint32)
     return rows, samples, out_counts
 
@@ -161,11 +146,10 @@ def _pytorch_stochastic(net: Network, frames: np.ndarray, labels: np.ndarray, ch
                         batch_size: int, device: str):
     """A network of stochastic / integrator populations (a deployed SPSN network) through
     :func:`asyncsnn.spsn.deploy.simulate` in the chip's arithmetic."""
-    from ..reference import dense_weights
     from ..spsn import deploy
 
     counts = np.rint(frames).astype(np.int64)
-    w = dense_weights(net)
+    w = net.dense_weights()
     fx = format_of(chip.config["arithmetic"])
     if fx is not None:  # weights that round to zero are not stored on the chip
         w = quantize_array(fx, w)
@@ -184,20 +168,17 @@ def _pytorch_stochastic(net: Network, frames: np.ndarray, labels: np.ndarray, ch
     empty = np.zeros(0)
     potential = np.concatenate(pots) if pots else np.zeros((0, n_frames, net.n_outputs))
     out_counts = np.concatenate(outs) if outs else np.zeros((0, n_frames, net.n_outputs), np.uint32)
-    samples = {"spikes": np.concatenate(spikes) if spikes else empty,
-               "synops": np.concatenate(synops) if synops else empty}
-    integrator = net.populations[net.output_index].kind == "integrator"
-    pred = predictions(out_counts, potential, "potential" if integrator else "counts")
-    n = max(len(labels), 1)
-    row = {"engine": "pytorch", "accuracy": float((pred == labels).mean()) if len(labels) else float("nan"),
-           "answered": float((pred >= 0).mean()) if len(labels) else float("nan"),
-           "spikes": float(samples["spikes"].sum() / n), "synops": float(samples["synops"].sum() / n),
-           "spike_density": float(samples["spikes"].sum() / n / max(net.n_neurons, 1) / max(n_frames, 1)),
-           "samples": float(len(labels))}
-    return [row], samples, out_counts, potential
+    n_spikes = np.concatenate(spikes) if spikes else empty
+    samples = {"spikes": n_spikes, "synaptic_operations": np.concatenate(synops) if synops else empty}
+    per_sample = {**metrics.outcome(metrics.predictions(potential if net.readout == "potential" else out_counts,
+                                                        net.readout), labels), **samples}
+    if n_frames and net.n_neurons:  # stochastic neurons fire at most once per frame
+        per_sample["activation_sparsity"] = 1.0 - n_spikes / (net.n_neurons * n_frames)
+    rows = [{"engine": "pytorch", **metrics.summarize([per_sample], net.n_neurons, n_frames)}]
+    return rows, samples, out_counts, potential
 
 
-def evaluate_side_by_side(net: Network, frames: np.ndarray, labels: np.ndarray, *, chip: Chip,
-                          **kwargs) -> list[dict]:
+def evaluate_side_by_side(net: Network, frames: np.ndarray, labels: np.ndarray, options: Optional[RunOptions] = None,
+                          *, chip: Chip, **kwargs) -> list[dict]:
     """One row of metrics per engine (see :func:`run_side_by_side` for the arguments)."""
-    return run_side_by_side(net, frames, labels, chip=chip, **kwargs).rows
+    return run_side_by_side(net, frames, labels, options, chip=chip, **kwargs).rows

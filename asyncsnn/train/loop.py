@@ -22,11 +22,13 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from .. import metrics
 from ..network import Network, Population, Projection
+from ..options import RunOptions
 from ..runs import new_run_dir, write_csv, write_json
 from ..sim import AsyncSimulator
 from ..sim.layered import layered_run
-from . import losses, metrics
+from . import losses
 from .config import Config, ModelConfig
 
 
@@ -69,16 +71,15 @@ def build_network(m: ModelConfig, n_inputs: int, n_classes: int, seed: int) -> N
     return Network(n_inputs, pops, projs, output=len(pops) - 1, core_of=core_of).validate()
 
 
-def run_model(sim: AsyncSimulator, frames: torch.Tensor, t, *, method: Optional[str] = None, seed: int = 0,
-              sample_offset: int = 0, F="config"):
-    """Run a batch the way ``t`` (an :class:`OptimConfig`) trains: asynchronously through the
-    schedule, or layer-synchronously."""
+def run_model(sim: AsyncSimulator, frames: torch.Tensor, t, options: Optional[RunOptions] = None, *,
+              method: Optional[str] = None):
+    """Run a batch the way ``t`` (an :class:`OptimConfig`) trains: asynchronously with
+    ``options`` (default: the config's run options), or layer-synchronously."""
     method = t.method if method is None else method
     need_first = t.readout == "first_spike"
     if method == "layered":
         return layered_run(sim, frames, first_time=need_first)
-    return sim(frames, scheduler=t.scheduler, F=t.F if F == "config" else F, seed=seed, sample_offset=sample_offset,
-               input_mode=t.input_mode, max_steps=t.max_steps, gradient=t.gradient, first_time=need_first,
+    return sim(frames, t.run_options() if options is None else options, gradient=t.gradient, first_time=need_first,
                engine=t.engine, cuda_graphs=t.cuda_graphs, compile=t.compile)
 
 
@@ -88,14 +89,6 @@ def loss_of(result, labels: torch.Tensor, sim: AsyncSimulator, t, n_frames: int)
     if t.spike_penalty:
         loss = loss + t.spike_penalty * losses.spike_penalty(result.spike_counts, n_frames)
     return loss
-
-
-def spsn_metrics(out, labels: torch.Tensor) -> dict[str, np.ndarray]:
-    """Per-sample metrics of an SPSN batch: correct, spikes, time steps."""
-    spikes = sum(s.detach().sum(dim=(1, 2)) for s in out.spikes)
-    steps = out.readout.shape[1]
-    return {"correct": (out.logits.detach().argmax(1) == labels).cpu().numpy(),
-            "spikes": spikes.cpu().numpy(), "steps": np.full(len(labels), steps, np.float64)}
 
 
 @dataclass
@@ -129,7 +122,6 @@ class Trainer:
             self.sim = SeqNet([int(info.n_channels), *m.hidden, self.n_classes], neuron="spsn", alpha=m.alpha,
                               beta=m.beta, theta=m.theta, firing=m.firing, eval_firing=m.eval_firing, tau=m.tau_gs,
                               gain=m.gain, seed=t.seed).to(self.device)
-            self.sim.n_neurons = sum(m.hidden)
         elif m.init_from:
             net = self._convert_spsn(m.init_from, int(info.n_channels))
             self.sim = AsyncSimulator(net, surrogate=m.surrogate, slope=m.slope).to(self.device)
@@ -215,11 +207,11 @@ class Trainer:
                 loss = torch.nn.functional.cross_entropy(out.logits, y)
                 if t.rate_penalty:
                     loss = loss + t.rate_penalty * out.rate_penalty(t.rate_target)
-                row = spsn_metrics(out, y)
+                row = out.sample_metrics(y)
             else:
-                res = run_model(self.sim, x, t, seed=t.seed + self.epoch, sample_offset=b * t.batch_size)
+                res = run_model(self.sim, x, t, t.run_options(seed=t.seed + self.epoch, sample_offset=b * t.batch_size))
                 loss = loss_of(res, y, self.sim, t, x.shape[1])
-                row = metrics.batch_metrics(res, y)
+                row = res.sample_metrics(y)
             loss.backward()
             self.opt.step()
             total_loss += float(loss.detach()) * len(y)
@@ -234,9 +226,10 @@ class Trainer:
         return int(dataset[0][0].shape[0]) if len(dataset) else 0
 
     @torch.no_grad()
-    def evaluate(self, dataset=None, *, method: str = "unlayered", F="config") -> dict:
-        """Run metrics on ``dataset`` (default: the test split), asynchronously with the
-        training scheduler (``method="unlayered"``) or layer-synchronously."""
+    def evaluate(self, dataset=None, *, method: str = "unlayered", options: Optional[RunOptions] = None) -> dict:
+        """Run metrics on ``dataset`` (default: the test split), asynchronously with
+        ``options`` (default: the training schedule; the sample offset is set per batch) or,
+        with ``method="layered"``, layer-synchronously."""
         t = self.cfg.train
         dataset = self.test_set if dataset is None else dataset
         self.sim.eval()
@@ -244,10 +237,10 @@ class Trainer:
         for b, (x, y, _) in enumerate(self.loader(dataset, False, 0)):
             x, y = self.inputs(x).to(self.device), y.to(self.device)
             if t.method == "spsn":
-                rows.append(spsn_metrics(self.sim(x, sample_offset=b * t.batch_size), y))
+                rows.append(self.sim(x, sample_offset=b * t.batch_size).sample_metrics(y))
                 continue
-            res = run_model(self.sim, x, t, method=method, seed=t.seed, sample_offset=b * t.batch_size, F=F)
-            rows.append(metrics.batch_metrics(res, y))
+            opts = (t.run_options(seed=t.seed) if options is None else options).replace(sample_offset=b * t.batch_size)
+            rows.append(run_model(self.sim, x, t, opts, method=method).sample_metrics(y))
         return metrics.summarize(rows, self.sim.n_neurons, self._frames(dataset))
 
     def fit(self) -> list[dict]:

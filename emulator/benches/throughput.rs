@@ -94,7 +94,7 @@ fn main() {
         let t0 = Instant::now();
         let res = emu.run(&inputs, None, &opts).expect("runs");
         let dt = t0.elapsed().as_secs_f64();
-        let synops: u64 = res.iter().map(|r| r.metrics.synops).sum();
+        let synops: u64 = res.iter().map(|r| r.metrics.synaptic_operations).sum();
         let spikes: u64 = res.iter().map(|r| r.metrics.spikes).sum();
         println!(
             "{label:40} {:>10.3e} synops/s  ({synops} synops, {:.1} spikes/sample, {dt:.3} s)",

@@ -151,8 +151,8 @@ impl<A: Arith> Sim<'_, '_, A> {
             if self.limit_is_error {
                 return Err(Error::Runaway {
                     message: format!(
-                        "frame {} of sample {}: a core released spikes in more than {} rounds; \
-                         set max_steps to cap the rounds per frame",
+                        "frame {} of sample {}: a core released spikes in more than runaway_steps = {} \
+                         rounds; set max_steps to cap the rounds per frame",
                         self.frame, self.sample, self.step_limit
                     ),
                 });
@@ -525,8 +525,8 @@ pub(crate) fn run_sample<A: Arith>(
     // Counts are far below 2^53: exact in f64.
     #[allow(clippy::cast_precision_loss)]
     {
-        e.synaptic_pj = st.metrics.synops as f64 * chip.syn_op_energy_pj;
-        e.neuron_pj = st.metrics.neuron_updates as f64 * chip.neuron_update_energy_pj;
+        e.synaptic_pj = st.metrics.synaptic_operations as f64 * chip.syn_op_energy_pj;
+        e.neuron_pj = st.metrics.membrane_updates as f64 * chip.neuron_update_energy_pj;
         e.routing_pj = st.metrics.packets as f64 * chip.packet_energy_pj
             + st.metrics.hops as f64 * chip.hop_energy_pj;
         e.static_pj = chip.static_power_mw * total_ticks as f64 * chip.tick_ns;

@@ -133,6 +133,66 @@ impl SampleInput {
         Ok(Self { n_channels, frames })
     }
 
+    /// The samples of a batch of dense counts `[sample][frame][channel]` (row-major).
+    pub fn batch_from_dense(
+        counts: &[u32],
+        batch: usize,
+        n_frames: usize,
+        n_channels: usize,
+    ) -> Result<Vec<Self>> {
+        let per = n_frames.saturating_mul(n_channels);
+        if counts.len() != batch.saturating_mul(per) {
+            return Err(Error::input(
+                "inputs",
+                format!(
+                    "{} values for ({batch}, {n_frames}, {n_channels}) frames",
+                    counts.len()
+                ),
+            ));
+        }
+        (0..batch)
+            .map(|i| Self::from_dense(&counts[i * per..(i + 1) * per], n_frames, n_channels))
+            .collect()
+    }
+
+    /// The samples of a batch of event streams `(times, channels)`, binned into frames of
+    /// `dt`. One frame count for the whole batch: `n_frames`, by default just enough for the
+    /// latest event of any sample. Errors name the sample (`sample 2: events.t: ...`).
+    pub fn batch_from_events(
+        streams: &[(&[i64], &[i64])],
+        dt: i64,
+        n_frames: Option<usize>,
+        n_channels: usize,
+    ) -> Result<Vec<Self>> {
+        if dt <= 0 {
+            return Err(Error::input("dt", format!("{dt} is outside 1..")));
+        }
+        let n_frames = n_frames.unwrap_or_else(|| {
+            let last = streams
+                .iter()
+                .filter_map(|(t, _)| t.iter().copied().max())
+                .max()
+                .unwrap_or(-1);
+            if last < 0 {
+                0 // no events (a negative time is refused below, sample by sample)
+            } else {
+                usize::try_from((last / dt).saturating_add(1)).unwrap_or(usize::MAX)
+            }
+        });
+        streams
+            .iter()
+            .enumerate()
+            .map(|(i, (t, c))| {
+                Self::from_events(t, c, dt, Some(n_frames), n_channels).map_err(|e| match e {
+                    Error::Input { field, message } => {
+                        Error::input(format!("sample {i}: {field}"), message)
+                    }
+                    other => other,
+                })
+            })
+            .collect()
+    }
+
     #[must_use]
     pub fn n_frames(&self) -> usize {
         self.frames.len()

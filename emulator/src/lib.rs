@@ -58,9 +58,9 @@ pub use compiled::{Compiled, CoreUsage, Mapping};
 pub use error::{CoreViolation, Error, Result};
 pub use input::SampleInput;
 pub use network::{Network, NeuronKind, Population, Projection, Reset, Source, Weights};
-pub use options::{InputMode, Mode, RunOptions};
+pub use options::{Choice, InputMode, Mode, RunOptions, RUNAWAY_STEPS};
 pub use result::{Energy, Latency, Metrics, SampleResult, TraceRow};
-pub use scheduler::{CheckedQueue, Scheduler, SpikeQueue, SCHEDULERS};
+pub use scheduler::{CheckedQueue, Scheduler, SpikeQueue};
 
 /// The compiled network in the chip's arithmetic.
 #[derive(Debug, Clone)]
@@ -232,7 +232,11 @@ impl Emulator {
     ) -> Result<SampleResult> {
         match opts.mode {
             Mode::Steps => steps::run_sample(net, &self.chip, x, label, sample, opts),
-            Mode::Events => events::run_sample(net, &self.chip, x, label, sample, opts),
+            Mode::Events => {
+                let mut r = events::run_sample(net, &self.chip, x, label, sample, opts)?;
+                r.metrics.set_tick_ns(self.chip.tick_ns);
+                Ok(r)
+            }
         }
     }
 }

@@ -1,7 +1,40 @@
-//! Options of one run.
+//! Options of one run: the one home of the run contract on the Rust side (names of modes,
+//! schedulers and input modes, the runaway limit, the checks of every option).
 
 use crate::error::{Error, Result};
 use crate::scheduler::Scheduler;
+
+/// A closed set of named choices of a run option: one list of names, one parser, one error
+/// message (`"lifo"; allowed: fifo, random, momentum, layered`).
+pub trait Choice: Copy + Sized + 'static {
+    /// The option's name in error messages.
+    const FIELD: &'static str;
+    /// Every choice, in documentation order.
+    const ALL: &'static [Self];
+
+    /// The name [`Choice::parse`] accepts.
+    fn name(self) -> &'static str;
+
+    /// Every name, in the order of [`Choice::ALL`].
+    #[must_use]
+    fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|c| c.name()).collect()
+    }
+
+    /// The choice called `s`, or an input error listing the allowed names.
+    fn parse(s: &str) -> Result<Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                Error::input(
+                    Self::FIELD,
+                    format!("{s:?}; allowed: {}", Self::names().join(", ")),
+                )
+            })
+    }
+}
 
 /// Timing mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,15 +45,14 @@ pub enum Mode {
     Events,
 }
 
-impl Mode {
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "steps" => Ok(Self::Steps),
-            "events" => Ok(Self::Events),
-            other => Err(Error::input(
-                "mode",
-                format!("{other:?}; allowed: steps, events"),
-            )),
+impl Choice for Mode {
+    const FIELD: &'static str = "mode";
+    const ALL: &'static [Self] = &[Self::Steps, Self::Events];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Steps => "steps",
+            Self::Events => "events",
         }
     }
 }
@@ -34,22 +66,24 @@ pub enum InputMode {
     Scheduled,
 }
 
-impl InputMode {
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "all_at_once" => Ok(Self::AllAtOnce),
-            "scheduled" => Ok(Self::Scheduled),
-            other => Err(Error::input(
-                "input_mode",
-                format!("{other:?}; allowed: all_at_once, scheduled"),
-            )),
+impl Choice for InputMode {
+    const FIELD: &'static str = "input_mode";
+    const ALL: &'static [Self] = &[Self::AllAtOnce, Self::Scheduled];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::AllAtOnce => "all_at_once",
+            Self::Scheduled => "scheduled",
         }
     }
 }
 
-/// Safety limit on forward steps (or release rounds of one group) in one frame when no cap
-/// is set; activity past it is reported as [`Error::Runaway`] instead of hanging.
-pub const RUNAWAY_STEPS: u64 = 1 << 22;
+/// The default safety limit on forward steps (or release rounds of one group) in one frame
+/// when no cap is set: activity past it is reported as [`Error::Runaway`] instead of hanging.
+/// The PyTorch simulator uses the same default (`RunOptions.runaway_steps` in Python): a
+/// million steps is beyond any frame that settles (one core at `F = 1` releasing every one of
+/// a million neurons once), a few milliseconds here and a few minutes in PyTorch.
+pub const RUNAWAY_STEPS: u64 = 1 << 20;
 
 /// Everything that parameterises a run besides the network, chip and inputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +99,9 @@ pub struct RunOptions {
     /// Cap on forward steps per frame (`events`: release rounds per group per frame); what is
     /// still pending carries over to the next frame.
     pub max_steps: Option<u64>,
+    /// Forward steps (`events`: release rounds per group) of one frame after which activity
+    /// that has not settled is an error, when `max_steps` sets no cap.
+    pub runaway_steps: u64,
     /// Record the full spike trace.
     pub trace: bool,
     /// Worker threads; `None` = all cores.
@@ -81,6 +118,7 @@ impl Default for RunOptions {
             sample_offset: 0,
             input_mode: InputMode::AllAtOnce,
             max_steps: None,
+            runaway_steps: RUNAWAY_STEPS,
             trace: false,
             threads: None,
         }
@@ -101,6 +139,9 @@ impl RunOptions {
                 "max_steps",
                 "0 is outside 1.. (or None for no cap)",
             ));
+        }
+        if self.runaway_steps == 0 {
+            return Err(Error::input("runaway_steps", "0 is outside 1.."));
         }
         if let Some(t) = self.threads {
             if t == 0 || t > 1024 {
@@ -124,7 +165,7 @@ impl RunOptions {
     pub fn step_limit(&self) -> (u64, bool) {
         match self.max_steps {
             Some(c) => (c, false),
-            None => (RUNAWAY_STEPS, true),
+            None => (self.runaway_steps, true),
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct Latency {
     pub tick: u64,
     /// Spikes emitted in steps strictly before this one.
     pub spikes_before: u64,
+    /// `tick` in nanoseconds (`events` mode; `None` in `steps` mode, which has no time).
+    pub ns: Option<f64>,
 }
 
 /// Energy split in picojoules.
@@ -40,11 +42,14 @@ impl Energy {
 pub struct Metrics {
     /// Spikes emitted by all neurons.
     pub spikes: u64,
+    /// `(neuron, frame)` pairs in which the neuron spiked at least once: the non-zero
+    /// activations of NeuroBench's activation sparsity, with frames as its time steps.
+    pub active_neuron_frames: u64,
     /// Effective synaptic operations: released `(source, target)` pairs with a non-zero weight.
-    pub synops: u64,
+    pub synaptic_operations: u64,
     /// Neuron-state updates: one per neuron per frame (leak) plus one per neuron and step in
     /// which it received input.
-    pub neuron_updates: u64,
+    pub membrane_updates: u64,
     /// Packets created (one per spike and destination core, input spikes included).
     pub packets: u64,
     /// Packets that reached their core and were processed.
@@ -65,11 +70,37 @@ pub struct Metrics {
     pub unreleased: u64,
     /// Duration in ticks (`events` mode; 0 in `steps` mode).
     pub ticks: u64,
+    /// Duration in nanoseconds (`events` mode; `None` in `steps` mode).
+    pub time_ns: Option<f64>,
     /// First output spike, if any.
     pub first_out: Option<Latency>,
     /// First output spike of the labelled class, if a label was given and it fired.
     pub first_correct: Option<Latency>,
     pub energy: Energy,
+}
+
+impl Metrics {
+    /// NeuroBench's activation sparsity: the share of `(neuron, frame)` pairs without a
+    /// spike (`None` for a network or a run without any).
+    #[must_use]
+    pub fn activation_sparsity(&self, n_neurons: usize, n_frames: usize) -> Option<f64> {
+        let pairs = n_neurons.checked_mul(n_frames).filter(|&p| p > 0)?;
+        #[allow(clippy::cast_precision_loss)]
+        Some(1.0 - self.active_neuron_frames as f64 / pairs as f64)
+    }
+
+    /// Give the run's ticks their length in nanoseconds (`events` mode).
+    pub(crate) fn set_tick_ns(&mut self, tick_ns: f64) {
+        #[allow(clippy::cast_precision_loss)]
+        let ns = |ticks: u64| ticks as f64 * tick_ns;
+        self.time_ns = Some(ns(self.ticks));
+        for lat in [&mut self.first_out, &mut self.first_correct]
+            .into_iter()
+            .flatten()
+        {
+            lat.ns = Some(ns(lat.tick));
+        }
+    }
 }
 
 /// One row of the spike trace.

@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::hash::key_from_prefix;
+use crate::options::Choice;
 
 /// Order of pending spikes inside one arbitration group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,27 +21,11 @@ pub enum Scheduler {
     Layered,
 }
 
-/// Allowed scheduler names.
-pub const SCHEDULERS: [&str; 4] = ["fifo", "random", "momentum", "layered"];
+impl Choice for Scheduler {
+    const FIELD: &'static str = "scheduler";
+    const ALL: &'static [Self] = &[Self::Fifo, Self::Random, Self::Momentum, Self::Layered];
 
-impl Scheduler {
-    /// Parse a scheduler name.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "fifo" => Ok(Self::Fifo),
-            "random" => Ok(Self::Random),
-            "momentum" => Ok(Self::Momentum),
-            "layered" => Ok(Self::Layered),
-            other => Err(Error::input(
-                "scheduler",
-                format!("{other:?}; allowed: {}", SCHEDULERS.join(", ")),
-            )),
-        }
-    }
-
-    /// The name accepted by [`Scheduler::parse`].
-    #[must_use]
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Self::Fifo => "fifo",
             Self::Random => "random",

@@ -45,6 +45,8 @@ pub(crate) struct State<'c, A: Arith> {
     pub core_synops: Vec<u64>,
     pub core_busy_ticks: Vec<u64>,
     spikes_before_step: u64,
+    /// Frame of each neuron's latest spike (`u32::MAX`: none yet), for `active_neuron_frames`.
+    last_spike_frame: Vec<u32>,
 }
 
 impl<'c, A: Arith> State<'c, A> {
@@ -80,6 +82,7 @@ impl<'c, A: Arith> State<'c, A> {
             core_synops: vec![0; net.n_cores],
             core_busy_ticks: vec![0; net.n_cores],
             spikes_before_step: 0,
+            last_spike_frame: vec![u32::MAX; n],
         }
     }
 
@@ -128,7 +131,7 @@ impl<'c, A: Arith> State<'c, A> {
                 self.carry.push(n as u32);
             }
         }
-        self.metrics.neuron_updates += net.n_neurons as u64;
+        self.metrics.membrane_updates += net.n_neurons as u64;
     }
 
     /// Deliver segment `k` (one destination core) of a released source with count `c`.
@@ -137,7 +140,7 @@ impl<'c, A: Arith> State<'c, A> {
         let net = self.net;
         let end = net.seg_end[k];
         self.core_synops[net.seg_core[k] as usize] += (end - begin) as u64;
-        self.metrics.synops += (end - begin) as u64;
+        self.metrics.synaptic_operations += (end - begin) as u64;
         let targets = &net.target[begin..end];
         let weights = &net.weight[begin..end];
         for (&t, &w) in targets.iter().zip(weights) {
@@ -159,7 +162,7 @@ impl<'c, A: Arith> State<'c, A> {
     /// Stochastic and integrator neurons add the current to their trace and do not fire here.
     pub fn fire(&mut self, when: When) {
         let net = self.net;
-        self.metrics.neuron_updates += self.touched.len() as u64;
+        self.metrics.membrane_updates += self.touched.len() as u64;
         self.fired.clear();
         for i in 0..self.carry.len() {
             let n = self.carry[i] as usize;
@@ -194,7 +197,7 @@ impl<'c, A: Arith> State<'c, A> {
         let net = self.net;
         let pop = net.draws[d];
         self.fired.clear();
-        self.metrics.neuron_updates += pop.size as u64;
+        self.metrics.membrane_updates += pop.size as u64;
         for n in pop.start..pop.start + pop.size {
             let v = net.arith.leak(self.v[n], net.leak[n]);
             self.v[n] = net.arith.integrate(v, self.cur[n]);
@@ -233,6 +236,10 @@ impl<'c, A: Arith> State<'c, A> {
             let (n32, overshoot) = self.fired[i];
             let n = n32 as usize;
             self.metrics.spikes += 1;
+            if self.last_spike_frame[n] != when.frame {
+                self.last_spike_frame[n] = when.frame;
+                self.metrics.active_neuron_frames += 1;
+            }
             self.core_spikes[net.core_of[n] as usize] += 1;
             if self.want_trace {
                 self.trace.push(TraceRow {
@@ -258,6 +265,7 @@ impl<'c, A: Arith> State<'c, A> {
                     global_step: when.global_step,
                     tick: when.time,
                     spikes_before,
+                    ns: None,
                 };
                 if self.first_spike[o] < 0 {
                     self.first_spike[o] = i64::try_from(when.time).unwrap_or(i64::MAX);

@@ -48,8 +48,8 @@ pub(crate) fn run_sample<A: Arith>(
             if pending && k >= step_limit && limit_is_error {
                 return Err(Error::Runaway {
                     message: format!(
-                        "frame {frame} of sample {sample} did not settle within {step_limit} forward steps; \
-                         set max_steps to cap the steps per frame"
+                        "frame {frame} of sample {sample} did not settle within runaway_steps = {step_limit} \
+                         forward steps; set max_steps to cap the steps per frame"
                     ),
                 });
             }
@@ -123,8 +123,8 @@ pub(crate) fn run_sample<A: Arith>(
     // Counts are far below 2^53: exact in f64.
     #[allow(clippy::cast_precision_loss)]
     {
-        e.synaptic_pj = st.metrics.synops as f64 * chip.syn_op_energy_pj;
-        e.neuron_pj = st.metrics.neuron_updates as f64 * chip.neuron_update_energy_pj;
+        e.synaptic_pj = st.metrics.synaptic_operations as f64 * chip.syn_op_energy_pj;
+        e.neuron_pj = st.metrics.membrane_updates as f64 * chip.neuron_update_energy_pj;
         e.routing_pj = st.metrics.packets as f64 * chip.packet_energy_pj
             + st.metrics.hops as f64 * chip.hop_energy_pj;
     }

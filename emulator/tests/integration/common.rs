@@ -1,8 +1,8 @@
 //! Helpers shared by the integration tests.
 
 use emulator::{
-    ChipConfig, Emulator, InputMode, Mapping, Network, NeuronKind, Population, Projection, Reset,
-    RunOptions, SampleInput, SampleResult, Scheduler, Source, Weights,
+    ChipConfig, Choice, Emulator, InputMode, Mapping, Network, NeuronKind, Population, Projection,
+    Reset, RunOptions, SampleInput, SampleResult, Scheduler, Source, Weights,
 };
 use serde_json::Value;
 

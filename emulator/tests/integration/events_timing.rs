@@ -68,7 +68,13 @@ fn chain_latency_hops_and_energy() {
     assert_eq!(times, vec![(0, 12), (1, 25)]);
     let m = &r.metrics;
     assert_eq!(
-        (m.packets, m.packets_delivered, m.hops, m.synops, m.spikes),
+        (
+            m.packets,
+            m.packets_delivered,
+            m.hops,
+            m.synaptic_operations,
+            m.spikes
+        ),
         (2, 2, 4, 2, 2)
     );
     assert_eq!(m.steps, 2, "release ticks 0 and 13");
@@ -77,7 +83,7 @@ fn chain_latency_hops_and_energy() {
     assert_eq!(r.first_spike, vec![25]);
     assert_eq!(r.core_busy_ticks, vec![2, 0, 2 + 1]);
     // Energy = counts x unit costs.
-    assert_eq!(m.neuron_updates, 2 + 2);
+    assert_eq!(m.membrane_updates, 2 + 2);
     assert!((m.energy.synaptic_pj - 2.0).abs() < 1e-9);
     assert!((m.energy.neuron_pj - 40.0).abs() < 1e-9);
     assert!((m.energy.routing_pj - (2.0 * 3.0 + 4.0 * 5.0)).abs() < 1e-9);

@@ -33,7 +33,11 @@ fn check(name: &str, r: &SampleResult, e: &Value) {
     let out_size = e["out_counts"][0].as_array().unwrap().len();
     let rows: Vec<Value> = r.out_counts.chunks(out_size).map(|c| json!(c)).collect();
     assert_eq!(Value::Array(rows), e["out_counts"], "{name}: out_counts");
-    assert_eq!(json!(r.metrics.synops), e["synops"], "{name}: synops");
+    assert_eq!(
+        json!(r.metrics.synaptic_operations),
+        e["synops"],
+        "{name}: synops"
+    );
     assert_eq!(
         json!(r.metrics.unreleased),
         e["unreleased"],

@@ -44,7 +44,7 @@ proptest! {
         prop_assert!(ka == kb, "traces differ: lengths {} vs {}, first difference at {:?}", ka.len(), kb.len(), first_diff);
         prop_assert_eq!(&a.out_counts, &b.out_counts);
         prop_assert_eq!(&a.v_final, &b.v_final);
-        prop_assert_eq!(a.metrics.synops, b.metrics.synops);
+        prop_assert_eq!(a.metrics.synaptic_operations, b.metrics.synaptic_operations);
         prop_assert_eq!(a.metrics.unreleased, b.metrics.unreleased);
     }
 
@@ -108,8 +108,8 @@ proptest! {
         prop_assert_eq!(m.packets, m.packets_delivered + m.dropped_link + m.dropped_buffer);
         let e = &m.energy;
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
-        prop_assert!(close(e.synaptic_pj, m.synops as f64 * chip.syn_op_energy_pj));
-        prop_assert!(close(e.neuron_pj, m.neuron_updates as f64 * chip.neuron_update_energy_pj));
+        prop_assert!(close(e.synaptic_pj, m.synaptic_operations as f64 * chip.syn_op_energy_pj));
+        prop_assert!(close(e.neuron_pj, m.membrane_updates as f64 * chip.neuron_update_energy_pj));
         prop_assert!(close(e.routing_pj, m.packets as f64 * chip.packet_energy_pj + m.hops as f64 * chip.hop_energy_pj));
         prop_assert!(close(e.static_pj, chip.static_power_mw * m.ticks as f64 * chip.tick_ns));
         prop_assert!(close(e.total_pj(), e.synaptic_pj + e.neuron_pj + e.routing_pj + e.static_pj));
@@ -145,7 +145,11 @@ fn empty_input_is_quiet() {
             .pop()
             .unwrap();
         assert_eq!(
-            (r.metrics.spikes, r.metrics.steps, r.metrics.synops),
+            (
+                r.metrics.spikes,
+                r.metrics.steps,
+                r.metrics.synaptic_operations
+            ),
             (0, 0, 0)
         );
     }

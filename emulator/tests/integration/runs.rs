@@ -1,8 +1,8 @@
 //! Whole runs: fixed point, step caps, runaway activity, determinism, input conversions.
 
 use emulator::{
-    Arithmetic, Emulator, Error, InputMode, Mapping, Mode, Network, Projection, Reset, RunOptions,
-    SampleInput, Scheduler, Source,
+    Arithmetic, Choice, Emulator, Error, InputMode, Mapping, Mode, Network, Projection, Reset,
+    RunOptions, SampleInput, Scheduler, Source, RUNAWAY_STEPS,
 };
 
 use crate::common::{dense, ideal, pop, random_input, random_net, run1, Rng};
@@ -106,6 +106,82 @@ fn runaway_activity_is_an_error_not_a_hang() {
             .unwrap_err();
         assert!(matches!(err, Error::Runaway { .. }), "{err}");
         assert!(err.to_string().contains("max_steps"));
+        assert!(
+            err.to_string().contains(&RUNAWAY_STEPS.to_string()),
+            "{err}"
+        );
+        // The limit is an option: a lower one stops sooner, and names itself.
+        let opts = RunOptions {
+            runaway_steps: 50,
+            ..opts
+        };
+        let err = emu
+            .run(&[SampleInput::from_dense(&[1], 1, 1).unwrap()], None, &opts)
+            .unwrap_err();
+        assert!(err.to_string().contains("runaway_steps = 50 "), "{err}");
+    }
+    let opts = RunOptions {
+        runaway_steps: 0,
+        ..RunOptions::default()
+    };
+    let err = emu
+        .run(&[SampleInput::from_dense(&[1], 1, 1).unwrap()], None, &opts)
+        .unwrap_err();
+    assert!(err.to_string().contains("runaway_steps"), "{err}");
+}
+
+#[test]
+fn choices_parse_their_names_and_list_them_when_unknown() {
+    for s in Scheduler::ALL {
+        assert_eq!(Scheduler::parse(s.name()).unwrap(), *s);
+    }
+    assert_eq!(Mode::names(), ["steps", "events"]);
+    assert_eq!(InputMode::names(), ["all_at_once", "scheduled"]);
+    let e = Scheduler::parse("lifo").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "invalid input: scheduler: \"lifo\"; allowed: fifo, random, momentum, layered"
+    );
+    let e = Mode::parse("async").unwrap_err().to_string();
+    assert!(e.contains("mode: \"async\"; allowed: steps, events"), "{e}");
+}
+
+#[test]
+fn nanoseconds_only_in_events_mode() {
+    let net = Network::new(
+        1,
+        vec![pop(1, 0.5, 1.0, Reset::Zero, true)],
+        vec![Projection {
+            source: Source::Input,
+            target: 0,
+            weights: dense(1, 1, vec![1.0]),
+        }],
+        0,
+    )
+    .unwrap();
+    let mut chip = ideal(1);
+    chip.tick_ns = 2.5;
+    chip.syn_op_ticks = 3;
+    let emu = Emulator::new(&net, chip, &Mapping::Auto).unwrap();
+    let x = || vec![SampleInput::from_dense(&[1, 1], 2, 1).unwrap()];
+    let r = emu.run(&x(), Some(&[0]), &RunOptions::default()).unwrap();
+    let m = &r[0].metrics;
+    assert_eq!(m.time_ns, None);
+    assert_eq!(m.first_out.unwrap().ns, None);
+    let events = RunOptions {
+        mode: Mode::Events,
+        ..RunOptions::default()
+    };
+    let r = emu.run(&x(), Some(&[0]), &events).unwrap();
+    let m = &r[0].metrics;
+    assert!(m.ticks > 0);
+    #[allow(clippy::cast_precision_loss)]
+    let want = m.ticks as f64 * 2.5;
+    assert_eq!(m.time_ns, Some(want));
+    for lat in [m.first_out.unwrap(), m.first_correct.unwrap()] {
+        #[allow(clippy::cast_precision_loss)]
+        let want = lat.tick as f64 * 2.5;
+        assert_eq!(lat.ns, Some(want));
     }
 }
 
@@ -121,6 +197,18 @@ fn step_cap_carries_over_and_reports_unreleased() {
     // It fires at every step: 5 in each frame, and the last spike is still pending at the end.
     assert_eq!(r.out_counts, vec![5, 5]);
     assert_eq!(r.metrics.unreleased, 1);
+    // Ten spikes of one neuron in two frames: two active (neuron, frame) pairs of two.
+    assert_eq!(r.metrics.active_neuron_frames, 2);
+    assert_eq!(r.metrics.activation_sparsity(1, 2), Some(0.0));
+    assert_eq!(r.metrics.activation_sparsity(4, 2), Some(0.75));
+    assert_eq!(r.metrics.activation_sparsity(1, 0), None);
+    let r = run1(
+        &emu,
+        SampleInput::from_dense(&[1, 0, 0], 3, 1).unwrap(),
+        &opts,
+    );
+    assert_eq!(r.out_counts, vec![5, 5, 5]);
+    assert_eq!(r.metrics.active_neuron_frames, 3);
 }
 
 #[test]
@@ -209,6 +297,43 @@ fn event_streams_bin_like_dense_frames() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("only 2 frames"), "{e}");
+}
+
+#[test]
+fn a_batch_of_event_streams_shares_one_frame_count() {
+    let (t0, c0): (&[i64], &[i64]) = (&[0, 3], &[1, 0]);
+    let (t1, c1): (&[i64], &[i64]) = (&[25], &[2]);
+    let empty: &[i64] = &[];
+    let b =
+        SampleInput::batch_from_events(&[(t0, c0), (t1, c1), (empty, empty)], 10, None, 3).unwrap();
+    // The latest event of the batch (t = 25) is in frame 2: every sample has 3 frames.
+    assert!(b.iter().all(|s| s.n_frames() == 3));
+    assert_eq!(
+        b[0],
+        SampleInput::from_events(t0, c0, 10, Some(3), 3).unwrap()
+    );
+    assert_eq!(b[2].n_events(), 0);
+    let none = SampleInput::batch_from_events(&[(empty, empty)], 10, None, 3).unwrap();
+    assert_eq!(none[0].n_frames(), 0);
+    // Errors name the sample; dt is checked before anything divides by it.
+    let bad: &[i64] = &[5, 2];
+    let e = SampleInput::batch_from_events(&[(t0, c0), (bad, &[0, 0])], 10, None, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sample 1: events.t"), "{e}");
+    let e = SampleInput::batch_from_events(&[(t0, c0)], 0, None, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dt: 0 is outside 1.."), "{e}");
+    let huge: &[i64] = &[i64::MAX];
+    let e = SampleInput::batch_from_events(&[(huge, &[0])], 1, None, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("n_frames"), "{e}");
+    // Dense batches: one sample per leading row.
+    let d = SampleInput::batch_from_dense(&[1, 0, 0, 2], 2, 1, 2).unwrap();
+    assert_eq!(d[1], SampleInput::from_dense(&[0, 2], 1, 2).unwrap());
+    assert!(SampleInput::batch_from_dense(&[1, 0, 0], 2, 1, 2).is_err());
 }
 
 #[test]

@@ -60,6 +60,15 @@ def _chip_from_args(args: argparse.Namespace, net: Optional[Network] = None) -> 
     return Chip.fitting(args.chip, net, **overrides)
 
 
+def _options_from_args(base: RunOptions, **flags) -> RunOptions:
+    """``base`` with the command line's run-option flags that were given (an error names the
+    flag)."""
+    try:
+        return base.replace(**{k: v for k, v in flags.items() if v is not None})
+    except InputError as e:
+        raise InputError(f"invalid input: --{e.field}: {e.detail}") from None  # type: ignore[attr-defined]
+
+
 def cmd_emulate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -71,9 +80,15 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     chip = _chip_from_args(args, net)
     x = poisson_frames(args.batch, args.frames, net.n_inputs, args.rate, seed=args.seed + 1)
     placement = chip.place(net)
-    schedulers = SCHEDULERS if args.scheduler == "all" else [args.scheduler]
+    # a trained network runs as it was trained (scheduler, F, input mode, step caps) unless the
+    # flags say otherwise; a generated one with every scheduler at F = 1 and inf
+    trained = net.run_options
+    base = RunOptions() if trained is None else trained
+    sched_arg = args.scheduler or ("all" if trained is None else trained.scheduler)
+    schedulers = SCHEDULERS if sched_arg == "all" else [sched_arg]
     modes = ["steps", "events"] if args.mode == "both" else [args.mode]
-    f_values = [parse_f(f, "--F") for f in args.F.split(",")]
+    f_arg = args.F if args.F is not None else ("1,inf" if trained is None else str(trained.f_label))
+    f_values = [parse_f(f, "--F") for f in f_arg.split(",")]
     run_dir = new_run_dir(args.out, "emulate")
     config = {k: v for k, v in vars(args).items() if k != "func"}
     config.update(chip=chip.config, n_inputs=net.n_inputs, n_neurons=net.n_neurons, version=__version__)
@@ -84,7 +99,8 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     cells = [(m, s, f) for m in modes for s in schedulers for f in f_values]
     t0 = time.perf_counter()
     for mode, sched, f in tqdm(cells, desc="emulate", disable=args.no_progress, file=sys.stderr):
-        opts = RunOptions(mode=mode, scheduler=sched, F=f, seed=args.seed, threads=args.threads, trace=first is None)
+        opts = _options_from_args(base, mode=mode, scheduler=sched, F=f, seed=args.seed, threads=args.threads,
+                                  trace=first is None)
         res = placement.run(x, opts)
         if first is None:
             first = (opts, res)
@@ -108,7 +124,9 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         core_heatmap(res.core_spikes.mean(axis=0), cfg["mesh_width"], cfg["mesh_height"], run_dir / "cores.png",
                      title="mean spikes per core and sample")
     print(f"chip {chip.name} ({chip.n_cores} cores), network {net.n_inputs}->"
-          f"{'-'.join(str(p.size) for p in net.populations)}, {args.batch} samples x {args.frames} frames")
+          f"{'-'.join(str(p.size) for p in net.populations)}, {args.batch} samples x {args.frames} frames"
+          + ("" if trained is None else f"; trained for {trained.scheduler}, F={trained.f_label}, "
+                                        f"{trained.input_mode} input"))
     print(table)
     print(f"\n{len(cells)} runs in {elapsed:.2f} s; results in {run_dir}")
     return 0
@@ -219,16 +237,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             ("test_synaptic_operations", "synops/sample", "{:.0f}"), ("test_steps", "steps", "{:.1f}"),
             ("test_first_correct_step", "1st-correct step", "{:.1f}"), ("seconds", "s", "{:.1f}")]
     cfg = trainer.cfg
-    t = cfg.train
-    if t.method == "spsn":
-        model = (f"SPSN network {'-'.join(str(s) for s in trainer.sim.sizes)} ({cfg.model.firing} firing, evaluated "
-                 f"{cfg.model.eval_firing}); steps = time steps per sample")
-        after = (f"network.npz is its chip form (stochastic neurons, hash draws); evaluate it on the chip: "
-                 f"asyncsnn evaluate {trainer.run_dir}")
-    else:
-        model = (f"network {trainer.sim.n_inputs}->{'-'.join(str(p.size) for p in trainer.sim.network.populations)}; "
-                 f"{t.method} training, test run asynchronously ({t.scheduler}, F={f_label(t.F)})")
-        after = f"evaluate on the chip: asyncsnn evaluate {trainer.run_dir}"
+    model, after = trainer.method.describe(trainer)
     print(f"{cfg.data.name}: {len(trainer.train_set)} train / {len(trainer.test_set)} test samples; {model}")
     print(markdown_table(trainer.history, cols))
     print(f"run folder: {trainer.run_dir} ({after})")
@@ -248,7 +257,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.quantize:
         net = quantize_network(net, chip.config["arithmetic"])
     d = cfg.data
-    split = data.load(d.name, dt=d.dt, n_frames=d.n_frames, data_dir=d.data_dir, **d.options).test
+    # the network file says what it was trained for: its run options and frame length (the
+    # config, of the run or --config, says which dataset)
+    dt = d.dt if net.dt is None else net.dt
+    split = data.load(d.name, dt=dt, n_frames=d.n_frames, data_dir=d.data_dir, **d.options).test
     x, y, _ = data.to_arrays(split)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
@@ -257,11 +269,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         x = with_bias(x).astype(np.float32)
     t = cfg.train
-    try:
-        opts = t.run_options(seed=t.seed, **({} if args.F is None else {"F": args.F}),
-                             **({} if args.scheduler is None else {"scheduler": args.scheduler}))
-    except InputError as e:
-        raise InputError(f"invalid input: --{e.field}: {e.detail}") from None  # type: ignore[attr-defined]
+    trained_for = net.run_options if net.run_options is not None else t.run_options(seed=t.seed)
+    opts = _options_from_args(trained_for, F=args.F, scheduler=args.scheduler)
     modes = [m for m in args.modes.split(",") if m]
     rows = evaluate_side_by_side(net, x, y, opts, chip=chip, modes=modes)
     out_dir = new_run_dir(args.out, "evaluate")
@@ -273,7 +282,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "first_correct_step", "first_correct_spikes_before", "energy_total_pj", "first_correct_ns"]
     table = markdown_table(rows, [(c, c, "{:.4g}") for c in cols])
     (out_dir / "evaluate.md").write_text(table + "\n")
-    print(f"{len(y)} test samples of {d.name}, scheduler {opts.scheduler}, F={opts.f_label}, chip {chip.name}")
+    print(f"{len(y)} test samples of {d.name} (frames of {dt} us), scheduler {opts.scheduler}, F={opts.f_label}, "
+          f"chip {chip.name}" + (" (run options of the network file)" if net.run_options is not None else ""))
     print(table)
     print(f"results in {out_dir}")
     return 0
@@ -311,8 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--beta", type=float, default=0.9, help="generated network: leak per frame")
     _add_chip_args(e, "loihi", 32)
     e.add_argument("--mode", default="both", choices=["steps", "events", "both"])
-    e.add_argument("--scheduler", default="all", choices=["all", *SCHEDULERS])
-    e.add_argument("--F", default="1,inf", help="comma-separated release limits per core and step (inf = none)")
+    e.add_argument("--scheduler", default=None, choices=["all", *SCHEDULERS],
+                   help="default: a trained network's own scheduler, else all")
+    e.add_argument("--F", default=None, help="comma-separated release limits per core and step (inf = none); "
+                                              "default: a trained network's own F, else 1,inf")
     e.add_argument("--batch", type=int, default=64)
     e.add_argument("--frames", type=int, default=20)
     e.add_argument("--rate", type=float, default=0.05, help="input events per channel and frame")

@@ -151,8 +151,8 @@ class ExperimentConfig:
               and all(s in EXPERIMENT_SCHEDULERS for s in e.schedulers), "schedulers",
               f"{e.schedulers!r}: expected a non-empty list of {', '.join(EXPERIMENT_SCHEDULERS)}")
         check(len(set(e.schedulers)) == len(e.schedulers), "schedulers", f"{e.schedulers!r} repeats a scheduler")
-        check(isinstance(e.F, list) and len(e.F) > 0 and all(f is None or (isinstance(f, int) and f >= 1) for f in e.F),
-              "F", f"{e.F!r}: expected a non-empty list of integers >= 1 or \"inf\"")
+        e.F = _parse_f(e.F)  # (one parser and check of every F)
+        check(len(e.F) > 0, "F", "expected a non-empty list of integers >= 1 or \"inf\"")
         check(isinstance(e.modes, list) and all(m in MODES for m in e.modes) and len(set(e.modes)) == len(e.modes),
               "modes", f"{e.modes!r}: expected a list of {', '.join(MODES)}")
         check(isinstance(e.chip, str) and e.chip != "", "chip", "expected a preset name or a .toml file")
@@ -442,10 +442,10 @@ def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, pro
                 over["train.scheduler"] = sched
             tcfg = dcfg.with_overrides(over)
             log(f"[{spec.key}] training {name} ({tcfg.train.epochs} epochs"
-                + ("" if sched is None else f", {sched}, F={f_label(tcfg.train.F)}") + ")")
+                + ("" if sched is None else f", {sched}, F={tcfg.train.run_options().f_label}") + ")")
             ts = time.perf_counter()
             trainer = train(tcfg, run_dir=ds_dir / name, progress=progress, log=lambda s: None)
-            nets[name] = trainer.sim.to_network()
+            nets[name] = trainer.chip_network()  # with the run options it was trained for
             last = trainer.history[-1] if trainer.history else {}
             trained.append({"dataset": spec.key, "model": name, "seconds": time.perf_counter() - ts,
                             "epochs": tcfg.train.epochs, "train_accuracy": last.get("train_accuracy", float("nan")),
@@ -467,7 +467,8 @@ def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, pro
                 pair, pair_cells = {}, {}
                 for model in MODELS:
                     net = nets["layered" if model == "layered" else f"unlayered-{sched}"]
-                    opts = dcfg.train.run_options(scheduler=sched, F=F, seed=seed, trace=True)
+                    # the cell's scheduler and F; the rest as the model was trained for
+                    opts = net.run_options.replace(scheduler=sched, F=F, seed=seed, trace=True)
                     sbs = run_side_by_side(net, x, y, opts, chip=chip, modes=e.modes, device=device)
                     agree = sbs.steps_agree()
                     for row in sbs.rows:

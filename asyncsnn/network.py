@@ -9,6 +9,7 @@ numbered input channels first, then neurons.
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Optional, Sequence, Union
@@ -16,7 +17,8 @@ from typing import NamedTuple, Optional, Sequence, Union
 import numpy as np
 
 from . import _native
-from .errors import NetworkError
+from .errors import InputError, NetworkError
+from .options import RunOptions
 
 SourceRef = Union[str, int]
 
@@ -187,6 +189,12 @@ class Network:
     core_of: Optional[np.ndarray] = field(default=None, compare=False)
     """Optional neuron-to-core mapping that travels with the network (used by ``Chip.place``
     when no mapping is given, and by the training simulator)."""
+    run_options: Optional[RunOptions] = field(default=None, compare=False)
+    """The run options the network was trained for (scheduler, ``F``, input mode, step caps,
+    seed), recorded by training and read by ``asyncsnn evaluate``, ``emulate`` and the
+    experiment; ``None`` for a network that was not trained for a schedule."""
+    dt: Optional[int] = field(default=None, compare=False)
+    """The frame length (microseconds) of the data it was trained on, or ``None``."""
     _native_cache: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -198,6 +206,12 @@ class Network:
                 raise NetworkError(f"invalid network: core_of: expected a 1-D array of non-negative core indices, "
                                    f"got {c.dtype} {c.shape}")
             self.core_of = c.astype(np.int64)
+        if self.run_options is not None and not isinstance(self.run_options, RunOptions):
+            raise NetworkError(f"invalid network: run_options: expected a RunOptions, got "
+                               f"{type(self.run_options).__name__}")
+        if self.dt is not None and (isinstance(self.dt, bool) or not isinstance(self.dt, numbers.Integral)
+                                    or self.dt < 1):
+            raise NetworkError(f"invalid network: dt: {self.dt!r} is outside 1.. (microseconds)")
 
     # ----------------------------------------------------------------- construction helpers
     @classmethod
@@ -397,7 +411,8 @@ class Network:
 
     # ----------------------------------------------------------------- files
     def save(self, path: str | Path) -> Path:
-        """Save to a ``.npz`` file (metadata as JSON plus one array per weight)."""
+        """Save to a ``.npz`` file (metadata as JSON, with the run options and frame length it
+        was trained for, plus one array per weight)."""
         path = Path(path)
         meta = {
             "format": "asyncsnn.network/1",
@@ -425,6 +440,10 @@ class Network:
             meta["projections"].append(entry)
         if self.core_of is not None:
             arrays["core_of"] = np.asarray(self.core_of, np.int64)
+        if self.run_options is not None:
+            meta["run"] = self.run_options.to_dict()
+        if self.dt is not None:
+            meta["dt"] = int(self.dt)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(tmp, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
         tmp.replace(path)
@@ -459,4 +478,11 @@ class Network:
                         )
                     )
             core_of = z["core_of"] if "core_of" in z.files else None
-        return cls(meta["n_inputs"], pops, projs, output=meta["output"], core_of=core_of).validate()
+        run = None
+        if meta.get("run") is not None:
+            try:
+                run = RunOptions.from_dict(meta["run"])
+            except InputError as e:
+                raise NetworkError(f"invalid network: {path}: run.{e.field}: {e.detail}") from None  # type: ignore
+        return cls(meta["n_inputs"], pops, projs, output=meta["output"], core_of=core_of, run_options=run,
+                   dt=meta.get("dt")).validate()

@@ -212,3 +212,29 @@ def test_a_training_config_checks_its_run_options_once():
                                 ("train.runaway_steps", 0, "train.runaway_steps: 0 is outside 1..")):
         with pytest.raises(ConfigError, match=message):
             load_config(None, {key: value})
+
+
+def test_network_files_record_the_run_options(tmp_path):
+    import json
+    import zipfile
+
+    opts = RunOptions(scheduler="momentum", F=4, input_mode="scheduled", max_steps=30, seed=9)
+    net = Network(NET.n_inputs, NET.populations, NET.projections, output=NET.output, run_options=opts, dt=2000)
+    back = Network.load(net.save(tmp_path / "n.npz"))
+    assert back.run_options == opts and back.dt == 2000
+    assert AsyncSimulator(back).to_network().run_options == opts  # it travels through training
+    plain = Network.load(NET.save(tmp_path / "plain.npz"))  # (files without them load as before)
+    assert plain.run_options is None and plain.dt is None
+    # a file whose run options are bad names the field
+    with zipfile.ZipFile(tmp_path / "n.npz") as z:
+        arrays = {n[:-4]: np.load(z.open(n)) for n in z.namelist()}
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    meta["run"]["F"] = 0
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(asyncsnn.NetworkError, match=r"run\.F: 0 is outside 1\.\."):
+        Network.load(tmp_path / "bad.npz")
+    with pytest.raises(asyncsnn.NetworkError, match="run_options: expected a RunOptions"):
+        Network(1, [Population(1)], [Projection("input", 0, np.ones((1, 1), np.float32))], run_options={"F": 2})
+    with pytest.raises(asyncsnn.NetworkError, match="dt: 0 is outside 1.."):
+        Network(1, [Population(1)], [Projection("input", 0, np.ones((1, 1), np.float32))], dt=0)

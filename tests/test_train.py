@@ -392,3 +392,37 @@ def test_cli_train_resume_evaluate_export(tmp_path, capsys):
     assert main(["emulate", "--network", str(q), "--chip", "edge", "--core-neurons", "0", "--no-plots",
                  "--no-progress", "--out", str(out), "--F", "2", "--scheduler", "momentum", "--batch", "4"]) == 0
     assert main(["train", "--set", "train.F=0", "--out", str(out)]) == 2
+
+
+def test_a_trained_network_carries_what_it_was_trained_for(tmp_path, capsys):
+    """network.npz records the run options and frame length of training; evaluate and emulate
+    read them from the file (not from the run's config), export keeps them."""
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"data": {"options": TINY["data.options"], "n_frames": 12, "dt": 8000},
+                               "model": {"hidden": [16]},
+                               "train": {"epochs": 1, "F": 3, "scheduler": "fifo", "max_steps": 40, "seed": 7}}))
+    out = tmp_path / "runs"
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    run = next(out.glob("train-*"))
+    net = Network.load(run / "network.npz")
+    assert net.run_options == asyncsnn.RunOptions(scheduler="fifo", F=3, max_steps=40, seed=7) and net.dt == 8000
+    # a config that says otherwise does not change what the network runs with
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**json.loads(cfg.read_text()), "train": {"scheduler": "random", "F": 1}}))
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--config", str(other), "--out", str(out), "--modes", "steps"]) == 0
+    text = capsys.readouterr().out
+    assert "(frames of 8000 us), scheduler fifo, F=3" in text and "run options of the network file" in text
+    assert main(["evaluate", str(run), "--out", str(out), "--modes", "steps", "--F", "inf"]) == 0
+    assert "scheduler fifo, F=inf" in capsys.readouterr().out
+    assert main(["evaluate", str(run), "--out", str(out), "--F", "0"]) == 2
+    assert "--F: 0 is outside 1.." in capsys.readouterr().err
+    q = tmp_path / "q.npz"
+    assert main(["export", str(run), "-o", str(q), "--quantize", "--chip", "edge"]) == 0
+    assert Network.load(q).run_options == net.run_options and Network.load(q).dt == 8000
+    assert main(["emulate", "--network", str(q), "--chip", "edge", "--core-neurons", "0", "--no-plots",
+                 "--no-progress", "--out", str(out), "--batch", "4", "--mode", "steps"]) == 0
+    text = capsys.readouterr().out
+    assert "trained for fifo, F=3, all_at_once input" in text
+    cells = [[c.strip() for c in line.split("|")[1:4]] for line in text.splitlines() if line.startswith("|")]
+    assert [c for c in cells if c[0] == "steps"] == [["steps", "fifo", "3"]]

@@ -203,15 +203,13 @@ class AsyncSimulator(torch.nn.Module):
         return w_in, w_rec
 
     def to_network(self) -> Network:
-        """The network with the current weights (for the emulator and for saving)."""
-        from dataclasses import replace
-
+        """The network with the current weights (for the emulator and for saving); what it was
+        trained for (``run_options``, ``dt``) comes along."""
         projs = []
         for pr, p in zip(self.network.projections, self.weights):
             w = p.detach().cpu().numpy().astype(np.float32)
-            projs.append(replace(pr, values=w) if pr.kind == "sparse" else replace(pr, weights=w))
-        return Network(self.network.n_inputs, list(self.network.populations), projs, output=self.network.output,
-                       core_of=self.mapping)
+            projs.append(dataclasses.replace(pr, **{"values" if pr.kind == "sparse" else "weights": w}))
+        return dataclasses.replace(self.network, projections=projs, core_of=self.mapping, _native_cache=None)
 
     def params(self) -> fn.Params:
         return fn.Params(self.theta, self.beta, self.subtract, self.refractory, self.has_out, self.layer,

@@ -11,6 +11,8 @@ uninterrupted one would.
 
 from __future__ import annotations
 
+import abc
+import dataclasses
 import os
 import random
 import sys
@@ -24,12 +26,12 @@ import torch
 
 from .. import metrics
 from ..network import Network, Population, Projection
-from ..options import RunOptions
+from ..options import RunOptions, f_label
 from ..runs import new_run_dir, write_csv, write_json
 from ..sim import AsyncSimulator
 from ..sim.layered import layered_run
 from . import losses
-from .config import Config, ModelConfig
+from .config import METHODS, Config, ModelConfig
 
 
 def seed_everything(seed: int) -> None:
@@ -72,12 +74,12 @@ def build_network(m: ModelConfig, n_inputs: int, n_classes: int, seed: int) -> N
 
 
 def run_model(sim: AsyncSimulator, frames: torch.Tensor, t, options: Optional[RunOptions] = None, *,
-              method: Optional[str] = None):
-    """Run a batch the way ``t`` (an :class:`OptimConfig`) trains: asynchronously with
-    ``options`` (default: the config's run options), or layer-synchronously."""
-    method = t.method if method is None else method
+              layered: bool = False):
+    """Run a batch with the readout and engine of ``t`` (an :class:`OptimConfig`):
+    asynchronously with ``options`` (default: the config's run options), or with ``layered``
+    layer-synchronously."""
     need_first = t.readout == "first_spike"
-    if method == "layered":
+    if layered:
         return layered_run(sim, frames, first_time=need_first)
     return sim(frames, t.run_options() if options is None else options, gradient=t.gradient, first_time=need_first,
                engine=t.engine, cuda_graphs=t.cuda_graphs, compile=t.compile)
@@ -89,6 +91,140 @@ def loss_of(result, labels: torch.Tensor, sim: AsyncSimulator, t, n_frames: int)
     if t.spike_penalty:
         loss = loss + t.spike_penalty * losses.spike_penalty(result.spike_counts, n_frames)
     return loss
+
+
+class Method(abc.ABC):
+    """What a training method (``train.method``) does: build the model, train it on a batch,
+    evaluate it, and give its chip network. The trainer holds one and never asks for its name."""
+
+    name = ""
+
+    @abc.abstractmethod
+    def build(self, tr: "Trainer", n_channels: int) -> torch.nn.Module:
+        """The model the method trains."""
+
+    @abc.abstractmethod
+    def train_batch(self, tr: "Trainer", x: torch.Tensor, y: torch.Tensor, b: int,
+                    generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+        """The loss of batch ``b`` and its per-sample metrics."""
+
+    @abc.abstractmethod
+    def eval_batch(self, tr: "Trainer", x: torch.Tensor, y: torch.Tensor, b: int,
+                   options: Optional[RunOptions], layered: bool) -> dict:
+        """Per-sample metrics of an evaluation batch."""
+
+    def epoch_metrics(self, tr: "Trainer") -> dict:
+        """Metrics that this method adds to every epoch's row."""
+        return {}
+
+    @abc.abstractmethod
+    def chip_network(self, tr: "Trainer") -> Network:
+        """The trained network as the chip runs it."""
+
+    @abc.abstractmethod
+    def describe(self, tr: "Trainer") -> tuple[str, str]:
+        """What was trained, and what to do with it next (for the command line)."""
+
+
+class AsyncMethod(Method):
+    """``unlayered``: backprop through the asynchronous schedule of the config's run options;
+    ``layered``: BPTT through the layer-synchronous run of the same network. Both models are
+    evaluated asynchronously, with the training schedule."""
+
+    def __init__(self, name: str, layered: bool) -> None:
+        self.name, self.layered = name, layered
+
+    def build(self, tr: "Trainer", n_channels: int) -> torch.nn.Module:
+        m = tr.cfg.model
+        if m.init_from:
+            net = self._convert_spsn(tr, m.init_from, n_channels)
+        else:
+            net = build_network(m, n_channels, tr.n_classes, tr.cfg.train.seed)
+        return AsyncSimulator(net, surrogate=m.surrogate, slope=m.slope)
+
+    @staticmethod
+    def _convert_spsn(tr: "Trainer", run: str, n_channels: int) -> Network:
+        """The SPSN run ``run`` as an LIF network (``asyncsnn.spsn.convert``), calibrated on the
+        first training samples; saved as ``converted.npz`` in the run folder."""
+        from ..data import collate
+        from ..spsn.convert import load_run, to_lif
+
+        spsn = load_run(run)
+        if spsn.sizes[0] != n_channels or spsn.sizes[-1] != tr.n_classes:
+            raise ValueError(f"model.init_from: {run} has {spsn.sizes[0]} inputs and {spsn.sizes[-1]} classes; the "
+                             f"dataset has {n_channels} and {tr.n_classes}")
+        calib = collate([tr.train_set[i] for i in range(min(256, len(tr.train_set)))])[0]
+        net = to_lif(spsn, calib, core_neurons=tr.cfg.model.core_neurons)
+        net.save(tr.run_dir / "converted.npz")
+        tr.log(f"converted the SPSN network of {run} ({'-'.join(map(str, spsn.sizes))}) to LIF; output "
+               f"threshold {net.populations[-1].theta:.4g}")
+        return net
+
+    def train_batch(self, tr, x, y, b, generator):
+        t = tr.cfg.train
+        res = run_model(tr.sim, x, t, t.run_options(seed=t.seed + tr.epoch, sample_offset=b * t.batch_size),
+                        layered=self.layered)
+        return loss_of(res, y, tr.sim, t, x.shape[1]), res.sample_metrics(y)
+
+    def eval_batch(self, tr, x, y, b, options, layered):
+        t = tr.cfg.train
+        opts = (t.run_options(seed=t.seed) if options is None else options).replace(sample_offset=b * t.batch_size)
+        return run_model(tr.sim, x, t, opts, layered=layered).sample_metrics(y)
+
+    def epoch_metrics(self, tr):
+        # the layered model on its own, layer-synchronous schedule (the test rows are asynchronous)
+        return {"test_layered_accuracy": tr.evaluate(layered=True)["accuracy"]} if self.layered else {}
+
+    def chip_network(self, tr):
+        return tr.sim.to_network()
+
+    def describe(self, tr):
+        t = tr.cfg.train
+        sizes = "-".join(str(p.size) for p in tr.sim.network.populations)
+        return (f"network {tr.sim.n_inputs}->{sizes}; {self.name} training, test run asynchronously "
+                f"({t.scheduler}, F={f_label(t.F)})", f"evaluate on the chip: asyncsnn evaluate {tr.run_dir}")
+
+
+class SpsnMethod(Method):
+    """``spsn``: parallel-in-time stochastic neurons (:class:`~asyncsnn.spsn.SeqNet`); the chip
+    network is its deployed form (stochastic populations, an integrator readout)."""
+
+    name = "spsn"
+
+    def build(self, tr, n_channels):
+        from ..spsn import SeqNet
+
+        m = tr.cfg.model
+        return SeqNet([n_channels, *m.hidden, tr.n_classes], neuron="spsn", alpha=m.alpha, beta=m.beta, theta=m.theta,
+                      firing=m.firing, eval_firing=m.eval_firing, tau=m.tau_gs, gain=m.gain, seed=tr.cfg.train.seed)
+
+    def train_batch(self, tr, x, y, b, generator):
+        t = tr.cfg.train
+        out = tr.sim(x, generator=generator, sample_offset=b * t.batch_size)
+        loss = torch.nn.functional.cross_entropy(out.logits, y)
+        if t.rate_penalty:
+            loss = loss + t.rate_penalty * out.rate_penalty(t.rate_target)
+        return loss, out.sample_metrics(y)
+
+    def eval_batch(self, tr, x, y, b, options, layered):
+        return tr.sim(x, sample_offset=b * tr.cfg.train.batch_size).sample_metrics(y)
+
+    def chip_network(self, tr):
+        from ..spsn.deploy import export
+
+        return export(tr.sim)
+
+    def describe(self, tr):
+        m = tr.cfg.model
+        return (f"SPSN network {'-'.join(str(s) for s in tr.sim.sizes)} ({m.firing} firing, evaluated "
+                f"{m.eval_firing}); steps = time steps per sample",
+                f"network.npz is its chip form (stochastic neurons, hash draws); evaluate it on the chip: "
+                f"asyncsnn evaluate {tr.run_dir}")
+
+
+METHOD_TYPES: dict[str, Method] = {"unlayered": AsyncMethod("unlayered", layered=False),
+                                   "layered": AsyncMethod("layered", layered=True), "spsn": SpsnMethod()}
+assert tuple(METHOD_TYPES) == METHODS
 
 
 @dataclass
@@ -115,41 +251,13 @@ class Trainer:
             self.test_set = torch.utils.data.Subset(self.test_set, range(min(d.test_limit, len(self.test_set))))
         info = splits.info
         self.n_classes = int(info.n_classes)
-        m = self.cfg.model
-        if t.method == "spsn":
-            from ..spsn import SeqNet
-
-            self.sim = SeqNet([int(info.n_channels), *m.hidden, self.n_classes], neuron="spsn", alpha=m.alpha,
-                              beta=m.beta, theta=m.theta, firing=m.firing, eval_firing=m.eval_firing, tau=m.tau_gs,
-                              gain=m.gain, seed=t.seed).to(self.device)
-        elif m.init_from:
-            net = self._convert_spsn(m.init_from, int(info.n_channels))
-            self.sim = AsyncSimulator(net, surrogate=m.surrogate, slope=m.slope).to(self.device)
-        else:
-            net = build_network(m, int(info.n_channels), self.n_classes, t.seed)
-            self.sim = AsyncSimulator(net, surrogate=m.surrogate, slope=m.slope).to(self.device)
+        self.method = METHOD_TYPES[t.method]
+        self.sim = self.method.build(self, int(info.n_channels)).to(self.device)
         # a converted network (or a network file) may take one more input: the bias channel
-        self.bias_channel = t.method != "spsn" and self.sim.n_inputs == int(info.n_channels) + 1
+        self.bias_channel = getattr(self.sim, "n_inputs", None) == int(info.n_channels) + 1
         self.opt = torch.optim.Adam(self.sim.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.epoch = 0
         self.history: list[dict] = []
-
-    def _convert_spsn(self, run: str, n_channels: int) -> Network:
-        """The SPSN run ``run`` as an LIF network (``asyncsnn.spsn.convert``), calibrated on the
-        first training samples; saved as ``converted.npz`` in the run folder."""
-        from ..data import collate
-        from ..spsn.convert import load_run, to_lif
-
-        spsn = load_run(run)
-        if spsn.sizes[0] != n_channels or spsn.sizes[-1] != self.n_classes:
-            raise ValueError(f"model.init_from: {run} has {spsn.sizes[0]} inputs and {spsn.sizes[-1]} classes; the "
-                             f"dataset has {n_channels} and {self.n_classes}")
-        calib = collate([self.train_set[i] for i in range(min(256, len(self.train_set)))])[0]
-        net = to_lif(spsn, calib, core_neurons=self.cfg.model.core_neurons)
-        net.save(self.run_dir / "converted.npz")
-        self.log(f"converted the SPSN network of {run} ({'-'.join(map(str, spsn.sizes))}) to LIF; output "
-                 f"threshold {net.populations[-1].theta:.4g}")
-        return net
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Frames as the network takes them (the bias channel appended where it has one)."""
@@ -202,16 +310,7 @@ class Trainer:
             x = self.inputs(losses.input_dropout(x, t.input_dropout, drop_gen))
             x, y = x.to(self.device), y.to(self.device)
             self.opt.zero_grad(set_to_none=True)
-            if t.method == "spsn":
-                out = self.sim(x, generator=drop_gen, sample_offset=b * t.batch_size)
-                loss = torch.nn.functional.cross_entropy(out.logits, y)
-                if t.rate_penalty:
-                    loss = loss + t.rate_penalty * out.rate_penalty(t.rate_target)
-                row = out.sample_metrics(y)
-            else:
-                res = run_model(self.sim, x, t, t.run_options(seed=t.seed + self.epoch, sample_offset=b * t.batch_size))
-                loss = loss_of(res, y, self.sim, t, x.shape[1])
-                row = res.sample_metrics(y)
+            loss, row = self.method.train_batch(self, x, y, b, drop_gen)
             loss.backward()
             self.opt.step()
             total_loss += float(loss.detach()) * len(y)
@@ -226,22 +325,24 @@ class Trainer:
         return int(dataset[0][0].shape[0]) if len(dataset) else 0
 
     @torch.no_grad()
-    def evaluate(self, dataset=None, *, method: str = "unlayered", options: Optional[RunOptions] = None) -> dict:
+    def evaluate(self, dataset=None, *, options: Optional[RunOptions] = None, layered: bool = False) -> dict:
         """Run metrics on ``dataset`` (default: the test split), asynchronously with
         ``options`` (default: the training schedule; the sample offset is set per batch) or,
-        with ``method="layered"``, layer-synchronously."""
-        t = self.cfg.train
+        with ``layered``, layer-synchronously."""
         dataset = self.test_set if dataset is None else dataset
         self.sim.eval()
         rows = []
         for b, (x, y, _) in enumerate(self.loader(dataset, False, 0)):
             x, y = self.inputs(x).to(self.device), y.to(self.device)
-            if t.method == "spsn":
-                rows.append(self.sim(x, sample_offset=b * t.batch_size).sample_metrics(y))
-                continue
-            opts = (t.run_options(seed=t.seed) if options is None else options).replace(sample_offset=b * t.batch_size)
-            rows.append(run_model(self.sim, x, t, opts, method=method).sample_metrics(y))
+            rows.append(self.method.eval_batch(self, x, y, b, options, layered))
         return metrics.summarize(rows, self.sim.n_neurons, self._frames(dataset))
+
+    def chip_network(self) -> Network:
+        """The trained network as the chip runs it, with the run options it was trained for and
+        the frame length of its data (what ``network.npz`` holds)."""
+        t = self.cfg.train
+        return dataclasses.replace(self.method.chip_network(self), run_options=t.run_options(seed=t.seed),
+                                   dt=self.cfg.data.dt)
 
     def fit(self) -> list[dict]:
         t = self.cfg.train
@@ -255,8 +356,7 @@ class Trainer:
             row = {"epoch": self.epoch + 1, **self.train_epoch()}
             ev = self.evaluate()
             row.update({f"test_{k}": v for k, v in ev.items()})
-            if t.method == "layered":
-                row["test_layered_accuracy"] = self.evaluate(method="layered")["accuracy"]
+            row.update(self.method.epoch_metrics(self))
             row["seconds"] = time.perf_counter() - t0
             self.epoch += 1
             self.history.append(row)
@@ -266,12 +366,7 @@ class Trainer:
             self.log(f"epoch {row['epoch']}/{t.epochs}: loss {row['train_loss']:.3f}, train acc "
                      f"{row['train_accuracy']:.3f}, test acc {row['test_accuracy']:.3f}, spikes/sample "
                      f"{row['test_spikes']:.1f}, steps {row['test_steps']:.1f} ({row['seconds']:.1f} s)")
-        if t.method == "spsn":  # the chip form: stochastic populations and an integrator readout
-            from ..spsn.deploy import export
-
-            export(self.sim).save(self.run_dir / "network.npz")
-        else:
-            self.sim.to_network().save(self.run_dir / "network.npz")
+        self.chip_network().save(self.run_dir / "network.npz")
         return self.history
 
 

@@ -302,8 +302,8 @@ class RunResult:
         return cls(
             out_counts=raw["out_counts"], first_spike=raw["first_spike"], v_final=raw["v_final"],
             trace=raw["trace"], releases=raw["releases"], core_spikes=raw["core_spikes"], core_synops=raw["core_synops"],
-            core_busy_ticks=raw["core_busy_ticks"], metrics=dict(raw["metrics"]), options=options, labels=labels,
-            out_potential=raw["out_potential"], readout=readout,
+            core_busy_ticks=raw["core_busy_ticks"], metrics=metrics.Metrics(raw["metrics"]), options=options,
+            labels=labels, out_potential=raw["out_potential"], readout=readout,
         )
 
     @property
@@ -327,7 +327,7 @@ class RunResult:
 
     def sample_metrics(self) -> dict[str, np.ndarray]:
         """Per-sample metrics, with ``correct`` (given labels) and ``answered``."""
-        return {**metrics.outcome(self.predictions(), self.labels), **self.metrics}
+        return metrics.Metrics({**metrics.outcome(self.predictions(), self.labels), **self.metrics})
 
     def summary(self) -> dict[str, float]:
         """The batch's figures (see :func:`asyncsnn.metrics.summarize`)."""

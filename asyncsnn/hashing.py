@@ -35,7 +35,9 @@ No schedule reaches step ``2^32 - 1``, so draws never coincide with a scheduler'
 
 
 def _int(x: Any) -> Any:
-    """``x`` mod 2^32 as an exact integer of its kind (tensor, int64 array, Python int)."""
+    """``x`` as an integer of its kind that XORs exactly with the others: a Python int or an
+    ``int64`` array mod 2^32; a tensor as it is (masking distributes over XOR, so :func:`mix`
+    masks once, at its start)."""
     if isinstance(x, (int, np.integer)):
         return int(x) & MASK
     if isinstance(x, (np.ndarray, list, tuple)):
@@ -45,12 +47,12 @@ def _int(x: Any) -> Any:
         if a.dtype.kind not in "iub":
             raise TypeError(f"hash: expected integers, got {a.dtype}")
         return (a.astype(np.uint64) & np.uint64(MASK)).astype(np.int64)
-    return x & MASK  # an integer tensor
+    return x  # an integer tensor
 
 
 def mix(x: Any) -> Any:
     """The mixer, elementwise."""
-    x = _int(x)
+    x = _int(x) & MASK
     x = (((x >> 16) ^ x) * MULTIPLIER) & MASK
     x = (((x >> 16) ^ x) * MULTIPLIER) & MASK
     return (x >> 16) ^ x

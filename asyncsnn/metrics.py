@@ -49,6 +49,26 @@ METRICS: dict[str, str] = {
 }
 """Per-sample metrics (name -> meaning); each engine reports those it has."""
 
+RENAMED: dict[str, str] = {
+    "synops": "synaptic_operations",
+    "neuron_updates": "membrane_updates",
+    "first_out_global_step": "first_out_step",
+    "first_correct_global_step": "first_correct_step",
+}
+"""Names of earlier versions and what they are called now. The chip's ``first_out_step`` was
+the step inside the frame: that is ``first_out_step_in_frame`` now, and ``first_out_step`` is
+the global step on both sides."""
+
+
+class Metrics(dict):
+    """A dict of metrics whose missing keys say where an old name went."""
+
+    def __missing__(self, key):
+        if key in RENAMED:
+            raise KeyError(f"{key!r} is called {RENAMED[key]!r} now (see asyncsnn.metrics.RENAMED)")
+        raise KeyError(key)
+
+
 SUMMARY: dict[str, str] = {
     "accuracy": "mean of `correct`",
     "spike_density": "spikes per neuron and frame",
@@ -83,7 +103,7 @@ def predictions(outputs, readout: str = "counts") -> np.ndarray:
 
 def outcome(pred: np.ndarray, labels: Optional[np.ndarray]) -> dict[str, np.ndarray]:
     """``correct`` and ``answered`` per sample (``correct`` only with labels)."""
-    out = {"answered": (pred >= 0).astype(np.float64)}
+    out = Metrics(answered=(pred >= 0).astype(np.float64))
     if labels is not None:
         out["correct"] = (pred == np.asarray(labels)).astype(np.float64)
     return out
@@ -97,7 +117,7 @@ def summarize(batches: Iterable[Mapping[str, np.ndarray]], n_neurons: int, n_fra
     for b in batches:
         for k, v in b.items():
             cat.setdefault(k, []).append(np.asarray(v, np.float64).reshape(-1))
-    out: dict[str, float] = {}
+    out: dict[str, float] = Metrics()
     for k, parts in cat.items():
         v = np.concatenate(parts)
         valid = v[np.isfinite(v)]
@@ -116,4 +136,4 @@ def _numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
-__all__ = ["LATENCY_FIELDS", "METRICS", "SUMMARY", "outcome", "predictions", "summarize"]
+__all__ = ["LATENCY_FIELDS", "METRICS", "Metrics", "RENAMED", "SUMMARY", "outcome", "predictions", "summarize"]

@@ -163,8 +163,8 @@ def _sparse_native(j: int, shape, rows, cols, values) -> tuple:
         raise NetworkError(f"invalid network: projections[{j}].shape: expected (rows, cols), got {shape!r}") from None
     if min(shape) < 0:
         raise NetworkError(f"invalid network: projections[{j}].shape: {shape} has a negative size")
-    return (shape, np.ascontiguousarray(rows, dtype=np.int64).ravel(), np.ascontiguousarray(cols, dtype=np.int64).ravel(),
-            np.ascontiguousarray(values, dtype=np.float32).ravel())
+    as_1d = lambda a, dtype: np.ascontiguousarray(a, dtype=dtype).ravel()  # noqa: E731
+    return shape, as_1d(rows, np.int64), as_1d(cols, np.int64), as_1d(values, np.float32)
 
 
 class NeuronArrays(NamedTuple):

@@ -238,3 +238,14 @@ def test_network_files_record_the_run_options(tmp_path):
         Network(1, [Population(1)], [Projection("input", 0, np.ones((1, 1), np.float32))], run_options={"F": 2})
     with pytest.raises(asyncsnn.NetworkError, match="dt: 0 is outside 1.."):
         Network(1, [Population(1)], [Projection("input", 0, np.ones((1, 1), np.float32))], dt=0)
+
+
+def test_old_metric_names_say_where_they_went():
+    res = Chip.preset("ideal").run(NET, X, labels=[0, 1, 2])
+    for old, new in metrics.RENAMED.items():
+        for d in (res.metrics, res.sample_metrics(), res.summary()):
+            with pytest.raises(KeyError, match=f"'{old}' is called '{new}' now"):
+                d[old]
+            assert new in d
+    with pytest.raises(KeyError, match="^'nope'$"):
+        res.metrics["nope"]

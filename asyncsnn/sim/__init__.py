@@ -4,7 +4,8 @@
   ``F`` and a scheduler, exactly as the emulator's ``steps`` mode, with surrogate-gradient
   spikes so that autograd runs through the schedule ("unlayered backprop");
 * :func:`layered.layered_run` is the layer-synchronous baseline on the same weights;
-* :mod:`functional` holds the pure functions (hash, surrogates, select, step);
+* :mod:`functional` holds the pure functions (surrogates, select, step; the hash is
+  :mod:`asyncsnn.hashing`);
 * :mod:`fixed` is the chip's saturating fixed-point arithmetic (``forward(arithmetic=...)``);
 * :func:`saved_tensor_bytes` measures what autograd keeps for backward.
 """

@@ -423,7 +423,7 @@ class AsyncSimulator(torch.nn.Module):
                     if limit_is_error:
                         raise RunawayError(f"runaway activity: frame {f} did not settle within runaway_steps = "
                                            f"{step_limit} forward steps (a network that keeps exciting itself); set "
-                                           "max_steps to cap the steps per frame")
+                                           "max_steps to cap the steps per frame, or raise runaway_steps")
                     break
                 chunk = 1 if sync_free else max(1, needed // 4)
             chunk, last = (1, 1) if sync_free else (max(1, needed, last), max(1, needed))

@@ -152,7 +152,7 @@ impl<A: Arith> Sim<'_, '_, A> {
                 return Err(Error::Runaway {
                     message: format!(
                         "frame {} of sample {}: a core released spikes in more than runaway_steps = {} \
-                         rounds; set max_steps to cap the rounds per frame",
+                         rounds; set max_steps to cap the rounds per frame, or raise runaway_steps",
                         self.frame, self.sample, self.step_limit
                     ),
                 });

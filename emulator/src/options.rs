@@ -80,10 +80,12 @@ impl Choice for InputMode {
 
 /// The default safety limit on forward steps (or release rounds of one group) in one frame
 /// when no cap is set: activity past it is reported as [`Error::Runaway`] instead of hanging.
-/// The PyTorch simulator uses the same default (`RunOptions.runaway_steps` in Python): a
-/// million steps is beyond any frame that settles (one core at `F = 1` releasing every one of
-/// a million neurons once), a few milliseconds here and a few minutes in PyTorch.
-pub const RUNAWAY_STEPS: u64 = 1 << 20;
+/// The PyTorch simulator uses the same default (`RunOptions.runaway_steps` in Python). 65 536
+/// steps is 64 spikes per neuron and frame of a full 1 024-neuron core at `F = 1`; it keeps a
+/// runaway's cost bounded where every step is expensive (PyTorch's autograd engine records
+/// every step: at 2^20 steps a two-neuron runaway took more than 15 GB before it stopped).
+/// A run whose frames legitimately take longer raises it with `runaway_steps`.
+pub const RUNAWAY_STEPS: u64 = 1 << 16;
 
 /// Everything that parameterises a run besides the network, chip and inputs.
 #[derive(Debug, Clone, PartialEq, Eq)]

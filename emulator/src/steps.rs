@@ -49,7 +49,7 @@ pub(crate) fn run_sample<A: Arith>(
                 return Err(Error::Runaway {
                     message: format!(
                         "frame {frame} of sample {sample} did not settle within runaway_steps = {step_limit} \
-                         forward steps; set max_steps to cap the steps per frame"
+                         forward steps; set max_steps to cap the steps per frame, or raise runaway_steps"
                     ),
                 });
             }

@@ -86,7 +86,7 @@ def predictions(outputs, readout: str = "counts") -> np.ndarray:
       ``(batch, frames, outputs)``; the highest mean over frames wins (-1 without frames);
     * ``scores``: ``outputs`` are class scores ``(batch, classes)`` (a trained readout's
       logits); the highest wins."""
-    a = _numpy(outputs)
+    a = to_numpy(outputs)
     if readout == "counts":
         totals = a.sum(axis=1)
         pred = totals.argmax(axis=1).astype(np.int64)
@@ -130,10 +130,12 @@ def summarize(batches: Iterable[Mapping[str, np.ndarray]], n_neurons: int, n_fra
     return out
 
 
-def _numpy(x) -> np.ndarray:
+def to_numpy(x) -> np.ndarray:
+    """A numpy array of ``x`` (a tensor, on any device, or anything numpy takes)."""
     if hasattr(x, "detach"):  # a torch tensor, without importing torch
         x = x.detach().cpu().numpy()
     return np.asarray(x)
 
 
-__all__ = ["LATENCY_FIELDS", "METRICS", "Metrics", "RENAMED", "SUMMARY", "outcome", "predictions", "summarize"]
+__all__ = ["LATENCY_FIELDS", "METRICS", "Metrics", "RENAMED", "SUMMARY", "outcome", "predictions", "summarize",
+           "to_numpy"]

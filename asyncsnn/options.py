@@ -124,7 +124,7 @@ class RunOptions:
     runaway_steps: int = RUNAWAY_STEPS
     trace: bool = False
     threads: Optional[int] = None
-    _native: Any = field(default=None, init=False, repr=False, compare=False)
+    _native_options: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen: set once, here)
@@ -206,9 +206,9 @@ class RunOptions:
 
     def to_native(self) -> "_native.RunOptions":
         """The typed object the emulator receives (made once per options object)."""
-        if self._native is None:
-            object.__setattr__(self, "_native", _native.RunOptions(**self.to_native_kwargs()))
-        return self._native
+        if self._native_options is None:
+            object.__setattr__(self, "_native_options", _native.RunOptions(**self.to_native_kwargs()))
+        return self._native_options
 
     def __getstate__(self) -> dict:
         return {name: getattr(self, name) for name in self.names()}
@@ -216,7 +216,7 @@ class RunOptions:
     def __setstate__(self, state: dict) -> None:
         for k, v in state.items():
             object.__setattr__(self, k, v)
-        object.__setattr__(self, "_native", None)
+        object.__setattr__(self, "_native_options", None)
 
 
 __all__ = ["INPUT_MODES", "MODES", "RUNAWAY_STEPS", "RunOptions", "SCHEDULERS", "f_label", "option_error", "parse_f"]

@@ -73,7 +73,7 @@ class SimResult:
         """Per-sample metrics (``float64``, NaN: never happened) in the vocabulary of
         :data:`asyncsnn.metrics.METRICS`, with ``correct`` given ``labels``."""
         n = lambda t: t.detach().to(torch.float64).cpu().numpy()  # noqa: E731
-        y = None if labels is None else metrics._numpy(labels).astype(np.int64)
+        y = None if labels is None else metrics.to_numpy(labels).astype(np.int64)
         out = metrics.outcome(metrics.predictions(self.out_counts, "counts"), y)
         n_neurons, n_frames = self.spike_counts.shape[1], self.out_counts.shape[1]
         pairs = n_neurons * n_frames

@@ -29,7 +29,7 @@ class SeqOutput:
         """Per-sample metrics named as in :data:`asyncsnn.metrics.METRICS`: ``correct`` (the
         class with the highest logit), ``spikes`` of the hidden layers, ``steps`` (time steps)
         and ``activation_sparsity`` (each time step is a frame: at most one spike per neuron)."""
-        y = None if labels is None else metrics._numpy(labels).astype(np.int64)
+        y = None if labels is None else metrics.to_numpy(labels).astype(np.int64)
         out = metrics.outcome(metrics.predictions(self.logits, "scores"), y)
         b, t = self.readout.shape[:2]
         spikes = np.zeros(b)

@@ -87,6 +87,23 @@ class Chip:
         return obj
 
     @classmethod
+    def from_json(cls, text: str) -> "Chip":
+        """From the JSON form of a description (:meth:`to_json`)."""
+        return cls._wrap(_native.ChipConfig.from_json(text))
+
+    def to_json(self) -> str:
+        return self._config.to_json()
+
+    def __reduce__(self):
+        return (Chip.from_json, (self.to_json(),))  # (pickle, copy: the description, as JSON)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Chip) and self.config == other.config
+
+    def __hash__(self) -> int:
+        return hash(self.to_json())
+
+    @classmethod
     def preset(cls, name: str, **overrides: Any) -> "Chip":
         """A built-in preset (``loihi``, ``edge``, ``ideal``), optionally with overrides."""
         if overrides:
@@ -207,6 +224,10 @@ class Placement:
     def core_of(self) -> np.ndarray:
         return np.asarray(self.native.core_of)
 
+    def __reduce__(self):
+        # (pickle, copy: placed again on the same chip, on the same cores)
+        return (_place, (self.chip, self.network, self.core_of.astype(np.int64)))
+
     def usage(self) -> dict[str, np.ndarray]:
         """Per-core neurons, synapses, fan-in and fan-out."""
         return dict(self.native.usage())
@@ -237,6 +258,10 @@ class Placement:
             x = _event_streams(events, dt, n_frames)
         raw = self.native.run(x, opts.to_native(), lab)
         return RunResult.from_native(raw, opts, labels=lab, readout=self.network.readout)
+
+
+def _place(chip: Chip, network: Network, core_of: np.ndarray) -> "Placement":
+    return chip.place(network, core_of)
 
 
 def _event_streams(events: Any, dt: Any, n_frames: Any) -> tuple:

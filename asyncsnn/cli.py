@@ -260,7 +260,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     # the network file says what it was trained for: its run options and frame length (the
     # config, of the run or --config, says which dataset)
     dt = d.dt if net.dt is None else net.dt
-    split = data.load(d.name, dt=dt, n_frames=d.n_frames, data_dir=d.data_dir, **d.options).test
+    split = d.load(dt=dt).test
     x, y, _ = data.to_arrays(split)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]

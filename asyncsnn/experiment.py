@@ -127,7 +127,7 @@ class ExperimentConfig:
         if self.experiment.datasets:
             return list(self.experiment.datasets)
         d = self.base.data
-        return [DatasetSpec(d.name, d.dt, d.n_frames, dict(d.options))]
+        return [DatasetSpec(d.name, d.dt, d.n_frames, d.dataset_options())]
 
     def dataset_config(self, spec: DatasetSpec) -> Config:
         """The training config of one dataset: base, then the dataset, its ``set``, the overrides."""
@@ -416,7 +416,7 @@ def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, pro
         dcfg = cfg.dataset_config(spec)
         d = dcfg.data
         try:
-            splits = data.load(d.name, dt=d.dt, n_frames=d.n_frames, data_dir=d.data_dir, **d.options)
+            splits = d.load()
         except DatasetNotFoundError as err:
             if not spec.optional:
                 raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import numbers
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Optional, Sequence, Union
@@ -119,6 +120,15 @@ class Projection:
     def kind(self) -> str:
         return "conv" if self.conv is not None else ("dense" if self.weights is not None else "sparse")
 
+    def __repr__(self) -> str:
+        if self.conv is not None:
+            what = f"conv {tuple(np.shape(self.weights))} over {self.conv.in_shape}"
+        elif self.weights is not None:
+            what = "dense " + "x".join(str(d) for d in np.shape(self.weights))
+        else:
+            what = f"sparse {self.shape}, {len(np.atleast_1d(self.values if self.values is not None else []))} weights"
+        return f"{self.source!r} -> {self.target!r}: {what}"
+
     def triples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(rows, cols, values)`` of the non-dense kinds (a convolution expanded)."""
         if self.conv is not None:
@@ -195,7 +205,8 @@ class Network:
     experiment; ``None`` for a network that was not trained for a schedule."""
     dt: Optional[int] = field(default=None, compare=False)
     """The frame length (microseconds) of the data it was trained on, or ``None``."""
-    _native_cache: object = field(default=None, repr=False, compare=False)
+    _native_cache: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
+    """``(fingerprint, native network)`` of the last conversion (see :meth:`to_native`)."""
 
     def __post_init__(self) -> None:
         self.populations = list(self.populations)
@@ -330,10 +341,25 @@ class Network:
         )
 
     # ----------------------------------------------------------------- native conversion
+    def _fingerprint(self) -> int:
+        """A digest of everything the native network is made of, the contents of every weight
+        array included (CRC-32): an edit in place, of a list or of an array, changes it."""
+        parts: list = [repr(self.n_inputs), repr(self.output), tuple(self.populations)]
+        for pr in self.projections:
+            parts.append((repr(pr.source), repr(pr.target), pr.kind, repr(pr.shape), pr.conv))
+            for a in (pr.weights, pr.rows, pr.cols, pr.values):
+                if a is not None:
+                    arr = np.ascontiguousarray(a)
+                    parts.append((arr.dtype.str, arr.shape, zlib.crc32(arr.view(np.uint8) if arr.size else b"")))
+        return hash(tuple(parts))
+
     def to_native(self) -> "_native.Network":
-        """The validated native network (cached; rebuild after mutating the lists)."""
-        if self._native_cache is not None:
-            return self._native_cache  # type: ignore[return-value]
+        """The validated native network. It is made again whenever the network changed since
+        the last call (populations, projections or the contents of any weight array), so an
+        edit in place always takes effect."""
+        key = self._fingerprint()
+        if self._native_cache is not None and self._native_cache[0] == key:
+            return self._native_cache[1]
         if not self.populations:
             raise NetworkError("invalid network: populations: at least one population is required")
         pops = []
@@ -370,8 +396,9 @@ class Network:
                 weights = _sparse_native(j, pr.shape, pr.rows, pr.cols,
                                          _as_weight_array(pr.values, f"projections[{j}].values").ravel())
             projs.append({"source": src, "target": tgt, "weights": weights})
-        self._native_cache = _native.Network(int(self.n_inputs), pops, projs, self.output_index)
-        return self._native_cache  # type: ignore[return-value]
+        native = _native.Network(int(self.n_inputs), pops, projs, self.output_index)
+        self._native_cache = (key, native)
+        return native
 
     def _conv_native(self, j: int, pr: Projection, src, tgt: int) -> tuple:
         field_name = f"projections[{j}]"
@@ -403,11 +430,27 @@ class Network:
 
     def validate(self) -> "Network":
         """Raise :class:`NetworkError` naming the field if anything is wrong."""
-        self._native_cache = None
         self.to_native()
         if self.core_of is not None and len(self.core_of) != self.n_neurons:
             raise NetworkError(f"invalid network: core_of: {len(self.core_of)} entries for {self.n_neurons} neurons")
         return self
+
+    # ----------------------------------------------------------------- values
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_native_cache"] = None  # (the native network is rebuilt on use)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{p.name or i}: {p.size}" + ("" if p.kind == "lif" else f" {p.kind}")
+                          for i, p in enumerate(self.populations))
+        extra = "" if self.run_options is None else f", trained for {self.run_options.scheduler} " \
+                                                     f"F={self.run_options.f_label}"
+        return (f"Network(n_inputs={self.n_inputs}, populations=[{sizes}], "
+                f"projections=[{'; '.join(repr(p) for p in self.projections)}], output={self.output!r}{extra})")
 
     # ----------------------------------------------------------------- files
     def save(self, path: str | Path) -> Path:

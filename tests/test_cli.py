@@ -7,6 +7,9 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+import asyncsnn
 from asyncsnn.cli import main
 
 
@@ -56,3 +59,22 @@ def test_emulate_spreads_the_network_over_cores(tmp_path):
     assert cfg["chip"]["core"]["neurons"] == 4 and cfg["chip"]["hop_latency_ticks"] == 7
     usage = json.loads((run / "results.json").read_text())["usage"]
     assert sum(1 for n in usage["neurons"] if n > 0) == 3
+
+
+def test_python_dash_m_runs_the_command_line():
+    out = subprocess.run([sys.executable, "-m", "asyncsnn", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"asyncsnn {asyncsnn.__version__}"
+
+
+def test_dataset_options_belong_to_their_dataset(tmp_path):
+    """The default dataset's options never reach another dataset (they used to make
+    `--set data.name=shd` crash with a TypeError inside the loader)."""
+    from asyncsnn import data
+    from asyncsnn.train import load_config
+
+    cfg = load_config(None, {"data.name": "digits"})
+    assert cfg.data.options is None and cfg.data.dataset_options() == {}
+    assert load_config(None).data.dataset_options() == {"n_classes": 4, "train_per_class": 64, "test_per_class": 32}
+    with pytest.raises(ValueError, match=r"shd: unknown option\(s\) \['n_classes'\]; allowed: \["):
+        data.load("shd", data_dir=tmp_path, n_classes=4)
+    assert main(["train", "--set", "data.name=shd", "--set", f"data.data_dir={tmp_path}", "--out", str(tmp_path)]) == 2

@@ -15,6 +15,7 @@ channel). Batch frames of different lengths with :func:`collate`.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from pathlib import Path
 from typing import Any, Optional
 
@@ -46,6 +47,10 @@ def _events(name: str, split: str, root: Path, options: dict[str, Any]) -> Event
     if name == "digits":
         return DigitsDataset(_config(DigitsConfig, name, options), split)
     loader = {"nmnist": nmnist, "shd": shd, "dvsgesture": dvsgesture}[name]
+    allowed = [p for p in inspect.signature(loader).parameters if p not in ("root", "split")]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"{name}: unknown option(s) {unknown}; allowed: {allowed}")
     return loader(root, split, **options)
 
 

@@ -184,6 +184,12 @@ class AsyncSimulator(torch.nn.Module):
         self.contiguous = bool(np.array_equal(slot_neuron.reshape(-1), np.arange(n)))
         self._graph_cache: Optional[GraphCache] = None
 
+    def __getstate__(self) -> dict:
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else dict(self.__dict__)
+        state = dict(state)
+        state["_graph_cache"] = None  # (CUDA graphs belong to one process; they are captured again)
+        return state
+
     # ----------------------------------------------------------------- weights
     def weight_matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(W_in (N, M), W_rec (N, N))`` assembled from the projection parameters
@@ -209,7 +215,7 @@ class AsyncSimulator(torch.nn.Module):
         for pr, p in zip(self.network.projections, self.weights):
             w = p.detach().cpu().numpy().astype(np.float32)
             projs.append(dataclasses.replace(pr, **{"values" if pr.kind == "sparse" else "weights": w}))
-        return dataclasses.replace(self.network, projections=projs, core_of=self.mapping, _native_cache=None)
+        return dataclasses.replace(self.network, projections=projs, core_of=self.mapping)
 
     def params(self) -> fn.Params:
         return fn.Params(self.theta, self.beta, self.subtract, self.refractory, self.has_out, self.layer,

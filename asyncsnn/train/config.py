@@ -27,15 +27,32 @@ except ImportError:  # pragma: no cover - Python 3.9 / 3.10
 METHODS = ("unlayered", "layered", "spsn")
 
 
+# The options of the default dataset when a config gives none. Options belong to their dataset:
+# another dataset without options of its own gets its loader's defaults, never these.
+DEFAULT_DATASET_OPTIONS: dict[str, dict] = {"manifold": {"n_classes": 4, "train_per_class": 64, "test_per_class": 32}}
+
+
 @dataclass
 class DataConfig:
     name: str = "manifold"
     dt: int = 4000                  # frame length, microseconds
     n_frames: Optional[int] = 25    # frames per sample (None: as long as the recording)
-    options: dict = field(default_factory=lambda: {"n_classes": 4, "train_per_class": 64, "test_per_class": 32})
+    options: Optional[dict] = None  # the dataset's options (None: its defaults, see DEFAULT_DATASET_OPTIONS)
     data_dir: Optional[str] = None
     train_limit: Optional[int] = None  # use only the first N training samples
     test_limit: Optional[int] = None
+
+    def dataset_options(self) -> dict:
+        """The options passed to the dataset ``name``."""
+        return dict(DEFAULT_DATASET_OPTIONS.get(self.name, {}) if self.options is None else self.options)
+
+    def load(self, **changes):
+        """The train and test splits of this dataset (``asyncsnn.data.load``)."""
+        from .. import data
+
+        kw = dict(dt=self.dt, n_frames=self.n_frames, data_dir=self.data_dir, **self.dataset_options())
+        kw.update(changes)
+        return data.load(self.name, **kw)
 
 
 @dataclass
@@ -135,7 +152,7 @@ class Config:
         d, m, t = self.data, self.model, self.train
         check(d.dt >= 1, "data.dt", f"{d.dt} is outside 1.. (microseconds)")
         check(d.n_frames is None or d.n_frames >= 1, "data.n_frames", f"{d.n_frames} is outside 1..")
-        check(isinstance(d.options, dict), "data.options", "expected a table")
+        check(d.options is None or isinstance(d.options, dict), "data.options", "expected a table")
         check(isinstance(m.hidden, list) and all(isinstance(h, int) and h >= 1 for h in m.hidden),
               "model.hidden", f"{m.hidden!r}: expected a list of positive sizes")
         check(m.theta > 0, "model.theta", f"{m.theta} must be > 0")

@@ -35,7 +35,7 @@ def quantize_network(net: Network, arithmetic: dict) -> Network:
     projs = [replace(pr, values=q(pr.values)) if pr.kind == "sparse" else replace(pr, weights=q(pr.weights))
              for pr in net.projections]
     pops = [replace(p, theta=float(threshold_grid(fx, p.theta))) for p in net.populations]
-    return replace(net, populations=pops, projections=projs, _native_cache=None).validate()
+    return replace(net, populations=pops, projections=projs).validate()
 
 
 def export_network(model: AsyncSimulator | Network, path: str | Path, *, chip: Optional[Chip] = None,

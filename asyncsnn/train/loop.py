@@ -237,13 +237,11 @@ class Trainer:
     log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr))
 
     def __post_init__(self) -> None:
-        from .. import data
-
         t = self.cfg.train
         seed_everything(t.seed)
         self.device = resolve_device(t.device)
         d = self.cfg.data
-        splits = data.load(d.name, dt=d.dt, n_frames=d.n_frames, data_dir=d.data_dir, **d.options)
+        splits = d.load()
         self.train_set, self.test_set = splits.train, splits.test
         if d.train_limit is not None:
             self.train_set = torch.utils.data.Subset(self.train_set, range(min(d.train_limit, len(self.train_set))))

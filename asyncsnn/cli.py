@@ -199,6 +199,11 @@ def _run_or_network(path: str) -> tuple[Optional[Path], Path]:
 def cmd_experiment(args: argparse.Namespace) -> int:
     from .experiment import EVENTS_COLUMNS, SUMMARY_COLUMNS, load_experiment_config, run_experiment, steps_engine
 
+    if args.print_config:
+        from .experiment import listing
+
+        print(listing(full=args.full))
+        return 0
     overrides = _key_values(args.set, "--set", ConfigError)
     if args.epochs is not None:
         overrides["train.epochs"] = args.epochs
@@ -223,6 +228,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import load_config, resume, train
 
+    if args.print_config:
+        from .train.config import Config
+
+        print(Config.listing())
+        return 0
     if args.resume:
         trainer = resume(args.resume, epochs=args.epochs, progress=not args.no_progress)
     else:
@@ -347,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", default=None, help="folder for run folders (default: runs)")
     x.add_argument("--no-progress", action="store_true")
     x.add_argument("--no-plots", action="store_true")
+    x.add_argument("--print-config", action="store_true",
+                   help="list every key (experiment, data, model, train) with its default and meaning, and exit")
     x.set_defaults(func=cmd_experiment)
 
     t = sub.add_parser("train", help="train a network for asynchronous execution (or the layered baseline)")
@@ -357,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     t.add_argument("--out", default=None, help="folder for run folders (default: the config's `out`, runs)")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--print-config", action="store_true",
+                   help="list every config key with its default and meaning, and exit")
     t.set_defaults(func=cmd_train)
 
     v = sub.add_parser("evaluate", help="test metrics in the PyTorch simulator and on the emulator, side by side")

@@ -24,14 +24,18 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional
 
 import numpy as np
 
-from .errors import ConfigError, InputError
-from .options import MODES, f_label, parse_f
+from pydantic import Field, field_validator, model_validator
+
+from . import settings
+from .errors import ConfigError
+from .options import MODES, f_label
+from .settings import Section
 from .runs import markdown_table, new_run_dir, write_csv, write_json
 from .train.config import Config, read_config_file
 
@@ -73,36 +77,64 @@ FULL: dict[str, Any] = {
 }
 
 
-@dataclass
-class DatasetSpec:
+class DatasetSpec(Section):
     """One dataset of the experiment. ``set`` holds ``section.key`` overrides of the base config
     for this dataset only; ``optional`` datasets whose files are missing are skipped with a note."""
 
-    name: str
-    dt: int = 4000
-    n_frames: Optional[int] = None
-    options: dict = field(default_factory=dict)
-    label: Optional[str] = None
-    optional: bool = False
-    set: dict = field(default_factory=dict)
+    name: str = Field(description="dataset name")
+    dt: int = Field(4000, ge=1, description="frame length in microseconds")
+    n_frames: Optional[int] = Field(None, ge=1, description="frames per sample (null: the recording's length)")
+    options: dict[str, Any] = Field(default_factory=dict, description="the dataset's options")
+    label: Optional[str] = Field(None, description="the dataset's name in tables (default: its name)")
+    optional: bool = Field(False, description="skip it, with a note, when its files are missing")
+    set: dict[str, Any] = Field(default_factory=dict, description="section.key overrides for this dataset")
 
     @property
     def key(self) -> str:
         return self.label or self.name
 
+    @model_validator(mode="before")
+    @classmethod
+    def _a_name_alone(cls, raw: Any) -> Any:
+        return {"name": raw} if isinstance(raw, str) else raw
 
-@dataclass
-class ExperimentSettings:
-    datasets: list = field(default_factory=list)     # of DatasetSpec; empty: the [data] section
-    schedulers: list = field(default_factory=lambda: list(EXPERIMENT_SCHEDULERS))
-    F: list = field(default_factory=lambda: [1, 4, 16, None])   # None (or "inf"): no limit
-    modes: list = field(default_factory=lambda: list(MODES))
-    chip: str = "loihi"                                # preset name or .toml file
-    chip_set: dict = field(default_factory=dict)       # chip field overrides
-    test_limit: Optional[int] = None                   # evaluate on the first N test samples
-    eval_seed: Optional[int] = None                    # scheduler seed of the evaluation (default train.seed)
-    raster_sample: int = 0                             # test sample drawn in the rasters
-    curve_points: int = 60                             # points of each decide-early curve
+
+class ExperimentSettings(Section):
+    """``[experiment]``: what is trained, and every cell it is evaluated in."""
+
+    datasets: list[DatasetSpec] = Field(default_factory=list, description="tables of name, dt, n_frames, options, "
+                                                                         "label, optional, set (empty: [data])")
+    schedulers: list[Literal[EXPERIMENT_SCHEDULERS]] = Field(
+        default_factory=lambda: list(EXPERIMENT_SCHEDULERS), min_length=1,
+        description="schedulers: one unlayered model each, and each is an evaluation column")
+    F: list[Optional[int]] = Field(default_factory=lambda: [1, 4, 16, None], min_length=1,
+                                   description="release limits of the evaluation (\"inf\": none)")
+    modes: list[Literal[MODES]] = Field(default_factory=lambda: list(MODES), description="emulator modes")
+    chip: str = Field("loihi", min_length=1, description="chip preset name or .toml file")
+    chip_set: dict[str, Any] = Field(default_factory=dict, description="chip field overrides")
+    test_limit: Optional[int] = Field(None, ge=1, description="evaluate on the first N test samples")
+    eval_seed: Optional[int] = Field(None, ge=0, description="scheduler seed of the evaluation (null: train.seed)")
+    raster_sample: int = Field(0, ge=0, description="test sample drawn in the rasters")
+    curve_points: int = Field(60, ge=2, le=10_000, description="points of each decide-early curve")
+
+    @field_validator("schedulers", "modes", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        return [v for v in value.split(",") if v] if isinstance(value, str) else value
+
+    @field_validator("schedulers", "modes")
+    @classmethod
+    def _distinct(cls, value: list) -> list:
+        if len(set(value)) != len(value):
+            raise ValueError(f"{value!r} repeats an entry")
+        return value
+
+    @field_validator("F", mode="before")
+    @classmethod
+    def _release_limits(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            raise ValueError(f"{value!r}: expected a list such as [1, 4, 16, \"inf\"]")
+        return [settings.run_option("F", v) for v in value]
 
 
 @dataclass
@@ -117,7 +149,7 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict:
         d = self.base.to_dict()
-        e = asdict(self.experiment)
+        e = self.experiment.model_dump()
         e["F"] = [f_label(f) for f in self.experiment.F]
         d["experiment"] = e
         d["overrides"] = dict(self.overrides)
@@ -127,7 +159,7 @@ class ExperimentConfig:
         if self.experiment.datasets:
             return list(self.experiment.datasets)
         d = self.base.data
-        return [DatasetSpec(d.name, d.dt, d.n_frames, d.dataset_options())]
+        return [DatasetSpec(name=d.name, dt=d.dt, n_frames=d.n_frames, options=d.dataset_options())]
 
     def dataset_config(self, spec: DatasetSpec) -> Config:
         """The training config of one dataset: base, then the dataset, its ``set``, the overrides."""
@@ -140,60 +172,14 @@ class ExperimentConfig:
             cfg = cfg.with_overrides(self.overrides)
         return cfg
 
-    def validate(self) -> "ExperimentConfig":
-        e = self.experiment
-
-        def check(ok: bool, name: str, msg: str) -> None:
-            if not ok:
-                raise ConfigError(f"invalid config: experiment.{name}: {msg}")
-
-        check(isinstance(e.schedulers, list) and len(e.schedulers) > 0
-              and all(s in EXPERIMENT_SCHEDULERS for s in e.schedulers), "schedulers",
-              f"{e.schedulers!r}: expected a non-empty list of {', '.join(EXPERIMENT_SCHEDULERS)}")
-        check(len(set(e.schedulers)) == len(e.schedulers), "schedulers", f"{e.schedulers!r} repeats a scheduler")
-        e.F = _parse_f(e.F)  # (one parser and check of every F)
-        check(len(e.F) > 0, "F", "expected a non-empty list of integers >= 1 or \"inf\"")
-        check(isinstance(e.modes, list) and all(m in MODES for m in e.modes) and len(set(e.modes)) == len(e.modes),
-              "modes", f"{e.modes!r}: expected a list of {', '.join(MODES)}")
-        check(isinstance(e.chip, str) and e.chip != "", "chip", "expected a preset name or a .toml file")
-        check(isinstance(e.chip_set, dict), "chip_set", "expected a table of chip fields")
-        check(e.test_limit is None or (isinstance(e.test_limit, int) and e.test_limit >= 1), "test_limit",
-              f"{e.test_limit!r} is outside 1..")
-        check(e.eval_seed is None or (isinstance(e.eval_seed, int) and e.eval_seed >= 0), "eval_seed",
-              f"{e.eval_seed!r} is outside 0..")
-        check(isinstance(e.raster_sample, int) and e.raster_sample >= 0, "raster_sample",
-              f"{e.raster_sample!r} is outside 0..")
-        check(isinstance(e.curve_points, int) and 2 <= e.curve_points <= 10_000, "curve_points",
-              f"{e.curve_points!r} is outside 2..10000")
+    def check_rules(self) -> "ExperimentConfig":
+        """The rules between keys (each key is checked on its own when set)."""
         keys = [s.key for s in self.dataset_specs()]
-        check(len(set(keys)) == len(keys), "datasets", f"labels {keys} repeat; give each a distinct label")
+        if len(set(keys)) != len(keys):
+            raise ConfigError(f"invalid config: experiment.datasets: labels {keys} repeat; give each a distinct label")
         for s in self.dataset_specs():
             self.dataset_config(s)  # raises ConfigError naming the field
         return self
-
-
-def _parse_f(values: Any) -> list:
-    if not isinstance(values, list):
-        raise ConfigError(f"invalid config: experiment.F: {values!r}: expected a list such as [1, 4, 16, \"inf\"]")
-    try:
-        return [parse_f(v, "experiment.F") for v in values]
-    except InputError as e:
-        raise ConfigError(f"invalid config: experiment.F: {e.detail}") from None  # type: ignore[attr-defined]
-
-
-def _dataset_spec(i: int, raw: Any) -> DatasetSpec:
-    if isinstance(raw, str):
-        raw = {"name": raw}
-    if not isinstance(raw, dict) or "name" not in raw:
-        raise ConfigError(f"invalid config: experiment.datasets[{i}]: expected a table with at least `name`")
-    allowed = {f.name for f in fields(DatasetSpec)}
-    unknown = set(raw) - allowed
-    if unknown:
-        raise ConfigError(f"invalid config: experiment.datasets[{i}].{sorted(unknown)[0]}: unknown setting; "
-                          f"allowed: {', '.join(sorted(allowed))}")
-    if not isinstance(raw.get("options", {}), dict) or not isinstance(raw.get("set", {}), dict):
-        raise ConfigError(f"invalid config: experiment.datasets[{i}]: `options` and `set` must be tables")
-    return DatasetSpec(**raw)
 
 
 def _merge(base: dict, top: dict) -> dict:
@@ -231,22 +217,18 @@ def experiment_config(raw: Optional[dict] = None, overrides: Optional[dict] = No
         else:
             base_overrides[key] = value
     base = Config.from_dict(merged)
-    allowed = {f.name for f in fields(ExperimentSettings)}
-    unknown = set(exp_raw) - allowed
-    if unknown:
-        raise ConfigError(f"invalid config: experiment.{sorted(unknown)[0]}: unknown setting; "
-                          f"allowed: {', '.join(sorted(allowed))}")
-    if "F" in exp_raw:
-        exp_raw["F"] = _parse_f(exp_raw["F"])
-    if "datasets" in exp_raw:
-        if not isinstance(exp_raw["datasets"], list):
-            raise ConfigError("invalid config: experiment.datasets: expected a list of tables")
-        exp_raw["datasets"] = [_dataset_spec(i, d) for i, d in enumerate(exp_raw["datasets"])]
-    for name in ("schedulers", "modes"):
-        if name in exp_raw and isinstance(exp_raw[name], str):
-            exp_raw[name] = [s for s in exp_raw[name].split(",") if s]
-    settings = ExperimentSettings(**exp_raw)
-    return ExperimentConfig(base, settings, base_overrides).validate()
+    return ExperimentConfig(base, settings.validate(ExperimentSettings, exp_raw, "experiment"),
+                            base_overrides).check_rules()
+
+
+def listing(*, full: bool = False) -> str:
+    """Every key of an experiment file with its default and meaning: ``[experiment]``, then the
+    training sections, whose defaults the :data:`DEFAULT` (or :data:`FULL`) preset changes."""
+    preset = FULL if full else DEFAULT
+    changed = ", ".join(f"{sec}.{k}" for sec in ("data", "model", "train") for k in preset.get(sec, {}))
+    return "\n".join([*settings.listing(ExperimentSettings, "experiment"), "",
+                      f"# the training sections; the {'--full' if full else 'default'} preset sets {changed}",
+                      Config.listing()])
 
 
 def load_experiment_config(path: Optional[str | Path] = None, overrides: Optional[dict] = None, *,

@@ -4,6 +4,7 @@ checkpoints and resume, export and side-by-side evaluation, the CLI."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -426,3 +427,40 @@ def test_a_trained_network_carries_what_it_was_trained_for(tmp_path, capsys):
     assert "trained for fifo, F=3, all_at_once input" in text
     cells = [[c.strip() for c in line.split("|")[1:4]] for line in text.splitlines() if line.startswith("|")]
     assert [c for c in cells if c[0] == "steps"] == [["steps", "fifo", "3"]]
+
+
+def test_print_config_lists_every_key_with_its_default(capsys):
+    import re
+
+    from asyncsnn.train.config import DataConfig, ModelConfig, OptimConfig
+
+    assert main(["train", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    for section, model in (("data", DataConfig), ("model", ModelConfig), ("train", OptimConfig)):
+        assert f"[{section}]" in out
+        for name, field in model.model_fields.items():
+            assert re.search(rf"^{name} = .*# {re.escape(field.description)}$", out, re.M), name
+    assert "\nlr = 0.005 " in out and "\nF = 8 " in out and '\nscheduler = "momentum" ' in out
+    assert main(["experiment", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert '\nF = [1, 4, 16, "inf"] ' in out and "\ncurve_points = 60 " in out and "[train]" in out
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("train.lr", "abc", "train.lr: 'abc': input should be a valid number"),
+    ("train.epochs", 2.5, "train.epochs: 2.5: input should be a valid integer"),
+    ("model.hidden", "big", "model.hidden: 'big': input should be a valid list"),
+    ("model.hidden", [8, "x"], "model.hidden[1]: 'x': input should be a valid integer"),
+    ("data.options", 3, "data.options: 3: input should be a valid dictionary"),
+    ("model.refractory", "maybe", "model.refractory: 'maybe'; allowed: true, false"),
+    ("train.F", [2], "train.F: [2] is not an integer"),
+])
+def test_config_values_of_the_wrong_type_name_the_key(key, value, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, {key: value})
+
+
+def test_cli_reports_a_config_type_error_without_a_traceback(tmp_path, capsys):
+    assert main(["train", "--set", "train.lr=abc", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "invalid config: train.lr: 'abc'" in err and "Traceback" not in err

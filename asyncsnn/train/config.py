@@ -2,19 +2,23 @@
 
 Every field has a default, so an empty file is a valid configuration (the embedded
 ``manifold`` dataset, a 2-hidden-layer network, unlayered backprop with the ``momentum``
-scheduler). Unknown keys and out-of-range values raise :class:`~asyncsnn.errors.ConfigError`
-naming the field.
+scheduler). The sections are typed (pydantic models, :mod:`asyncsnn.settings`): unknown keys,
+values of the wrong type and out-of-range values raise :class:`~asyncsnn.errors.ConfigError`
+naming the key; ``asyncsnn train --print-config`` lists every key with its default and meaning.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from ..errors import ConfigError, InputError
-from ..options import RUNAWAY_STEPS, RunOptions
+from pydantic import Field, field_validator
+
+from .. import settings
+from ..errors import ConfigError
+from ..options import INPUT_MODES, RUNAWAY_STEPS, SCHEDULERS, RunOptions
+from ..settings import Section
 from ..sim.functional import GRADIENTS, SURROGATES
 from ..sim.simulator import ENGINES
 from .losses import READOUTS
@@ -26,21 +30,21 @@ except ImportError:  # pragma: no cover - Python 3.9 / 3.10
 
 METHODS = ("unlayered", "layered", "spsn")
 
-
 # The options of the default dataset when a config gives none. Options belong to their dataset:
 # another dataset without options of its own gets its loader's defaults, never these.
 DEFAULT_DATASET_OPTIONS: dict[str, dict] = {"manifold": {"n_classes": 4, "train_per_class": 64, "test_per_class": 32}}
 
 
-@dataclass
-class DataConfig:
-    name: str = "manifold"
-    dt: int = 4000                  # frame length, microseconds
-    n_frames: Optional[int] = 25    # frames per sample (None: as long as the recording)
-    options: Optional[dict] = None  # the dataset's options (None: its defaults, see DEFAULT_DATASET_OPTIONS)
-    data_dir: Optional[str] = None
-    train_limit: Optional[int] = None  # use only the first N training samples
-    test_limit: Optional[int] = None
+class DataConfig(Section):
+    """``[data]``: the dataset and how it is cut into frames."""
+
+    name: str = Field("manifold", description="manifold, digits (generated), nmnist, shd, dvsgesture (recorded)")
+    dt: int = Field(4000, ge=1, description="frame length in microseconds")
+    n_frames: Optional[int] = Field(25, ge=1, description="frames per sample (null: as long as the recording)")
+    options: Optional[dict[str, Any]] = Field(None, description="the dataset's options (null: its defaults)")
+    data_dir: Optional[str] = Field(None, description="data root (null: $ASYNCSNN_DATA_DIR or ./datasets)")
+    train_limit: Optional[int] = Field(None, ge=1, description="use only the first N training samples")
+    test_limit: Optional[int] = Field(None, ge=1, description="use only the first N test samples")
 
     def dataset_options(self) -> dict:
         """The options passed to the dataset ``name``."""
@@ -55,24 +59,26 @@ class DataConfig:
         return data.load(self.name, **kw)
 
 
-@dataclass
-class ModelConfig:
-    hidden: list = field(default_factory=lambda: [64, 64])
-    theta: float = 1.0
-    beta: float = 0.9
-    reset: str = "zero"
-    refractory: bool = False
-    recurrent: bool = False         # add a recurrent projection to each hidden population
-    gain: float = 2.0               # initial weights ~ N(gain / fan_in, (gain / sqrt(fan_in))^2)
-    core_neurons: int = 0           # neurons per core, consecutive blocks (0: all on one core)
-    surrogate: str = "fast_sigmoid"
-    slope: float = 10.0
-    network: Optional[str] = None   # start from this network file instead (sizes then ignored)
-    alpha: float = 0.9              # spsn: synaptic current decay (beta is the membrane decay)
-    firing: str = "sb"              # spsn: sb (straight-through Bernoulli) or gs (Gumbel-softmax)
-    eval_firing: str = "deterministic"  # spsn evaluation: deterministic, sb, gs or hash
-    tau_gs: float = 1.0             # spsn: Gumbel-softmax temperature
-    init_from: Optional[str] = None  # an SPSN run folder: start from its network converted to LIF
+class ModelConfig(Section):
+    """``[model]``: the network trained."""
+
+    hidden: list[Annotated[int, Field(ge=1)]] = Field([64, 64], description="sizes of the hidden populations")
+    theta: float = Field(1.0, gt=0, description="firing threshold")
+    beta: float = Field(0.9, ge=0, le=1, description="membrane leak factor per frame")
+    reset: Literal["zero", "subtract"] = Field("zero", description="reset after a spike")
+    refractory: bool = Field(False, description="a neuron fires at most once per frame")
+    recurrent: bool = Field(False, description="a recurrent projection on each hidden population")
+    gain: float = Field(2.0, description="initial weights ~ N(gain / fan_in, (gain / sqrt(fan_in))^2)")
+    core_neurons: int = Field(0, ge=0, description="neurons per core, consecutive blocks (0: all on one core)")
+    surrogate: Literal[SURROGATES] = Field("fast_sigmoid", description="surrogate gradient of a spike")
+    slope: float = Field(10.0, gt=0, description="steepness of the surrogate")
+    network: Optional[str] = Field(None, description="start from this network file (sizes then ignored)")
+    alpha: float = Field(0.9, ge=0, lt=1, description="spsn: synaptic current decay (beta: membrane decay)")
+    firing: Literal["sb", "gs"] = Field("sb", description="spsn: straight-through Bernoulli or Gumbel-softmax")
+    eval_firing: Literal["deterministic", "sb", "gs", "hash"] = Field("deterministic",
+                                                                      description="spsn: firing when evaluated")
+    tau_gs: float = Field(1.0, gt=0, description="spsn: Gumbel-softmax temperature")
+    init_from: Optional[str] = Field(None, description="an SPSN run folder: start from its network as LIF")
 
 
 # The run options (asyncsnn.RunOptions) a training config sets; the rest keep their defaults,
@@ -80,111 +86,68 @@ class ModelConfig:
 RUN_OPTIONS = ("scheduler", "F", "input_mode", "max_steps", "runaway_steps")
 
 
-@dataclass
-class OptimConfig:
-    method: str = "unlayered"       # or "layered": BPTT over frames, layer-synchronous
-    # run options (see asyncsnn.RunOptions): the schedule the model trains for
-    scheduler: str = "momentum"
-    F: Optional[int] = 8            # release limit per core and step (None or "inf": infinity)
-    input_mode: str = "all_at_once"
-    max_steps: Optional[int] = None
-    runaway_steps: int = RUNAWAY_STEPS
-    gradient: str = "full"          # or "truncated"
-    engine: str = "auto"            # auto, manual (hand-written backward) or autograd
-    cuda_graphs: bool = False       # replay chunks of steps as CUDA graphs (on CUDA)
-    compile: bool = False           # torch.compile the single forward and backward steps
-    readout: str = "count"
-    tau: float = 10.0               # first_spike readout: steps per logit unit
-    epochs: int = 8
-    batch_size: int = 32
-    lr: float = 0.005
-    weight_decay: float = 0.0
-    input_dropout: float = 0.0
-    spike_penalty: float = 0.0
-    rate_penalty: float = 0.0       # spsn: weight of the rate regulariser
-    rate_target: float = 0.1        # spsn: firing rate per step above which it penalises
-    seed: int = 0
-    device: str = "auto"            # auto, cpu, cuda, cuda:1, ...
+class OptimConfig(Section):
+    """``[train]``: the method, the schedule it trains for, and the optimiser."""
+
+    method: Literal[METHODS] = Field("unlayered", description="unlayered (backprop through the schedule), "
+                                                              "layered (BPTT, layer-synchronous) or spsn")
+    scheduler: Literal[SCHEDULERS] = Field("momentum", description="run option: the cores' release order")
+    F: Optional[int] = Field(8, description="run option: releases per core and step (\"inf\": no limit)")
+    input_mode: Literal[INPUT_MODES] = Field("all_at_once", description="run option: how input events enter")
+    max_steps: Optional[int] = Field(None, description="run option: cap on the forward steps of a frame")
+    runaway_steps: int = Field(RUNAWAY_STEPS, description="run option: steps after which a frame is a runaway")
+    gradient: Literal[GRADIENTS] = Field("full", description="full, or truncated to the triggering current")
+    engine: Literal[ENGINES] = Field("auto", description="auto, manual (hand-written backward) or autograd")
+    cuda_graphs: bool = Field(False, strict=True, description="replay chunks of steps as CUDA graphs (CUDA)")
+    compile: bool = Field(False, strict=True, description="torch.compile the single forward and backward steps")
+    readout: Literal[READOUTS] = Field("count", description="count, first_spike or membrane")
+    tau: float = Field(10.0, gt=0, description="first_spike readout: steps per logit unit")
+    epochs: int = Field(8, ge=0, description="passes over the training set")
+    batch_size: int = Field(32, ge=1, description="samples per batch")
+    lr: float = Field(0.005, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay")
+    input_dropout: float = Field(0.0, ge=0, lt=1, description="chance of dropping each input event")
+    spike_penalty: float = Field(0.0, ge=0, description="weight of the spike density in the loss")
+    rate_penalty: float = Field(0.0, ge=0, description="spsn: weight of the rate regulariser")
+    rate_target: float = Field(0.1, ge=0, le=1, description="spsn: firing rate above which it penalises")
+    seed: int = Field(0, ge=0, description="seed of everything (weights, batches, dropout, schedule)")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, ...")
+
+    @field_validator(*RUN_OPTIONS, mode="before")
+    @classmethod
+    def _run_option(cls, value: Any, info) -> Any:
+        # checked (and F = "inf" parsed) once, where the run options are defined
+        return settings.run_option(info.field_name, value)
 
     def run_options(self, **changes: Any) -> RunOptions:
         """The run options of this config (its :data:`RUN_OPTIONS`), with ``changes``."""
         return RunOptions(**{k: getattr(self, k) for k in RUN_OPTIONS}).replace(**changes)
 
 
-@dataclass
-class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: OptimConfig = field(default_factory=OptimConfig)
-    out: str = "runs"
+class Config(Section):
+    """A training configuration: ``[data]``, ``[model]``, ``[train]`` and ``out``."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: OptimConfig = Field(default_factory=OptimConfig)
+    out: str = Field("runs", description="folder of the run folders")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self.model_dump()
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Config":
-        d = dict(d)
-        sections = {"data": DataConfig, "model": ModelConfig, "train": OptimConfig}
-        kw: dict[str, Any] = {}
-        for key, value in d.items():
-            if key in sections:
-                if not isinstance(value, dict):
-                    raise ConfigError(f"invalid config: {key}: expected a table of settings")
-                allowed = {f.name for f in fields(sections[key])}
-                unknown = set(value) - allowed
-                if unknown:
-                    raise ConfigError(f"invalid config: {key}.{sorted(unknown)[0]}: unknown setting; "
-                                      f"allowed: {', '.join(sorted(allowed))}")
-                kw[key] = sections[key](**value)
-            elif key == "out":
-                kw[key] = str(value)
-            else:
-                raise ConfigError(f"invalid config: {key}: unknown section; allowed: data, model, train, out")
-        cfg = cls(**kw)
-        cfg.validate()
-        return cfg
+    def from_dict(cls, d: Any) -> "Config":
+        if not isinstance(d, dict):
+            raise ConfigError("invalid config: expected a table of sections")
+        return settings.validate(cls, d).check_rules()
 
-    def validate(self) -> "Config":
+    def check_rules(self) -> "Config":
+        """The rules between keys (each key is checked on its own when set)."""
         def check(ok: bool, name: str, msg: str) -> None:
             if not ok:
                 raise ConfigError(f"invalid config: {name}: {msg}")
 
-        d, m, t = self.data, self.model, self.train
-        check(d.dt >= 1, "data.dt", f"{d.dt} is outside 1.. (microseconds)")
-        check(d.n_frames is None or d.n_frames >= 1, "data.n_frames", f"{d.n_frames} is outside 1..")
-        check(d.options is None or isinstance(d.options, dict), "data.options", "expected a table")
-        check(isinstance(m.hidden, list) and all(isinstance(h, int) and h >= 1 for h in m.hidden),
-              "model.hidden", f"{m.hidden!r}: expected a list of positive sizes")
-        check(m.theta > 0, "model.theta", f"{m.theta} must be > 0")
-        check(0 <= m.beta <= 1, "model.beta", f"{m.beta} is outside [0, 1]")
-        check(m.reset in ("zero", "subtract"), "model.reset", f"{m.reset!r}; allowed: zero, subtract")
-        check(m.core_neurons >= 0, "model.core_neurons", f"{m.core_neurons} is outside 0..")
-        check(m.surrogate in SURROGATES, "model.surrogate", f"{m.surrogate!r}; allowed: {', '.join(SURROGATES)}")
-        check(m.slope > 0, "model.slope", f"{m.slope} must be > 0")
-        check(t.method in METHODS, "train.method", f"{t.method!r}; allowed: {', '.join(METHODS)}")
-        try:  # the run options are checked (and F = "inf" parsed) where they are defined
-            t.F = t.run_options().F
-        except InputError as e:
-            raise ConfigError(f"invalid config: train.{e.field}: {e.detail}") from None  # type: ignore[attr-defined]
-        check(t.gradient in GRADIENTS, "train.gradient", f"{t.gradient!r}; allowed: {', '.join(GRADIENTS)}")
-        check(t.engine in ENGINES, "train.engine", f"{t.engine!r}; allowed: {', '.join(ENGINES)}")
-        check(isinstance(t.cuda_graphs, bool), "train.cuda_graphs", f"{t.cuda_graphs!r}; allowed: true, false")
-        check(isinstance(t.compile, bool), "train.compile", f"{t.compile!r}; allowed: true, false")
-        check(t.readout in READOUTS, "train.readout", f"{t.readout!r}; allowed: {', '.join(READOUTS)}")
-        check(t.tau > 0, "train.tau", f"{t.tau} must be > 0")
-        check(t.epochs >= 0, "train.epochs", f"{t.epochs} is outside 0..")
-        check(t.batch_size >= 1, "train.batch_size", f"{t.batch_size} is outside 1..")
-        check(t.lr > 0, "train.lr", f"{t.lr} must be > 0")
-        check(t.weight_decay >= 0, "train.weight_decay", f"{t.weight_decay} must be >= 0")
-        check(0 <= t.input_dropout < 1, "train.input_dropout", f"{t.input_dropout} is outside [0, 1)")
-        check(t.spike_penalty >= 0, "train.spike_penalty", f"{t.spike_penalty} must be >= 0")
-        check(t.rate_penalty >= 0, "train.rate_penalty", f"{t.rate_penalty} must be >= 0")
-        check(0 <= t.rate_target <= 1, "train.rate_target", f"{t.rate_target} is outside [0, 1]")
-        check(0 <= m.alpha < 1, "model.alpha", f"{m.alpha} is outside [0, 1)")
-        check(m.firing in ("sb", "gs"), "model.firing", f"{m.firing!r}; allowed: sb, gs")
-        check(m.eval_firing in ("deterministic", "sb", "gs", "hash"), "model.eval_firing",
-              f"{m.eval_firing!r}; allowed: deterministic, sb, gs, hash")
-        check(m.tau_gs > 0, "model.tau_gs", f"{m.tau_gs} must be > 0")
+        m, t = self.model, self.train
         if m.init_from:
             check(t.method != "spsn" and not m.network, "model.init_from",
                   "fine-tunes an SPSN run as an LIF network: use it with method unlayered or layered, "
@@ -210,6 +173,14 @@ class Config:
             d[section][name] = value
         return Config.from_dict(d)
 
+    @classmethod
+    def listing(cls) -> str:
+        """Every key with its default and meaning, as a TOML file sets it (``null``: unset)."""
+        lines = [f"out = {json.dumps(cls.model_fields['out'].default)}".ljust(34) + "  # folder of the run folders"]
+        for name, model in (("data", DataConfig), ("model", ModelConfig), ("train", OptimConfig)):
+            lines += ["", *settings.listing(model, name)]
+        return "\n".join(lines)
+
 
 def read_config_file(path: str | Path) -> dict:
     """The contents of a ``.toml`` or ``.json`` config file (a clear error if missing or malformed)."""
@@ -229,7 +200,7 @@ def read_config_file(path: str | Path) -> dict:
 def load_config(path: Optional[str | Path] = None, overrides: Optional[dict[str, Any]] = None) -> Config:
     """Read a ``.toml`` or ``.json`` file (or the defaults) and apply overrides."""
     cfg = Config() if path is None else Config.from_dict(read_config_file(path))
-    return cfg.with_overrides(overrides or {}) if overrides else cfg.validate()
+    return cfg.with_overrides(overrides or {}) if overrides else cfg.check_rules()
 
 
 __all__ = ["Config", "DataConfig", "ModelConfig", "OptimConfig", "load_config", "read_config_file", "METHODS",

@@ -410,7 +410,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, NetworkError, InputError, MappingError, RunawayError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, NetworkError, InputError, MappingError, RunawayError, FileNotFoundError, ValueError,
+            ImportError) as e:  # (ImportError: a part whose extra is not installed)
         print(f"asyncsnn: error: {e}", file=sys.stderr)
         return 2
 

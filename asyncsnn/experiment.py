@@ -30,14 +30,19 @@ from typing import Any, Callable, Literal, Optional
 
 import numpy as np
 
-from pydantic import Field, field_validator, model_validator
+from .extras import require
 
-from . import settings
-from .errors import ConfigError
-from .options import MODES, f_label
-from .settings import Section
-from .runs import markdown_table, new_run_dir, write_csv, write_json
-from .train.config import Config, read_config_file
+require("torch", "train", "the experiment (training)")
+require("pydantic", "train", "the experiment's typed config")
+
+from pydantic import Field, field_validator, model_validator  # noqa: E402
+
+from . import settings  # noqa: E402
+from .errors import ConfigError  # noqa: E402
+from .options import MODES, f_label  # noqa: E402
+from .runs import markdown_table, new_run_dir, write_csv, write_json  # noqa: E402
+from .settings import Section  # noqa: E402
+from .train.config import Config, read_config_file  # noqa: E402
 
 # The asynchronous schedulers of asyncsnn.SCHEDULERS (all but `layered`), in the study's order.
 EXPERIMENT_SCHEDULERS = ("random", "momentum", "fifo")

@@ -9,7 +9,9 @@ import numpy as np
 
 
 def _plt():
-    import matplotlib
+    from .extras import require
+
+    matplotlib = require("matplotlib", "plots", "plotting (or pass --no-plots)")
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt

@@ -12,9 +12,13 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Optional
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from .extras import require
 
-from .errors import ConfigError, InputError
+require("pydantic", "train", "asyncsnn's typed configuration")
+
+from pydantic import BaseModel, ConfigDict, ValidationError  # noqa: E402
+
+from .errors import ConfigError, InputError  # noqa: E402
 
 
 class Section(BaseModel):

@@ -14,12 +14,16 @@ channel). Batch frames of different lengths with :func:`collate`.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-from pathlib import Path
-from typing import Any, Optional
+from ..extras import require
 
-from .base import (
+require("torch", "data", "asyncsnn.data (datasets)")
+
+import dataclasses  # noqa: E402
+import inspect  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Optional  # noqa: E402
+
+from .base import (  # noqa: E402
     EVENT_DTYPE,
     DatasetInfo,
     DatasetNotFoundError,
@@ -33,8 +37,8 @@ from .base import (
     make_events,
     to_arrays,
 )
-from .generated import DigitsConfig, DigitsDataset, ManifoldConfig, ManifoldDataset
-from .tonic_sets import SOURCES, dvsgesture, nmnist, shd
+from .generated import DigitsConfig, DigitsDataset, ManifoldConfig, ManifoldDataset  # noqa: E402
+from .tonic_sets import SOURCES, dvsgesture, nmnist, shd  # noqa: E402
 
 GENERATED = ("manifold", "digits")
 RECORDED = ("nmnist", "shd", "dvsgesture")

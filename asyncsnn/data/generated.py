@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..extras import require
 from .base import DatasetInfo, EventDataset, make_events
 
 
@@ -96,7 +97,7 @@ class DigitsConfig:
 
 
 def _load_digits():
-    from sklearn.datasets import load_digits
+    load_digits = require("sklearn.datasets", "data", "the digits dataset").load_digits
 
     d = load_digits()
     return d.images.astype(np.float64) / 16.0, d.target.astype(np.int64)

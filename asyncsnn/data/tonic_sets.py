@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..extras import require
 from .base import DatasetInfo, DatasetNotFoundError, EventDataset, channel_of, make_events
 
 # Where each dataset's files come from and how they must be laid out under the data root.
@@ -101,7 +102,7 @@ class TonicDataset(EventDataset):
 
 
 def _transforms(sensor_size, denoise_us: Optional[int], downsample: Optional[float]):
-    import tonic.transforms as T
+    T = require("tonic.transforms", "data", "the recorded datasets")
 
     steps = []
     if denoise_us:
@@ -116,7 +117,7 @@ def _transforms(sensor_size, denoise_us: Optional[int], downsample: Optional[flo
 def nmnist(root: Path, split: str, *, download: bool = False, first_saccade_only: bool = False,
            denoise_us: Optional[int] = None, downsample: Optional[float] = None) -> TonicDataset:
     """N-MNIST: 34 x 34 x 2 sensor (2312 channels), 10 classes, about 300 ms per sample."""
-    import tonic
+    tonic = require("tonic", "data", "the recorded datasets")
 
     base = tonic.datasets.NMNIST
     folder = "Train" if split == "train" else "Test"
@@ -132,7 +133,7 @@ def nmnist(root: Path, split: str, *, download: bool = False, first_saccade_only
 
 def shd(root: Path, split: str, *, download: bool = False) -> TonicDataset:
     """SHD: 700 cochlea channels, 20 classes (digits 0-9 in English and German), about 1 s."""
-    import tonic
+    tonic = require("tonic", "data", "the recorded datasets")
 
     base = tonic.datasets.SHD
     fname = f"shd_{split}.h5"
@@ -148,7 +149,7 @@ def dvsgesture(root: Path, split: str, *, download: bool = False, downsample: fl
                denoise_us: Optional[int] = None) -> TonicDataset:
     """DVS Gesture: 128 x 128 x 2 sensor, spatially downsampled (default 4x to 32 x 32 x 2,
     2048 channels), 11 classes, about 6 s per sample."""
-    import tonic
+    tonic = require("tonic", "data", "the recorded datasets")
 
     base = tonic.datasets.DVSGesture
     folder = "ibmGestureTrain" if split == "train" else "ibmGestureTest"

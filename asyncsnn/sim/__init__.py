@@ -10,6 +10,10 @@
 * :func:`saved_tensor_bytes` measures what autograd keeps for backward.
 """
 
+from ..extras import require
+
+require("torch", "train", "asyncsnn.sim (the PyTorch simulator)")
+
 from . import fixed, functional
 from .layered import layered_run
 from .memory import saved_tensor_bytes

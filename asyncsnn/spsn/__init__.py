@@ -8,6 +8,10 @@
 * :class:`SeqNet`: feed-forward networks of either neuron with a non-firing readout.
 """
 
+from ..extras import require
+
+require("torch", "train", "asyncsnn.spsn (SPSN neurons)")
+
 from . import functional, lif
 from .model import SeqNet, SeqOutput
 

@@ -1,0 +1,32 @@
+"""The parts of asyncsnn and the optional dependencies they need.
+
+The core (the emulator, ``Chip``, ``Network``, ``RunOptions``, the metrics, the numpy reference,
+``asyncsnn emulate``) needs numpy only. The rest is installed with extras:
+
+* ``asyncsnn[train]``: PyTorch and pydantic, for the simulator (:mod:`asyncsnn.sim`), training
+  (:mod:`asyncsnn.train`), SPSN (:mod:`asyncsnn.spsn`) and the experiment;
+* ``asyncsnn[data]``: tonic, h5py and scikit-learn (and PyTorch), for :mod:`asyncsnn.data`;
+* ``asyncsnn[plots]``: matplotlib, for rasters and per-core plots;
+* ``asyncsnn[all]``: all of them.
+
+Importing a part whose extra is missing raises an :class:`ImportError` that names the extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+EXTRAS = {"train": ("torch", "pydantic"), "data": ("torch", "tonic", "h5py", "sklearn"), "plots": ("matplotlib",)}
+
+
+def require(module: str, extra: str, part: str) -> ModuleType:
+    """``import module``, or an :class:`ImportError` saying which extra brings it for ``part``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(f"{part} needs {module.split('.')[0]}, which is not installed: "
+                          f"pip install 'asyncsnn[{extra}]' (or 'asyncsnn[all]')") from e
+
+
+__all__ = ["EXTRAS", "require"]

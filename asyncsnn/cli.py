@@ -51,13 +51,37 @@ def _key_values(items: Optional[list[str]], flag: str, error: type) -> dict:
     return out
 
 
-def _chip_from_args(args: argparse.Namespace, net: Optional[Network] = None) -> Chip:
+# Neurons per core of the network `emulate` generates (spreads its 202 neurons over 7 cores).
+GENERATED_CORE_NEURONS = 32
+
+
+def _chip_from_args(args: argparse.Namespace, net: Optional[Network] = None, *, generated: bool = False) -> Chip:
     """The chip of ``--chip``, ``--core-neurons`` and ``--set``, with the mesh grown to fit the
-    network's own core mapping (see :meth:`Chip.fitting`)."""
+    network's own core mapping (see :meth:`Chip.fitting`). Without ``--core-neurons`` the chip
+    keeps its own core capacity (a generated network is spread over cores of 32), so a network
+    exported with its placement runs on the cores it was placed on."""
     overrides = _key_values(args.set, "--set", ConfigError)
-    if args.core_neurons:
-        overrides.setdefault("core_neurons", args.core_neurons)
+    core = args.core_neurons if args.core_neurons is not None else (GENERATED_CORE_NEURONS if generated else 0)
+    if core:
+        overrides.setdefault("core_neurons", core)
     return Chip.fitting(args.chip, net, **overrides)
+
+
+def _test_data(d, net: Network, limit: Optional[int]) -> tuple[np.ndarray, np.ndarray, str]:
+    """The test set of the dataset ``d`` (a config's ``[data]``) as ``net`` takes it: binned
+    with the frame length the network was trained on (its file says; else ``d.dt``) and, for a
+    converted or deployed SPSN network, with the bias channel; the first ``limit`` samples."""
+    from . import data
+
+    dt = d.dt if net.dt is None else net.dt
+    x, y, _ = data.to_arrays(d.load(dt=dt).test)
+    if limit:
+        x, y = x[:limit], y[:limit]
+    if net.n_inputs == x.shape[2] + 1:  # a converted or deployed SPSN network's bias channel
+        from .spsn.deploy import with_bias
+
+        x = with_bias(x).astype(np.float32)
+    return x, y, f"{len(y)} test samples of {d.name} (frames of {dt} us)"
 
 
 def _options_from_args(base: RunOptions, **flags) -> RunOptions:
@@ -72,13 +96,22 @@ def _options_from_args(base: RunOptions, **flags) -> RunOptions:
 def cmd_emulate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    run = None
     if args.network:
-        net = Network.load(args.network)
+        run, net_path = _run_or_network(args.network)
+        net = Network.load(net_path)
     else:
         sizes = [int(s) for s in args.sizes.split(",")]
         net = random_feedforward(sizes, seed=args.seed, refractory=args.refractory, beta=args.beta)
-    chip = _chip_from_args(args, net)
-    x = poisson_frames(args.batch, args.frames, net.n_inputs, args.rate, seed=args.seed + 1)
+    chip = _chip_from_args(args, net, generated=not args.network)
+    labels = None
+    if run is not None:  # a training run: its own test data, so the table has an accuracy
+        from .train import load_config
+
+        x, labels, inputs = _test_data(load_config(run / "config.json").data, net, args.batch)
+    else:
+        x = poisson_frames(args.batch, args.frames, net.n_inputs, args.rate, seed=args.seed + 1)
+        inputs = f"{args.batch} samples x {args.frames} frames of Poisson input at rate {args.rate}"
     placement = chip.place(net)
     # a trained network runs as it was trained (scheduler, F, input mode, step caps) unless the
     # flags say otherwise; a generated one with every scheduler at F = 1 and inf
@@ -101,7 +134,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     for mode, sched, f in tqdm(cells, desc="emulate", disable=args.no_progress, file=sys.stderr):
         opts = _options_from_args(base, mode=mode, scheduler=sched, F=f, seed=args.seed, threads=args.threads,
                                   trace=first is None)
-        res = placement.run(x, opts)
+        res = placement.run(x, opts, labels=labels)
         if first is None:
             first = (opts, res)
         s = res.summary()
@@ -112,7 +145,9 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     write_csv(run_dir / "summary.csv", rows)
     write_json(run_dir / "results.json", {"rows": rows, "elapsed_s": elapsed, "usage": {
         k: v.tolist() for k, v in placement.usage().items()}})
-    table = markdown_table(rows, TABLE_COLUMNS, aligned=True)
+    columns = TABLE_COLUMNS if labels is None else [*TABLE_COLUMNS[:3], ("accuracy", "acc", "{:.3f}"),
+                                                     *TABLE_COLUMNS[3:]]
+    table = markdown_table(rows, columns, aligned=True)
     (run_dir / "summary.md").write_text(table + "\n")
     if not args.no_plots and first is not None:
         from .plots import core_heatmap, spike_raster
@@ -124,7 +159,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         core_heatmap(res.core_spikes.mean(axis=0), cfg["mesh_width"], cfg["mesh_height"], run_dir / "cores.png",
                      title="mean spikes per core and sample")
     print(f"chip {chip.name} ({chip.n_cores} cores), network {net.n_inputs}->"
-          f"{'-'.join(str(p.size) for p in net.populations)}, {args.batch} samples x {args.frames} frames"
+          f"{'-'.join(str(p.size) for p in net.populations)}, {inputs}"
           + ("" if trained is None else f"; trained for {trained.scheduler}, F={trained.f_label}, "
                                         f"{trained.input_mode} input"))
     print(table)
@@ -255,7 +290,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from . import data
     from .train import load_config
     from .train.export import evaluate_side_by_side, quantize_network
 
@@ -266,18 +300,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     chip = _chip_from_args(args, net)
     if args.quantize:
         net = quantize_network(net, chip.config["arithmetic"])
-    d = cfg.data
     # the network file says what it was trained for: its run options and frame length (the
     # config, of the run or --config, says which dataset)
-    dt = d.dt if net.dt is None else net.dt
-    split = d.load(dt=dt).test
-    x, y, _ = data.to_arrays(split)
-    if args.limit:
-        x, y = x[: args.limit], y[: args.limit]
-    if net.n_inputs == x.shape[2] + 1:  # a converted or deployed SPSN network's bias channel
-        from .spsn.deploy import with_bias
-
-        x = with_bias(x).astype(np.float32)
+    x, y, inputs = _test_data(cfg.data, net, args.limit)
     t = cfg.train
     trained_for = net.run_options if net.run_options is not None else t.run_options(seed=t.seed)
     opts = _options_from_args(trained_for, F=args.F, scheduler=args.scheduler)
@@ -292,8 +317,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "first_correct_step", "first_correct_spikes_before", "energy_total_pj", "first_correct_ns"]
     table = markdown_table(rows, [(c, c, "{:.4g}") for c in cols])
     (out_dir / "evaluate.md").write_text(table + "\n")
-    print(f"{len(y)} test samples of {d.name} (frames of {dt} us), scheduler {opts.scheduler}, F={opts.f_label}, "
-          f"chip {chip.name}" + (" (run options of the network file)" if net.run_options is not None else ""))
+    print(f"{inputs}, scheduler {opts.scheduler}, F={opts.f_label}, chip {chip.name}"
+          + (" (run options of the network file)" if net.run_options is not None else ""))
     print(table)
     print(f"results in {out_dir}")
     return 0
@@ -312,10 +337,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_chip_args(p: argparse.ArgumentParser, default: str, core_neurons: int) -> None:
-    p.add_argument("--chip", default=default, help="preset name (loihi, edge, ideal) or a .toml file")
-    p.add_argument("--core-neurons", type=int, default=core_neurons,
-                   help="neurons per core (small values spread the network over the mesh); 0 keeps the chip's")
+DEFAULT_CHIP = "loihi"  # the one default of every command that runs or places a network
+
+
+def _add_chip_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--chip", default=DEFAULT_CHIP, help=f"preset name (loihi, edge, ideal) or a .toml file "
+                                                        f"(default: {DEFAULT_CHIP})")
+    p.add_argument("--core-neurons", type=int, default=None,
+                   help="neurons per core (small values spread the network over the mesh); default: the chip's "
+                        f"own (a generated network: {GENERATED_CORE_NEURONS}); 0 keeps the chip's")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a chip field, e.g. --set hop_latency_ticks=10 (repeatable)")
 
@@ -325,17 +355,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"asyncsnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("emulate", help="run a network on the emulated chip and report spikes, latency, energy")
-    e.add_argument("--network", help="network file (.npz from Network.save); default: a generated network")
+    e.add_argument("--network", help="a training run folder (its network on its test data) or a network file "
+                                     "(.npz, on Poisson input); default: a generated network")
     e.add_argument("--sizes", default="256,128,64,10", help="generated network sizes, inputs first")
     e.add_argument("--refractory", action="store_true", help="generated network: refractory neurons")
     e.add_argument("--beta", type=float, default=0.9, help="generated network: leak per frame")
-    _add_chip_args(e, "loihi", 32)
+    _add_chip_args(e)
     e.add_argument("--mode", default="both", choices=["steps", "events", "both"])
     e.add_argument("--scheduler", default=None, choices=["all", *SCHEDULERS],
                    help="default: a trained network's own scheduler, else all")
     e.add_argument("--F", default=None, help="comma-separated release limits per core and step (inf = none); "
                                               "default: a trained network's own F, else 1,inf")
-    e.add_argument("--batch", type=int, default=64)
+    e.add_argument("--batch", type=int, default=64, help="samples (of a run's test set: the first N)")
     e.add_argument("--frames", type=int, default=20)
     e.add_argument("--rate", type=float, default=0.05, help="input events per channel and frame")
     e.add_argument("--seed", type=int, default=0)
@@ -382,14 +413,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--quantize", action="store_true", help="round weights to the chip's fixed-point grid first")
     v.add_argument("--limit", type=int, default=None, help="use only the first N test samples")
     v.add_argument("--out", default="runs", help="folder for run folders")
-    _add_chip_args(v, "ideal", 0)
+    _add_chip_args(v)
     v.set_defaults(func=cmd_evaluate)
 
     x = sub.add_parser("export", help="write a trained network (optionally quantised) for the chip")
     x.add_argument("model", help="a training run folder, or a network .npz file")
     x.add_argument("-o", "--output", required=True, help="output .npz file")
     x.add_argument("--quantize", action="store_true", help="round weights to the chip's fixed-point grid")
-    _add_chip_args(x, "edge", 0)
+    _add_chip_args(x)
     x.set_defaults(func=cmd_export)
 
     d = sub.add_parser("datasets", help="list, inspect, generate and plot datasets")

@@ -464,3 +464,35 @@ def test_cli_reports_a_config_type_error_without_a_traceback(tmp_path, capsys):
     assert main(["train", "--set", "train.lr=abc", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "invalid config: train.lr: 'abc'" in err and "Traceback" not in err
+
+
+def test_the_readme_flow_chains(tmp_path, capsys):
+    """train -> export to a fixed-point chip -> emulate there (on the exported placement) ->
+    emulate the run itself on its test data: every command defaults to the same chip, and the
+    emulator's accuracy on the run equals evaluate's."""
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"data": {"options": TINY["data.options"], "n_frames": 12, "dt": 8000},
+                               "model": {"hidden": [16]}, "train": {"epochs": 1, "F": 2}}))
+    out = tmp_path / "runs"
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    run = next(out.glob("train-*"))
+    q = tmp_path / "edge.npz"
+    assert main(["export", str(run), "-o", str(q), "--quantize", "--chip", "edge"]) == 0
+    exported = Network.load(q)
+    placed = asyncsnn.Chip.preset("edge").place(Network.load(run / "network.npz"))
+    assert np.array_equal(exported.core_of, placed.core_of)  # the file holds the placement it checked
+    args = ["--no-plots", "--no-progress", "--out", str(out), "--batch", "16", "--mode", "steps"]
+    assert main(["emulate", "--network", str(q), "--chip", "edge", *args]) == 0
+    capsys.readouterr()
+    assert main(["emulate", "--network", str(run), *args]) == 0
+    text = capsys.readouterr().out
+    assert "chip loihi" in text and "16 test samples of manifold (frames of 8000 us)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| steps"))
+    emulate_acc = float(row.split("|")[4])
+    assert main(["evaluate", str(run), "--out", str(out), "--limit", "16"]) == 0
+    text = capsys.readouterr().out
+    assert "chip loihi" in text
+    steps = next(line for line in text.splitlines() if line.startswith("| emulator-steps")).split("|")
+    events = next(line for line in text.splitlines() if line.startswith("| emulator-events")).split("|")
+    assert float(steps[2]) == pytest.approx(emulate_acc, abs=1e-3)
+    assert float(events[10]) > 0  # energy on a real chip preset

@@ -40,16 +40,16 @@ def quantize_network(net: Network, arithmetic: dict) -> Network:
 
 def export_network(model: AsyncSimulator | Network, path: str | Path, *, chip: Optional[Chip] = None,
                    quantize: bool = False) -> Path:
-    """Save ``model`` for the chip (quantised to ``chip``'s fixed point with ``quantize``); if a
-    chip is given, the placement is checked first (a :class:`MappingError` lists every
-    over-full core)."""
+    """Save ``model`` for the chip (quantised to ``chip``'s fixed point with ``quantize``). Given
+    a chip, the network is placed first (a :class:`MappingError` lists every over-full core) and
+    the file records that placement, so the chip runs it on the same cores."""
     net = model.to_network() if isinstance(model, AsyncSimulator) else model
     if quantize:
         if chip is None:
             raise ConfigError("invalid config: chip: quantize needs the target chip")
         net = quantize_network(net, chip.config["arithmetic"])
     if chip is not None:
-        chip.place(net)
+        net = replace(net, core_of=chip.place(net).core_of.astype(np.int64))
     return net.save(path)
 
 

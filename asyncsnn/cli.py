@@ -51,6 +51,21 @@ def _key_values(items: Optional[list[str]], flag: str, error: type) -> dict:
     return out
 
 
+EVALUATE_COLUMNS = [
+    ("engine", "engine", "{}"),
+    ("accuracy", "acc", "{:.3f}"),
+    ("spikes", "spikes/sample", "{:.1f}"),
+    ("spike_density", "spikes/neuron/frame", "{:.3f}"),
+    ("activation_sparsity", "act. sparsity", "{:.3f}"),
+    ("synaptic_operations", "synops/sample", "{:.0f}"),
+    ("steps", "steps", "{:.1f}"),
+    ("first_out_step", "1st-out step", "{:.1f}"),
+    ("first_correct_step", "1st-correct step", "{:.1f}"),
+    ("first_correct_spikes_before", "1st-correct spikes", "{:.1f}"),
+    ("first_correct_ns", "1st-correct ns", "{:.0f}"),
+    ("energy_total_nj", "energy nJ", "{:.2f}"),
+]
+
 # Neurons per core of the network `emulate` generates (spreads its 202 neurons over 7 cores).
 GENERATED_CORE_NEURONS = 32
 
@@ -185,9 +200,21 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     options = _key_values(args.option, "--option", InputError)
     if args.action == "stats":
         splits = data.load(args.name, data_dir=args.data_dir, **options)
-        for split in (splits.train, splits.test):
-            st = split.stats()
-            print(json.dumps(st))
+        rows = [split.stats(progress=not args.no_progress) for split in (splits.train, splits.test)]
+        if args.json:
+            for st in rows:
+                print(json.dumps(st))
+            return 0
+        for st in rows:
+            counts = st["class_counts"]
+            st["per_class"] = f"{min(counts)}-{max(counts)}" if counts else "-"
+            st["duration_ms"] = st["duration_us_mean"] / 1000.0
+        print(markdown_table(rows, [("split", "split", "{}"), ("samples", "samples", "{}"),
+                                    ("channels", "channels", "{}"), ("classes", "classes", "{}"),
+                                    ("per_class", "samples per class", "{}"),
+                                    ("events_per_sample_mean", "events/sample", "{:.0f}"),
+                                    ("events_per_sample_max", "max events", "{}"),
+                                    ("duration_ms", "duration ms", "{:.1f}")], aligned=True))
         return 0
     if args.action == "generate":
         if args.name not in data.GENERATED:
@@ -313,9 +340,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                          "run": opts.to_dict(), "quantize": args.quantize})
     write_csv(out_dir / "evaluate.csv", rows)
     write_json(out_dir / "results.json", {"rows": rows})
-    cols = ["engine", "accuracy", "spikes", "spike_density", "synaptic_operations", "steps", "first_out_step",
-            "first_correct_step", "first_correct_spikes_before", "energy_total_pj", "first_correct_ns"]
-    table = markdown_table(rows, [(c, c, "{:.4g}") for c in cols])
+    for row in rows:
+        row["energy_total_nj"] = row.get("energy_total_pj", float("nan")) / 1000.0
+    table = markdown_table(rows, EVALUATE_COLUMNS, aligned=True)
     (out_dir / "evaluate.md").write_text(table + "\n")
     print(f"{inputs}, scheduler {opts.scheduler}, F={opts.f_label}, chip {chip.name}"
           + (" (run options of the network file)" if net.run_options is not None else ""))
@@ -433,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--split", choices=["train", "test"], default="train", help="plot: split")
     d.add_argument("--index", type=int, default=0, help="plot: sample index")
     d.add_argument("--out", default=None, help="plot: output PNG")
+    d.add_argument("--json", action="store_true", help="stats: one JSON line per split instead of a table")
+    d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_datasets)
     return p
 

@@ -79,3 +79,12 @@ class EmulatedGraphs(graphs.EmulatedGraphs):
     def _run(self, fn, args):
         with self._mode():
             return fn(*args)
+
+
+def markdown_rows(text: str) -> list[dict]:
+    """The rows of the first Markdown table printed in ``text``, as dicts by header (cells
+    stripped of their padding)."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    head, body = cells[0], [c for c in cells[2:] if len(c) == len(cells[0])]
+    return [dict(zip(head, c)) for c in body]

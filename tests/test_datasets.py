@@ -12,6 +12,7 @@ import torch
 
 from asyncsnn import data
 from asyncsnn.cli import main
+from helpers import markdown_rows
 
 
 # ----------------------------------------------------------------------------- recorded datasets
@@ -240,9 +241,13 @@ def test_datasets_cli(tmp_path, capsys):
     assert main(["datasets", "list"]) == 0
     assert "nmnist" in capsys.readouterr().out
     opts = ["--option", "n_classes=3", "--option", "train_per_class=5", "--option", "test_per_class=2"]
-    assert main(["datasets", "stats", "manifold", *opts]) == 0
+    assert main(["datasets", "stats", "manifold", "--json", "--no-progress", *opts]) == 0
     lines = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
     assert lines[0]["samples"] == 15 and lines[1]["class_counts"] == [2, 2, 2]
+    assert main(["datasets", "stats", "manifold", "--no-progress", *opts]) == 0  # a table by default
+    rows = markdown_rows(capsys.readouterr().out)
+    assert [(r["split"], r["samples"], r["samples per class"]) for r in rows] == [("train", "15", "5-5"),
+                                                                                 ("test", "6", "2-2")]
     assert main(["datasets", "generate", "manifold", "--data-dir", str(tmp_path), "--dt", "2000", *opts]) == 0
     assert list((tmp_path / "cache").glob("manifold-train*.npz"))
     out = tmp_path / "m.png"

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import asyncsnn
 from asyncsnn import Network, Population, Projection
 from asyncsnn.cli import main
+from helpers import markdown_rows
 from asyncsnn.errors import ConfigError
 from asyncsnn.generate import random_feedforward
 from asyncsnn.sim import AsyncSimulator, saved_tensor_bytes
@@ -384,10 +385,10 @@ def test_cli_train_resume_evaluate_export(tmp_path, capsys):
     assert len(json.loads((run / "metrics.json").read_text())["history"]) == 2
     capsys.readouterr()
     assert main(["evaluate", str(run), "--out", str(out), "--modes", "steps,events"]) == 0
-    text = capsys.readouterr().out
-    rows = [line for line in text.splitlines() if line.startswith("| pytorch") or line.startswith("| emulator")]
-    assert len(rows) == 3
-    assert rows[0].split("|")[2:6] == rows[1].split("|")[2:6]  # accuracy, spikes, density, synops agree
+    rows = {r["engine"]: r for r in markdown_rows(capsys.readouterr().out)}
+    assert set(rows) == {"pytorch", "emulator-steps", "emulator-events"}
+    for k in ("acc", "spikes/sample", "spikes/neuron/frame", "act. sparsity", "synops/sample", "steps"):
+        assert rows["pytorch"][k] == rows["emulator-steps"][k], k  # the simulator and the chip agree
     q = tmp_path / "q.npz"
     assert main(["export", str(run), "-o", str(q), "--quantize", "--chip", "edge"]) == 0
     assert main(["emulate", "--network", str(q), "--chip", "edge", "--core-neurons", "0", "--no-plots",
@@ -487,12 +488,10 @@ def test_the_readme_flow_chains(tmp_path, capsys):
     assert main(["emulate", "--network", str(run), *args]) == 0
     text = capsys.readouterr().out
     assert "chip loihi" in text and "16 test samples of manifold (frames of 8000 us)" in text
-    row = next(line for line in text.splitlines() if line.startswith("| steps"))
-    emulate_acc = float(row.split("|")[4])
+    (row,) = markdown_rows(text)
     assert main(["evaluate", str(run), "--out", str(out), "--limit", "16"]) == 0
     text = capsys.readouterr().out
     assert "chip loihi" in text
-    steps = next(line for line in text.splitlines() if line.startswith("| emulator-steps")).split("|")
-    events = next(line for line in text.splitlines() if line.startswith("| emulator-events")).split("|")
-    assert float(steps[2]) == pytest.approx(emulate_acc, abs=1e-3)
-    assert float(events[10]) > 0  # energy on a real chip preset
+    rows = {r["engine"]: r for r in markdown_rows(text)}
+    assert float(rows["emulator-steps"]["acc"]) == pytest.approx(float(row["acc"]), abs=1e-3)
+    assert float(rows["emulator-events"]["energy nJ"]) > 0  # energy on a real chip preset

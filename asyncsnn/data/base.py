@@ -107,10 +107,13 @@ class EventDataset(torch.utils.data.Dataset):
         """What identifies this split's content (for the frame cache)."""
         return f"{self.info.name}-{self.split}"
 
-    def stats(self) -> dict:
-        """Samples, events per sample, duration, class counts."""
+    def stats(self, progress: bool = False) -> dict:
+        """Samples, events per sample, duration, class counts (``progress``: a bar over the
+        samples, which a generated dataset makes as it goes)."""
+        from tqdm import tqdm
+
         n_ev, dur = [], []
-        for i in range(len(self)):
+        for i in tqdm(range(len(self)), desc=f"{self.info.name} {self.split}", disable=not progress, leave=False):
             ev, _ = self[i]
             n_ev.append(len(ev))
             dur.append(int(ev["t"].max()) + 1 if len(ev) else 0)

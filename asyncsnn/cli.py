@@ -168,11 +168,14 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         from .plots import core_heatmap, spike_raster
 
         opts, res = first
-        spike_raster(res.trace, 0, run_dir / "raster.png", boundaries=net.population_starts[1:],
-                     title=f"sample 0, {opts.mode} mode, {opts.scheduler}, F={opts.f_label}")
         cfg = chip.config
+        o0 = net.population_starts[net.output_index]
+        spike_raster(res.trace, 0, run_dir / "raster.png", boundaries=net.population_starts[1:],
+                     title=f"sample 0, {opts.mode} mode, {opts.scheduler}, F={opts.f_label}",
+                     output=(o0, o0 + net.n_outputs), n_neurons=net.n_neurons,
+                     tick_ns=cfg["tick_ns"] if opts.mode == "events" else None)
         core_heatmap(res.core_spikes.mean(axis=0), cfg["mesh_width"], cfg["mesh_height"], run_dir / "cores.png",
-                     title="mean spikes per core and sample")
+                     title="mean spikes per core and sample", used=placement.usage()["neurons"] > 0)
     print(f"chip {chip.name} ({chip.n_cores} cores), network {net.n_inputs}->"
           f"{'-'.join(str(p.size) for p in net.populations)}, {inputs}"
           + ("" if trained is None else f"; trained for {trained.scheduler}, F={trained.f_label}, "

@@ -634,7 +634,10 @@ def _plots(run_dir: Path, ds: str, e: ExperimentSettings, cells, curves, keep, n
     # per-core activity on the mesh and rasters, at the first scheduler and the first F
     sched = e.schedulers[0]
     cfgc = chip.config
-    starts = nets["layered"].population_starts[1:]
+    net0 = nets["layered"]
+    starts = net0.population_starts[1:]
+    out0 = net0.population_starts[net0.output_index]
+    used = chip.place(net0).usage()["neurons"] > 0  # (every model has the layered one's placement)
     for m in MODELS:
         sbs = keep.get(m)
         if sbs is None:
@@ -645,12 +648,12 @@ def _plots(run_dir: Path, ds: str, e: ExperimentSettings, cells, curves, keep, n
             core_heatmap(run.core_spikes.mean(axis=0), cfgc["mesh_width"], cfgc["mesh_height"],
                          run_dir / f"cores-{ds}-{m}.png",
                          title=f"{ds}, {m}: spikes per core and sample ({sched}, F={f0}, {mode_for_cores})",
-                         label="spikes / sample")
+                         label="spikes / sample", used=used)
         sample = min(e.raster_sample, max(len(y) - 1, 0))
         for mode, run in sbs.runs.items():
             events = mode == "events"
             spike_raster(run.trace, sample, run_dir / f"raster-{ds}-{m}-{mode}.png", boundaries=starts,
                          title=f"{ds}, {m} model, sample {sample} (label {int(y[sample]) if len(y) else '-'}), "
                                f"{mode} mode, {sched}, F={f0}",
-                         time_column=3,
-                         time_label=f"time on chip (ticks of {cfgc.get('tick_ns', 1)} ns)" if events else "global step")
+                         output=(out0, out0 + net0.n_outputs), n_neurons=net0.n_neurons,
+                         tick_ns=float(cfgc.get("tick_ns", 1.0)) if events else None)

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import asyncsnn
@@ -78,3 +79,16 @@ def test_dataset_options_belong_to_their_dataset(tmp_path):
     with pytest.raises(ValueError, match=r"shd: unknown option\(s\) \['n_classes'\]; allowed: \["):
         data.load("shd", data_dir=tmp_path, n_classes=4)
     assert main(["train", "--set", "data.name=shd", "--set", f"data.data_dir={tmp_path}", "--out", str(tmp_path)]) == 2
+
+
+def test_plots_show_the_output_neurons_chip_time_and_only_used_cores():
+    from asyncsnn.plots import raster_points, used_box
+
+    trace = np.array([[0, 0, 0, 10, 1], [0, 0, 1, 25, 4], [1, 0, 0, 5, 0]])
+    t, n, out = raster_points(trace, 0, tick_ns=2.0, output=(4, 6))
+    assert t.tolist() == [0.02, 0.05] and n.tolist() == [1, 4] and out.tolist() == [False, True]  # us
+    assert raster_points(trace, 1)[0].tolist() == [5.0]  # global steps without a tick length
+    used = np.zeros(8 * 16, bool)
+    used[[0, 1, 8, 9, 10]] = True  # cores (0,0) (1,0) (0,1) (1,1) (2,1) of an 8 x 16 mesh
+    assert used_box(used, 8, 16) == (slice(0, 2), slice(0, 3))
+    assert used_box(np.zeros(4, bool), 2, 2) == (slice(0, 2), slice(0, 2))

@@ -17,9 +17,6 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-EXTRAS = {"train": ("torch", "pydantic"), "data": ("torch", "tonic", "h5py", "sklearn"), "plots": ("matplotlib",)}
-
-
 def require(module: str, extra: str, part: str) -> ModuleType:
     """``import module``, or an :class:`ImportError` saying which extra brings it for ``part``."""
     try:
@@ -29,4 +26,4 @@ def require(module: str, extra: str, part: str) -> ModuleType:
                           f"pip install 'asyncsnn[{extra}]' (or 'asyncsnn[all]')") from e
 
 
-__all__ = ["EXTRAS", "require"]
+__all__ = ["require"]

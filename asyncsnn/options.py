@@ -184,9 +184,7 @@ class RunOptions:
     def to_dict(self) -> dict[str, Any]:
         """The options as plain values (``F`` as ``"inf"`` when unlimited, as TOML has no null):
         what run folders and network files record; :meth:`from_dict` reads it back."""
-        d = {name: getattr(self, name) for name in self.names()}
-        d["F"] = self.f_label
-        return d
+        return {**self.__getstate__(), "F": self.f_label}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunOptions":
@@ -200,7 +198,7 @@ class RunOptions:
 
     def to_native_kwargs(self) -> dict[str, Any]:
         """The keywords of the emulator's ``RunOptions`` (``F`` is its ``f``)."""
-        d = {name: getattr(self, name) for name in self.names()}
+        d = self.__getstate__()
         d["f"] = d.pop("F")
         return d
 
@@ -211,6 +209,7 @@ class RunOptions:
         return self._native_options
 
     def __getstate__(self) -> dict:
+        """The option values by name (what pickles, and what the other forms start from)."""
         return {name: getattr(self, name) for name in self.names()}
 
     def __setstate__(self, state: dict) -> None:

@@ -318,6 +318,7 @@ class AsyncSimulator(torch.nn.Module):
         # fifo packs `frame << since_bits | step` into 31 bits where the steps and frames fit
         since_bits = (opts.step_limit[0] - 1).bit_length()  # a frame's step indices stay below 2^since_bits
         packed = since_bits <= 31 and frames.shape[1] < 1 << (31 - since_bits)
+        fanout_in = (w_in.detach() != 0).sum(dim=0).to(dtype)
         spec = _Spec(
             params=params, fanout_rec=(w_rec.detach() != 0).sum(dim=0).to(dtype), fx=fx, scheduler=opts.scheduler,
             limit=limit, scheduled=scheduled, gradient=gradient, surrogate=self.surrogate,
@@ -327,8 +328,8 @@ class AsyncSimulator(torch.nn.Module):
             compile=bool(compile) and fx is None,
             # the input weights act inside the steps only with scheduled input
             w_in=w_in if scheduled else None,
-            fanout_in=(w_in.detach() != 0).sum(dim=0).to(dtype) if scheduled else None)
-        run = _Run(spec, opts, frames, (w_in.detach() != 0).sum(dim=0).to(dtype), bool(cuda_graphs))
+            fanout_in=fanout_in if scheduled else None)
+        run = _Run(spec, opts, frames, fanout_in, bool(cuda_graphs))
         # all_at_once: every frame's input current in one product, delivered at its step 0
         i_in = None if scheduled else _matmul(fx)(frames, w_in.t())
         manual = fx is None and not scheduled and torch.is_grad_enabled() and engine != "autograd" and (

@@ -27,6 +27,7 @@ _F32_MAX = float(np.finfo(np.float32).max)
 
 
 NEURON_KINDS = ("lif", "stochastic", "integrator")
+RESETS = ("zero", "subtract")
 
 
 @dataclass(frozen=True)

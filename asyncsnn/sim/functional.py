@@ -49,9 +49,17 @@ class Surrogate(NamedTuple):
     slope: float = 10.0
 
     @classmethod
-    def of(cls, surrogate: "Surrogate | str" = "fast_sigmoid", slope: float = 10.0) -> "Surrogate":
-        if isinstance(surrogate, Surrogate):
+    def of(cls, surrogate: "Surrogate | CustomSurrogate | str | Callable" = "fast_sigmoid",
+           slope: float = 10.0) -> "Surrogate | CustomSurrogate":
+        """A surrogate from a name (with ``slope``), a :class:`Surrogate`, or any function
+        ``x -> d/dx`` of the stand-in (a :class:`CustomSurrogate`; define it at module level so
+        that models using it pickle)."""
+        if isinstance(surrogate, (Surrogate, CustomSurrogate)):
             return surrogate
+        if callable(surrogate):
+            custom = CustomSurrogate(surrogate)
+            custom.grad(torch.linspace(-1.0, 1.0, 3))  # a wrong shape or type fails here, not in a backward
+            return custom
         if surrogate not in SURROGATE_GRADS:
             raise ValueError(f"surrogate: {surrogate!r}; allowed: {', '.join(SURROGATES)}")
         if not slope > 0:
@@ -61,6 +69,25 @@ class Surrogate(NamedTuple):
     def grad(self, x: torch.Tensor) -> torch.Tensor:
         """The surrogate derivative at ``x``."""
         return SURROGATE_GRADS[self.name](x, self.slope)
+
+
+class CustomSurrogate(NamedTuple):
+    """A surrogate gradient given as a function: ``grad(x)`` is the derivative of the smooth
+    stand-in of the step function at ``x`` (the potential minus the threshold), returning a
+    tensor of ``x``'s shape. Example: ``CustomSurrogate(lambda x: torch.exp(-x * x))``."""
+
+    fn: Callable[[torch.Tensor], torch.Tensor]
+
+    @property
+    def name(self) -> str:
+        return getattr(self.fn, "__name__", "custom")
+
+    def grad(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.fn(x)
+        if not isinstance(g, torch.Tensor) or g.shape != x.shape:
+            raise ValueError(f"surrogate: {self.name} must return a tensor of the input's shape {tuple(x.shape)}, "
+                             f"got {type(g).__name__} {tuple(getattr(g, 'shape', ()))}")
+        return g
 
 
 class _Spike(torch.autograd.Function):

@@ -439,28 +439,11 @@ class AsyncSimulator(torch.nn.Module):
         state, steps = c.state, c.steps
         unreleased = state.p.detach().sum(1) + state.p_in.detach().sum(1)
         t_first = c.t_first + c.alive * steps.to(dtype)[:, None] if spec.first_time else None
-        # first spike of each output neuron, from the per-step history (no per-step bookkeeping)
-        first_spike = torch.full((bsz, n_out), -1, **i64)
-        spikes_before = torch.full((bsz, n_out), -1, dtype=dtype, device=dev)
-        if hist:
-            fired_h = torch.cat([h.fired for h in hist])      # (K, B, O)
-            g_h = torch.cat([h.step for h in hist])           # (K, B)
-            e_h = torch.cat([h.emitted for h in hist])        # (K, B)
-            n_h = fired_h.shape[0]
-            first_k = torch.where(fired_h, torch.arange(n_h, device=dev)[:, None, None], n_h).amin(0)  # (B, O)
-            if record:  # (the first-spike-time backward needs it too)
-                tape["first_k"] = first_k
-            has = first_k < n_h
-            kk = first_k.clamp(max=n_h - 1)
-            first_spike = torch.where(has, g_h.t().gather(1, kk), first_spike)
-            spikes_before = torch.where(has, e_h.t().gather(1, kk), spikes_before)
-        first_out = torch.full((bsz, 2), -1, **i64)
-        if t_frames:
-            g0, _, has_out = fn.first_output(first_spike)
-            starts_ = torch.stack(frame_start, 1)
-            fr = (starts_ <= g0[:, None]).sum(1) - 1
-            st_ = g0 - starts_.gather(1, fr.clamp(min=0)[:, None])[:, 0]
-            first_out = torch.where(has_out[:, None], torch.stack([fr, st_], 1), first_out)
+        first = first_spikes([h.fired for h in hist], [h.step for h in hist], [h.emitted for h in hist], frame_start,
+                             (bsz, n_out), dtype, dev)
+        if record and first.first_k is not None:  # (the first-spike-time backward needs it too)
+            tape["first_k"] = first.first_k
+        first_spike, spikes_before, first_out = first.first_spike, first.spikes_before, first.first_out
         return SimResult(
             out_counts=torch.stack(out_counts, dim=1) if out_counts else torch.zeros(bsz, 0, n_out, device=dev),
             spike_counts=c.spike_counts,
@@ -485,6 +468,44 @@ class AsyncSimulator(torch.nn.Module):
             if self._graph_cache is not None:  # (tests set one that emulates replay on the CPU)
                 return self._graph_cache
         return _EAGER
+
+
+class FirstSpikes(NamedTuple):
+    """When the output spiked first (see :func:`first_spikes`)."""
+
+    first_spike: torch.Tensor    # (B, O) int64 global step of each output neuron's first spike, -1
+    spikes_before: torch.Tensor  # (B, O) spikes emitted in steps strictly before that one, -1
+    first_out: torch.Tensor      # (B, 2) int64 [frame, step] of the first output spike, -1
+    first_k: Optional[torch.Tensor]  # (B, O) index of the step record of the first spike (K: never)
+
+
+def first_spikes(fired: list, step: list, emitted: list, frame_start: list, shape: tuple[int, int], dtype,
+                 device) -> FirstSpikes:
+    """The first spike of each output neuron from a run's per-step records (no per-step
+    bookkeeping): ``fired`` ``(K_i, B, O)`` bool, ``step`` ``(K_i, B)`` the global step of each
+    record, ``emitted`` ``(K_i, B)`` the spikes emitted before it (lists of chunks), and
+    ``frame_start`` the global step at which each frame began ``(B,)`` per frame."""
+    bsz, n_out = shape
+    i64 = dict(dtype=torch.int64, device=device)
+    first_spike = torch.full((bsz, n_out), -1, **i64)
+    spikes_before = torch.full((bsz, n_out), -1, dtype=dtype, device=device)
+    first_k = None
+    if fired:
+        fired_h, g_h, e_h = torch.cat(fired), torch.cat(step), torch.cat(emitted)
+        n_h = fired_h.shape[0]
+        first_k = torch.where(fired_h, torch.arange(n_h, device=device)[:, None, None], n_h).amin(0)  # (B, O)
+        has = first_k < n_h
+        kk = first_k.clamp(max=n_h - 1)
+        first_spike = torch.where(has, g_h.t().gather(1, kk), first_spike)
+        spikes_before = torch.where(has, e_h.t().gather(1, kk), spikes_before)
+    first_out = torch.full((bsz, 2), -1, **i64)
+    if frame_start:
+        g0, _, has_out = fn.first_output(first_spike)
+        starts_ = torch.stack(frame_start, 1)
+        fr = (starts_ <= g0[:, None]).sum(1) - 1
+        st_ = g0 - starts_.gather(1, fr.clamp(min=0)[:, None])[:, 0]
+        first_out = torch.where(has_out[:, None], torch.stack([fr, st_], 1), first_out)
+    return FirstSpikes(first_spike, spikes_before, first_out, first_k)
 
 
 def _matmul(fx: Optional[fixed.FixedPoint]):

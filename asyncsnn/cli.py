@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 
 from . import __version__
 from .chip import Chip
+from .progress import configure, progress
 from .errors import ConfigError, InputError, MappingError, NetworkError, RunawayError
 from .generate import poisson_frames, random_feedforward
 from .network import Network
@@ -109,8 +111,6 @@ def _options_from_args(base: RunOptions, **flags) -> RunOptions:
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     run = None
     if args.network:
         run, net_path = _run_or_network(args.network)
@@ -146,7 +146,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     rows, first = [], None
     cells = [(m, s, f) for m in modes for s in schedulers for f in f_values]
     t0 = time.perf_counter()
-    for mode, sched, f in tqdm(cells, desc="emulate", disable=args.no_progress, file=sys.stderr):
+    for mode, sched, f in progress(cells, desc="emulate", enabled=not args.no_progress):
         opts = _options_from_args(base, mode=mode, scheduler=sched, F=f, seed=args.seed, threads=args.threads,
                                   trace=first is None)
         res = placement.run(x, opts, labels=labels)
@@ -222,7 +222,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     if args.action == "generate":
         if args.name not in data.GENERATED:
             raise InputError(f"invalid input: name: {args.name!r} is not generated; choose {data.GENERATED}")
-        splits = data.load(args.name, dt=args.dt, data_dir=args.data_dir, **options)
+        splits = data.load(args.name, dt=args.dt, data_dir=args.data_dir, progress=not args.no_progress, **options)
         for split in (splits.train, splits.test):
             len(split)
         cache = data.data_root(args.data_dir) / "cache"
@@ -383,6 +383,7 @@ def _add_chip_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asyncsnn", description="Spiking networks for asynchronous neuromorphic chips.")
     p.add_argument("--version", action="version", version=f"asyncsnn {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr (no progress lines)")
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("emulate", help="run a network on the emulated chip and report spikes, latency, energy")
     e.add_argument("--network", help="a training run folder (its network on its test data) or a network file "
@@ -471,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    configure(logging.WARNING if args.quiet else logging.INFO)
     try:
         return int(args.func(args))
     except (ConfigError, NetworkError, InputError, MappingError, RunawayError, FileNotFoundError, ValueError,

@@ -370,15 +370,15 @@ class ExperimentResult:
 
 
 def _log_default(msg: str) -> None:
-    import sys
+    from .progress import logger
 
-    print(msg, file=sys.stderr)
+    logger.info(msg)
 
 
 def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, progress: bool = True,
                    plots: bool = True, log: Callable[[str], None] = _log_default) -> ExperimentResult:
     """Train and evaluate everything ``cfg`` asks for in a new run folder (see the module docstring)."""
-    from tqdm import tqdm
+    from .progress import progress as progress_bar
 
     from . import data
     from .chip import Chip
@@ -446,8 +446,8 @@ def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, pro
         device = str(resolve_device(dcfg.train.device))  # the PyTorch side runs where training ran
 
         # --- evaluation: every scheduler x F x model, in PyTorch and on the chip
-        bar = tqdm(total=len(e.schedulers) * len(e.F) * len(MODELS), desc=f"{spec.key}: evaluate",
-                   disable=not progress, leave=False)
+        bar = progress_bar(total=len(e.schedulers) * len(e.F) * len(MODELS), desc=f"{spec.key}: evaluate",
+                           enabled=progress)
         for sched in e.schedulers:
             for F in e.F:
                 fl = f_label(F)

@@ -59,7 +59,7 @@ def test_nmnist_frames_and_cache(nmnist_root):
     splits = data.load("nmnist", data_dir=nmnist_root, dt=1000)
     x, y = splits.test[0]
     assert x.shape == (2, 2312) and x[1, (1 * 34 + 2) * 34 + 1] == 1 and x.sum() == 1
-    cached = list((nmnist_root / "cache").glob("nmnist-test*.npz"))
+    cached = list((nmnist_root / "cache").glob("nmnist-test*.frames"))
     assert len(cached) == 1
     again = data.load("nmnist", data_dir=nmnist_root, dt=1000)
     assert np.array_equal(again.test[0][0], x)
@@ -249,7 +249,7 @@ def test_datasets_cli(tmp_path, capsys):
     assert [(r["split"], r["samples"], r["samples per class"]) for r in rows] == [("train", "15", "5-5"),
                                                                                  ("test", "6", "2-2")]
     assert main(["datasets", "generate", "manifold", "--data-dir", str(tmp_path), "--dt", "2000", *opts]) == 0
-    assert list((tmp_path / "cache").glob("manifold-train*.npz"))
+    assert list((tmp_path / "cache").glob("manifold-train*.frames"))
     out = tmp_path / "m.png"
     assert main(["datasets", "plot", "manifold", "--out", str(out), *opts]) == 0 and out.stat().st_size > 0
     out = tmp_path / "d.png"
@@ -269,3 +269,72 @@ def test_tonic_transforms_really_act(nmnist_root):
     assert len(pick(plain)) == 3 and len(pick(clean)) < 3
     small = data.load("nmnist", data_dir=nmnist_root, downsample=0.5)
     assert small.info.sensor_size == (17, 17, 2) and pick(small)["c"].max() < 17 * 17 * 2
+
+
+def test_the_frame_cache_is_sparse_memory_mapped_and_exact(tmp_path):
+    """Cached frames equal the freshly binned ones, are held sparsely in memory-mapped files
+    (a fraction of the dense bytes), survive pickling (a DataLoader worker) without a copy, and
+    a cache that does not match its dataset is refused."""
+    import pickle
+
+    fresh = data.load("manifold", dt=1_000, cache=False, **SMALL_MANIFOLD)
+    cached = data.load("manifold", dt=1_000, data_dir=tmp_path, progress=False, **SMALL_MANIFOLD)
+    n = len(fresh.train)
+    assert n == len(cached.train) == 120
+    for i in (0, 7, n - 1):
+        a, b = fresh.train[i], cached.train[i]
+        assert np.array_equal(a[0], b[0]) and a[0].dtype == b[0].dtype == np.float32 and a[1] == b[1]
+    assert np.array_equal(cached.train[-1][0], fresh.train[n - 1][0])
+    store = cached.train._store
+    assert isinstance(store.index, np.memmap)
+    dense = sum(fresh.train[i][0].nbytes for i in range(n))
+    assert store.nbytes < dense / 10 and store.index.dtype == np.int32 and store.counts.dtype == np.uint16
+    again = pickle.loads(pickle.dumps(cached.train))
+    assert isinstance(again._store.index, np.memmap) and np.array_equal(again[5][0], fresh.train[5][0])
+    assert len(pickle.dumps(cached.train)) < len(pickle.dumps(fresh.train)) + 1000  # no copy of the frames
+    assert np.array_equal(cached.train.labels(), fresh.train.events.labels())
+    with pytest.raises(IndexError):
+        cached.train[n]
+    folder = next((tmp_path / "cache").glob("manifold-train*.frames"))
+    np.save(folder / "lengths.npy", np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="delete the folder"):
+        data.load("manifold", dt=1_000, data_dir=tmp_path, progress=False, **SMALL_MANIFOLD)
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_log(monkeypatch, caplog):
+    import io
+    import logging
+
+    from asyncsnn.progress import progress
+
+    caplog.set_level(logging.INFO, logger="asyncsnn")
+    assert list(progress(range(4), desc="work", every=0.0)) == [0, 1, 2, 3]
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[-1].startswith("work: 4/4 (100%)") and lines[-1].endswith("(done)")
+    assert len(lines) == 5  # one line per item with every=0, then the final one
+    caplog.clear()
+    assert list(progress(range(3), desc="quiet")) == [0, 1, 2]  # short: no line at all
+    assert list(progress(range(3), desc="off", enabled=False, every=0.0)) == [0, 1, 2]
+    assert caplog.records == []
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("sys.stderr", Tty())
+    from tqdm import tqdm
+
+    assert isinstance(progress(range(2), desc="bar"), tqdm)
+
+
+def test_cli_logs_to_stderr_and_quiet_silences_it(tmp_path, capsys):
+    opts = ["--option", "n_classes=2", "--option", "train_per_class=3", "--option", "test_per_class=2"]
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"data": {"options": {"n_classes": 2, "train_per_class": 4, "test_per_class": 2},
+                                        "n_frames": 5}, "model": {"hidden": [4]}, "train": {"epochs": 1}}))
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr()
+    assert "epoch 1/1: loss" in out.err and "epoch 1/1: loss" not in out.out
+    assert main(["-q", "train", "--config", str(cfg), "--out", str(tmp_path / "runs")]) == 0
+    assert "epoch 1/1" not in capsys.readouterr().err
+    assert main(["-q", "datasets", "stats", "manifold", *opts]) == 0

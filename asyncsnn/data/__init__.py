@@ -29,6 +29,7 @@ from .base import (  # noqa: E402
     DatasetNotFoundError,
     EventDataset,
     FrameDataset,
+    SparseFrames,
     Splits,
     bin_events,
     channel_of,
@@ -73,13 +74,16 @@ def load(
     n_frames: Optional[int] = None,
     data_dir: Optional[str | Path] = None,
     cache: bool = True,
+    progress: bool = True,
     **options: Any,
 ) -> Splits:
     """Train and test splits of dataset ``name`` (one of :data:`NAMES`).
 
     ``dt`` (microseconds) bins events into frames; ``n_frames`` fixes the number of frames;
     ``data_dir`` is the data root (default ``$ASYNCSNN_DATA_DIR`` or ``./datasets``), where
-    recorded datasets live and binned frames are cached (``cache=False`` to skip). Other keyword
+    recorded datasets live and binned frames are cached, sparse and memory-mapped (``cache=False``
+    to bin each sample when it is read; ``progress=False`` hides the progress of building the
+    cache). Other keyword
     options go to the dataset: generated datasets take the fields of :class:`ManifoldConfig` /
     :class:`DigitsConfig`; ``nmnist`` takes ``first_saccade_only``, ``denoise_us``,
     ``downsample``; ``dvsgesture`` takes ``downsample`` (default 0.25) and ``denoise_us``;
@@ -93,11 +97,12 @@ def load(
     if dt is None:
         return Splits(train, test)
     cache_dir = root / "cache" if cache else None
-    return Splits(FrameDataset(train, int(dt), n_frames, cache_dir), FrameDataset(test, int(dt), n_frames, cache_dir))
+    return Splits(FrameDataset(train, int(dt), n_frames, cache_dir, progress),
+                  FrameDataset(test, int(dt), n_frames, cache_dir, progress))
 
 
 __all__ = [
     "EVENT_DTYPE", "DatasetInfo", "DatasetNotFoundError", "DigitsConfig", "DigitsDataset", "EventDataset",
-    "FrameDataset", "GENERATED", "ManifoldConfig", "ManifoldDataset", "NAMES", "RECORDED", "SOURCES", "Splits",
+    "FrameDataset", "GENERATED", "ManifoldConfig", "ManifoldDataset", "NAMES", "RECORDED", "SOURCES", "SparseFrames", "Splits",
     "bin_events", "channel_of", "collate", "data_root", "load", "make_events", "to_arrays",
 ]

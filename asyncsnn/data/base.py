@@ -110,10 +110,10 @@ class EventDataset(torch.utils.data.Dataset):
     def stats(self, progress: bool = False) -> dict:
         """Samples, events per sample, duration, class counts (``progress``: a bar over the
         samples, which a generated dataset makes as it goes)."""
-        from tqdm import tqdm
+        from ..progress import progress as progress_bar
 
         n_ev, dur = [], []
-        for i in tqdm(range(len(self)), desc=f"{self.info.name} {self.split}", disable=not progress, leave=False):
+        for i in progress_bar(range(len(self)), desc=f"{self.info.name} {self.split}", enabled=progress):
             ev, _ = self[i]
             n_ev.append(len(ev))
             dur.append(int(ev["t"].max()) + 1 if len(ev) else 0)
@@ -131,21 +131,95 @@ class EventDataset(torch.utils.data.Dataset):
         }
 
 
+class SparseFrames:
+    """Binned samples stored sparsely: for sample ``i``, the flat indices ``frame * C + channel``
+    of its non-zero bins and their event counts, in files that are memory-mapped (``.npy``), so
+    that a split of any size costs the memory of the samples in use, not a dense array.
+
+    ``index`` (int32, int64 past 2^31 bins a sample) and ``counts`` (uint16, uint32 past 65 535
+    events a bin) hold every sample's bins one after another;
+    ``offsets`` ``(N + 1,)`` says where each sample's start; ``lengths`` ``(N,)`` its frames;
+    ``labels`` ``(N,)``."""
+
+    FILES = ("index", "counts", "offsets", "lengths", "labels")
+
+    def __init__(self, n_channels: int, **arrays: np.ndarray) -> None:
+        self.n_channels = int(n_channels)
+        for name in self.FILES:
+            setattr(self, name, arrays[name])
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def dense(self, i: int) -> np.ndarray:
+        """Sample ``i`` as dense float32 frames ``(frames, channels)``."""
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        out = np.zeros(int(self.lengths[i]) * self.n_channels, np.float32)
+        out[np.asarray(self.index[a:b])] = np.asarray(self.counts[a:b], np.float32)
+        return out.reshape(int(self.lengths[i]), self.n_channels)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(getattr(self, name).nbytes) for name in self.FILES)
+
+    @classmethod
+    def build(cls, samples, n_channels: int) -> "SparseFrames":
+        """From ``(dense frames, label)`` pairs, one at a time (only the sparse form is kept)."""
+        idx, cnt, lengths, labels = [], [], [], []
+        for x, y in samples:
+            flat = x.reshape(-1)
+            nz = np.flatnonzero(flat)
+            idx.append(nz.astype(np.int64))
+            cnt.append(flat[nz].astype(np.uint32))
+            lengths.append(x.shape[0])
+            labels.append(int(y))
+        offsets = np.concatenate([[0], np.cumsum([len(i) for i in idx], dtype=np.int64)]).astype(np.int64)
+        # the narrowest types that hold them: 6 bytes per non-zero bin in practice
+        wide_index = max((int(i[-1]) for i in idx if len(i)), default=0) >= 2**31
+        wide_count = max((int(c.max()) for c in cnt if len(c)), default=0) >= 2**16
+        cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
+        return cls(n_channels, index=cat(idx, np.int64 if wide_index else np.int32),
+                   counts=cat(cnt, np.uint32 if wide_count else np.uint16), offsets=offsets,
+                   lengths=np.asarray(lengths, np.int64), labels=np.asarray(labels, np.int64))
+
+    def save(self, folder: Path) -> None:
+        """Into ``folder`` (written next to it, then renamed: readers never see half a cache)."""
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        # a name of this process's own: two processes building the same cache never collide
+        tmp = folder.with_name(f"{folder.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+        tmp.mkdir()
+        for name in self.FILES:
+            np.save(tmp / f"{name}.npy", getattr(self, name), allow_pickle=False)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process finished the same cache first: keep theirs
+            for f in tmp.iterdir():
+                f.unlink()
+            tmp.rmdir()
+
+    @classmethod
+    def load(cls, folder: Path, n_channels: int) -> "SparseFrames":
+        return cls(n_channels, **{name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                                  for name in cls.FILES})
+
+
 @dataclass
 class FrameDataset(torch.utils.data.Dataset):
     """Dense frames of an event dataset: ``ds[i] -> (frames float32 (T, C), label)``.
 
     ``dt`` is the frame length in microseconds; ``n_frames`` fixes the length (cut or pad),
-    else each sample has as many frames as its events need. With ``cache_dir`` the binned split
-    is stored once as ``.npz`` and reused.
+    else each sample has as many frames as its events need. Samples are binned when asked for;
+    with ``cache_dir`` the binned split is stored once, sparsely (:class:`SparseFrames`), and
+    read back memory-mapped: a sample is made dense only when it is used, so memory does not
+    grow with the split. Building the cache shows progress (``progress=False`` to hide it).
     """
 
     events: EventDataset
     dt: int
     n_frames: Optional[int] = None
     cache_dir: Optional[Path] = None
-    _frames: list = field(default_factory=list, repr=False)
-    _labels: Optional[np.ndarray] = field(default=None, repr=False)
+    progress: bool = True
+    _store: Optional[SparseFrames] = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.dt <= 0:
@@ -166,36 +240,49 @@ class FrameDataset(torch.utils.data.Dataset):
         return x, int(y)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        if self._labels is not None:
-            return self._frames[index], int(self._labels[index])
+        if self._store is not None:
+            if not -len(self) <= index < len(self):
+                raise IndexError(f"index: {index} is outside 0..{len(self)}")
+            index = index % len(self)
+            return self._store.dense(index), int(self._store.labels[index])
         return self._bin(index)
+
+    def labels(self) -> np.ndarray:
+        if self._store is not None:
+            return np.asarray(self._store.labels, np.int64)
+        return self.events.labels()
 
     def _cache_path(self) -> Path:
         key = json.dumps({"split": self.events.cache_key(), "dt": self.dt, "n_frames": self.n_frames,
                           "info": asdict(self.info)}, sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        return Path(self.cache_dir) / f"{self.events.cache_key()}-dt{self.dt}-{digest}.npz"
+        return Path(self.cache_dir) / f"{self.events.cache_key()}-dt{self.dt}-{digest}.frames"
 
     def _load_or_build_cache(self) -> None:
+        from ..progress import progress
+
         path = self._cache_path()
-        if path.exists():
-            with np.load(path, allow_pickle=False) as z:
-                lengths = z["lengths"]
-                flat = z["frames"]
-                self._labels = z["labels"]
-            offsets = np.concatenate([[0], np.cumsum(lengths)])
-            self._frames = [flat[offsets[i]:offsets[i + 1]] for i in range(len(lengths))]
-            return
-        frames, labels = zip(*(self._bin(i) for i in range(len(self.events)))) if len(self.events) else ((), ())
-        self._frames = list(frames)
-        self._labels = np.asarray(labels, np.int64)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # a name of this process's own: two processes building the same cache never collide
-        tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp.npz")
-        flat = np.concatenate(self._frames) if self._frames else np.zeros((0, self.info.n_channels), np.float32)
-        np.savez_compressed(tmp, frames=flat, labels=self._labels,
-                            lengths=np.array([len(f) for f in self._frames], np.int64))
-        tmp.replace(path)
+        if not path.is_dir():
+            samples = progress((self._bin(i) for i in range(len(self.events))), total=len(self.events),
+                               desc=f"binning {self.events.cache_key()} into frames of {self.dt} us",
+                               enabled=self.progress)
+            SparseFrames.build(samples, self.info.n_channels).save(path)
+        self._store = SparseFrames.load(path, self.info.n_channels)
+        if len(self._store) != len(self.events):
+            raise ValueError(f"frame cache {path}: holds {len(self._store)} samples where the dataset has "
+                             f"{len(self.events)}; delete the folder to rebuild it")
+
+    def __getstate__(self) -> dict:
+        # the memory-mapped cache is opened again where the dataset is unpickled (a DataLoader
+        # worker), rather than copied into the pickle
+        state = dict(self.__dict__)
+        state["_store"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.cache_dir is not None and self._cache_path().is_dir():
+            self._store = SparseFrames.load(self._cache_path(), self.info.n_channels)
 
 
 def collate(batch: Sequence[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

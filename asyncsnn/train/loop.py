@@ -15,7 +15,6 @@ import abc
 import dataclasses
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 from .. import metrics
 from ..network import Network, Population, Projection
 from ..options import RunOptions, f_label
+from ..progress import logger, progress
 from ..runs import new_run_dir, write_csv, write_json
 from ..sim import AsyncSimulator
 from ..sim.layered import layered_run
@@ -234,7 +234,7 @@ class Trainer:
     cfg: Config
     run_dir: Path
     progress: bool = True
-    log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr))
+    log: Callable[[str], None] = field(default=logger.info)
 
     def __post_init__(self) -> None:
         t = self.cfg.train
@@ -296,14 +296,12 @@ class Trainer:
 
     # ----------------------------------------------------------------- epochs
     def train_epoch(self) -> dict:
-        from tqdm import tqdm
-
         t = self.cfg.train
         self.sim.train()
         rows, total_loss, n = [], 0.0, 0
         drop_gen = torch.Generator(device="cpu").manual_seed(t.seed * 7919 + self.epoch)
-        it = tqdm(self.loader(self.train_set, True, self.epoch), desc=f"epoch {self.epoch + 1}/{t.epochs}",
-                  disable=not self.progress, file=sys.stderr, leave=False)
+        it = progress(self.loader(self.train_set, True, self.epoch), desc=f"epoch {self.epoch + 1}/{t.epochs}",
+                      enabled=self.progress)
         for b, (x, y, _) in enumerate(it):
             x = self.inputs(losses.input_dropout(x, t.input_dropout, drop_gen))
             x, y = x.to(self.device), y.to(self.device)

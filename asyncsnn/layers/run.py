@@ -48,9 +48,11 @@ class RunState(NamedTuple):
 class LayerRun(SimResult):
     """A :class:`~asyncsnn.sim.SimResult` (neurons in the order of the model's AsyncLIF layers)
     plus ``layer_spikes`` (each layer's spike counts ``(B, n)``, differentiable: for rate
-    regularisers) and ``state`` to continue from."""
+    regularisers), ``layer_active`` (each layer's ``(B, T, n)`` bool: the neuron spiked in the
+    frame; what activation sparsity counts) and ``state`` to continue from."""
 
     layer_spikes: Optional[list] = None
+    layer_active: Optional[list] = None
     state: Optional[RunState] = None
 
 
@@ -141,6 +143,7 @@ def run(model: torch.nn.Module, frames, options: Optional[RunOptions] = None, *,
     emitted = torch.zeros(bsz, dtype=dtype, device=dev)
     out_counts, frame_start, fired_h, step_h, emitted_h = [], [], [], [], []
     active_frames = torch.zeros(bsz, dtype=torch.int64, device=dev)
+    layer_active: list[list] = [[] for _ in layers]
     zeros_in = torch.zeros(bsz, m, dtype=dtype, device=dev)
     for f in range(t_frames):
         fr = start + f
@@ -192,6 +195,10 @@ def run(model: torch.nn.Module, frames, options: Optional[RunOptions] = None, *,
                 break
         out_counts.append(frame_out)
         active_frames = active_frames + clock.active_pairs()
+        for k, layer in enumerate(layers):
+            fired = clock.fired_frame.get(id(layer))
+            layer_active[k].append(fired if fired is not None else
+                                   torch.zeros(bsz, layer.size, dtype=torch.bool, device=dev))
     first = first_spikes(fired_h, step_h, emitted_h, frame_start, (bsz, out_layer.size), dtype, dev)
     keys = [id(m_) for m_ in layers]
     counts = [clock.spike_counts.get(k, torch.zeros(bsz, m_.size, dtype=dtype, device=dev))
@@ -215,6 +222,8 @@ def run(model: torch.nn.Module, frames, options: Optional[RunOptions] = None, *,
         active_neuron_frames=active_frames,
         trace=clock.trace,
         layer_spikes=counts,
+        layer_active=[torch.stack(a, 1) if a else torch.zeros(bsz, 0, m_.size, dtype=torch.bool, device=dev)
+                      for a, m_ in zip(layer_active, layers)],
         state=RunState(mstate, start + t_frames, steps, clock.pending, p_in, since_in),
     )
 

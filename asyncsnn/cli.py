@@ -114,7 +114,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     run = None
     if args.network:
         run, net_path = _run_or_network(args.network)
-        net = Network.load(net_path)
+        net = _load_network(net_path, args.nir_dt)
     else:
         sizes = [int(s) for s in args.sizes.split(",")]
         net = random_feedforward(sizes, seed=args.seed, refractory=args.refractory, beta=args.beta)
@@ -257,7 +257,7 @@ def _run_or_network(path: str) -> tuple[Optional[Path], Path]:
             raise FileNotFoundError(f"{p} has no network.npz (train it to the end, or give a network file)")
         return p, p / "network.npz"
     if not p.exists():
-        raise FileNotFoundError(f"{p} does not exist (give a run folder or a network .npz file)")
+        raise FileNotFoundError(f"{p} does not exist (give a run folder, a network .npz file or a NIR .nir file)")
     return None, p
 
 
@@ -326,7 +326,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run, net_path = _run_or_network(args.model)
     cfg_path = args.config or (run / "config.json" if run is not None else None)
     cfg = load_config(cfg_path)
-    net = Network.load(net_path)
+    net = _load_network(net_path, args.nir_dt)
     chip = _chip_from_args(args, net)
     if args.quantize:
         net = quantize_network(net, chip.config["arithmetic"])
@@ -358,16 +358,59 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .train.export import export_network
 
     _, net_path = _run_or_network(args.model)
-    net = Network.load(net_path)
+    net = _load_network(net_path, args.nir_dt)
     chip = _chip_from_args(args, net)
     out = Path(args.output)
+    if out.suffix == ".nir":
+        from . import nir as nir_io
+        from .train.export import quantize_network
+
+        dt = args.nir_dt if args.nir_dt is not None else (net.dt * 1e-6 if net.dt else None)
+        if dt is None:
+            raise InputError("invalid input: --nir-dt: the network records no frame length; give it in seconds")
+        if args.quantize:
+            net = quantize_network(net, chip.config["arithmetic"])
+        nir_io.write(net, out, dt=dt, bias_channel=args.bias_channel)
+        print(f"wrote {out} (NIR, frames of {dt:g} s{', quantised to ' + chip.name + ' fixed point' if args.quantize else ''})")
+        return 0
     export_network(net, out, chip=chip, quantize=args.quantize)
     print(f"wrote {out} ({'quantised to ' + chip.name + ' fixed point, ' if args.quantize else ''}placement on "
           f"{chip.name} checked)")
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from . import nir as nir_io
+
+    graph = nir_io.read(args.file)
+    net = nir_io.from_nir(graph, args.dt, approximate=args.approximate)
+    out = net.save(args.output)
+    inputs = next(iter(graph.nodes[n] for n in graph.nodes if type(graph.nodes[n]).__name__ == "Input"))
+    m = int(np.prod(np.asarray(inputs.input_type["input"])))
+    pops = "-".join(str(p.size) for p in net.populations)
+    bias = " + the bias channel (feed it one event per frame)" if net.n_inputs == m + 1 else ""
+    print(f"read {args.file}: {m} inputs{bias} -> {pops}, {len(net.projections)} projections; wrote {out}")
+    return 0
+
+
+def _load_network(path: Path, nir_dt: Optional[float]) -> Network:
+    """A network file: asyncsnn's ``.npz``, or a NIR graph (``.nir``) for frames of ``nir_dt`` s."""
+    if path.suffix == ".nir":
+        from . import nir as nir_io
+
+        if nir_dt is None:
+            raise InputError("invalid input: --nir-dt: a NIR file holds continuous-time constants; give the frame "
+                             "length in seconds (snnTorch exports with 1e-4, Norse with 1e-3)")
+        return nir_io.from_nir(path, nir_dt)
+    return Network.load(path)
+
+
 DEFAULT_CHIP = "loihi"  # the one default of every command that runs or places a network
+
+
+def _add_nir_dt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nir-dt", type=float, default=None,
+                   help="frame length in seconds for a NIR file (read, or written by export: default the network's dt)")
 
 
 def _add_chip_args(p: argparse.ArgumentParser) -> None:
@@ -405,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default="runs", help="folder for run folders")
     e.add_argument("--no-progress", action="store_true")
     e.add_argument("--no-plots", action="store_true")
+    _add_nir_dt(e)
     e.set_defaults(func=cmd_emulate)
 
     x = sub.add_parser("experiment", help="the main job: layered versus unlayered training, run asynchronously "
@@ -445,14 +489,27 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--limit", type=int, default=None, help="use only the first N test samples")
     v.add_argument("--out", default="runs", help="folder for run folders")
     _add_chip_args(v)
+    _add_nir_dt(v)
     v.set_defaults(func=cmd_evaluate)
 
-    x = sub.add_parser("export", help="write a trained network (optionally quantised) for the chip")
-    x.add_argument("model", help="a training run folder, or a network .npz file")
-    x.add_argument("-o", "--output", required=True, help="output .npz file")
+    x = sub.add_parser("export", help="write a trained network (optionally quantised) for the chip, or as NIR")
+    x.add_argument("model", help="a training run folder, a network .npz file or a NIR .nir file")
+    x.add_argument("-o", "--output", required=True, help="output .npz file, or .nir for NIR (other tools)")
     x.add_argument("--quantize", action="store_true", help="round weights to the chip's fixed-point grid")
+    x.add_argument("--bias-channel", action="store_true",
+                   help=".nir: the last input channel is the bias channel; write its weights as Affine biases")
+    _add_nir_dt(x)
     _add_chip_args(x)
     x.set_defaults(func=cmd_export)
+
+    im = sub.add_parser("import", help="read a NIR graph (snnTorch, Norse, ...) into an asyncsnn network file")
+    im.add_argument("file", help="a NIR .nir file")
+    im.add_argument("-o", "--output", required=True, help="output network .npz file")
+    im.add_argument("--dt", type=float, required=True,
+                    help="frame length in seconds (NIR's time unit; snnTorch exports with 1e-4, Norse with 1e-3)")
+    im.add_argument("--approximate", action="store_true",
+                    help="allow the documented approximation (per-neuron thresholds normalised into the weights)")
+    im.set_defaults(func=cmd_import)
 
     d = sub.add_parser("datasets", help="list, inspect, generate and plot datasets")
     d.add_argument("action", choices=["list", "stats", "generate", "plot"])

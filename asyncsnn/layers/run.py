@@ -298,10 +298,10 @@ def to_network(model: torch.nn.Module, *, options: Optional[RunOptions] = None, 
             b = layer.bias.detach().cpu().numpy().astype(np.float32)
             if k == 0:
                 projs[0].weights[:, n_in] = b
-            else:
-                col = np.zeros((layer.size, m_chip), np.float32)
-                col[:, n_in] = b
-                projs.append(Projection("input", k, col))
+            else:  # sparse: only the bias channel's column exists (a dense one would train skip weights)
+                rows = np.arange(layer.size)
+                projs.append(Projection("input", k, rows=rows, cols=np.full(layer.size, n_in), values=b,
+                                        shape=(layer.size, m_chip)))
     cores, core_of = 0, []
     for layer in layers:
         idx = np.arange(layer.size) // layer.core_size

@@ -72,13 +72,13 @@ class ModelConfig(Section):
     core_neurons: int = Field(0, ge=0, description="neurons per core, consecutive blocks (0: all on one core)")
     surrogate: Literal[SURROGATES] = Field("fast_sigmoid", description="surrogate gradient of a spike")
     slope: float = Field(10.0, gt=0, description="steepness of the surrogate")
-    network: Optional[str] = Field(None, description="start from this network file (sizes then ignored)")
+    network: Optional[str] = Field(None, description="start from this network file, .npz or NIR .nir (sizes then ignored)")
     alpha: float = Field(0.9, ge=0, lt=1, description="spsn: synaptic current decay (beta: membrane decay)")
     firing: Literal["sb", "gs"] = Field("sb", description="spsn: straight-through Bernoulli or Gumbel-softmax")
     eval_firing: Literal["deterministic", "sb", "gs", "hash"] = Field("deterministic",
                                                                       description="spsn: firing when evaluated")
     tau_gs: float = Field(1.0, gt=0, description="spsn: Gumbel-softmax temperature")
-    init_from: Optional[str] = Field(None, description="an SPSN run folder: start from its network as LIF")
+    init_from: Optional[str] = Field(None, description="an SPSN run folder (start from its network as LIF) or a NIR .nir file (frames of data.dt)")
 
 
 # The run options (asyncsnn.RunOptions) a training config sets; the rest keep their defaults,

@@ -49,13 +49,23 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def build_network(m: ModelConfig, n_inputs: int, n_classes: int, seed: int) -> Network:
+def build_network(m: ModelConfig, n_inputs: int, n_classes: int, seed: int, dt_us: Optional[int] = None,
+                  path: Optional[str] = None, field_name: str = "model.network") -> Network:
     """A feed-forward network (optionally with recurrent hidden populations) with random
-    initial weights, or the network file ``m.network``."""
-    if m.network:
-        net = Network.load(m.network)
+    initial weights, or the network file ``path`` (default ``m.network``): asyncsnn's ``.npz``,
+    or a NIR graph (``.nir``, read for frames of the data's ``dt_us``)."""
+    path = path or m.network
+    if path:
+        if str(path).endswith(".nir"):
+            from .. import nir as nir_io
+
+            if dt_us is None:
+                raise ValueError(f"{field_name}: a NIR file needs the data's frame length (data.dt)")
+            net = nir_io.from_nir(path, dt_us * 1e-6)
+        else:
+            net = Network.load(path)
         if net.n_inputs not in (n_inputs, n_inputs + 1) or net.n_outputs != n_classes:
-            raise ValueError(f"model.network: {m.network} has {net.n_inputs} inputs and {net.n_outputs} outputs; "
+            raise ValueError(f"{field_name}: {path} has {net.n_inputs} inputs and {net.n_outputs} outputs; "
                              f"the dataset needs {n_inputs} (or one more: a bias channel) and {n_classes}")
         return net
     rng = np.random.default_rng([seed, 17])
@@ -136,10 +146,13 @@ class AsyncMethod(Method):
 
     def build(self, tr: "Trainer", n_channels: int) -> torch.nn.Module:
         m = tr.cfg.model
-        if m.init_from:
+        if m.init_from and str(m.init_from).endswith(".nir"):  # a model from another tool, through NIR
+            net = build_network(m, n_channels, tr.n_classes, tr.cfg.train.seed, tr.cfg.data.dt, m.init_from,
+                                "model.init_from")
+        elif m.init_from:
             net = self._convert_spsn(tr, m.init_from, n_channels)
         else:
-            net = build_network(m, n_channels, tr.n_classes, tr.cfg.train.seed)
+            net = build_network(m, n_channels, tr.n_classes, tr.cfg.train.seed, tr.cfg.data.dt)
         return AsyncSimulator(net, surrogate=m.surrogate, slope=m.slope)
 
     @staticmethod

@@ -488,10 +488,10 @@ class Network:
             meta["run"] = self.run_options.to_dict()
         if self.dt is not None:
             meta["dt"] = int(self.dt)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
-        tmp.replace(path)
-        return path
+        from .runs import atomic_write
+
+        meta_bytes = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        return atomic_write(path, lambda fh: np.savez_compressed(fh, meta=meta_bytes, **arrays), binary=True)
 
     @classmethod
     def load(cls, path: str | Path) -> "Network":

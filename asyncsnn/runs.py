@@ -6,9 +6,10 @@ import csv
 import json
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 
 def new_run_dir(root: str | Path, prefix: str) -> Path:
@@ -26,16 +27,29 @@ def new_run_dir(root: str | Path, prefix: str) -> Path:
     raise RuntimeError(f"could not create a new run folder under {root}")
 
 
+def atomic_write(path: str | Path, write: Callable[[Any], None], *, binary: bool = False) -> Path:
+    """The one way files are written: ``write(fh)`` fills a new temporary file in ``path``'s
+    folder (created exclusively with a random name, so a planted file or symlink is never
+    followed), which is flushed to disk and renamed over ``path``: a crash never leaves a
+    half-written file, and ``path`` is replaced, never written through."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
 def write_json(path: str | Path, data: Any) -> Path:
     """Write JSON atomically (a crash never leaves a half-written file)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=_jsonable)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda fh: json.dump(data, fh, indent=2, sort_keys=True, default=_jsonable))
 
 
 def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
@@ -44,13 +58,12 @@ def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
     keys: list[str] = []
     for r in rows:
         keys.extend(k for k in r if k not in keys)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    def write(fh) -> None:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    tmp.replace(path)
-    return path
+
+    return atomic_write(path, write)
 
 
 def markdown_table(rows: Iterable[Mapping[str, Any]], cols: Sequence[tuple[str, str, str]], *,

@@ -227,8 +227,9 @@ def test_a_crash_while_saving_keeps_the_last_checkpoint(tmp_path, monkeypatch):
         tr.save_checkpoint()
     assert tr.checkpoint_path.read_bytes() == before
     monkeypatch.undo()
-    state = torch.load(tr.checkpoint_path, weights_only=False)
+    state = torch.load(tr.checkpoint_path, weights_only=True)
     assert state["epoch"] == 1
+    assert [p.name for p in tr.run_dir.iterdir() if p.name.endswith(".tmp")] == []  # no half-written file left
 
 
 def test_same_seed_same_run(tmp_path):

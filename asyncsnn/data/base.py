@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -185,9 +185,9 @@ class SparseFrames:
     def save(self, folder: Path) -> None:
         """Into ``folder`` (written next to it, then renamed: readers never see half a cache)."""
         folder.parent.mkdir(parents=True, exist_ok=True)
-        # a name of this process's own: two processes building the same cache never collide
-        tmp = folder.with_name(f"{folder.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-        tmp.mkdir()
+        # a new folder of this process's own (a random name, created exclusively): two processes
+        # building the same cache never collide, and a planted path is never followed
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
         for name in self.FILES:
             np.save(tmp / f"{name}.npy", getattr(self, name), allow_pickle=False)
         try:
@@ -253,10 +253,17 @@ class FrameDataset(torch.utils.data.Dataset):
         return self.events.labels()
 
     def _cache_path(self) -> Path:
+        # the name holds no option value (only the dataset's own name and a digest), so an
+        # option such as "../x" can never place the cache outside its folder
         key = json.dumps({"split": self.events.cache_key(), "dt": self.dt, "n_frames": self.n_frames,
-                          "info": asdict(self.info)}, sort_keys=True)
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        return Path(self.cache_dir) / f"{self.events.cache_key()}-dt{self.dt}-{digest}.frames"
+                          "info": asdict(self.info)}, sort_keys=True, default=str)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+        name = "".join(ch for ch in f"{self.info.name}-{self.events.split}" if ch.isalnum() or ch in "-_") or "data"
+        folder = Path(self.cache_dir)
+        path = folder / f"{name}-dt{int(self.dt)}-{digest}.frames"
+        if path.resolve().parent != folder.resolve():  # (a name that still escapes is refused)
+            raise ValueError(f"frame cache: {path} is not inside {folder}")
+        return path
 
     def _load_or_build_cache(self) -> None:
         from ..progress import progress

@@ -8,6 +8,7 @@ transforms (denoising, spatial downsampling, first saccade only).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -98,7 +99,26 @@ class TonicDataset(EventDataset):
         return super().labels()
 
     def cache_key(self) -> str:
-        return self._key
+        """The options and a fingerprint of the files read (their number, sizes and modification
+        times), so that changed or added files make a new frame cache instead of a stale one."""
+        return f"{self._key}-src{source_fingerprint(Path(getattr(self.ds, 'location_on_system', '.')))}"
+
+
+def source_fingerprint(folder: Path) -> str:
+    """A digest of every file under ``folder``: relative path, size and modification time."""
+    import hashlib
+
+    h = hashlib.sha256()
+    if folder.is_file():
+        st = folder.stat()
+        h.update(f"{folder.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = os.path.join(dirpath, name)
+            st = os.stat(p)
+            h.update(f"{os.path.relpath(p, folder)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def _transforms(sensor_size, denoise_us: Optional[int], downsample: Optional[float]):

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import checkpoints
 from ..network import Network, Population
 from .deploy import seqnet_projections
 from .model import SeqNet
@@ -40,7 +41,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> SeqNet:
     if cfg.get("train", {}).get("method") != "spsn":
         raise ValueError(f"model.init_from: {run} was trained with method {cfg.get('train', {}).get('method')!r}; "
                          "expected an SPSN run (train.method = 'spsn')")
-    state = torch.load(ck, map_location=device, weights_only=False)["model"]
+    state = checkpoints.load(ck, device)["model"]
     ws = [state[k] for k in sorted((k for k in state if k.endswith(".weight")), key=lambda k: int(k.split(".")[1]))]
     sizes = [int(ws[0].shape[1])] + [int(w.shape[0]) for w in ws]
     m = cfg["model"]

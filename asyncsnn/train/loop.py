@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from .. import metrics
+from .. import checkpoints, metrics
 from ..network import Network, Population, Projection
 from ..options import RunOptions, f_label
 from ..progress import logger, progress
@@ -292,16 +291,10 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         state = {"epoch": self.epoch, "model": self.sim.state_dict(), "optim": self.opt.state_dict(),
                  "config": self.cfg.to_dict(), "history": self.history}
-        tmp = self.checkpoint_path.with_name("checkpoint.pt.tmp")
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(self.checkpoint_path)
-        return self.checkpoint_path
+        return checkpoints.save(self.checkpoint_path, state)
 
     def load_checkpoint(self) -> None:
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        state = checkpoints.load(self.checkpoint_path, self.device)
         self.sim.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optim"])
         self.epoch = int(state["epoch"])

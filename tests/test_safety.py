@@ -1,0 +1,122 @@
+"""Untrusted files: a crafted checkpoint cannot run code when a run is resumed or used to start
+another; checkpoints are written without following planted files."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from asyncsnn import InputError, checkpoints
+from asyncsnn.train import load_config, resume, train
+
+TINY = {"data.options": {"n_classes": 3, "train_per_class": 8, "test_per_class": 4, "n_channels": 20},
+        "data.n_frames": 6, "data.dt": 8000, "model.hidden": [8], "train.batch_size": 8, "train.epochs": 1}
+
+
+class Payload:
+    """Unpickling this runs code (what a malicious checkpoint would do)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_checkpoint_cannot_run_code_on_resume(tmp_path):
+    tr = train(load_config(None, {**TINY, "out": str(tmp_path / "runs")}), progress=False, log=lambda s: None)
+    marker = tmp_path / "pwned"
+    state = torch.load(tr.checkpoint_path, weights_only=True)
+    state["history"].append(Payload(str(marker)))
+    torch.save(state, tr.checkpoint_path)  # the attacker's file, in the run folder
+    with pytest.raises(InputError, match="invalid checkpoint .*refused: loading other objects could run code"):
+        resume(tr.run_dir, epochs=2, progress=False, log=lambda s: None)
+    assert not marker.exists()
+
+
+def test_a_crafted_spsn_checkpoint_cannot_run_code_through_init_from(tmp_path):
+    cfg = load_config(None, {**TINY, "out": str(tmp_path / "runs"), "train.method": "spsn"})
+    tr = train(cfg, progress=False, log=lambda s: None)
+    marker = tmp_path / "pwned"
+    torch.save({"model": Payload(str(marker))}, tr.checkpoint_path)
+    with pytest.raises(InputError, match="invalid checkpoint"):
+        train(load_config(None, {**TINY, "out": str(tmp_path / "runs"), "model.init_from": str(tr.run_dir)}),
+              progress=False, log=lambda s: None)
+    assert not marker.exists()
+
+
+def test_checkpoints_hold_plain_data_and_never_follow_a_planted_file(tmp_path):
+    target = tmp_path / "victim.txt"
+    target.write_text("keep me")
+    path = tmp_path / "checkpoint.pt"
+    for planted in (path.with_name("checkpoint.pt.tmp"), path.with_name(".checkpoint.pt.tmp")):
+        planted.symlink_to(target)
+    import numpy as np
+
+    checkpoints.save(path, {"w": torch.ones(2), "history": [{"loss": np.float64(0.5)}], "epoch": np.int64(3)})
+    assert target.read_text() == "keep me"
+    state = checkpoints.load(path)
+    assert state["epoch"] == 3 and type(state["history"][0]["loss"]) is float
+    with pytest.raises(TypeError, match=r"checkpoint\['bad'\]: a object is not tensors or plain data"):
+        checkpoints.save(path, {"bad": object()})
+    path.write_bytes(b"garbage")
+    with pytest.raises(InputError, match="invalid checkpoint"):
+        checkpoints.load(path)
+
+
+# ------------------------------------------------------------------ files and caches
+def test_no_write_follows_a_planted_symlink(tmp_path):
+    """Network files, JSON and CSV results are written through a fresh temporary file: a
+    symlink planted at any temporary name is never written through."""
+    import numpy as np
+
+    from asyncsnn import runs
+    from asyncsnn.generate import random_feedforward
+
+    target = tmp_path / "victim.txt"
+    target.write_text("keep me")
+    for name in ("net.npz.tmp.npz", "out.json.tmp", "rows.csv.tmp", ".net.npz.tmp"):
+        (tmp_path / name).symlink_to(target)
+    net = random_feedforward([4, 3], seed=0)
+    net.save(tmp_path / "net.npz")
+    runs.write_json(tmp_path / "out.json", {"a": 1})
+    runs.write_csv(tmp_path / "rows.csv", [{"a": 1}])
+    assert target.read_text() == "keep me"
+    from asyncsnn import Network
+
+    assert np.array_equal(Network.load(tmp_path / "net.npz").dense_weights(), net.dense_weights())
+
+
+def test_the_frame_cache_stays_in_its_folder_whatever_the_options(tmp_path, monkeypatch):
+    from asyncsnn import data
+    from asyncsnn.data import generated
+
+    monkeypatch.setattr(generated.ManifoldDataset, "cache_key", lambda self: "../../escaped-" + self.split)
+    data.load("manifold", dt=5000, data_dir=tmp_path / "root", n_classes=2, train_per_class=2, test_per_class=1,
+              progress=False)
+    made = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.frames"))
+    assert len(made) == 2 and all(p.startswith("root/cache/manifold-") for p in made), made
+
+
+def test_recorded_caches_follow_their_files(tmp_path):
+    """Changed SHD labels and added N-MNIST files make a new frame cache, never a stale one."""
+    import numpy as np
+
+    from asyncsnn import data
+    from test_datasets import write_nmnist_bin, write_shd_h5
+
+    write_shd_h5(tmp_path / "SHD" / "shd_train.h5", [[0.0], [0.1]], [[1], [2]], [4, 5])
+    write_shd_h5(tmp_path / "SHD" / "shd_test.h5", [[0.0]], [[1]], [2])
+    assert data.load("shd", data_dir=tmp_path, dt=100_000, progress=False).train.labels().tolist() == [4, 5]
+    write_shd_h5(tmp_path / "SHD" / "shd_train.h5", [[0.0], [0.1]], [[1], [2]], [7, 8])
+    assert data.load("shd", data_dir=tmp_path, dt=100_000, progress=False).train.labels().tolist() == [7, 8]
+
+    write_nmnist_bin(tmp_path / "NMNIST" / "Train" / "0" / "00001.bin", [(1, 1, 1, 10)])
+    write_nmnist_bin(tmp_path / "NMNIST" / "Test" / "1" / "00001.bin", [(1, 2, 1, 10)])
+    assert len(data.load("nmnist", data_dir=tmp_path, dt=1000, progress=False).train) == 1
+    write_nmnist_bin(tmp_path / "NMNIST" / "Train" / "3" / "00002.bin", [(2, 2, 0, 20)])
+    again = data.load("nmnist", data_dir=tmp_path, dt=1000, progress=False).train
+    assert len(again) == 2 and sorted(again[i][1] for i in range(2)) == [0, 3]
+    assert np.asarray(again[1][0]).shape[1] == 2312

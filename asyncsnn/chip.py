@@ -247,7 +247,10 @@ class Placement:
         opts = RunOptions.of(options, **run_options)
         lab = None
         if labels is not None:
-            lab = np.ascontiguousarray(np.asarray(labels), dtype=np.int64)
+            raw_labels = np.asarray(labels)
+            if raw_labels.size and raw_labels.dtype.kind not in "iu":  # NaN or 2.5 is no class (no silent cast)
+                raise InputError(f"invalid input: labels: expected integer class indices, got {raw_labels.dtype}")
+            lab = np.ascontiguousarray(raw_labels, dtype=np.int64)
             if lab.ndim != 1:
                 raise InputError(f"invalid input: labels: expected a 1-D array, got shape {lab.shape}")
         if (inputs is None) == (events is None):

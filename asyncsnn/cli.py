@@ -408,15 +408,36 @@ def _load_network(path: Path, nir_dt: Optional[float]) -> Network:
 DEFAULT_CHIP = "loihi"  # the one default of every command that runs or places a network
 
 
+def _bounded(kind, lo: float, hi: float = float("inf"), what: str = ""):
+    """An argparse type: a ``kind`` (int or float) in ``[lo, hi]``, finite; the message names the
+    range (argparse adds the flag)."""
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not (lo <= v <= hi) or (kind is float and v != v):
+            rng = f"{lo:g}..{hi:g}" if hi != float("inf") else f"{lo:g}.."
+            raise argparse.ArgumentTypeError(f"{text} is outside {rng}{what}")
+        return v
+    parse.__name__ = kind.__name__
+    return parse
+
+
+POSITIVE = _bounded(int, 1)
+NON_NEGATIVE = _bounded(int, 0)
+SECONDS = _bounded(float, 1e-12, 1e9, " (seconds)")
+
+
 def _add_nir_dt(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nir-dt", type=float, default=None,
+    p.add_argument("--nir-dt", type=SECONDS, default=None,
                    help="frame length in seconds for a NIR file (read, or written by export: default the network's dt)")
 
 
 def _add_chip_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chip", default=DEFAULT_CHIP, help=f"preset name (loihi, edge, ideal) or a .toml file "
                                                         f"(default: {DEFAULT_CHIP})")
-    p.add_argument("--core-neurons", type=int, default=None,
+    p.add_argument("--core-neurons", type=NON_NEGATIVE, default=None,
                    help="neurons per core (small values spread the network over the mesh); default: the chip's "
                         f"own (a generated network: {GENERATED_CORE_NEURONS}); 0 keeps the chip's")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -427,24 +448,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asyncsnn", description="Spiking networks for asynchronous neuromorphic chips.")
     p.add_argument("--version", action="version", version=f"asyncsnn {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr (no progress lines)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("emulate", help="run a network on the emulated chip and report spikes, latency, energy")
     e.add_argument("--network", help="a training run folder (its network on its test data) or a network file "
                                      "(.npz, on Poisson input); default: a generated network")
     e.add_argument("--sizes", default="256,128,64,10", help="generated network sizes, inputs first")
     e.add_argument("--refractory", action="store_true", help="generated network: refractory neurons")
-    e.add_argument("--beta", type=float, default=0.9, help="generated network: leak per frame")
+    e.add_argument("--beta", type=_bounded(float, 0.0, 1.0), default=0.9, help="generated network: leak per frame")
     _add_chip_args(e)
     e.add_argument("--mode", default="both", choices=["steps", "events", "both"])
     e.add_argument("--scheduler", default=None, choices=["all", *SCHEDULERS],
                    help="default: a trained network's own scheduler, else all")
     e.add_argument("--F", default=None, help="comma-separated release limits per core and step (inf = none); "
                                               "default: a trained network's own F, else 1,inf")
-    e.add_argument("--batch", type=int, default=64, help="samples (of a run's test set: the first N)")
-    e.add_argument("--frames", type=int, default=20)
-    e.add_argument("--rate", type=float, default=0.05, help="input events per channel and frame")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--batch", type=POSITIVE, default=64, help="samples (of a run's test set: the first N)")
+    e.add_argument("--frames", type=POSITIVE, default=20)
+    e.add_argument("--rate", type=_bounded(float, 0.0, 1.0, " (a probability per channel and frame)"), default=0.05, help="input events per channel and frame")
+    e.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    e.add_argument("--threads", type=POSITIVE, default=None)
     e.add_argument("--out", default="runs", help="folder for run folders")
     e.add_argument("--no-progress", action="store_true")
     e.add_argument("--no-plots", action="store_true")
@@ -459,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(repeatable)")
     x.add_argument("--full", action="store_true",
                    help="the full study: both generated datasets, N-MNIST and SHD when on disk (meant for a GPU)")
-    x.add_argument("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N (every model)")
+    x.add_argument("--epochs", type=NON_NEGATIVE, default=None, help="shortcut for --set train.epochs=N (every model)")
     x.add_argument("--out", default=None, help="folder for run folders (default: runs)")
     x.add_argument("--no-progress", action="store_true")
     x.add_argument("--no-plots", action="store_true")
@@ -471,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="TOML or JSON file (sections data, model, train); default: built-in defaults")
     t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="override a setting, e.g. --set train.F=16 --set model.hidden=[128,128] (repeatable)")
-    t.add_argument("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
+    t.add_argument("--epochs", type=NON_NEGATIVE, default=None, help="shortcut for --set train.epochs=N")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     t.add_argument("--out", default=None, help="folder for run folders (default: the config's `out`, runs)")
     t.add_argument("--no-progress", action="store_true")
@@ -486,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--F", default=None, help="release limit (default: the training F; inf = none)")
     v.add_argument("--modes", default="steps,events", help="emulator modes, comma-separated")
     v.add_argument("--quantize", action="store_true", help="round weights to the chip's fixed-point grid first")
-    v.add_argument("--limit", type=int, default=None, help="use only the first N test samples")
+    v.add_argument("--limit", type=POSITIVE, default=None, help="use only the first N test samples")
     v.add_argument("--out", default="runs", help="folder for run folders")
     _add_chip_args(v)
     _add_nir_dt(v)
@@ -505,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     im = sub.add_parser("import", help="read a NIR graph (snnTorch, Norse, ...) into an asyncsnn network file")
     im.add_argument("file", help="a NIR .nir file")
     im.add_argument("-o", "--output", required=True, help="output network .npz file")
-    im.add_argument("--dt", type=float, required=True,
+    im.add_argument("--dt", type=SECONDS, required=True,
                     help="frame length in seconds (NIR's time unit; snnTorch exports with 1e-4, Norse with 1e-3)")
     im.add_argument("--approximate", action="store_true",
                     help="allow the documented approximation (per-neuron thresholds normalised into the weights)")
@@ -517,9 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-dir", default=None, help="data root (default $ASYNCSNN_DATA_DIR or ./datasets)")
     d.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="dataset option, e.g. --option n_classes=4 (repeatable)")
-    d.add_argument("--dt", type=int, default=1000, help="generate: frame length in microseconds")
+    d.add_argument("--dt", type=POSITIVE, default=1000, help="generate: frame length in microseconds")
     d.add_argument("--split", choices=["train", "test"], default="train", help="plot: split")
-    d.add_argument("--index", type=int, default=0, help="plot: sample index")
+    d.add_argument("--index", type=NON_NEGATIVE, default=0, help="plot: sample index")
     d.add_argument("--out", default=None, help="plot: output PNG")
     d.add_argument("--json", action="store_true", help="stats: one JSON line per split instead of a table")
     d.add_argument("--no-progress", action="store_true")
@@ -532,10 +554,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configure(logging.WARNING if args.quiet else logging.INFO)
     try:
         return int(args.func(args))
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("asyncsnn: interrupted", file=sys.stderr)
+        return 130
     except (ConfigError, NetworkError, InputError, MappingError, RunawayError, FileNotFoundError, ValueError,
-            ImportError) as e:  # (ImportError: a part whose extra is not installed)
+            ImportError, MemoryError) as e:  # (ImportError: a part whose extra is not installed)
+        if args.debug:
+            raise
         print(f"asyncsnn: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # not the project's: one line, the traceback with --debug
+        if args.debug:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"asyncsnn: internal error: {type(e).__name__}: {first} (run with --debug for the traceback, and "
+              "please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -139,6 +139,22 @@ class Projection:
         return np.asarray(self.rows), np.asarray(self.cols), np.asarray(self.values)
 
 
+def _strict(value, kind: str, field_name: str):
+    """``value`` as the ``kind`` (``int``, ``float``, ``bool``, ``str``) it must already be: no
+    silent coercion (``"false"`` is not a boolean, ``2.9`` is not an integer, ``True`` is not a
+    number)."""
+    ok = {
+        "int": isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)),
+        "float": isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)),
+        "bool": isinstance(value, (bool, np.bool_)),
+        "str": isinstance(value, str),
+    }[kind]
+    if not ok:
+        what = {"int": "an integer", "float": "a number", "bool": "True or False", "str": "a string"}[kind]
+        raise NetworkError(f"invalid network: {field_name}: {value!r} ({type(value).__name__}) must be {what}")
+    return {"int": int, "float": float, "bool": bool, "str": str}[kind](value)
+
+
 def _as_weight_array(w, field_name: str) -> np.ndarray:
     a = np.asarray(w)
     if a.dtype.kind not in "fiub":
@@ -365,15 +381,16 @@ class Network:
             raise NetworkError("invalid network: populations: at least one population is required")
         pops = []
         for i, p in enumerate(self.populations):
+            f = f"populations[{i}]"
             pops.append(
                 {
-                    "size": int(p.size),
-                    "theta": float(p.theta),
-                    "beta": float(p.beta),
-                    "reset": str(p.reset),
-                    "refractory": bool(p.refractory),
-                    "kind": str(p.kind),
-                    "alpha": float(p.alpha),
+                    "size": _strict(p.size, "int", f"{f}.size"),
+                    "theta": _strict(p.theta, "float", f"{f}.theta"),
+                    "beta": _strict(p.beta, "float", f"{f}.beta"),
+                    "reset": _strict(p.reset, "str", f"{f}.reset"),
+                    "refractory": _strict(p.refractory, "bool", f"{f}.refractory"),
+                    "kind": _strict(p.kind, "str", f"{f}.kind"),
+                    "alpha": _strict(p.alpha, "float", f"{f}.alpha"),
                 }
             )
         projs = []
@@ -397,7 +414,7 @@ class Network:
                 weights = _sparse_native(j, pr.shape, pr.rows, pr.cols,
                                          _as_weight_array(pr.values, f"projections[{j}].values").ravel())
             projs.append({"source": src, "target": tgt, "weights": weights})
-        native = _native.Network(int(self.n_inputs), pops, projs, self.output_index)
+        native = _native.Network(_strict(self.n_inputs, "int", "n_inputs"), pops, projs, self.output_index)
         self._native_cache = (key, native)
         return native
 

@@ -120,3 +120,67 @@ def test_recorded_caches_follow_their_files(tmp_path):
     again = data.load("nmnist", data_dir=tmp_path, dt=1000, progress=False).train
     assert len(again) == 2 and sorted(again[i][1] for i in range(2)) == [0, 3]
     assert np.asarray(again[1][0]).shape[1] == 2312
+
+
+# ------------------------------------------------------------------ no silent coercion, one error contract
+@pytest.mark.parametrize("field, value, message", [
+    ("refractory", "false", r"populations\[0\]\.refractory: 'false' \(str\) must be True or False"),
+    ("size", 2.9, r"populations\[0\]\.size: 2\.9 \(float\) must be an integer"),
+    ("theta", True, r"populations\[0\]\.theta: True \(bool\) must be a number"),
+    ("reset", 0, r"populations\[0\]\.reset: 0 \(int\) must be a string"),
+])
+def test_network_fields_are_never_coerced(field, value, message):
+    import numpy as np
+
+    from asyncsnn import Network, NetworkError, Population, Projection
+
+    pop = Population(**{"size": 2, field: value})
+    w = np.eye(2, dtype=np.float32)
+    with pytest.raises(NetworkError, match=message):
+        Network(2, [pop], [Projection("input", 0, w)]).to_native()
+    with pytest.raises(NetworkError, match=r"n_inputs: 2\.9 \(float\) must be an integer"):
+        Network(2.9, [Population(2)], [Projection("input", 0, w)]).to_native()
+
+
+@pytest.mark.parametrize("labels", [[0.0, float("nan")], [0.5, 1.0], [True, False]])
+def test_labels_must_be_class_indices(labels):
+    import numpy as np
+
+    import asyncsnn
+    from asyncsnn.generate import random_feedforward
+
+    net = random_feedforward([4, 3], seed=0)
+    with pytest.raises(InputError, match="labels: expected integer class indices"):
+        asyncsnn.Chip.preset("ideal").run(net, np.ones((2, 2, 4), np.uint32), labels=labels)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["emulate", "--rate", "5"], "--rate: 5 is outside 0..1"),
+    (["emulate", "--rate", "nan"], "--rate: nan is outside 0..1"),
+    (["emulate", "--batch", "0"], "--batch: 0 is outside 1.."),
+    (["evaluate", "x", "--limit", "-1"], "--limit: -1 is outside 1.."),
+    (["evaluate", "x", "--limit", "0"], "--limit: 0 is outside 1.."),
+    (["import", "x.nir", "-o", "y.npz", "--dt", "-1"], "--dt: -1 is outside"),
+])
+def test_cli_range_errors_are_one_line(argv, message, capsys):
+    from asyncsnn.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_cli_internal_errors_are_one_line_unless_debug(monkeypatch, capsys):
+    from asyncsnn import cli
+
+    def boom(args):
+        raise RuntimeError("something unexpected\nmore lines")
+
+    monkeypatch.setattr(cli, "cmd_emulate", boom)
+    assert cli.main(["emulate"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error: RuntimeError: something unexpected" in err and "--debug" in err
+    with pytest.raises(RuntimeError):
+        cli.main(["--debug", "emulate"])

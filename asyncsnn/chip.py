@@ -260,6 +260,12 @@ class Placement:
         else:
             x = _event_streams(events, dt, n_frames)
         raw = self.native.run(x, opts.to_native(), lab)
+        if inputs is not None and x.shape[0] == 0:  # an empty batch keeps the (batch, frames, ...) shapes
+            n_out, t = self.network.n_outputs, x.shape[1]
+            raw = dict(raw, out_counts=np.zeros((0, t, n_out), raw["out_counts"].dtype),
+                       v_final=np.zeros((0, self.network.n_neurons), raw["v_final"].dtype))
+            if raw.get("out_potential") is not None:
+                raw["out_potential"] = np.zeros((0, t, n_out), raw["out_potential"].dtype)
         return RunResult.from_native(raw, opts, labels=lab, readout=self.network.readout)
 
 

@@ -104,7 +104,8 @@ class RunOptions:
     * ``seed``, ``sample_offset``: the scheduler hash's seed, and what is added to a sample's
       index in the batch to form its ``sample`` (``0 .. 2^64``);
     * ``input_mode``: ``all_at_once`` or ``scheduled``;
-    * ``max_steps``: a cap on the forward steps of a frame (what is pending carries over);
+    * ``max_steps``: a cap on the forward steps of a frame (what is pending carries over), at
+      most ``runaway_steps`` (raise that explicitly for a larger cap);
     * ``runaway_steps``: without a cap, the steps after which a frame that has not settled is a
       :class:`RunawayError` (the same default on both sides, :data:`RUNAWAY_STEPS`);
     * ``trace``: record every spike (and release);
@@ -137,6 +138,10 @@ class RunOptions:
         if self.max_steps is not None:
             put("max_steps", _count(self.max_steps, "max_steps", 1, "(or None for no cap)"))
         put("runaway_steps", _count(self.runaway_steps, "runaway_steps", 1, hi=_U64 - 1))
+        if self.max_steps is not None and self.max_steps > self.runaway_steps:
+            # no argument switches the runaway guard off without saying so
+            raise option_error("max_steps", f"{self.max_steps} is above runaway_steps = {self.runaway_steps}; raise "
+                                            "runaway_steps explicitly for a larger cap")
         if self.trace not in (True, False):
             raise option_error("trace", f"{self.trace!r}; allowed: True, False")
         put("trace", bool(self.trace))

@@ -184,3 +184,25 @@ def test_cli_internal_errors_are_one_line_unless_debug(monkeypatch, capsys):
     assert err.count("\n") == 1 and "internal error: RuntimeError: something unexpected" in err and "--debug" in err
     with pytest.raises(RuntimeError):
         cli.main(["--debug", "emulate"])
+
+
+def test_no_cap_switches_the_runaway_guard_off_silently():
+    import asyncsnn
+
+    with pytest.raises(InputError, match=r"max_steps: 9223372036854775807 is above runaway_steps = 65536"):
+        asyncsnn.RunOptions(max_steps=2**63 - 1)
+    ok = asyncsnn.RunOptions(max_steps=2**20, runaway_steps=2**20)  # raised explicitly: allowed
+    assert ok.step_limit == (2**20, False)
+
+
+def test_empty_batches_keep_the_documented_shapes():
+    import numpy as np
+
+    import asyncsnn
+    from asyncsnn.generate import random_feedforward
+
+    net = random_feedforward([4, 5, 3], seed=0)
+    r = asyncsnn.Chip.preset("ideal").run(net, np.zeros((0, 3, 4), np.uint32))
+    assert r.out_counts.shape == (0, 3, 3) and r.v_final.shape == (0, 8) and r.first_spike.shape == (0, 3)
+    r = asyncsnn.Chip.preset("ideal").run(net, np.zeros((2, 0, 4), np.uint32))
+    assert r.out_counts.shape == (2, 0, 3) and r.v_final.shape == (2, 8)

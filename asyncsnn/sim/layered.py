@@ -8,7 +8,10 @@ Per frame ``f`` the populations update once each, in their order ``i = 0, 1, ...
 so feed-forward projections see this frame's spikes and recurrent (backward or self)
 projections see the previous frame's. This is what layer-synchronous frameworks simulate, and
 what the asynchronous model reduces to with ``F = infinity``, the ``layered`` scheduler and
-refractory neurons on a feed-forward chain (a tested property). Each population update counts
+refractory neurons with the *zero* reset on a feed-forward chain (a tested property). With the
+subtract reset it does not, as this counter-example shows (2 inputs, 2 hidden with weights ``[[2, 0], [0, 2]]``, 1 output with weights
+``[[3, -2.5]]``, theta 1, beta 1, refractory, subtract reset, frames ``[1, 0]``, ``[0, 1]``: the
+asynchronous engines count ``[1, 1]`` output spikes, this update ``[1, 0]``). Each population update counts
 as one forward step, so latencies are comparable in kind with the asynchronous ones.
 """
 

@@ -145,6 +145,18 @@ impl RunOptions {
         if self.runaway_steps == 0 {
             return Err(Error::input("runaway_steps", "0 is outside 1.."));
         }
+        if let Some(m) = self.max_steps {
+            // a cap above the runaway limit would let a self-exciting frame run unbounded
+            if m > self.runaway_steps {
+                return Err(Error::input(
+                    "max_steps",
+                    format!(
+                        "{m} is above runaway_steps = {}; raise runaway_steps explicitly for a larger cap",
+                        self.runaway_steps
+                    ),
+                ));
+            }
+        }
         if let Some(t) = self.threads {
             if t == 0 || t > 1024 {
                 return Err(Error::input(

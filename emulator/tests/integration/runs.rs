@@ -128,6 +128,15 @@ fn runaway_activity_is_an_error_not_a_hang() {
         .run(&[SampleInput::from_dense(&[1], 1, 1).unwrap()], None, &opts)
         .unwrap_err();
     assert!(err.to_string().contains("runaway_steps"), "{err}");
+    // No cap switches the guard off without saying so: a cap above it is refused.
+    let opts = RunOptions {
+        max_steps: Some(u64::MAX),
+        ..RunOptions::default()
+    };
+    let err = emu
+        .run(&[SampleInput::from_dense(&[1], 1, 1).unwrap()], None, &opts)
+        .unwrap_err();
+    assert!(err.to_string().contains("is above runaway_steps"), "{err}");
 }
 
 #[test]

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,6 +260,13 @@ class Placement:
             x: Any = _dense_counts(inputs, self.network.n_inputs)
         else:
             x = _event_streams(events, dt, n_frames)
+        if inputs is not None:
+            _check_memory(x.shape[0], x.shape[1], self.network, opts)
+        else:
+            times = x[0]
+            last = max((int(t.max()) for t in times if len(t)), default=-1)
+            frames = x[3] if x[3] is not None else (last // max(x[2], 1) + 1 if last >= 0 else 0)
+            _check_memory(len(times), frames, self.network, opts)
         raw = self.native.run(x, opts.to_native(), lab)
         if inputs is not None and x.shape[0] == 0:  # an empty batch keeps the (batch, frames, ...) shapes
             n_out, t = self.network.n_outputs, x.shape[1]
@@ -271,6 +279,36 @@ class Placement:
 
 def _place(chip: Chip, network: Network, core_of: np.ndarray) -> "Placement":
     return chip.place(network, core_of)
+
+
+FRAME_BYTES = 64  # what the emulator keeps per sample and frame besides the outputs (measured: ~1 GB / 2^24)
+NEURON_BYTES = 96  # state per neuron of a sample in flight
+
+
+def available_memory() -> Optional[int]:
+    """Bytes the system can still give (``MemAvailable``), or ``None`` where it cannot say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_memory(batch: int, frames: int, network: Network, opts: RunOptions) -> None:
+    """Refuse, up front, a run whose results alone cannot fit in memory: a ``MemoryError``
+    naming the request, instead of an allocation failure that aborts the interpreter."""
+    per_frame = network.n_outputs * 4 * (2 if network.readout == "potential" else 1) + FRAME_BYTES
+    need = batch * (frames * per_frame + network.n_neurons * (8 + NEURON_BYTES))
+    have = available_memory()
+    if have is not None and need > have:
+        raise MemoryError(f"run: {batch} samples x {frames} frames x {network.n_outputs} outputs need about "
+                          f"{need / 1e9:.1f} GB for their results; {have / 1e9:.1f} GB are available (run fewer "
+                          "samples or frames at a time)")
 
 
 def _event_streams(events: Any, dt: Any, n_frames: Any) -> tuple:

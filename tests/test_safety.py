@@ -206,3 +206,27 @@ def test_empty_batches_keep_the_documented_shapes():
     assert r.out_counts.shape == (0, 3, 3) and r.v_final.shape == (0, 8) and r.first_spike.shape == (0, 3)
     r = asyncsnn.Chip.preset("ideal").run(net, np.zeros((2, 0, 4), np.uint32))
     assert r.out_counts.shape == (2, 0, 3) and r.v_final.shape == (2, 8)
+
+
+def test_a_run_whose_results_cannot_fit_is_a_memory_error_not_a_crash(monkeypatch):
+    """An output population of 2^20 neurons over 4 096 frames asks for about 70 GB of results:
+    refused up front with MemoryError naming the request, for dense and event inputs (the
+    machine's available memory fixed at 16 GB, so the test means the same everywhere)."""
+    import numpy as np
+
+    from asyncsnn import chip as chip_module
+
+    monkeypatch.setattr(chip_module, "available_memory", lambda: 16 * 10**9)
+
+    import asyncsnn
+    from asyncsnn import Network, Population, Projection
+
+    big = 2**20
+    net = Network(1, [Population(big)], [Projection("input", 0, rows=np.arange(big), cols=np.zeros(big, np.int64),
+                                                    values=np.ones(big, np.float32), shape=(big, 1))])
+    chip = asyncsnn.Chip.preset("ideal")
+    with pytest.raises(MemoryError, match=r"run: 4 samples x 4096 frames x 1048576 outputs need about \d+\.\d GB"):
+        chip.run(net, np.zeros((4, 4096, 1), np.uint32))
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    with pytest.raises(MemoryError, match="4 samples x 4096 frames"):
+        chip.place(net).run(events=[empty] * 4, n_frames=4096)

@@ -185,11 +185,16 @@ class Endpoints(NamedTuple):
 def _sparse_native(j: int, shape, rows, cols, values) -> tuple:
     """A sparse matrix as the native network takes it: ``(shape, rows, cols, values)``."""
     try:
-        shape = (int(shape[0]), int(shape[1]))
-    except (TypeError, ValueError, IndexError):
+        shape = (_strict(shape[0], "int", f"projections[{j}].shape[0]"), _strict(shape[1], "int",
+                                                                                  f"projections[{j}].shape[1]"))
+    except (TypeError, IndexError):
         raise NetworkError(f"invalid network: projections[{j}].shape: expected (rows, cols), got {shape!r}") from None
     if min(shape) < 0:
         raise NetworkError(f"invalid network: projections[{j}].shape: {shape} has a negative size")
+    for name, idx in (("rows", rows), ("cols", cols)):
+        a = np.asarray(idx)
+        if a.size and a.dtype.kind not in "iu":  # 1.7 is no index (no silent truncation)
+            raise NetworkError(f"invalid network: projections[{j}].{name}: expected integer indices, got {a.dtype}")
     as_1d = lambda a, dtype: np.ascontiguousarray(a, dtype=dtype).ravel()  # noqa: E731
     return shape, as_1d(rows, np.int64), as_1d(cols, np.int64), as_1d(values, np.float32)
 

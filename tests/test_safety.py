@@ -230,3 +230,84 @@ def test_a_run_whose_results_cannot_fit_is_a_memory_error_not_a_crash(monkeypatc
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     with pytest.raises(MemoryError, match="4 samples x 4096 frames"):
         chip.place(net).run(events=[empty] * 4, n_frames=4096)
+
+
+# ------------------------------------------------------------------ run folders survive interruption
+def _tiny_cfg(tmp_path, epochs):
+    return load_config(None, {**TINY, "out": str(tmp_path / "runs"), "train.epochs": epochs})
+
+
+def test_ctrl_c_leaves_a_consistent_run_folder_that_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    import json
+
+    from asyncsnn.train.loop import Trainer
+
+    full = train(_tiny_cfg(tmp_path, 3), progress=False, log=lambda s: None)
+    assert json.loads((full.run_dir / "status.json").read_text())["state"] == "finished"
+    real = Trainer.train_epoch
+    calls = {"n": 0}
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(_tiny_cfg(tmp_path, 3), progress=False, log=lambda s: None)
+    monkeypatch.undo()
+    run = max((tmp_path / "runs").glob("train-*"), key=lambda p: p.stat().st_mtime_ns)
+    status = json.loads((run / "status.json").read_text())
+    assert status == {"state": "interrupted", "epochs_done": 1, "epochs": 3}
+    assert len(json.loads((run / "metrics.json").read_text())["history"]) == 1
+    cont = resume(run, progress=False, log=lambda s: None)
+    assert all(torch.equal(a, b) for a, b in zip(full.sim.weights, cont.sim.weights))
+
+
+def test_a_killed_training_process_resumes_to_the_same_weights(tmp_path):
+    """`asyncsnn train` killed with SIGKILL at some point after its first checkpoint (perhaps
+    during a save) leaves a checkpoint that loads, and resuming gives the uninterrupted run."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"data": {"options": TINY["data.options"], "n_frames": 6, "dt": 8000},
+                               "model": {"hidden": [8]}, "train": {"batch_size": 8, "epochs": 40}}))
+    proc = subprocess.Popen([sys.executable, "-m", "asyncsnn", "-q", "train", "--config", str(cfg), "--out",
+                             str(tmp_path / "killed"), "--no-progress"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    ck = None
+    while time.monotonic() < deadline and ck is None:
+        found = list((tmp_path / "killed").glob("train-*/checkpoint.pt"))
+        ck = found[0] if found else None
+        time.sleep(0.05)
+    assert ck is not None, "no checkpoint within 120 s"
+    time.sleep(0.7)  # a few more epochs, and perhaps a save in flight
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run = ck.parent
+    done = int(checkpoints.load(ck)["epoch"])
+    assert 1 <= done < 40
+    cont = resume(run, epochs=done + 1, progress=False, log=lambda s: None)
+    ref = train(load_config(cfg, {"out": str(tmp_path / "ref"), "train.epochs": done + 1}), progress=False,
+                log=lambda s: None)
+    assert all(torch.equal(a, b) for a, b in zip(ref.sim.weights, cont.sim.weights))
+
+
+def test_sparse_indices_must_be_integers():
+    import numpy as np
+
+    from asyncsnn import Network, NetworkError, Population, Projection
+
+    proj = Projection("input", 0, rows=np.array([0.0, 1.7]), cols=np.array([0, 1]), values=np.ones(2, np.float32),
+                      shape=(2, 2))
+    with pytest.raises(NetworkError, match=r"projections\[0\]\.rows: expected integer indices, got float64"):
+        Network(2, [Population(2)], [proj]).to_native()
+    with pytest.raises(NetworkError, match=r"projections\[0\]\.shape\[0\]: 2\.5"):
+        Network(2, [Population(2)], [Projection("input", 0, rows=np.array([0]), cols=np.array([0]),
+                                                values=np.ones(1, np.float32), shape=(2.5, 2))]).to_native()

@@ -347,12 +347,32 @@ class Trainer:
                                    dt=self.cfg.data.dt)
 
     def fit(self) -> list[dict]:
-        t = self.cfg.train
         if self.cfg.model.init_from and self.epoch == 0 and not (self.run_dir / "conversion.json").exists():
             before = self.evaluate()  # the converted network before any fine-tuning
             write_json(self.run_dir / "conversion.json", {"init_from": self.cfg.model.init_from, "test": before})
             self.log(f"converted network before fine-tuning: test accuracy {before['accuracy']:.3f}, spikes/sample "
                      f"{before['spikes']:.1f}")
+        self._status("running")
+        try:
+            self._epochs()
+        except KeyboardInterrupt:
+            # what is on disk is the last saved epoch (checkpoint and metrics, written atomically)
+            done = int(checkpoints.load(self.checkpoint_path)["epoch"]) if self.checkpoint_path.exists() else 0
+            self._status("interrupted", done)
+            self.log(f"interrupted; the run folder holds epoch {done}: continue with asyncsnn train --resume "
+                     f"{self.run_dir}")
+            raise
+        self.chip_network().save(self.run_dir / "network.npz")
+        self._status("finished")
+        return self.history
+
+    def _status(self, state: str, done: Optional[int] = None) -> None:
+        """``status.json``: whether the run is running, interrupted or finished, and how far."""
+        write_json(self.run_dir / "status.json", {"state": state, "epochs_done": self.epoch if done is None else done,
+                                                  "epochs": self.cfg.train.epochs})
+
+    def _epochs(self) -> None:
+        t = self.cfg.train
         while self.epoch < t.epochs:
             t0 = time.perf_counter()
             row = {"epoch": self.epoch + 1, **self.train_epoch()}
@@ -368,8 +388,7 @@ class Trainer:
             self.log(f"epoch {row['epoch']}/{t.epochs}: loss {row['train_loss']:.3f}, train acc "
                      f"{row['train_accuracy']:.3f}, test acc {row['test_accuracy']:.3f}, spikes/sample "
                      f"{row['test_spikes']:.1f}, steps {row['test_steps']:.1f} ({row['seconds']:.1f} s)")
-        self.chip_network().save(self.run_dir / "network.npz")
-        return self.history
+            self._status("running")
 
 
 def train(cfg: Config, *, run_dir: Optional[Path] = None, progress: bool = True,

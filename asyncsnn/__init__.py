@@ -12,11 +12,12 @@ The emulator half (Rust, through :mod:`asyncsnn._native`):
 * :class:`SpikeQueue` -- the chip's arbitration queue and schedulers, driven directly.
 """
 
-from ._native import SpikeQueue, __version__, hash_key
+from ._native import __version__
 from .chip import Chip, Placement, RunResult
 from .errors import ConfigError, InputError, InternalError, MappingError, NetworkError, RunawayError
 from .network import Conv2d, Network, Population, Projection
 from .options import INPUT_MODES, MODES, RUNAWAY_STEPS, SCHEDULERS, RunOptions
+from .queue import SpikeQueue, hash_key
 
 __all__ = [
     "Chip",

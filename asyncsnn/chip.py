@@ -107,6 +107,9 @@ class Chip:
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "Chip":
         """A built-in preset (``loihi``, ``edge``, ``ideal``), optionally with overrides."""
+        if not isinstance(name, str):
+            raise ConfigError(f"invalid chip config: preset: {name!r} is not a name; presets: "
+                              f"{', '.join(cls.presets())}")
         if overrides:
             return cls(base=name, **overrides)
         return cls._wrap(_native.ChipConfig.preset(name))
@@ -314,21 +317,27 @@ def _check_memory(batch: int, frames: int, network: Network, opts: RunOptions) -
 def _event_streams(events: Any, dt: Any, n_frames: Any) -> tuple:
     """``(times, channels, dt, n_frames)`` as the emulator takes event streams."""
     times, chans = [], []
+    if isinstance(events, (str, bytes, np.ndarray)) or not isinstance(events, Sequence):
+        raise InputError(f"invalid input: events: expected a list of (times, channels) pairs, got "
+                         f"{type(events).__name__}")
     for i, ev in enumerate(events):
         try:
             t, c = ev
         except (TypeError, ValueError):
             raise InputError(f"invalid input: events[{i}]: expected a (times, channels) pair") from None
-        t, c = np.asarray(t), np.asarray(c)
+        try:
+            t, c = np.asarray(t), np.asarray(c)
+        except (TypeError, ValueError):
+            raise InputError(f"invalid input: events[{i}]: times and channels must be 1-D integer arrays") from None
         if t.ndim != 1 or c.ndim != 1 or t.dtype.kind not in "iu" or c.dtype.kind not in "iu":
             raise InputError(f"invalid input: events[{i}]: times and channels must be 1-D integer arrays")
         times.append(np.ascontiguousarray(t, dtype=np.int64))
         chans.append(np.ascontiguousarray(c, dtype=np.int64))
-    if isinstance(dt, bool) or not isinstance(dt, numbers.Integral):
-        raise InputError(f"invalid input: dt: {dt!r} is not an integer")
+    if isinstance(dt, bool) or not isinstance(dt, numbers.Integral) or not 1 <= dt < 2**63:
+        raise InputError(f"invalid input: dt: {dt!r} must be an integer in 1..2^63")
     if n_frames is not None and (isinstance(n_frames, bool) or not isinstance(n_frames, numbers.Integral)
-                                 or n_frames < 0):
-        raise InputError(f"invalid input: n_frames: {n_frames!r} is outside 0..")
+                                 or not 0 <= n_frames < 2**32):
+        raise InputError(f"invalid input: n_frames: {n_frames!r} is outside 0..2^32")
     return times, chans, int(dt), None if n_frames is None else int(n_frames)
 
 

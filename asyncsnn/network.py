@@ -139,24 +139,32 @@ class Projection:
         return np.asarray(self.rows), np.asarray(self.cols), np.asarray(self.values)
 
 
+def _is_input(ref) -> bool:
+    """``ref`` names the input channels (a string compare that an array cannot turn elementwise)."""
+    return isinstance(ref, str) and ref == "input"
+
+
 def _strict(value, kind: str, field_name: str):
     """``value`` as the ``kind`` (``int``, ``float``, ``bool``, ``str``) it must already be: no
     silent coercion (``"false"`` is not a boolean, ``2.9`` is not an integer, ``True`` is not a
     number)."""
     ok = {
-        "int": isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)),
+        "int": isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)) and 0 <= value < 2**32,
         "float": isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)),
         "bool": isinstance(value, (bool, np.bool_)),
         "str": isinstance(value, str),
     }[kind]
     if not ok:
-        what = {"int": "an integer", "float": "a number", "bool": "True or False", "str": "a string"}[kind]
+        what = {"int": "an integer in 0..2^32", "float": "a number", "bool": "True or False", "str": "a string"}[kind]
         raise NetworkError(f"invalid network: {field_name}: {value!r} ({type(value).__name__}) must be {what}")
     return {"int": int, "float": float, "bool": bool, "str": str}[kind](value)
 
 
 def _as_weight_array(w, field_name: str) -> np.ndarray:
-    a = np.asarray(w)
+    try:
+        a = np.asarray(w)
+    except (TypeError, ValueError) as e:  # ragged lists and the like
+        raise NetworkError(f"invalid network: {field_name}: not an array of weights ({e})") from None
     if a.dtype.kind not in "fiub":
         raise NetworkError(f"invalid network: {field_name}: dtype {a.dtype} is not numeric")
     a64 = a.astype(np.float64, copy=False)
@@ -276,9 +284,13 @@ class Network:
                     return i
             names = [p.name for p in self.populations if p.name]
             raise NetworkError(f"invalid network: {field_name}: no population named {ref!r} (names: {names})")
+        n = len(self.populations)
+        if isinstance(ref, (bool, np.bool_)) or not isinstance(ref, numbers.Integral) or not -n <= int(ref) < n:
+            raise NetworkError(f"invalid network: {field_name}: {ref!r} is not a population: give an index in "
+                               f"-{n}..{n - 1} or a population's name")
         i = int(ref)
         if i < 0:
-            i += len(self.populations)
+            i += n
         return i
 
     @property
@@ -318,7 +330,7 @@ class Network:
         out = []
         for j, pr in enumerate(self.projections):
             t = self._pop_index(pr.target, f"projections[{j}].target")
-            if pr.source == "input":
+            if _is_input(pr.source):
                 out.append(Endpoints(None, t, 0, int(self.n_inputs), starts[t], int(pops[t].size)))
             else:
                 s = self._pop_index(pr.source, f"projections[{j}].source")
@@ -366,13 +378,20 @@ class Network:
     def _fingerprint(self) -> int:
         """A digest of everything the native network is made of, the contents of every weight
         array included (CRC-32): an edit in place, of a list or of an array, changes it."""
-        parts: list = [repr(self.n_inputs), repr(self.output), tuple(self.populations)]
+        # repr, not hash, of the populations: a field holding garbage (a dict) must reach the
+        # validation below and its clear error, not fail here
+        parts: list = [repr(self.n_inputs), repr(self.output), repr(self.populations)]
         for pr in self.projections:
-            parts.append((repr(pr.source), repr(pr.target), pr.kind, repr(pr.shape), pr.conv))
+            parts.append((repr(pr.source), repr(pr.target), pr.kind, repr(pr.shape), repr(pr.conv)))
             for a in (pr.weights, pr.rows, pr.cols, pr.values):
                 if a is not None:
-                    arr = np.ascontiguousarray(a)
-                    parts.append((arr.dtype.str, arr.shape, zlib.crc32(arr.view(np.uint8) if arr.size else b"")))
+                    try:
+                        arr = np.ascontiguousarray(a)
+                        crc = zlib.crc32(arr.view(np.uint8) if arr.size else b"")
+                    except (TypeError, ValueError):  # not numbers: validation says so
+                        parts.append(repr(a))
+                        continue
+                    parts.append((arr.dtype.str, arr.shape, crc))
         return hash(tuple(parts))
 
     def to_native(self) -> "_native.Network":
@@ -400,7 +419,7 @@ class Network:
             )
         projs = []
         for j, pr in enumerate(self.projections):
-            src = "input" if pr.source == "input" else self._pop_index(pr.source, f"projections[{j}].source")
+            src = "input" if _is_input(pr.source) else self._pop_index(pr.source, f"projections[{j}].source")
             tgt = self._pop_index(pr.target, f"projections[{j}].target")
             weights: object
             if pr.conv is not None:

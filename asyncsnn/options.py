@@ -23,6 +23,8 @@ import numbers
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional, Union
 
+import numpy as np
+
 from . import _native
 from .errors import InputError
 
@@ -76,11 +78,8 @@ def f_label(F: Optional[int]) -> Union[int, str]:
 
 def _count(value: Any, field_name: str, lo: int, hint: str = "", hi: Optional[int] = None) -> int:
     """``value`` as an int in ``lo..`` (or ``lo..=hi``): integral types only, never a bool."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise option_error(field_name, f"{value!r} is not an integer")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # 8.0 is not an integer either
+        raise option_error(field_name, f"{value!r} is not an integer")
     v = int(value)
     if v < lo or (hi is not None and v > hi):
         allowed = f"{lo}..={hi}" if hi is not None else f"{lo}.."
@@ -89,7 +88,7 @@ def _count(value: Any, field_name: str, lo: int, hint: str = "", hi: Optional[in
 
 
 def _choice(value: Any, field_name: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise option_error(field_name, f"{value!r}; allowed: {', '.join(allowed)}")
     return str(value)
 
@@ -142,7 +141,7 @@ class RunOptions:
             # no argument switches the runaway guard off without saying so
             raise option_error("max_steps", f"{self.max_steps} is above runaway_steps = {self.runaway_steps}; raise "
                                             "runaway_steps explicitly for a larger cap")
-        if self.trace not in (True, False):
+        if not isinstance(self.trace, (bool, np.bool_)):
             raise option_error("trace", f"{self.trace!r}; allowed: True, False")
         put("trace", bool(self.trace))
         if self.threads is not None:

@@ -33,7 +33,7 @@ def test_names_come_from_the_core():
 
 
 @pytest.mark.parametrize("value, want", [(None, None), ("inf", None), ("INF", None), ("none", None),
-                                         (float("inf"), None), (3, 3), ("16", 16), (np.int64(2), 2), (4.0, 4)])
+                                         (float("inf"), None), (3, 3), ("16", 16), (np.int64(2), 2)])
 def test_f_parses_one_way(value, want):
     assert RunOptions(F=value).F == want
     assert asyncsnn.options.parse_f(value) == want
@@ -45,6 +45,7 @@ def test_f_parses_one_way(value, want):
     (dict(F="many"), "F: 'many'; expected an integer >= 1"),
     (dict(F=True), "F: True is not an integer"),
     (dict(F=2.5), "F: 2.5 is not an integer"),
+    (dict(F=4.0), "F: 4.0 is not an integer"),  # no silent coercion, not even of a whole float
     (dict(seed=-1), "seed: -1 is outside 0..="),
     (dict(seed=2**64), "seed: 18446744073709551616 is outside 0..="),
     (dict(sample_offset=-1), "sample_offset: -1 is outside"),

@@ -311,3 +311,93 @@ def test_sparse_indices_must_be_integers():
     with pytest.raises(NetworkError, match=r"projections\[0\]\.shape\[0\]: 2\.5"):
         Network(2, [Population(2)], [Projection("input", 0, rows=np.array([0]), cols=np.array([0]),
                                                 values=np.ones(1, np.float32), shape=(2.5, 2))]).to_native()
+
+
+# ------------------------------------------------------------------ fuzz: garbage at the public API
+def _garbage():
+    import numpy as np
+    from hypothesis import strategies as st
+
+    return st.one_of(
+        st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=6), st.sampled_from(["../a", "inf", "fifo", "steps", "", "x"]),
+        st.lists(st.integers(-3, 5), max_size=4), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+        st.binary(max_size=4), st.sampled_from([np.int64(3), np.float32(1.5), np.array([1.0, 2.0]), np.zeros((2, 2)),
+                                                np.array(["a"]), object()]))
+
+
+FUZZ_COUNTS = {"tried": 0, "clear error": 0, "accepted and valid": 0}
+
+
+def _fuzz_calls():
+    import numpy as np
+
+    import asyncsnn
+    from asyncsnn import Chip, Network, Population, Projection, RunOptions, SpikeQueue
+    from asyncsnn.generate import random_feedforward
+
+    net = random_feedforward([4, 3, 2], seed=0)
+    placement = Chip.preset("ideal").place(net)
+    w = np.ones((3, 4), np.float32)
+    ev = (np.array([0]), np.array([0]))
+
+    def check_run(res, batch, frames):
+        assert res.out_counts.shape == (batch, frames, 2) and res.v_final.shape == (batch, 5)
+        assert res.first_spike.shape == (batch, 2)
+
+    def run_inputs(g, _):
+        a = np.asarray(g) if not isinstance(g, (dict, bytes)) and g is not object else g
+        res = placement.run(g)
+        check_run(res, a.shape[0], a.shape[1])
+
+    return {
+        "RunOptions": lambda g, k: RunOptions(**{k(RunOptions.names()): g}),
+        "Chip.preset": lambda g, k: Chip.preset(g),
+        "Chip": lambda g, k: Chip(**{k(["mesh_width", "tick_ns", "core_neurons", "arithmetic", "input_port",
+                                        "link_buffer_depth", "hop_energy_pj"]): g}),
+        "Population": lambda g, k: Network(4, [Population(3, **{k(["theta", "beta", "reset", "refractory", "kind",
+                                                                   "alpha"]): g})],
+                                           [Projection("input", 0, w)]).to_native(),
+        "Projection.source": lambda g, k: Network(4, [Population(3)], [Projection(g, 0, w)]).to_native(),
+        "Projection.weights": lambda g, k: Network(4, [Population(3)], [Projection("input", 0, g)]).to_native(),
+        "Network.n_inputs": lambda g, k: Network(g, [Population(3)], [Projection("input", 0, w)]).to_native(),
+        "Network.output": lambda g, k: Network(4, [Population(3)], [Projection("input", 0, w)], output=g).to_native(),
+        "run(inputs)": run_inputs,
+        "run(labels)": lambda g, k: check_run(placement.run(np.ones((2, 2, 4), np.uint32), labels=g), 2, 2),
+        "run(events)": lambda g, k: placement.run(events=g),
+        "run(events pair)": lambda g, k: placement.run(events=[(g, g)]),
+        "run(dt)": lambda g, k: placement.run(events=[ev], dt=g),
+        "run(n_frames)": lambda g, k: check_run(placement.run(events=[ev], n_frames=g), 1, 1 if g is None else int(g)),
+        "run(option)": lambda g, k: check_run(placement.run(np.ones((1, 2, 4), np.uint32),
+                                                            **{k(RunOptions.names()): g}), 1, 2),
+        "place(mapping)": lambda g, k: Chip.preset("ideal").place(net, mapping=g),
+        "SpikeQueue": lambda g, k: SpikeQueue(g, [0, 0, 1], [0, 0]),
+        "SpikeQueue.push": lambda g, k: SpikeQueue(1, [0, 0, 1], [0, 0]).push(**{"source": 0, k(["source", "count", "frame", "step",
+                                                                                  "overshoot"]): g}),
+        "SpikeQueue.release": lambda g, k: SpikeQueue(1, [0, 0, 1], [0, 0]).release(
+            **{"group": 0, "f": 1, "scheduler": "fifo", k(["group", "f", "scheduler", "frame", "step"]): g}),
+        "hash_key": lambda g, k: asyncsnn.hash_key(g, 0, 0, 0, 0),
+    }
+
+
+from hypothesis import given as _given, settings as _settings, strategies as _st  # noqa: E402
+
+
+@pytest.mark.parametrize("call", sorted(_fuzz_calls()))
+@_settings(max_examples=60, deadline=None)
+@_given(value=_garbage(), data=_st.data())
+def test_garbage_at_the_public_api_gets_the_projects_errors_only(call, value, data):
+    """Generated garbage (wrong types, huge or negative numbers, NaN, strings, arrays, objects)
+    in every argument of the public entry points: the project's error classes only (or
+    MemoryError), never a raw TypeError, OverflowError or a crash; an accepted call returns
+    the documented shapes."""
+    from asyncsnn import ConfigError, InputError, MappingError, NetworkError, RunawayError
+
+    pick = lambda options: data.draw(_st.sampled_from(list(options)))  # noqa: E731
+    FUZZ_COUNTS["tried"] += 1
+    try:
+        _fuzz_calls()[call](value, pick)
+    except (ConfigError, InputError, MappingError, NetworkError, RunawayError, MemoryError):
+        FUZZ_COUNTS["clear error"] += 1
+        return
+    FUZZ_COUNTS["accepted and valid"] += 1

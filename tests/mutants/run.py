@@ -238,6 +238,10 @@ MUTANTS = [
            'fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)',
            'tmp = str(path) + ".tmp"; fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)',
            ["tests/test_safety.py::test_no_write_follows_a_planted_symlink"]),
+    Mutant("U4", "SpikeQueue hands its arguments to the binding unchecked (raw TypeError, OverflowError)",
+           "asyncsnn/queue.py", "        self._q.push(_int(source, \"source\"), _int(count, \"count\"), _int(frame, \"frame\"), "
+           "_int(step, \"step\"),", "        self._q.push(source, count, frame, step,",
+           ["tests/test_safety.py::test_garbage_at_the_public_api_gets_the_projects_errors_only"]),
 ]
 
 

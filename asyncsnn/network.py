@@ -139,6 +139,13 @@ class Projection:
         return np.asarray(self.rows), np.asarray(self.cols), np.asarray(self.values)
 
 
+def append_bias_channel(frames: np.ndarray) -> np.ndarray:
+    """Frames ``(B, T, M)`` with the bias channel appended as input ``M``: one event in every
+    frame. Networks whose biases are input weights (layer modules, SPSN deployment, NIR
+    biases) take their input this way."""
+    return np.concatenate([frames, np.ones(frames.shape[:2] + (1,), frames.dtype)], axis=2)
+
+
 def _is_input(ref) -> bool:
     """``ref`` names the input channels (a string compare that an array cannot turn elementwise)."""
     return isinstance(ref, str) and ref == "input"

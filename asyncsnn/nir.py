@@ -57,7 +57,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .errors import NetworkError
-from .network import Conv2d, Network, Population, Projection
+from .network import Conv2d, Network, Population, Projection, append_bias_channel
 
 SUPPORTED = ("Input", "Output", "Affine", "Linear", "Scale", "Flatten", "Conv2d", "SumPool2d", "LIF", "IF", "LI")
 _NEURONS = ("LIF", "IF", "LI")
@@ -488,7 +488,7 @@ def with_bias_channel(frames: np.ndarray, network: Network, n_graph_inputs: int)
         return a
     if network.n_inputs != n_graph_inputs + 1:
         raise ValueError(f"network: {network.n_inputs} inputs for a graph of {n_graph_inputs}")
-    return np.concatenate([a, np.ones(a.shape[:2] + (1,), a.dtype)], axis=2)
+    return append_bias_channel(a)
 
 
 def to_nir(network: Network, dt: float, *, bias_channel: bool = False):

@@ -15,15 +15,16 @@ import numpy as np
 
 from . import _native
 from .errors import InputError
+from .options import _count
 
 _U32 = 2**32
 _U64 = 2**64
 
 
 def _int(value: Any, name: str, hi: int = _U32) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or not 0 <= value < hi:
-        raise InputError(f"invalid input: {name}: {value!r} must be an integer in 0..{hi - 1}")
-    return int(value)
+    """An integer in ``0..hi`` (``hi`` excluded): the run options' own check (an InputError
+    naming the argument)."""
+    return _count(value, name, 0, hi=hi - 1)
 
 
 def _ints(values: Any, name: str) -> list[int]:

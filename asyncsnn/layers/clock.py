@@ -50,8 +50,6 @@ class Clock:
         for i, layer in enumerate(layers):
             self._slots[id(layer)] = Slot(i, start, n_inputs + start)
             start += layer.size
-        self._layers = list(layers)
-        self.n_neurons = start
         b = dict(device=device)
         self.active = torch.zeros(batch, dtype=torch.bool, **b)
         self.bias: Optional[torch.Tensor] = None
@@ -136,6 +134,3 @@ class Clock:
         for fired in self.fired_frame.values():
             total = total + fired.sum(1)
         return total
-
-    def layers(self) -> list:
-        return self._layers

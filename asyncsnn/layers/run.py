@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import NetworkError, RunawayError
-from ..network import Network, Population, Projection
+from ..network import Network, Population, Projection, append_bias_channel
 from ..options import RunOptions
 from ..sim import functional as fn
 from ..sim.simulator import SimResult, first_spikes
@@ -322,6 +322,4 @@ def chip_frames(model: torch.nn.Module, frames) -> np.ndarray:
     if a.size and (not np.all(np.isfinite(a)) or a.min() < 0 or np.any(a != np.round(a))):
         raise ValueError("frames: the chip takes whole, non-negative event counts")
     a = a.astype(np.uint32)
-    if not _has_bias(async_layers(model)):
-        return a
-    return np.concatenate([a, np.ones(a.shape[:2] + (1,), np.uint32)], axis=2)
+    return append_bias_channel(a) if _has_bias(async_layers(model)) else a

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .. import hashing
-from ..network import Network, Population, Projection
+from ..network import Network, Population, Projection, append_bias_channel
 from ..sim import fixed
 from ..stochastic import LOGIT_MAX
 from . import functional as F
@@ -90,7 +90,7 @@ def with_bias(x, model: Optional[SeqNet] = None, *, bias: bool = True) -> np.nda
     a = a.astype(np.uint32)
     if not bias:
         return a
-    return np.concatenate([a, np.ones(a.shape[:2] + (1,), np.uint32)], axis=2)
+    return append_bias_channel(a)
 
 
 def _blocks(net: Network) -> tuple[list, dict]:

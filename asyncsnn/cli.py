@@ -185,6 +185,22 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate_spoken_digits(args: argparse.Namespace, options: dict) -> int:
+    from .data import data_root, speech
+
+    if args.speakers is not None:
+        options["speakers"] = args.speakers
+    cfg = speech.config(options)
+    folder = Path(args.out) if args.out else speech.default_folder(data_root(args.data_dir))
+    manifest = speech.generate(cfg, folder, jobs=args.jobs, show_progress=not args.no_progress, force=args.force)
+    files = manifest["files"]
+    print(f"generated {speech.NAME}: {files['SHD/shd_train.h5']['samples']} train samples "
+          f"({len(files['SHD/shd_train.h5']['speakers'])} speakers), {files['SHD/shd_test.h5']['samples']} test "
+          f"samples ({len(files['SHD/shd_test.h5']['speakers'])} other speakers), {manifest['channels']} channels, "
+          f"in {manifest['seconds']:.0f} s with {manifest['jobs']} worker(s); SHD layout in {folder}")
+    return 0
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     from . import data
 
@@ -192,6 +208,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         print("generated (embedded, no download):")
         for name in data.GENERATED:
             print(f"  {name}")
+        print("synthesized (made once into files by `asyncsnn datasets generate NAME`):")
+        print("  spoken-digits  digits 0-9 in English and German: espeak-ng voices through lauscher's cochlea "
+              "model, in SHD's layout (needs espeak-ng and asyncsnn[speech])")
         print(f"recorded (through tonic; data root {data.data_root(args.data_dir)}):")
         for name in data.RECORDED:
             src = data.SOURCES[name]
@@ -219,9 +238,14 @@ def cmd_datasets(args: argparse.Namespace) -> int:
                                     ("events_per_sample_max", "max events", "{}"),
                                     ("duration_ms", "duration ms", "{:.1f}")], aligned=True))
         return 0
+    if args.action == "generate" and args.name in data.SYNTHESIZED:
+        return _generate_spoken_digits(args, options)
+    if args.speakers is not None or args.jobs is not None or args.force:
+        raise InputError("invalid input: --speakers, --jobs and --force apply to `datasets generate spoken-digits` only")
     if args.action == "generate":
         if args.name not in data.GENERATED:
-            raise InputError(f"invalid input: name: {args.name!r} is not generated; choose {data.GENERATED}")
+            raise InputError(f"invalid input: name: {args.name!r} is not generated; "
+                             f"choose {data.GENERATED + data.SYNTHESIZED}")
         splits = data.load(args.name, dt=args.dt, data_dir=args.data_dir, progress=not args.no_progress, **options)
         for split in (splits.train, splits.test):
             len(split)
@@ -272,6 +296,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     overrides = _key_values(args.set, "--set", ConfigError)
     if args.epochs is not None:
         overrides["train.epochs"] = args.epochs
+    if args.only is not None:
+        overrides["experiment.only"] = args.only
     if args.out:
         overrides["out"] = args.out
     cfg = load_experiment_config(args.config, overrides, full=args.full)
@@ -480,8 +506,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a setting, e.g. --set experiment.schedulers=momentum,fifo --set train.epochs=4 "
                         "(repeatable)")
     x.add_argument("--full", action="store_true",
-                   help="the full study: both generated datasets, N-MNIST and SHD when on disk (meant for a GPU)")
+                   help="the full study: both generated datasets, spoken-digits (generated if missing), N-MNIST "
+                        "and SHD when on disk (meant for a GPU)")
     x.add_argument("--epochs", type=NON_NEGATIVE, default=None, help="shortcut for --set train.epochs=N (every model)")
+    x.add_argument("--only", default=None, metavar="LABELS",
+                   help="shortcut for --set experiment.only=LABELS: only these datasets, e.g. --full --only spoken-digits")
     x.add_argument("--out", default=None, help="folder for run folders (default: runs)")
     x.add_argument("--no-progress", action="store_true")
     x.add_argument("--no-plots", action="store_true")
@@ -542,7 +571,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dt", type=POSITIVE, default=1000, help="generate: frame length in microseconds")
     d.add_argument("--split", choices=["train", "test"], default="train", help="plot: split")
     d.add_argument("--index", type=NON_NEGATIVE, default=0, help="plot: sample index")
-    d.add_argument("--out", default=None, help="plot: output PNG")
+    d.add_argument("--out", default=None, help="plot: output PNG; generate spoken-digits: the dataset folder "
+                                               "(default <data root>/spoken-digits)")
+    d.add_argument("--speakers", type=_bounded(int, 2, 100_000), default=None,
+                   help="generate spoken-digits: number of synthetic speakers (default 40)")
+    d.add_argument("--jobs", type=_bounded(int, 1, 1024), default=None,
+                   help="generate spoken-digits: worker processes (default: the CPUs)")
+    d.add_argument("--force", action="store_true",
+                   help="generate spoken-digits: replace a dataset made with another config")
     d.add_argument("--json", action="store_true", help="stats: one JSON line per split instead of a table")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_datasets)

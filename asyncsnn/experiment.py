@@ -61,8 +61,9 @@ DEFAULT: dict[str, Any] = {
     "experiment": {"chip_set": {"mesh_width": 4, "mesh_height": 4}},
 }
 
-# --full: both generated datasets at a larger size, and N-MNIST and SHD where their files are
-# on disk (skipped with a note otherwise). Meant for a GPU.
+# --full: both generated datasets at a larger size, spoken-digits (generated when missing, if
+# espeak-ng is installed), and N-MNIST and SHD where their files are on disk (skipped with a
+# note otherwise). Meant for a GPU.
 FULL: dict[str, Any] = {
     "data": {"name": "manifold", "dt": 20_000, "n_frames": 5},
     "model": {"hidden": [128, 128], "core_neurons": 64},
@@ -76,6 +77,11 @@ FULL: dict[str, Any] = {
              "options": {"first_saccade_only": False}, "set": {"model.hidden": [256, 256], "train.epochs": 10}},
             {"name": "shd", "label": "shd", "dt": 20_000, "n_frames": 50, "optional": True,
              "set": {"model.hidden": [128, 128], "train.epochs": 30}},
+            # SHD's pipeline offline (espeak-ng + lauscher), made here when missing and espeak-ng
+            # is installed; SHD-like frames: 10 ms, 100 of them.
+            {"name": "spoken-digits", "label": "spoken-digits", "dt": 10_000, "n_frames": 100, "optional": True,
+             "generate": True, "set": {"model.hidden": [128, 128], "model.gain": 1.0, "train.epochs": 30,
+                                       "train.batch_size": 32}},
         ],
         "test_limit": 2000,
     },
@@ -92,6 +98,7 @@ class DatasetSpec(Section):
     options: dict[str, Any] = Field(default_factory=dict, description="the dataset's options")
     label: Optional[str] = Field(None, description="the dataset's name in tables (default: its name)")
     optional: bool = Field(False, description="skip it, with a note, when its files are missing")
+    generate: bool = Field(False, description="make a synthesized dataset (spoken-digits) when it is missing")
     set: dict[str, Any] = Field(default_factory=dict, description="section.key overrides for this dataset")
 
     @property
@@ -117,12 +124,14 @@ class ExperimentSettings(Section):
     modes: list[Literal[MODES]] = Field(default_factory=lambda: list(MODES), description="emulator modes")
     chip: str = Field("loihi", min_length=1, description="chip preset name or .toml file")
     chip_set: dict[str, Any] = Field(default_factory=dict, description="chip field overrides")
+    only: list[str] = Field(default_factory=list, description="run only the datasets with these labels "
+                                                                "(empty: all of them)")
     test_limit: Optional[int] = Field(None, ge=1, description="evaluate on the first N test samples")
     eval_seed: Optional[int] = Field(None, ge=0, description="scheduler seed of the evaluation (null: train.seed)")
     raster_sample: int = Field(0, ge=0, description="test sample drawn in the rasters")
     curve_points: int = Field(60, ge=2, le=10_000, description="points of each decide-early curve")
 
-    @field_validator("schedulers", "modes", mode="before")
+    @field_validator("schedulers", "modes", "only", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         return [v for v in value.split(",") if v] if isinstance(value, str) else value
@@ -162,9 +171,18 @@ class ExperimentConfig:
 
     def dataset_specs(self) -> list[DatasetSpec]:
         if self.experiment.datasets:
-            return list(self.experiment.datasets)
-        d = self.base.data
-        return [DatasetSpec(name=d.name, dt=d.dt, n_frames=d.n_frames, options=d.dataset_options())]
+            specs = list(self.experiment.datasets)
+        else:
+            d = self.base.data
+            specs = [DatasetSpec(name=d.name, dt=d.dt, n_frames=d.n_frames, options=d.dataset_options())]
+        only = self.experiment.only
+        if only:
+            keys = [s.key for s in specs]
+            unknown = [k for k in only if k not in keys]
+            if unknown:
+                raise ConfigError(f"invalid config: experiment.only: {unknown} are not among the datasets {keys}")
+            specs = [s for s in specs if s.key in only]
+        return specs
 
     def dataset_config(self, spec: DatasetSpec) -> Config:
         """The training config of one dataset: base, then the dataset, its ``set``, the overrides."""
@@ -375,6 +393,26 @@ def _log_default(msg: str) -> None:
     logger.info(msg)
 
 
+def _load_or_generate(spec: DatasetSpec, d: Any, log: Callable[[str], None], progress: bool) -> Any:
+    """``d.load()``; a missing synthesized dataset whose spec says ``generate`` is made first
+    (with the spec's options as its config, into the folder it is loaded from)."""
+    from .data import SYNTHESIZED, data_root, speech
+    from .data.base import DatasetNotFoundError
+
+    try:
+        return d.load()
+    except DatasetNotFoundError:
+        if not (spec.generate and spec.name in SYNTHESIZED):
+            raise
+        folder = spec.options.get("folder") or speech.default_folder(data_root(d.data_dir))
+        if (Path(folder) / speech.MANIFEST).exists():
+            raise  # made, but damaged: the error says how to remake it
+        made_with = speech.config({k: v for k, v in spec.options.items() if k != "folder"})
+        log(f"[{spec.key}] not generated yet: generating it into {folder} (a few minutes)")
+        speech.generate(made_with, Path(folder), show_progress=progress)
+        return d.load()
+
+
 def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, progress: bool = True,
                    plots: bool = True, log: Callable[[str], None] = _log_default) -> ExperimentResult:
     """Train and evaluate everything ``cfg`` asks for in a new run folder (see the module docstring)."""
@@ -403,8 +441,8 @@ def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, pro
         dcfg = cfg.dataset_config(spec)
         d = dcfg.data
         try:
-            splits = d.load()
-        except DatasetNotFoundError as err:
+            splits = _load_or_generate(spec, d, log, progress)
+        except (DatasetNotFoundError, ImportError) as err:
             if not spec.optional:
                 raise
             skipped.append({"dataset": spec.key, "reason": str(err)})

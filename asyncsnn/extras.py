@@ -7,6 +7,8 @@ The core (the emulator, ``Chip``, ``Network``, ``RunOptions``, the metrics, the 
   (:mod:`asyncsnn.train`), SPSN (:mod:`asyncsnn.spsn`) and the experiment;
 * ``asyncsnn[data]``: tonic, h5py and scikit-learn (and PyTorch), for :mod:`asyncsnn.data`;
 * ``asyncsnn[plots]``: matplotlib, for rasters and per-core plots;
+* ``asyncsnn[speech]``: lauscher and numba, for the ``spoken-digits`` generator
+  (:mod:`asyncsnn.data.speech`; it also runs the ``espeak-ng`` program, a system package);
 * ``asyncsnn[all]``: all of them.
 
 Importing a part whose extra is missing raises an :class:`ImportError` that names the extra.

@@ -66,7 +66,13 @@ def test_config_presets_and_errors(tmp_path):
     assert spec.name == DEFAULT["data"]["name"] and cfg.dataset_config(spec).data.n_frames == 5
     full = experiment_config(full=True)
     names = [(s.name, s.optional) for s in full.dataset_specs()]
-    assert names == [("manifold", False), ("digits", False), ("nmnist", True), ("shd", True)]
+    assert names == [("manifold", False), ("digits", False), ("nmnist", True), ("shd", True),
+                     ("spoken-digits", True)]
+    assert [s.key for s in full.dataset_specs() if s.generate] == ["spoken-digits"]
+    only = experiment_config(overrides={"experiment.only": "spoken-digits,digits"}, full=True)
+    assert [s.key for s in only.dataset_specs()] == ["digits", "spoken-digits"]
+    with pytest.raises(ConfigError, match=r"experiment.only: \['mnist'\]"):
+        experiment_config(overrides={"experiment.only": "mnist"}, full=True).dataset_specs()
     assert full.dataset_config(full.dataset_specs()[2]).model.hidden == [256, 256]
     # overrides: experiment.* for the experiment, the others for every dataset (after its own settings)
     o = experiment_config(overrides={"experiment.F": [2, "inf"], "train.epochs": 1, "experiment.schedulers": "fifo",

@@ -39,11 +39,15 @@ from .base import (  # noqa: E402
     to_arrays,
 )
 from .generated import DigitsConfig, DigitsDataset, ManifoldConfig, ManifoldDataset  # noqa: E402
+from .speech import SpokenDigitsConfig, ToolNotFoundError, spoken_digits  # noqa: E402
 from .tonic_sets import SOURCES, dvsgesture, nmnist, shd  # noqa: E402
 
 GENERATED = ("manifold", "digits")
+# Made once by `asyncsnn datasets generate NAME` into files under the data root, then loaded
+# from them (a tool chain too slow to run at every load).
+SYNTHESIZED = ("spoken-digits",)
 RECORDED = ("nmnist", "shd", "dvsgesture")
-NAMES = GENERATED + RECORDED
+NAMES = GENERATED + SYNTHESIZED + RECORDED
 
 
 def _events(name: str, split: str, root: Path, options: dict[str, Any]) -> EventDataset:
@@ -51,8 +55,10 @@ def _events(name: str, split: str, root: Path, options: dict[str, Any]) -> Event
         return ManifoldDataset(_config(ManifoldConfig, name, options), split)
     if name == "digits":
         return DigitsDataset(_config(DigitsConfig, name, options), split)
-    loader = {"nmnist": nmnist, "shd": shd, "dvsgesture": dvsgesture}[name]
-    allowed = [p for p in inspect.signature(loader).parameters if p not in ("root", "split")]
+    loader = {"nmnist": nmnist, "shd": shd, "dvsgesture": dvsgesture, "spoken-digits": spoken_digits}[name]
+    allowed = [p for p in inspect.signature(loader).parameters if p not in ("root", "split", "made_with")]
+    if name == "spoken-digits":
+        allowed += [f.name for f in dataclasses.fields(SpokenDigitsConfig)]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"{name}: unknown option(s) {unknown}; allowed: {allowed}")
@@ -87,7 +93,10 @@ def load(
     options go to the dataset: generated datasets take the fields of :class:`ManifoldConfig` /
     :class:`DigitsConfig`; ``nmnist`` takes ``first_saccade_only``, ``denoise_us``,
     ``downsample``; ``dvsgesture`` takes ``downsample`` (default 0.25) and ``denoise_us``;
-    all recorded ones take ``download=True`` to let tonic fetch missing files.
+    all recorded ones take ``download=True`` to let tonic fetch missing files. ``spoken-digits``
+    (made by ``asyncsnn datasets generate spoken-digits``, see :mod:`asyncsnn.data.speech`)
+    takes ``folder`` (default ``<data root>/spoken-digits``) and the fields of
+    :class:`SpokenDigitsConfig` it must have been made with.
     """
     if name not in NAMES:
         raise ValueError(f"dataset {name!r} is unknown; available: {', '.join(NAMES)}")
@@ -103,6 +112,7 @@ def load(
 
 __all__ = [
     "EVENT_DTYPE", "DatasetInfo", "DatasetNotFoundError", "DigitsConfig", "DigitsDataset", "EventDataset",
-    "FrameDataset", "GENERATED", "ManifoldConfig", "ManifoldDataset", "NAMES", "RECORDED", "SOURCES", "SparseFrames", "Splits",
+    "FrameDataset", "GENERATED", "ManifoldConfig", "ManifoldDataset", "NAMES", "RECORDED", "SOURCES", "SYNTHESIZED",
+    "SparseFrames", "SpokenDigitsConfig", "Splits", "ToolNotFoundError",
     "bin_events", "channel_of", "collate", "data_root", "load", "make_events", "to_arrays",
 ]

@@ -155,14 +155,24 @@ def shd(root: Path, split: str, *, download: bool = False) -> TonicDataset:
     """SHD: 700 cochlea channels, 20 classes (digits 0-9 in English and German), about 1 s."""
     tonic = require("tonic", "data", "the recorded datasets")
 
+    info = DatasetInfo("shd", 700, 20, (), tuple(tonic.datasets.SHD.sensor_size), 1_000_000,
+                       SOURCES["shd"]["url"], SOURCES["shd"]["license"])
+    return hsd_split(root, split, info, f"shd-{split}", download=download)
+
+
+def hsd_split(root: Path, split: str, info: DatasetInfo, key: str, *, download: bool = False) -> TonicDataset:
+    """One split of an SHD-format folder (``root/SHD/shd_<split>.h5``) through tonic's SHD
+    class; ``info`` names the dataset (its classes are read from the file's ``extra/keys``)."""
+    tonic = require("tonic", "data", "the recorded datasets")
+
     base = tonic.datasets.SHD
     fname = f"shd_{split}.h5"
     cls = base if download else _offline(base, "shd", split, root, lambda loc: (loc / fname).is_file())
     ds = cls(str(root), train=split == "train")
     classes = tuple(k.decode() if isinstance(k, bytes) else str(k) for k in ds.classes)
-    info = DatasetInfo("shd", 700, 20, classes, tuple(base.sensor_size), 1_000_000,
-                       SOURCES["shd"]["url"], SOURCES["shd"]["license"])
-    return TonicDataset(ds, info, split, base.sensor_size, f"shd-{split}")
+    info = DatasetInfo(info.name, info.n_channels, info.n_classes, classes, info.sensor_size, info.duration_us,
+                       info.source, info.license)
+    return TonicDataset(ds, info, split, base.sensor_size, key)
 
 
 def dvsgesture(root: Path, split: str, *, download: bool = False, downsample: float = 0.25,

@@ -242,6 +242,21 @@ MUTANTS = [
            "asyncsnn/queue.py", "        self._q.push(_int(source, \"source\"), _int(count, \"count\"), _int(frame, \"frame\"), "
            "_int(step, \"step\"),", "        self._q.push(source, count, frame, step,",
            ["tests/test_safety.py::test_garbage_at_the_public_api_gets_the_projects_errors_only"]),
+    # ---------------------------------------------------------------- spoken-digits (cochlea, generator)
+    Mutant("D1", "cochlea: the hazard sampler forgets the fibres' refractory period", "asyncsnn/data/cochlea.py",
+           "                    s = t + gap\n", "                    s = t + 1\n",
+           ["tests/test_speech.py::test_the_hazard_sampler_has_the_exact_samplers_distribution"]),
+    Mutant("D2", "cochlea: the hair cell replenishes its free pool at the reprocessing rate",
+           "asyncsnn/data/cochlea.py", "                replenish = ymdt - ydt * hair_q",
+           "                replenish = ymdt - xdt * hair_q",
+           ["tests/test_speech.py::test_the_cochlea_gives_lauschers_own_spikes_bit_for_bit"]),
+    Mutant("D3", "spoken-digits: the first test speaker also lands in the training split", "asyncsnn/data/speech.py",
+           "    test_from = cfg.speakers - cfg.n_test\n", "    test_from = cfg.speakers - cfg.n_test + 1\n",
+           ["tests/test_speech.py::test_classes_are_balanced_and_speakers_split"]),
+    Mutant("D4", "spoken-digits: a damaged file is loaded when its size is unchanged", "asyncsnn/data/speech.py",
+           "        if path.stat().st_size != meta.get(\"bytes\") or _sha256(path) != meta.get(\"sha256\"):",
+           "        if path.stat().st_size != meta.get(\"bytes\"):",
+           ["tests/test_speech.py::test_corrupted_or_changed_folders_are_never_loaded"]),
 ]
 
 

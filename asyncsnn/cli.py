@@ -192,7 +192,11 @@ def _generate_spoken_digits(args: argparse.Namespace, options: dict) -> int:
         options["speakers"] = args.speakers
     cfg = speech.config(options)
     folder = Path(args.out) if args.out else speech.default_folder(data_root(args.data_dir))
-    manifest = speech.generate(cfg, folder, jobs=args.jobs, show_progress=not args.no_progress, force=args.force)
+    try:
+        manifest = speech.generate(cfg, folder, jobs=args.jobs, show_progress=not args.no_progress, force=args.force)
+    except speech.GenerationError as e:
+        print(f"asyncsnn: error: {e}", file=sys.stderr)
+        return 2
     files = manifest["files"]
     print(f"generated {speech.NAME}: {files['SHD/shd_train.h5']['samples']} train samples "
           f"({len(files['SHD/shd_train.h5']['speakers'])} speakers), {files['SHD/shd_test.h5']['samples']} test "

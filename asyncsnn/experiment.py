@@ -404,12 +404,15 @@ def _load_or_generate(spec: DatasetSpec, d: Any, log: Callable[[str], None], pro
     except DatasetNotFoundError:
         if not (spec.generate and spec.name in SYNTHESIZED):
             raise
-        folder = spec.options.get("folder") or speech.default_folder(data_root(d.data_dir))
+        folder = Path(spec.options.get("folder") or speech.default_folder(data_root(d.data_dir))).expanduser()
         if (Path(folder) / speech.MANIFEST).exists():
             raise  # made, but damaged: the error says how to remake it
         made_with = speech.config({k: v for k, v in spec.options.items() if k != "folder"})
         log(f"[{spec.key}] not generated yet: generating it into {folder} (a few minutes)")
-        speech.generate(made_with, Path(folder), show_progress=progress)
+        try:
+            speech.generate(made_with, folder, show_progress=progress)
+        except speech.GenerationError as e:
+            raise DatasetNotFoundError(str(e)) from e
         return d.load()
 
 

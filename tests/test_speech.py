@@ -46,7 +46,15 @@ def test_the_cochlea_gives_lauschers_own_spikes_bit_for_bit():
     from lauscher.helpers import CommandLineArguments
     from lauscher.transformations import BasilarMembrane, BushyCell, HairCell, HanningWindow, RmsNormalizer
 
+    jobs = CommandLineArguments().num_concurrent_jobs
     CommandLineArguments().num_concurrent_jobs = 1
+    try:
+        _lauscher_chain_equals_ours(BasilarMembrane, BushyCell, HairCell, HanningWindow, MonoAudioWave, RmsNormalizer)
+    finally:
+        CommandLineArguments().num_concurrent_jobs = jobs
+
+
+def _lauscher_chain_equals_ours(BasilarMembrane, BushyCell, HairCell, HanningWindow, MonoAudioWave, RmsNormalizer):
     x, rate, channels = _signal(), 22_050, 16
     wave = MonoAudioWave(x.copy(), rate).transform(RmsNormalizer(0.3)).transform(HanningWindow())
     bm = wave.transform(BasilarMembrane(channels=channels))
@@ -76,6 +84,44 @@ def test_the_pairwise_sum_is_numpys():
         for _ in range(20):
             a = rng.random(n) * 10.0 ** rng.uniform(-6, 3, n)
             assert ps(a) == np.sum(a), n
+
+
+def test_the_hazard_fibres_are_lauschers_fibres_in_distribution():
+    """The fibres alone, against lauscher's own BushyCell._sample (Bernoulli draws per sample,
+    then its refractory correction): one fibre at a fixed probability over 300 seeds has the
+    same interval histogram (none shorter than ceil(refractory) = 12 samples; the share of each
+    interval 12..40 within sampling error), and 40 fibres on a rising probability fire as
+    often in every tenth of the signal."""
+    from lauscher.transformations import BushyCell
+
+    bc, fs = BushyCell(), 11_025
+    fibres = _kernels()["fibres_hazard"]
+    refrac = bc.tau_refrac * fs
+    assert int(np.ceil(refrac)) == 12
+
+    def intervals(spike_trains):
+        return np.concatenate([np.diff(np.flatnonzero(t)) for t in spike_trains])
+
+    p = np.full(3000, 0.04)
+    exact, ours = [], []
+    for seed in range(300):
+        np.random.seed(seed)
+        exact.append(bc._sample(p, fs)[:, 0])
+        ours.append(fibres(p, seed, 1, refrac))
+    ie, io = intervals(exact), intervals(ours)
+    assert ie.min() == io.min() == 12
+    he = np.bincount(ie, minlength=41)[12:41] / len(ie)
+    ho = np.bincount(io, minlength=41)[12:41] / len(io)
+    se = np.sqrt(he * (1 - he) / len(ie) + ho * (1 - ho) / len(io))
+    assert np.abs((he - ho) / se).max() < 4.5
+    assert abs(io.mean() - ie.mean()) < 4 * np.sqrt(ie.var() / len(ie) + io.var() / len(io))
+
+    p = np.linspace(0.0, 0.3, 2000)
+    exact = np.array([(np.random.seed(s), bc._sample(p, fs).sum(1))[1] for s in range(60)])
+    ours = np.array([fibres(p, s, bc.n_convergence, refrac) for s in range(60)])
+    be, bo = exact.reshape(60, 10, -1).sum(2), ours.reshape(60, 10, -1).sum(2)
+    z = (be.mean(0) - bo.mean(0)) / np.sqrt(be.var(0) / 60 + bo.var(0) / 60 + 1e-12)
+    assert np.abs(z).max() < 4.5 and be.sum() > 10_000
 
 
 def test_the_hazard_sampler_has_the_exact_samplers_distribution():
@@ -132,7 +178,7 @@ def _read(path):
 def test_generated_files_are_shd_files(small_set):
     folder, manifest = small_set
     assert sorted(p.name for p in (folder / "SHD").iterdir()) == ["shd_test.h5", "shd_train.h5"]
-    assert not (folder / ".partial" / speech.config(SMALL).digest()).exists()
+    assert not (folder / ".partial").exists()
     train = _read(folder / "SHD" / "shd_train.h5")
     assert h5py.check_vlen_dtype(train["t_dtype"]) == np.float32
     assert h5py.check_vlen_dtype(train["u_dtype"]) == np.uint16
@@ -176,7 +222,7 @@ def test_the_same_seed_gives_the_same_files_with_any_worker_count(small_set, tmp
         assert all(np.array_equal(x, y) for x, y in zip(a["times"], b["times"]))
         assert all(np.array_equal(x, y) for x, y in zip(a["units"], b["units"]))
         assert np.array_equal(a["labels"], b["labels"])
-        assert again["files"][name]["spikes"] == manifest["files"][name]["spikes"]
+        assert again["files"][name]["sha256"] == manifest["files"][name]["sha256"]  # byte for byte
     other = speech.generate(speech.config({**SMALL, "seed": 4}), tmp_path / "other", jobs=2, show_progress=False)
     assert other["files"]["SHD/shd_train.h5"]["sha256"] != manifest["files"]["SHD/shd_train.h5"]["sha256"]
 
@@ -200,18 +246,23 @@ def test_an_interrupted_generation_is_reported_then_finished(tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         speech.generate(cfg, folder, jobs=2, show_progress=False)
     monkeypatch.undo()
-    chunks = sorted((folder / ".partial" / cfg.digest()).glob("speaker-*.npz"))
+    chunks = sorted((folder / ".partial").glob("*/speaker-*.npz"))
     assert len(chunks) == 3
     with pytest.raises(data.DatasetNotFoundError, match="incomplete.*interrupted"):
         data.load("spoken-digits", data_dir=tmp_path, folder=folder)
     # a half-written chunk is made again, the others are kept
     chunks[1].write_bytes(chunks[1].read_bytes()[:100])
-    kept = chunks[0].stat().st_mtime_ns
+    written = []
+    real_write = speech._write_chunk
+    monkeypatch.setattr(speech, "_write_chunk", lambda path, items: (written.append(path.name), real_write(path, items)))
     manifest = speech.generate(cfg, folder, jobs=2, show_progress=False)
+    monkeypatch.undo()
+    assert written == ["speaker-00001.npz"]
     assert manifest["files"]["SHD/shd_train.h5"]["samples"] == 40
     fresh = speech.generate(cfg, tmp_path / "fresh", jobs=2, show_progress=False)
-    assert fresh["files"]["SHD/shd_train.h5"]["spikes"] == manifest["files"]["SHD/shd_train.h5"]["spikes"]
-    assert kept > 0
+    for name in ("SHD/shd_train.h5", "SHD/shd_test.h5"):
+        assert fresh["files"][name]["sha256"] == manifest["files"][name]["sha256"]
+    assert not (folder / ".partial").exists()
     assert len(data.load("spoken-digits", data_dir=tmp_path, folder=folder).train) == 40
 
 
@@ -247,13 +298,43 @@ def test_another_config_is_not_overwritten_without_force(small_set, tmp_path):
     assert kept == json.loads((folder / speech.MANIFEST).read_text())
     with pytest.raises(ValueError, match="another config.*--force"):
         speech.generate(speech.config({**SMALL, "seed": 9}), folder, jobs=1, show_progress=False)
+    # a broken manifest is reported, and --force makes the folder again
+    (folder / speech.MANIFEST).write_text("[]")
+    with pytest.raises(data.DatasetNotFoundError, match="not an object"):
+        speech.generate(speech.config(SMALL), folder, jobs=1, show_progress=False)
+    again = speech.generate(speech.config(SMALL), folder, jobs=2, show_progress=False, force=True)
+    assert again["files"] == kept["files"]
+    assert oct((folder / speech.MANIFEST).stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_failing_espeak_names_the_utterance_and_the_rerun_finishes(tmp_path, monkeypatch, capsys):
+    _need_espeak()
+    fake = tmp_path / "espeak-ng"
+    fake.write_text(f"#!/bin/sh\ncase \"$*\" in *drei*) echo broken voice >&2; exit 3;; esac\nexec {speech.espeak()} \"$@\"\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("ESPEAK_NG", str(fake))
+    cfg = speech.config({**SMALL, "speakers": 2})
+    with pytest.raises(speech.GenerationError, match=r"speaker \d, word 'drei'.*broken voice.*run the same command"):
+        speech.generate(cfg, tmp_path / "sd", jobs=1, show_progress=False)
+    assert main(["datasets", "generate", "spoken-digits", "--speakers", "2", "--option", "channels=32",
+                 "--option", "seed=3", "--option", "test_speakers=1", "--out", str(tmp_path / "sd"), "--jobs", "1",
+                 "--no-progress"]) == 2
+    assert "word 'drei'" in capsys.readouterr().err
+    monkeypatch.delenv("ESPEAK_NG")
+    done = speech.generate(cfg, tmp_path / "sd", jobs=2, show_progress=False)
+    assert done["files"]["SHD/shd_train.h5"]["samples"] == 20
 
 
 def test_config_ranges_and_missing_espeak(tmp_path, monkeypatch, capsys):
     for bad in ({"speakers": 1}, {"channels": 0}, {"test_speakers": 4, "speakers": 4}, {"noise_db": 3.0},
-                {"sample_rate": 100}, {"repeats": 1.5}, {"exact": "yes"}, {"speaker": 3}):
+                {"sample_rate": 100}, {"repeats": 1.5}, {"exact": "yes"}, {"speaker": 3}, {"test_speakers": True},
+                {"test_speakers": 1.5}, {"noise_db": True}):
         with pytest.raises(ValueError, match="spoken-digits: "):
             speech.config(bad)
+    # equal configs are equal however their values were typed (the resume key depends on it)
+    a = speech.config({"speakers": np.int64(5), "noise_db": -50, "seed": np.uint8(2)})
+    assert a == speech.config({"speakers": 5, "noise_db": -50.0, "seed": 2}) and a.digest() == speech.config(
+        {"speakers": 5, "noise_db": -50.0, "seed": 2}).digest()
     monkeypatch.setenv("ESPEAK_NG", str(tmp_path / "no-such-program"))
     with pytest.raises(speech.ToolNotFoundError, match="apt install espeak-ng"):
         speech.generate(speech.config(SMALL), tmp_path / "x")

@@ -150,42 +150,65 @@ def _kernels() -> dict[str, Any]:
         return out
 
     @numba.njit(cache=True)
+    def refractory_gap(refrac_samples):
+        # samples between two spikes a fibre keeps: lauscher drops a spike at j when
+        # j - last < refrac_samples, so whole-number gaps d >= ceil(refrac_samples) survive; a
+        # fibre fires at most once per sample
+        return max(1, int(np.ceil(refrac_samples)))
+
+    @numba.njit(cache=True)
+    def hazard_fibres(prob, n_conv, gap, hazard, drive):
+        # One channel's fibres: drive[t] = fibre spikes at sample t. A fibre that may fire from
+        # sample s fires first at the first t >= s where the cumulative hazard -sum(log(1 - p))
+        # over s..t reaches an Exp(1) draw (the first success of independent Bernoulli(p_t)
+        # trials, exactly in distribution), then stays silent for `gap` samples (lauscher drops
+        # a fibre's spikes closer than its refractory time to the last one kept). Cost: one pass
+        # over the samples and one draw per fibre spike, instead of n_conv draws per sample.
+        n_t = prob.size
+        hazard[0] = 0.0
+        for t in range(n_t):
+            p = prob[t]
+            if p >= 1.0:
+                h = 40.0  # above any Exp(1) draw of a double (at most 36.8): certain
+            elif p > 0.0:
+                h = -np.log1p(-p)
+            else:
+                h = 0.0
+            hazard[t + 1] = hazard[t] + h
+            drive[t] = 0.0
+        for k in range(n_conv):
+            s = 0
+            while s < n_t:
+                target = hazard[s] - np.log(1.0 - np.random.random())
+                t = np.searchsorted(hazard, target, side="left") - 1
+                if t < s:
+                    t = s
+                if t >= n_t:
+                    break
+                drive[t] += 1.0
+                s = t + gap
+
+    @numba.njit(cache=True)
+    def fibres_hazard(prob, seed, n_conv, refrac_samples):
+        # hazard_fibres on one channel, seeded (for tests against lauscher's _sample)
+        np.random.seed(seed)
+        drive = np.zeros(prob.size)
+        hazard_fibres(prob, n_conv, refractory_gap(refrac_samples), np.empty(prob.size + 1), drive)
+        return drive
+
+    @numba.njit(cache=True)
     def bushy_cells_hazard(prob, seed, n_conv, refrac_samples, decay_mem, decay_syn, weight, dt):
-        # The same fibres and cell, with each fibre's next spike drawn directly: a fibre that
-        # may fire from sample s fires first at the first t >= s where the cumulative hazard
-        # -sum(log(1 - p)) over s..t exceeds an Exp(1) draw (the first success of independent
-        # Bernoulli(p_t) trials, exactly in distribution), then stays silent for the refractory
-        # samples. Cost: one pass over the samples per channel and one draw per fibre spike,
-        # instead of n_conv draws per sample.
+        # The same bushy cells as bushy_cells, driven by hazard_fibres: the fibres' summed
+        # current is one number per sample (the sum over fibres taken up front, in another order
+        # than lauscher's, which only this sampler's statistics are compared with).
         np.random.seed(seed)
         n_ch, n_t = prob.shape
         out = np.zeros((n_ch, n_t), np.bool_)
         hazard = np.empty(n_t + 1)
         drive = np.zeros(n_t)
-        gap = int(np.ceil(refrac_samples))
+        gap = refractory_gap(refrac_samples)
         for ch in range(n_ch):
-            hazard[0] = 0.0
-            for t in range(n_t):
-                p = prob[ch, t]
-                if p >= 1.0:
-                    h = 40.0  # above any Exp(1) draw of a double (at most 36.8): certain
-                elif p > 0.0:
-                    h = -np.log1p(-p)
-                else:
-                    h = 0.0
-                hazard[t + 1] = hazard[t] + h
-                drive[t] = 0.0
-            for k in range(n_conv):
-                s = 0
-                while s < n_t:
-                    target = hazard[s] - np.log(1.0 - np.random.random())
-                    t = np.searchsorted(hazard, target, side="left") - 1
-                    if t < s:
-                        t = s
-                    if t >= n_t:
-                        break
-                    drive[t] += 1.0
-                    s = t + gap
+            hazard_fibres(prob[ch], n_conv, gap, hazard, drive)
             vm_prev = 0.0
             isyn = 0.0
             refrac_counter = 0.0
@@ -209,7 +232,7 @@ def _kernels() -> dict[str, Any]:
         return out
 
     _KERNELS.update(hair_cell=hair_cell, bushy_cells=bushy_cells, pairwise_sum=pairwise_sum,
-                    bushy_cells_hazard=bushy_cells_hazard)
+                    bushy_cells_hazard=bushy_cells_hazard, fibres_hazard=fibres_hazard)
     return _KERNELS
 
 

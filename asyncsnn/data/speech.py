@@ -37,6 +37,8 @@ import time
 import wave
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
@@ -77,6 +79,11 @@ INSTALL = ("espeak-ng is not installed (it speaks the digits). Install it: `apt 
            "or set $ESPEAK_NG to its path")
 
 
+class GenerationError(RuntimeError):
+    """Making an utterance failed (espeak-ng failed or hung, a worker process died); the message
+    names the speaker and word, and finished speakers are kept for the next run."""
+
+
 class ToolNotFoundError(DatasetNotFoundError):
     """A program the generator runs is missing (so the dataset cannot be made); the message says
     how to install it."""
@@ -106,6 +113,10 @@ class SpokenDigitsConfig:
     exact: bool = False
 
     def __post_init__(self) -> None:
+        if self.test_speakers is not None:
+            v = self.test_speakers
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ValueError(f"{NAME}: test_speakers: {v!r} is not an integer (1..speakers - 1) or null")
         checks = [("speakers", self.speakers, 2, 100_000), ("repeats", self.repeats, 1, 1000),
                   ("channels", self.channels, 1, 65_535), ("sample_rate", self.sample_rate, 4_000, 192_000),
                   ("duration_ms", self.duration_ms, 100, 60_000), ("seed", self.seed, 0, 2**32 - 1)]
@@ -115,10 +126,17 @@ class SpokenDigitsConfig:
         n_test = self.n_test
         if not 1 <= n_test < self.speakers:
             raise ValueError(f"{NAME}: test_speakers: {n_test} is outside 1..{self.speakers - 1}")
-        if not (isinstance(self.noise_db, (int, float)) and -200.0 <= float(self.noise_db) <= 0.0):
+        if isinstance(self.noise_db, bool) or not (isinstance(self.noise_db, (int, float, np.integer, np.floating))
+                                                   and -200.0 <= float(self.noise_db) <= 0.0):
             raise ValueError(f"{NAME}: noise_db: {self.noise_db!r} is outside -200..0")
         if not isinstance(self.exact, bool):
             raise ValueError(f"{NAME}: exact: {self.exact!r} is not true or false")
+        # plain Python values, so that equal configs have equal digests (numpy ints, -50 vs -50.0)
+        for name in ("speakers", "repeats", "channels", "sample_rate", "duration_ms", "seed"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        if self.test_speakers is not None:
+            object.__setattr__(self, "test_speakers", int(self.test_speakers))
+        object.__setattr__(self, "noise_db", float(self.noise_db))
 
     @property
     def n_test(self) -> int:
@@ -279,9 +297,48 @@ def generate(cfg: SpokenDigitsConfig, folder: Path, *, jobs: Optional[int] = Non
     """Make the dataset in ``folder`` (see the module docstring) and return its manifest. An
     existing complete folder made with the same config is kept as it is; one made with another
     config is replaced only with ``force``. ``jobs`` worker processes (default: the CPUs)."""
-    folder = Path(folder)
+    from . import cochlea
+
+    folder = Path(folder).expanduser()
     espeak()
-    existing = _read_manifest(folder)
+    cochlea._lauscher()
+    cochlea._numba()
+    folder.mkdir(parents=True, exist_ok=True)
+    with _locked(folder):
+        return _generate(cfg, folder, jobs, show_progress, force)
+
+
+@contextmanager
+def _locked(folder: Path):
+    """One generation per folder at a time (a second one fails at once instead of racing)."""
+    import fcntl
+
+    with open(folder / ".lock", "a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            raise GenerationError(f"{NAME}: another generation is writing to {folder}; wait for it") from e
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _tool_versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {"espeak-ng": espeak_version(), "lauscher": version("lauscher"), "numba": version("numba"),
+            "format": str(FORMAT)}
+
+
+def _generate(cfg: SpokenDigitsConfig, folder: Path, jobs: Optional[int], show_progress: bool,
+              force: bool) -> dict[str, Any]:
+    try:
+        existing = _read_manifest(folder)
+    except DatasetNotFoundError:
+        if not force:
+            raise
+        existing = {}
     if existing is not None and not force:
         if existing.get("config") == asdict(cfg):
             check(folder)
@@ -291,11 +348,13 @@ def generate(cfg: SpokenDigitsConfig, folder: Path, *, jobs: Optional[int] = Non
                          f"({existing.get('config')}); pass --force (force=True) to replace it, or choose "
                          "another folder")
     t0 = time.perf_counter()
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / ".partial" / cfg.digest()
+    tools = _tool_versions()
+    # finished speakers are reused only by the same config made with the same tools
+    key = hashlib.sha256(json.dumps([cfg.digest(), tools], sort_keys=True).encode()).hexdigest()[:16]
+    partial = folder / ".partial" / key
     partial.mkdir(parents=True, exist_ok=True)
-    if existing is not None:  # forced: the old files go before anything is made
-        (folder / MANIFEST).unlink()
+    if existing is not None:  # forced: the old manifest goes before anything is made
+        (folder / MANIFEST).unlink(missing_ok=True)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     jobs = max(1, int(jobs or cpus or 1))
     tasks = utterances(cfg)
@@ -319,10 +378,16 @@ def generate(cfg: SpokenDigitsConfig, folder: Path, *, jobs: Optional[int] = Non
                 _make_transfer(cfg, transfer_path, pool, jobs)
             buffers: dict[int, dict[int, tuple]] = {}
             bar = progress(total=len(todo), desc=NAME, enabled=show_progress)
-            futures = [pool.submit(_utterance, t) for t in todo]
+            futures = {pool.submit(_utterance, t): t for t in todo}
             try:
                 for fut in as_completed(futures):
-                    index, times, units, cut = fut.result()
+                    try:
+                        index, times, units, cut = fut.result()
+                    except (RuntimeError, OSError, subprocess.SubprocessError, BrokenProcessPool) as e:
+                        _, spk_i, label, _ = futures[fut]
+                        raise GenerationError(
+                            f"{NAME}: speaker {spk_i}, word {KEYS[label]!r}: {type(e).__name__}: {e}. Finished "
+                            f"speakers are kept in {partial}: run the same command again to continue") from e
                     s = tasks[index][0]
                     buffers.setdefault(s, {})[index] = (times, units, cut)
                     if len(buffers[s]) == per_speaker:
@@ -334,7 +399,7 @@ def generate(cfg: SpokenDigitsConfig, folder: Path, *, jobs: Optional[int] = Non
                 raise
             finally:
                 bar.close()
-    manifest = _assemble(cfg, folder, partial, tasks, time.perf_counter() - t0, jobs)
+    manifest = _assemble(cfg, folder, partial, tasks, time.perf_counter() - t0, jobs, tools)
     shutil.rmtree(folder / ".partial", ignore_errors=True)  # finished speakers and the transfer functions
     return manifest
 
@@ -376,9 +441,8 @@ def _chunk_ok(path: Path, expected: int) -> bool:
 
 
 def _assemble(cfg: SpokenDigitsConfig, folder: Path, partial: Path, tasks: list, seconds: float,
-              jobs: int) -> dict[str, Any]:
+              jobs: int, tools: dict[str, str]) -> dict[str, Any]:
     import h5py
-    from importlib.metadata import version
 
     speakers = [speaker(cfg, s) for s in range(cfg.speakers)]
     test_from = cfg.speakers - cfg.n_test
@@ -430,8 +494,9 @@ def _assemble(cfg: SpokenDigitsConfig, folder: Path, partial: Path, tasks: list,
                 "channels": cfg.channels, "classes": list(KEYS),
                 "duration_us": cfg.n_samples * 1_000_000 // cfg.sample_rate,
                 "cut_utterances": n_cut, "seconds": round(seconds, 1), "jobs": jobs,
-                "tools": {"espeak-ng": espeak_version(), "lauscher": version("lauscher")}}
+                "tools": tools}
     write_json(folder / MANIFEST, manifest)
+    os.chmod(folder / MANIFEST, 0o644)  # readable by whoever may read the files
     logger.info("%s: %d train + %d test samples in %.0f s (%d worker(s)); %s", NAME,
                 files["SHD/shd_train.h5"]["samples"],
                 files["SHD/shd_test.h5"]["samples"], seconds, jobs, folder)
@@ -536,5 +601,5 @@ def spoken_digits(root: Path, split: str, *, folder: Optional[str | Path] = None
     return hsd_split(where, split, info, f"{NAME}-{split}-{manifest['files'][f'SHD/shd_{split}.h5']['sha256'][:16]}")
 
 
-__all__ = ["KEYS", "NAME", "SpokenDigitsConfig", "ToolNotFoundError", "check", "config", "espeak", "generate",
+__all__ = ["GenerationError", "KEYS", "NAME", "SpokenDigitsConfig", "ToolNotFoundError", "check", "config", "espeak", "generate",
            "speaker", "spoken_digits", "synthesize", "utterances"]

@@ -12,6 +12,7 @@ import torch
 
 from asyncsnn import data
 from asyncsnn.cli import main
+from asyncsnn.errors import InputError
 from helpers import markdown_rows
 
 
@@ -338,3 +339,39 @@ def test_cli_logs_to_stderr_and_quiet_silences_it(tmp_path, capsys):
     assert main(["-q", "train", "--config", str(cfg), "--out", str(tmp_path / "runs")]) == 0
     assert "epoch 1/1" not in capsys.readouterr().err
     assert main(["-q", "datasets", "stats", "manifold", *opts]) == 0
+
+
+def test_recorded_files_that_break_the_layout_or_the_sensor_are_refused(tmp_path):
+    """tonic labels an N-MNIST file by the last character of its folder's name, and reads x and
+    y as bytes: a stray `Train/12/` folder would be labelled 2, and an event at x = 40 would land
+    on another pixel's channel. Both are refused with the file's place and the allowed range."""
+    root = tmp_path / "a"
+    for (folder, digit), evs in NMNIST_EVENTS.items():
+        write_nmnist_bin(root / "NMNIST" / folder / str(digit) / "00001.bin", evs)
+    write_nmnist_bin(root / "NMNIST" / "Train" / "12" / "00002.bin", [(1, 1, 1, 5)])
+    with pytest.raises(InputError, match=r"Train/12/00002.bin is not in a folder named 0..9"):
+        data.load("nmnist", data_dir=root)
+    (root / "NMNIST" / "Train" / "12" / "00002.bin").unlink()
+    write_nmnist_bin(root / "NMNIST" / "Train" / "ab" / "00002.bin", [(1, 1, 1, 5)])
+    with pytest.raises(InputError, match="not in a folder named 0..9"):
+        data.load("nmnist", data_dir=root)
+    (root / "NMNIST" / "Train" / "ab" / "00002.bin").unlink()
+    write_nmnist_bin(root / "NMNIST" / "Test" / "3" / "00009.bin", [(40, 2, 0, 5)])
+    splits = data.load("nmnist", data_dir=root)
+    bad = [i for i in range(len(splits.test)) if splits.test.labels()[i] == 3][0]
+    with pytest.raises(InputError, match=r"sample \d+: event x = 40 is outside 0..33 \(sensor 34 x 34 x 2\)"):
+        splits.test[bad]
+    # SHD: a unit past the 700 channels, a label past the 20 classes
+    write_shd_h5(tmp_path / "b" / "SHD" / "shd_train.h5", [[0.1, 0.2]], [[3, 700]], [4])
+    write_shd_h5(tmp_path / "b" / "SHD" / "shd_test.h5", [[0.1]], [[5]], [20])
+    shd = data.load("shd", data_dir=tmp_path / "b")
+    with pytest.raises(InputError, match="event x = 700 is outside 0..699"):
+        shd.train[0]
+    with pytest.raises(InputError, match="label 20 is outside 0..19"):
+        shd.test[0]
+    # an SHD-format folder of more channels (a generated spoken-digits, say) maps units as they are
+    from asyncsnn.data.tonic_sets import hsd_split
+
+    write_shd_h5(tmp_path / "c" / "SHD" / "shd_train.h5", [[0.1, 0.2]], [[3, 900]], [4])
+    wide = hsd_split(tmp_path / "c", "train", data.DatasetInfo("wide", 1000, 20, (), (1000,), 1_000_000), "wide")
+    assert wide[0][0]["c"].tolist() == [3, 900]

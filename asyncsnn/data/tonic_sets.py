@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..errors import InputError
 from ..extras import require
 from .base import DatasetInfo, DatasetNotFoundError, EventDataset, channel_of, make_events
 
@@ -90,7 +91,28 @@ class TonicDataset(EventDataset):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         ev, y = self.ds[index]
+        self._check(index, ev, y)
         return make_events(ev["t"], channel_of(ev, self._sensor)), int(y)
+
+    def _check(self, index: int, ev: np.ndarray, y) -> None:
+        """A recorded file is untrusted: an event outside the sensor would land on another
+        channel (or none), and a label outside the classes would fail far from its file."""
+        where = f"{self.info.name} ({self.split} split) sample {index}"
+        names = ev.dtype.names or ()
+        w = int(self._sensor[0])
+        h = int(self._sensor[1]) if len(self._sensor) > 1 else 1
+        p = int(self._sensor[2]) if len(self._sensor) > 2 else 1
+        for field, size in (("x", w), ("y", h), ("p", p)):
+            if field in names and len(ev) and (field == "x" or size > 1):
+                lo, hi = int(ev[field].min()), int(ev[field].max())
+                if lo < 0 or hi >= size:
+                    raise InputError(f"invalid input: {where}: event {field} = {lo if lo < 0 else hi} is outside "
+                                     f"0..{size - 1} (sensor {' x '.join(map(str, self._sensor))}); the file is "
+                                     "damaged or not of this dataset")
+        if len(ev) and ev["t"].min() < 0:
+            raise InputError(f"invalid input: {where}: event time {int(ev['t'].min())} is negative")
+        if not 0 <= int(y) < self.info.n_classes:
+            raise InputError(f"invalid input: {where}: label {int(y)} is outside 0..{self.info.n_classes - 1}")
 
     def labels(self) -> np.ndarray:
         targets = getattr(self.ds, "targets", None)
@@ -144,7 +166,16 @@ def nmnist(root: Path, split: str, *, download: bool = False, first_saccade_only
     cls = base if download else _offline(base, "nmnist", split, root,
                                          lambda loc: any((loc / folder).glob("*/*.bin")))
     transform, size = _transforms(base.sensor_size, denoise_us, downsample)
-    ds = cls(str(root), train=split == "train", first_saccade_only=first_saccade_only, transform=transform)
+    try:
+        ds = cls(str(root), train=split == "train", first_saccade_only=first_saccade_only, transform=transform)
+    except ValueError as e:  # tonic reads the label from the last character of the folder name
+        raise InputError(f"invalid input: nmnist ({split} split): a .bin file under {root / 'NMNIST' / folder} is "
+                         f"not in a folder named 0..9 ({e}); the layout is NMNIST/{folder}/<digit>/<id>.bin") from e
+    stray = [f for f in getattr(ds, "data", []) if Path(f).parent.name not in tuple("0123456789")]
+    if stray:
+        raise InputError(f"invalid input: nmnist ({split} split): {stray[0]} is not in a folder named 0..9 "
+                         f"(tonic would label it {Path(stray[0]).parent.name[-1]!r}); the layout is "
+                         f"NMNIST/{folder}/<digit>/<id>.bin")
     info = DatasetInfo("nmnist", int(np.prod(size)), 10, tuple(base.classes), tuple(size), 300_000,
                        SOURCES["nmnist"]["url"], SOURCES["nmnist"]["license"])
     key = f"nmnist-{split}-fs{int(first_saccade_only)}-dn{denoise_us}-ds{downsample}"
@@ -172,7 +203,7 @@ def hsd_split(root: Path, split: str, info: DatasetInfo, key: str, *, download: 
     classes = tuple(k.decode() if isinstance(k, bytes) else str(k) for k in ds.classes)
     info = DatasetInfo(info.name, info.n_channels, info.n_classes, classes, info.sensor_size, info.duration_us,
                        info.source, info.license)
-    return TonicDataset(ds, info, split, base.sensor_size, key)
+    return TonicDataset(ds, info, split, (info.n_channels, 1, 1), key)
 
 
 def dvsgesture(root: Path, split: str, *, download: bool = False, downsample: float = 0.25,

@@ -242,6 +242,12 @@ MUTANTS = [
            "asyncsnn/queue.py", "        self._q.push(_int(source, \"source\"), _int(count, \"count\"), _int(frame, \"frame\"), "
            "_int(step, \"step\"),", "        self._q.push(source, count, frame, step,",
            ["tests/test_safety.py::test_garbage_at_the_public_api_gets_the_projects_errors_only"]),
+    Mutant("U5", "a recorded event past the sensor's edge is read (it lands on another pixel's channel)",
+           "asyncsnn/data/tonic_sets.py", "                if lo < 0 or hi >= size:", "                if lo < 0:",
+           ["tests/test_datasets.py::test_recorded_files_that_break_the_layout_or_the_sensor_are_refused"]),
+    Mutant("U6", "N-MNIST files in a folder not named 0..9 are labelled by its last character",
+           "asyncsnn/data/tonic_sets.py", "    if stray:\n", "    if False:\n",
+           ["tests/test_datasets.py::test_recorded_files_that_break_the_layout_or_the_sensor_are_refused"]),
     # ---------------------------------------------------------------- spoken-digits (cochlea, generator)
     Mutant("D1", "cochlea: the hazard sampler's fibre refractory period one sample short (11, not 12)",
            "asyncsnn/data/cochlea.py", "        return max(1, int(np.ceil(refrac_samples)))",

@@ -215,6 +215,11 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         print("synthesized (made once into files by `asyncsnn datasets generate NAME`):")
         print("  spoken-digits  digits 0-9 in English and German: espeak-ng voices through lauscher's cochlea "
               "model, in SHD's layout (needs espeak-ng and asyncsnn[speech])")
+        from .data import speech
+
+        folder = speech.default_folder(data.data_root(args.data_dir))
+        made = (folder / speech.MANIFEST).is_file()
+        print(f"                 {'made in' if made else 'not made yet; would go to'} {folder}")
         print(f"recorded (through tonic; data root {data.data_root(args.data_dir)}):")
         for name in data.RECORDED:
             src = data.SOURCES[name]

@@ -15,6 +15,7 @@ Run:  python benchmarks/spsn_accuracy.py [--epochs 15] [--seeds 0 1 2] [--quick]
           # 3 x 128 hidden as in Yarga and Wood (2023); results in results/spsn_accuracy_shd.*
       python benchmarks/spsn_accuracy.py --dataset spoken-digits   # the same settings on
           # `asyncsnn datasets generate spoken-digits`; results/spsn_accuracy_spoken_digits.*
+          # (--folder DIR: a larger one, made with --speakers N --out DIR)
 On the recorded and synthesized sets it also reports a linear baseline: logistic regression on
 each sample's total spike count per channel (no timing), to show how much the timing carries.
 """
@@ -93,6 +94,8 @@ def load(args) -> tuple:
                 f"{task.get('jitter_us', 1000.0) / 1000:g} ms")
     else:
         task = dict(dt=args.dt or 10_000, n_frames=args.frames or 100)
+        if args.folder:
+            task["folder"] = args.folder
         splits = data.load(args.dataset, data_dir=args.data_dir, **task)
         what = f"{args.dataset} ({task['dt'] / 1000:g} ms frames"
     xs, ys, _ = data.to_arrays(splits.train)
@@ -117,6 +120,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="manifold", choices=["manifold", "shd", "spoken-digits"])
     ap.add_argument("--data-dir", default=None, help="data root of recorded datasets (default: ./datasets)")
+    ap.add_argument("--folder", default=None,
+                    help="spoken-digits: the dataset's folder (another size than the default; the results "
+                         "file is then named after its number of speakers)")
     ap.add_argument("--dt", type=int, default=None, help="frame length in us (default: 2 000 manifold, 10 000 SHD)")
     ap.add_argument("--frames", type=int, default=None, help="frames per sample (recorded datasets; default 100)")
     ap.add_argument("--hidden", type=int, nargs="+", default=None,
@@ -168,6 +174,10 @@ def main() -> None:
     if not args.quick:
         name = f"spsn_accuracy_{args.dataset.replace('-', '_')}" if shd else \
             "spsn_accuracy_hard" if args.hard else "spsn_accuracy"
+        if args.folder:
+            from asyncsnn.data import speech
+
+            name += f"_{speech.check(args.folder)['config']['speakers']}_speakers"
         save(name, {"machine": mach, "epochs": args.epochs, "task": task, "hidden": hidden, "rows": rows,
                     "mean": mean, "count_baseline": baseline}, md)
 

@@ -401,3 +401,41 @@ def test_garbage_at_the_public_api_gets_the_projects_errors_only(call, value, da
         FUZZ_COUNTS["clear error"] += 1
         return
     FUZZ_COUNTS["accepted and valid"] += 1
+
+
+# ----------------------------------------------------------------------------- --set overrides
+def _config_keys() -> list[str]:
+    from asyncsnn.train.config import Config
+
+    d = Config().to_dict()
+    return [f"{sec}.{k}" for sec, v in d.items() if isinstance(v, dict) for k in v] + \
+        ["experiment.F", "experiment.only", "experiment.datasets", "experiment.schedulers", "out", "x", "", ".",
+         "train.", "train.lr.x"]
+
+
+_SET_TEXTS = ["", "=", "[", "{'a':1}", "[1,", "1e999", "-1e999", "nan", "inf", "-inf", "0x10", "1_000", "true",
+              "None", "null", '"s"', "\u00e9", "\x00", "[[[[[]]]]]", "9" * 400, "-" + "9" * 400,
+              '{"a": [1, {"b": 2}]}', "1,2,3", "inf,1", "momentum,", ",", "[null]", '["inf"]', "-0", "1e-400"]
+
+
+@_settings(max_examples=300, deadline=None)
+@_given(key=_st.sampled_from(_config_keys()),
+        text=_st.one_of(_st.sampled_from(_SET_TEXTS), _st.text(max_size=30)),
+        shape=_st.sampled_from(["{k}={t}", "{k}", "={t}", "{k}=={t}"]),
+        experiment=_st.booleans())
+def test_garbage_set_overrides_get_config_errors_only(key, text, shape, experiment):
+    """Any `--set` argument, for `train` as for `experiment`, is accepted into a valid config or
+    refused with a ConfigError (the CLI's exit 2 with the key named), never another exception."""
+    from asyncsnn.cli import _key_values
+    from asyncsnn.errors import ConfigError
+    from asyncsnn.experiment import experiment_config
+
+    arg = shape.format(k=key, t=text)
+    try:
+        overrides = _key_values([arg], "--set", ConfigError)
+        if experiment:
+            experiment_config(overrides=overrides).dataset_specs()
+        else:
+            load_config(None, overrides).train.run_options()
+    except ConfigError:
+        pass

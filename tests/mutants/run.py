@@ -248,6 +248,10 @@ MUTANTS = [
     Mutant("U6", "N-MNIST files in a folder not named 0..9 are labelled by its last character",
            "asyncsnn/data/tonic_sets.py", "    if stray:\n", "    if False:\n",
            ["tests/test_datasets.py::test_recorded_files_that_break_the_layout_or_the_sensor_are_refused"]),
+    Mutant("U7", "a --set argument without '=' raises a bare ValueError, not the ConfigError promised",
+           "asyncsnn/cli.py", '            raise error(f"invalid input: {flag} {item!r}: expected KEY=VALUE")',
+           '            raise ValueError(f"invalid input: {flag} {item!r}: expected KEY=VALUE")',
+           ["tests/test_safety.py::test_garbage_set_overrides_get_config_errors_only"]),
     # ---------------------------------------------------------------- spoken-digits (cochlea, generator)
     Mutant("D1", "cochlea: the hazard sampler's fibre refractory period one sample short (11, not 12)",
            "asyncsnn/data/cochlea.py", "        return max(1, int(np.ceil(refrac_samples)))",

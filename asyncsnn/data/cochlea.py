@@ -105,6 +105,25 @@ def _kernels() -> dict[str, Any]:
         return res
 
     @numba.njit(cache=True)
+    def bushy_step(step, vm_prev, refrac_counter, current, refrac_samples, decay_mem, weight, dt):
+        # One sample of lauscher's BushyCell._lif, in its order: the spike of the previous
+        # sample (then refractory, membrane at 0), else the leak; the fibres' current unless
+        # refractory; the clamp at 1. Returns (vm, refrac_counter, whether step - 1 spiked).
+        vm = 0.0
+        fired = False
+        if step > 0 and refrac_counter <= 0:
+            if vm_prev < 1.0:
+                vm = vm_prev * decay_mem
+            else:
+                refrac_counter = refrac_samples
+                fired = True
+        if refrac_counter <= 0:
+            vm += current * weight * dt
+        if vm > 1.0:
+            vm = 1.0
+        return vm, refrac_counter - 1, fired
+
+    @numba.njit(cache=True)
     def bushy_cells(prob, seed, n_conv, refrac_samples, decay_mem, decay_syn, weight, dt):
         # lauscher.transformations.BushyCell: _sample (np.random.rand(T, n_conv) < p, channel
         # after channel), _correct (fibre refractoriness) and _lif, fused so that no
@@ -122,15 +141,7 @@ def _kernels() -> dict[str, Any]:
             refrac_counter = 0.0
             for step in range(n_t):
                 p = prob[ch, step]
-                vm = 0.0
                 if step > 0:
-                    if refrac_counter <= 0:
-                        if vm_prev < 1.0:
-                            vm = vm_prev * decay_mem
-                        else:
-                            refrac_counter = refrac_samples
-                            vm = 0.0
-                            out[ch, step - 1] = True
                     for k in range(n_conv):
                         isyn[k] = isyn[k] * decay_syn
                 for k in range(n_conv):
@@ -141,12 +152,10 @@ def _kernels() -> dict[str, Any]:
                         else:
                             last[k] = step
                     isyn[k] += 1.0 if spike else 0.0
-                if refrac_counter <= 0:
-                    vm += pairwise_sum(isyn) * weight * dt
-                if vm > 1.0:
-                    vm = 1.0
-                refrac_counter -= 1
-                vm_prev = vm
+                vm_prev, refrac_counter, fired = bushy_step(step, vm_prev, refrac_counter, pairwise_sum(isyn),
+                                                            refrac_samples, decay_mem, weight, dt)
+                if fired:
+                    out[ch, step - 1] = True
         return out
 
     @numba.njit(cache=True)
@@ -213,22 +222,13 @@ def _kernels() -> dict[str, Any]:
             isyn = 0.0
             refrac_counter = 0.0
             for step in range(n_t):
-                vm = 0.0
                 if step > 0:
-                    if refrac_counter <= 0:
-                        if vm_prev < 1.0:
-                            vm = vm_prev * decay_mem
-                        else:
-                            refrac_counter = refrac_samples
-                            out[ch, step - 1] = True
                     isyn = isyn * decay_syn
                 isyn += drive[step]
-                if refrac_counter <= 0:
-                    vm += isyn * weight * dt
-                if vm > 1.0:
-                    vm = 1.0
-                refrac_counter -= 1
-                vm_prev = vm
+                vm_prev, refrac_counter, fired = bushy_step(step, vm_prev, refrac_counter, isyn, refrac_samples,
+                                                            decay_mem, weight, dt)
+                if fired:
+                    out[ch, step - 1] = True
         return out
 
     _KERNELS.update(hair_cell=hair_cell, bushy_cells=bushy_cells, pairwise_sum=pairwise_sum,

@@ -4,6 +4,7 @@
 use crate::arith::Arith;
 use crate::chip::ChipConfig;
 use crate::error::{CoreViolation, Error, Result};
+use crate::mem;
 use crate::network::{Network, NeuronKind, Reset, Source};
 
 /// How neurons are assigned to cores.
@@ -48,9 +49,9 @@ impl Mapping {
     }
 }
 
-fn incoming_counts(net: &Network) -> Vec<u64> {
+fn incoming_counts(net: &Network) -> Result<Vec<u64>> {
     let starts = net.starts();
-    let mut counts = vec![0u64; net.n_neurons()];
+    let mut counts = mem::filled(net.n_neurons(), 0u64, "synapses per neuron")?;
     for pr in net.projections() {
         let t0 = starts[pr.target];
         pr.weights.for_each(|t, _, w| {
@@ -59,14 +60,14 @@ fn incoming_counts(net: &Network) -> Vec<u64> {
             }
         });
     }
-    counts
+    Ok(counts)
 }
 
 fn auto_map(net: &Network, chip: &ChipConfig) -> Result<Vec<u32>> {
     let cap = chip.core;
-    let incoming = incoming_counts(net);
+    let incoming = incoming_counts(net)?;
     let n_cores = chip.n_cores();
-    let mut core_of = Vec::with_capacity(incoming.len());
+    let mut core_of = mem::with_capacity(incoming.len(), "core of every neuron")?;
     let (mut core, mut neurons, mut synapses) = (0usize, 0u64, 0u64);
     for (i, &syn) in incoming.iter().enumerate() {
         if neurons > 0 && (neurons + 1 > cap.neurons || synapses + syn > cap.synapses) {
@@ -165,13 +166,13 @@ impl<A: Arith> Compiled<A> {
         let n = net.n_neurons();
         let n_src = n_in + n;
         let pops = net.populations();
-        let population = net.population_of();
-        let mut theta = Vec::with_capacity(n);
-        let mut leak = Vec::with_capacity(n);
-        let mut subtract = Vec::with_capacity(n);
-        let mut refractory = Vec::with_capacity(n);
-        let mut has_trace = Vec::with_capacity(n);
-        let mut trace_leak = Vec::with_capacity(n);
+        let population = net.population_of()?;
+        let mut theta = mem::with_capacity(n, "thresholds")?;
+        let mut leak = mem::with_capacity(n, "leak factors")?;
+        let mut subtract = mem::with_capacity(n, "reset kinds")?;
+        let mut refractory = mem::with_capacity(n, "refractory flags")?;
+        let mut has_trace = mem::with_capacity(n, "neuron kinds")?;
+        let mut trace_leak = mem::with_capacity(n, "trace leak factors")?;
         let mut draws = Vec::new();
         for (i, p) in pops.iter().enumerate() {
             let th = arith.threshold(p.theta).map_err(|e| match e {
@@ -199,7 +200,7 @@ impl<A: Arith> Compiled<A> {
                 trace_leak.push(tl);
             }
         }
-        let mut has_out = vec![false; n];
+        let mut has_out = mem::filled(n, false, "fan-out flags")?;
         for pr in net.projections() {
             if let Source::Population(s) = pr.source {
                 let s0 = net.starts()[s];
@@ -211,7 +212,7 @@ impl<A: Arith> Compiled<A> {
 
         // Counting sort of synapses by source, then per-source sort by (core, target) and merge.
         let starts = net.starts();
-        let mut counts = vec![0usize; n_src + 1];
+        let mut counts = mem::filled(n_src + 1, 0usize, "synapses per source")?;
         for pr in net.projections() {
             let s0 = match pr.source {
                 Source::Input => 0,
@@ -227,8 +228,8 @@ impl<A: Arith> Compiled<A> {
             counts[i + 1] += counts[i];
         }
         let total = counts[n_src];
-        let mut fill = counts.clone();
-        let mut raw: Vec<(u32, u32, f32)> = vec![(0, 0, 0.0); total];
+        let mut fill = mem::copied(&counts, "synapses per source")?;
+        let mut raw: Vec<(u32, u32, f32)> = mem::filled(total, (0, 0, 0.0), "synapses (sorting)")?;
         for pr in net.projections() {
             let s0 = match pr.source {
                 Source::Input => 0,
@@ -247,16 +248,17 @@ impl<A: Arith> Compiled<A> {
             });
         }
         let input_router = u32::try_from(chip.input_router()).unwrap_or(u32::MAX);
-        let mut router_of_source = vec![input_router; n_in];
+        let mut router_of_source = mem::with_capacity(n_src, "router of every source")?;
+        router_of_source.resize(n_in, input_router);
         router_of_source.extend_from_slice(&core_of);
 
-        let mut row = Vec::with_capacity(n_src + 1);
-        let mut target = Vec::with_capacity(total);
-        let mut weight = Vec::with_capacity(total);
-        let mut seg = Vec::with_capacity(n_src + 1);
+        let mut row = mem::with_capacity(n_src + 1, "synapse rows")?;
+        let mut target = mem::with_capacity(total, "synapse targets")?;
+        let mut weight = mem::with_capacity(total, "synapse weights")?;
+        let mut seg = mem::with_capacity(n_src + 1, "segments per source")?;
         let mut seg_core = Vec::new();
         let mut seg_end = Vec::new();
-        let mut hops_of_source = vec![0u64; n_src];
+        let mut hops_of_source = mem::filled(n_src, 0u64, "hops per source")?;
         let mut clipped = 0u64;
         row.push(0);
         seg.push(0);
@@ -281,6 +283,8 @@ impl<A: Arith> Compiled<A> {
                     if cur_core.is_some() {
                         seg_end.push(target.len());
                     }
+                    mem::reserve(&mut seg_core, 1, "segments")?;
+                    mem::reserve(&mut seg_end, 1, "segments")?;
                     seg_core.push(c);
                     hops_of_source[src] += chip.hops(router_of_source[src] as usize, c as usize);
                     cur_core = Some(c);

@@ -50,6 +50,23 @@ pub enum Error {
     /// Activity that does not stop by itself (a frame ran past the safety limit of steps).
     #[error("runaway activity: {message}")]
     Runaway { message: String },
+    /// A buffer the request needs could not be allocated (`bytes`: what was asked for).
+    #[error("out of memory: {what} needs {} more", human_bytes(*bytes))]
+    Memory { what: String, bytes: u64 },
+    /// The caller asked the run to stop (its stop flag was set); nothing is returned.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+fn human_bytes(b: u64) -> String {
+    // display only
+    #[allow(clippy::cast_precision_loss)]
+    let x = b as f64;
+    if b >= 1 << 30 {
+        format!("{:.1} GB ({b} bytes)", x / 1e9)
+    } else {
+        format!("{b} bytes")
+    }
 }
 
 fn format_mapping(message: &str, v: &[CoreViolation]) -> String {

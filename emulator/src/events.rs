@@ -10,6 +10,7 @@
 //! step of `steps` mode, and the two modes agree spike for spike.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arith::Arith;
 use crate::chip::ChipConfig;
@@ -135,10 +136,16 @@ struct Sim<'c, 'o, A: Arith> {
     woken: Vec<u32>,
     step_limit: u64,
     limit_is_error: bool,
+    /// An event was due after [`MAX_TICK`]: the run ends with an error.
+    past_max_tick: bool,
 }
 
 impl<A: Arith> Sim<'_, '_, A> {
     fn push(&mut self, tick: u64, phase: u8, kind: Kind) {
+        if tick > MAX_TICK {
+            self.past_max_tick = true;
+            return;
+        }
         self.queue.push(tick, phase, kind);
     }
 
@@ -196,10 +203,11 @@ impl<A: Arith> Sim<'_, '_, A> {
         {
             let gs = &mut self.groups[g as usize];
             gs.rounds += 1;
-            gs.free_at = t + rt;
+            gs.free_at = t.saturating_add(rt);
         }
         if g != self.input_group {
-            self.st.core_busy_ticks[g as usize] += rt;
+            let b = &mut self.st.core_busy_ticks[g as usize];
+            *b = b.saturating_add(rt);
         }
         released.sort_unstable();
         let when = When {
@@ -231,7 +239,7 @@ impl<A: Arith> Sim<'_, '_, A> {
         }
         self.ensure_fire(t);
         if self.st.queue.group_len(g) > 0 {
-            self.schedule_release(g, t + rt)?;
+            self.schedule_release(g, t.saturating_add(rt))?;
         }
         Ok(())
     }
@@ -247,7 +255,7 @@ impl<A: Arith> Sim<'_, '_, A> {
             // Free links: no packet can delay another, so the whole route is taken at once.
             let hops = self.chip.hops(router as usize, dst as usize);
             self.st.metrics.hops += hops;
-            let at = t + hops * self.chip.hop_latency_ticks;
+            let at = t.saturating_add(hops.saturating_mul(self.chip.hop_latency_ticks));
             if at == t {
                 self.enqueue_at_core(dst, pkt, t);
             } else {
@@ -308,7 +316,7 @@ impl<A: Arith> Sim<'_, '_, A> {
         }
         self.st.metrics.hops += 1;
         self.push(
-            depart + self.chip.hop_latency_ticks,
+            depart.saturating_add(self.chip.hop_latency_ticks),
             ARRIVE,
             Kind::Arrive(pkt, next),
         );
@@ -341,16 +349,18 @@ impl<A: Arith> Sim<'_, '_, A> {
             };
             let (src, seg) = (pkt.src as usize, pkt.seg as usize);
             let begin = seg_begin(net, src, seg);
-            let service = (net.seg_end[seg] - begin) as u64 * self.chip.syn_op_ticks;
+            let service =
+                ((net.seg_end[seg] - begin) as u64).saturating_mul(self.chip.syn_op_ticks);
             let start = t.max(unit.busy_until);
             if service == 0 && start == t {
                 self.deliver(pkt, begin, t);
                 continue;
             }
-            unit.busy_until = start + service;
+            unit.busy_until = start.saturating_add(service);
             unit.current = Some(pkt);
-            self.st.core_busy_ticks[core as usize] += service;
-            self.push(start + service, SYN_DONE, Kind::SynDone(core));
+            let b = &mut self.st.core_busy_ticks[core as usize];
+            *b = b.saturating_add(service);
+            self.push(start.saturating_add(service), SYN_DONE, Kind::SynDone(core));
             return;
         }
     }
@@ -406,10 +416,35 @@ impl<A: Arith> Sim<'_, '_, A> {
         self.st.metrics.steps += 1;
         let pop = net.draws[d];
         for n in pop.start..pop.start + pop.size {
-            self.st.core_busy_ticks[net.core_of[n] as usize] += self.chip.neuron_update_ticks;
+            let b = &mut self.st.core_busy_ticks[net.core_of[n] as usize];
+            *b = b.saturating_add(self.chip.neuron_update_ticks);
         }
         self.schedule_woken(t + 1)
     }
+}
+
+/// Latest tick a run may reach: with every tick cost at most 2^40 (see `ChipConfig::validate`)
+/// no sum of a time and a cost can wrap around `u64` before this check sees it.
+pub const MAX_TICK: u64 = 1 << 62;
+
+/// Events handled between two looks at the stop flag.
+const STOP_CHECK_EVENTS: u64 = 1 << 12;
+
+fn past_max_tick(frame: u32, sample: u64, chip: &ChipConfig) -> Error {
+    Error::input(
+        "ticks",
+        format!(
+            "sample {sample} passed 2^62 ticks in frame {frame} on chip {:?}: its tick costs \
+             (hop_latency_ticks {}, syn_op_ticks {}, neuron_update_ticks {}, release_ticks {}, \
+             barrier_ticks {}) are too large for this many frames; lower them or run fewer frames",
+            chip.name,
+            chip.hop_latency_ticks,
+            chip.syn_op_ticks,
+            chip.neuron_update_ticks,
+            chip.release_ticks,
+            chip.barrier_ticks
+        ),
+    )
 }
 
 /// First synapse (offset into the CSR) of segment `seg` of source `src`.
@@ -429,6 +464,7 @@ pub(crate) fn run_sample<A: Arith>(
     label: Option<u32>,
     sample: u64,
     opts: &RunOptions,
+    stop: &AtomicBool,
 ) -> Result<SampleResult> {
     let n_cores = net.n_cores;
     // n_cores <= 2^20
@@ -436,7 +472,7 @@ pub(crate) fn run_sample<A: Arith>(
     let input_group = n_cores as u32;
     let (step_limit, limit_is_error) = opts.step_limit();
     let mut sim = Sim {
-        st: State::new(net, n_cores + 1, input.n_frames(), opts.trace, label),
+        st: State::new(net, n_cores + 1, input.n_frames(), opts.trace, label)?,
         chip,
         opts,
         queue: EventQueue::default(),
@@ -455,10 +491,15 @@ pub(crate) fn run_sample<A: Arith>(
         woken: Vec::new(),
         step_limit,
         limit_is_error,
+        past_max_tick: false,
     };
     let mut start = 0u64;
     let mut end = 0u64;
+    let mut handled = 0u64;
     for (f, events) in input.frames.iter().enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
         // frames <= 2^24
         #[allow(clippy::cast_possible_truncation)]
         let frame = f as u32;
@@ -467,9 +508,9 @@ pub(crate) fn run_sample<A: Arith>(
         sim.prefix = frame_prefix(opts.seed, sample, u64::from(frame));
         sim.st.leak();
         for (c, unit) in sim.cores.iter_mut().enumerate() {
-            let leak = net.core_neurons[c] * chip.neuron_update_ticks;
-            unit.busy_until = unit.busy_until.max(start) + leak;
-            sim.st.core_busy_ticks[c] += leak;
+            let leak = net.core_neurons[c].saturating_mul(chip.neuron_update_ticks);
+            unit.busy_until = unit.busy_until.max(start).saturating_add(leak);
+            sim.st.core_busy_ticks[c] = sim.st.core_busy_ticks[c].saturating_add(leak);
         }
         for g in &mut sim.groups {
             g.rounds = 0;
@@ -492,6 +533,10 @@ pub(crate) fn run_sample<A: Arith>(
         let mut next_draw = 0usize;
         loop {
             while let Some((tick, kind)) = sim.queue.pop() {
+                handled += 1;
+                if handled % STOP_CHECK_EVENTS == 0 && stop.load(Ordering::Relaxed) {
+                    return Err(Error::Interrupted);
+                }
                 end = end.max(tick);
                 last = Some(tick);
                 match kind {
@@ -499,6 +544,9 @@ pub(crate) fn run_sample<A: Arith>(
                     Kind::Arrive(pkt, r) => sim.arrive(pkt, r, tick),
                     Kind::SynDone(c) => sim.syn_done(c, tick),
                     Kind::Fire => sim.fire(tick)?,
+                }
+                if sim.past_max_tick {
+                    return Err(past_max_tick(frame, sample, chip));
                 }
             }
             // Settled: the next stochastic / integrator population draws one tick after the
@@ -512,11 +560,14 @@ pub(crate) fn run_sample<A: Arith>(
             last = Some(t);
             end = end.max(t);
         }
-        sim.st.end_frame(frame);
+        sim.st.end_frame(frame)?;
         for unit in &sim.cores {
             end = end.max(unit.busy_until);
         }
-        start = end + 1 + chip.barrier_ticks;
+        start = end.saturating_add(1).saturating_add(chip.barrier_ticks);
+        if end > MAX_TICK || start > MAX_TICK {
+            return Err(past_max_tick(frame, sample, chip));
+        }
     }
     let total_ticks = if input.frames.is_empty() { 0 } else { end + 1 };
     let mut st = sim.st;

@@ -1,6 +1,7 @@
 //! Input of one sample: event counts per frame and channel.
 
 use crate::error::{Error, Result};
+use crate::mem;
 
 /// Largest number of frames accepted per sample.
 pub const MAX_FRAMES: usize = 1 << 24;
@@ -30,21 +31,22 @@ impl SampleInput {
                 format!("{n_frames} frames is outside 0..={MAX_FRAMES}"),
             ));
         }
-        let frames = (0..n_frames)
-            .map(|f| {
-                let row = &counts[f * n_channels..(f + 1) * n_channels];
-                row.iter()
-                    .enumerate()
-                    .filter(|(_, &c)| c > 0)
-                    // channel index < n_channels <= 2^28
-                    .map(|(c, &n)| {
-                        #[allow(clippy::cast_possible_truncation)]
-                        let c = c as u32;
-                        (c, n)
-                    })
-                    .collect()
-            })
-            .collect();
+        let mut frames = mem::with_capacity(n_frames, "input frames")?;
+        for f in 0..n_frames {
+            let row = &counts[f * n_channels..(f + 1) * n_channels];
+            let nonzero = row.iter().filter(|&&c| c > 0).count();
+            let events = row
+                .iter()
+                .enumerate()
+                .filter(|(_, &c)| c > 0)
+                // channel index < n_channels <= 2^28
+                .map(|(c, &n)| {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let c = c as u32;
+                    (c, n)
+                });
+            frames.push(mem::collect(nonzero, events, "input events of a frame")?);
+        }
         Ok(Self { n_channels, frames })
     }
 
@@ -115,7 +117,7 @@ impl SampleInput {
             ));
         }
         let mut dense: Vec<std::collections::BTreeMap<u32, u32>> =
-            vec![Default::default(); n_frames];
+            mem::filled(n_frames, Default::default(), "input frames")?;
         for (i, (&t, &c)) in times.iter().zip(channels).enumerate() {
             if c < 0 || c as u64 >= n_channels as u64 {
                 return Err(Error::input(
@@ -129,7 +131,10 @@ impl SampleInput {
             let e = dense[f].entry(c as u32).or_insert(0);
             *e = e.saturating_add(1);
         }
-        let frames = dense.into_iter().map(|m| m.into_iter().collect()).collect();
+        let mut frames = mem::with_capacity(n_frames, "input frames")?;
+        for m in dense {
+            frames.push(mem::collect(m.len(), m, "input events of a frame")?);
+        }
         Ok(Self { n_channels, frames })
     }
 

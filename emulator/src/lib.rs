@@ -42,6 +42,7 @@ pub mod error;
 mod events;
 pub mod hash;
 pub mod input;
+pub mod mem;
 pub mod network;
 pub mod options;
 pub mod result;
@@ -49,6 +50,8 @@ pub mod scheduler;
 mod state;
 mod steps;
 pub mod stochastic;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
@@ -165,6 +168,18 @@ impl Emulator {
         labels: Option<&[u32]>,
         opts: &RunOptions,
     ) -> Result<Vec<SampleResult>> {
+        self.run_until(inputs, labels, opts, &AtomicBool::new(false))
+    }
+
+    /// [`Emulator::run`] that ends with [`Error::Interrupted`] soon after `stop` is set (every
+    /// sample looks at it once per forward step, or every few thousand events).
+    pub fn run_until(
+        &self,
+        inputs: &[SampleInput],
+        labels: Option<&[u32]>,
+        opts: &RunOptions,
+        stop: &AtomicBool,
+    ) -> Result<Vec<SampleResult>> {
         opts.validate()?;
         for (i, x) in inputs.iter().enumerate() {
             if x.n_channels != self.n_inputs {
@@ -203,11 +218,14 @@ impl Emulator {
                 .par_iter()
                 .enumerate()
                 .map(|(i, x)| {
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(Error::Interrupted);
+                    }
                     let label = labels.map(|l| l[i]);
                     let sample = opts.sample_offset.wrapping_add(i as u64);
                     match &self.engine {
-                        Engine::F32(c) => self.run_one(c, x, label, sample, opts),
-                        Engine::Fixed(c) => self.run_one(c, x, label, sample, opts),
+                        Engine::F32(c) => self.run_one(c, x, label, sample, opts, stop),
+                        Engine::Fixed(c) => self.run_one(c, x, label, sample, opts, stop),
                     }
                 })
                 .collect()
@@ -229,11 +247,12 @@ impl Emulator {
         label: Option<u32>,
         sample: u64,
         opts: &RunOptions,
+        stop: &AtomicBool,
     ) -> Result<SampleResult> {
         match opts.mode {
-            Mode::Steps => steps::run_sample(net, &self.chip, x, label, sample, opts),
+            Mode::Steps => steps::run_sample(net, &self.chip, x, label, sample, opts, stop),
             Mode::Events => {
-                let mut r = events::run_sample(net, &self.chip, x, label, sample, opts)?;
+                let mut r = events::run_sample(net, &self.chip, x, label, sample, opts, stop)?;
                 r.metrics.set_tick_ns(self.chip.tick_ns);
                 Ok(r)
             }

@@ -381,14 +381,13 @@ impl Network {
         s..s + self.populations[self.output].size
     }
     /// Population index of every neuron.
-    #[must_use]
-    pub fn population_of(&self) -> Vec<u32> {
-        let mut out = Vec::with_capacity(self.n_neurons());
+    pub fn population_of(&self) -> Result<Vec<u32>> {
+        let mut out = crate::mem::with_capacity(self.n_neurons(), "population of every neuron")?;
         for (i, p) in self.populations.iter().enumerate() {
             // population count <= MAX_ITEMS < 2^32
             #[allow(clippy::cast_possible_truncation)]
             out.extend(std::iter::repeat_n(i as u32, p.size));
         }
-        out
+        Ok(out)
     }
 }

@@ -4,8 +4,10 @@
 //! step a group releases its first `F` pending sources in scheduler order; ties fall to the
 //! counter-based hash key, then to the lower source index.
 
+use crate::chip::MAX_MESH_SIDE;
 use crate::error::{Error, Result};
 use crate::hash::key_from_prefix;
+use crate::mem;
 use crate::options::Choice;
 
 /// Order of pending spikes inside one arbitration group.
@@ -62,23 +64,28 @@ pub struct SpikeQueue {
     /// Number of sources with `p[s] > 0`.
     pending_sources: usize,
     scratch: Vec<(u64, u32, u32)>,
+    /// The first source whose count passed `u32::MAX` (it stays at `u32::MAX`).
+    overflowed: Option<u32>,
 }
 
 impl SpikeQueue {
-    #[must_use]
-    pub fn new(n_sources: usize, n_groups: usize) -> Self {
-        Self {
-            count: vec![0; n_sources],
-            since: vec![0; n_sources],
-            overshoot: vec![0.0; n_sources],
-            groups: vec![Vec::new(); n_groups],
+    /// Errors: [`Error::Memory`] when its per-source arrays cannot be allocated.
+    pub fn new(n_sources: usize, n_groups: usize) -> Result<Self> {
+        Ok(Self {
+            count: mem::filled(n_sources, 0, "pending counts")?,
+            since: mem::filled(n_sources, 0, "pending since")?,
+            overshoot: mem::filled(n_sources, 0.0, "overshoots")?,
+            groups: mem::filled(n_groups, Vec::new(), "arbitration groups")?,
             woken: Vec::new(),
             pending_sources: 0,
             scratch: Vec::new(),
-        }
+            overflowed: None,
+        })
     }
 
-    /// Add `n` to `p[src]` in `group`, recording `since` if it was not pending.
+    /// Add `n` to `p[src]` in `group`, recording `since` if it was not pending. A count that
+    /// would pass `u32::MAX` stays there and is remembered ([`SpikeQueue::overflowed`]): the
+    /// runs turn it into an error at the end of the frame.
     #[inline]
     pub fn push(&mut self, group: u32, src: u32, n: u32, since: u64) {
         let s = src as usize;
@@ -91,7 +98,19 @@ impl SpikeQueue {
             g.push(src);
             self.pending_sources += 1;
         }
-        self.count[s] = self.count[s].saturating_add(n);
+        match self.count[s].checked_add(n) {
+            Some(c) => self.count[s] = c,
+            None => {
+                self.count[s] = u32::MAX;
+                self.overflowed.get_or_insert(src);
+            }
+        }
+    }
+
+    /// The first source whose pending count passed `u32::MAX`, if any.
+    #[must_use]
+    pub fn overflowed(&self) -> Option<u32> {
+        self.overflowed
     }
 
     /// Whether any source is pending.
@@ -198,6 +217,9 @@ pub struct CheckedQueue {
 /// Largest number of sources of a [`CheckedQueue`] (as for networks).
 pub const MAX_SOURCES: usize = 1 << 29;
 
+/// Largest number of arbitration groups: every core of the largest mesh, and the input port.
+pub const MAX_GROUPS: usize = (MAX_MESH_SIDE as usize) * (MAX_MESH_SIDE as usize) + 1;
+
 impl CheckedQueue {
     /// `group_of[s]` is the arbitration group of source `s` (inputs first);
     /// `population[n]` the population of neuron `n` (for `layered`); `seed` and `sample` enter
@@ -235,14 +257,18 @@ impl CheckedQueue {
             ));
         }
         let n_groups = group_of.iter().max().map_or(0, |&g| g as usize + 1);
-        if n_groups > MAX_SOURCES {
+        if n_groups > MAX_GROUPS {
             return Err(Error::input(
                 "group_of",
-                format!("group {} is outside 0..{MAX_SOURCES}", n_groups - 1),
+                format!(
+                    "group {} is outside 0..{MAX_GROUPS} (a group is a core of the largest \
+                     mesh, or the input port)",
+                    n_groups - 1
+                ),
             ));
         }
         Ok(Self {
-            queue: SpikeQueue::new(group_of.len(), n_groups),
+            queue: SpikeQueue::new(group_of.len(), n_groups)?,
             n_inputs,
             group_of,
             population,
@@ -287,6 +313,16 @@ impl CheckedQueue {
                 ));
             }
             self.queue.overshoot[s] = o;
+        }
+        if self.queue.count[s].checked_add(count).is_none() {
+            return Err(Error::input(
+                "count",
+                format!(
+                    "source {source} has {} pending; {count} more would pass {}",
+                    self.queue.count[s],
+                    u32::MAX
+                ),
+            ));
         }
         let since = (u64::from(frame) << 32) | u64::from(step);
         self.queue.push(self.group_of[s], source, count, since);
@@ -391,7 +427,7 @@ mod tests {
 
     #[test]
     fn release_respects_f_and_conserves() {
-        let mut q = SpikeQueue::new(10, 1);
+        let mut q = SpikeQueue::new(10, 1).unwrap();
         for s in 0..10 {
             q.push(0, s, 1, u64::from(10 - s));
         }

@@ -3,6 +3,8 @@
 
 use crate::arith::Arith;
 use crate::compiled::Compiled;
+use crate::error::{Error, Result};
+use crate::mem;
 use crate::result::{Latency, Metrics, ReleaseRow, SampleResult, TraceRow};
 use crate::scheduler::SpikeQueue;
 use crate::stochastic;
@@ -47,6 +49,8 @@ pub(crate) struct State<'c, A: Arith> {
     spikes_before_step: u64,
     /// Frame of each neuron's latest spike (`u32::MAX`: none yet), for `active_neuron_frames`.
     last_spike_frame: Vec<u32>,
+    /// A trace row that could not be kept (out of memory): reported at the end of the frame.
+    failed: Option<Error>,
 }
 
 impl<'c, A: Arith> State<'c, A> {
@@ -56,34 +60,36 @@ impl<'c, A: Arith> State<'c, A> {
         n_frames: usize,
         want_trace: bool,
         label: Option<u32>,
-    ) -> Self {
+    ) -> Result<Self> {
         let n = net.n_neurons;
-        Self {
+        let per_frame = n_frames.saturating_mul(net.output_size);
+        Ok(Self {
             net,
-            v: vec![A::V::default(); n],
-            cur: vec![A::V::default(); n],
-            acc: vec![A::V::default(); n],
-            refractory: vec![false; n],
-            touched_flag: vec![false; n],
+            v: mem::filled(n, A::V::default(), "membrane potentials")?,
+            cur: mem::filled(n, A::V::default(), "synaptic currents")?,
+            acc: mem::filled(n, A::V::default(), "input accumulators")?,
+            refractory: mem::filled(n, false, "refractory flags")?,
+            touched_flag: mem::filled(n, false, "touched flags")?,
             touched: Vec::new(),
             carry: Vec::new(),
             next_carry: Vec::new(),
             fired: Vec::new(),
-            queue: SpikeQueue::new(net.n_sources(), n_groups),
+            queue: SpikeQueue::new(net.n_sources(), n_groups)?,
             metrics: Metrics::default(),
-            out_counts: vec![0; n_frames * net.output_size],
-            out_potential: vec![0.0; n_frames * net.output_size],
-            first_spike: vec![-1; net.output_size],
+            out_counts: mem::filled(per_frame, 0, "output counts (frames x outputs)")?,
+            out_potential: mem::filled(per_frame, 0.0, "output potentials (frames x outputs)")?,
+            first_spike: mem::filled(net.output_size, -1, "first spikes")?,
             trace: Vec::new(),
             releases: Vec::new(),
             want_trace,
             label,
-            core_spikes: vec![0; net.n_cores],
-            core_synops: vec![0; net.n_cores],
-            core_busy_ticks: vec![0; net.n_cores],
+            core_spikes: mem::filled(net.n_cores, 0, "spikes per core")?,
+            core_synops: mem::filled(net.n_cores, 0, "synaptic operations per core")?,
+            core_busy_ticks: mem::filled(net.n_cores, 0, "busy ticks per core")?,
             spikes_before_step: 0,
-            last_spike_frame: vec![u32::MAX; n],
-        }
+            last_spike_frame: mem::filled(n, u32::MAX, "last spike frames")?,
+            failed: None,
+        })
     }
 
     /// Take the pending count of a released source (logging the release with the trace).
@@ -100,6 +106,11 @@ impl<'c, A: Arith> State<'c, A> {
             } else {
                 net.core_of[s - net.n_inputs]
             };
+            if let Err(e) = mem::reserve(&mut self.releases, 1, "release trace") {
+                self.failed.get_or_insert(e);
+                self.want_trace = false;
+                return count;
+            }
             self.releases.push(ReleaseRow {
                 frame: when.frame,
                 step: when.step,
@@ -214,13 +225,29 @@ impl<'c, A: Arith> State<'c, A> {
         self.emit(when);
     }
 
-    /// End of frame `frame`: record the output population's potentials.
-    pub fn end_frame(&mut self, frame: u32) {
+    /// End of frame `frame`: record the output population's potentials. Errors: a trace that
+    /// could not be kept, a pending count that passed `u32::MAX` (see [`SpikeQueue::push`]).
+    pub fn end_frame(&mut self, frame: u32) -> Result<()> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        if let Some(s) = self.queue.overflowed() {
+            return Err(Error::input(
+                "pending count",
+                format!(
+                    "source {s} had more than {} events or spikes pending by the end of frame \
+                     {frame} (a step cap left them unreleased frame after frame); raise F or \
+                     max_steps, or send fewer events per channel",
+                    u32::MAX
+                ),
+            ));
+        }
         let net = self.net;
         let o = frame as usize * net.output_size;
         for i in 0..net.output_size {
             self.out_potential[o + i] = net.arith.to_f64(self.v[net.output_start + i]);
         }
+        Ok(())
     }
 
     /// Record the spikes in `self.fired` (sorted by neuron): metrics, trace, queue, outputs.
@@ -230,6 +257,12 @@ impl<'c, A: Arith> State<'c, A> {
             return;
         }
         self.fired.sort_unstable_by_key(|e| e.0);
+        if self.want_trace {
+            if let Err(e) = mem::reserve(&mut self.trace, self.fired.len(), "spike trace") {
+                self.failed.get_or_insert(e);
+                self.want_trace = false;
+            }
+        }
         let since = (u64::from(when.frame) << 32) | when.step.min(0xffff_ffff);
         let spikes_before = self.spikes_before_step;
         for i in 0..self.fired.len() {

@@ -9,6 +9,7 @@ use crate::input::SampleInput;
 use crate::options::{InputMode, RunOptions};
 use crate::result::SampleResult;
 use crate::state::{State, When};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Run one sample in `steps` mode.
 pub(crate) fn run_sample<A: Arith>(
@@ -18,13 +19,14 @@ pub(crate) fn run_sample<A: Arith>(
     label: Option<u32>,
     sample: u64,
     opts: &RunOptions,
+    stop: &AtomicBool,
 ) -> Result<SampleResult> {
     let n_cores = net.n_cores;
     // Groups: one per core, then the input port.
     // n_cores <= 2^20
     #[allow(clippy::cast_possible_truncation)]
     let input_group = n_cores as u32;
-    let mut st = State::new(net, n_cores + 1, input.n_frames(), opts.trace, label);
+    let mut st = State::new(net, n_cores + 1, input.n_frames(), opts.trace, label)?;
     let f_limit = opts.f_limit();
     let (step_limit, limit_is_error) = opts.step_limit();
     let mut released: Vec<u32> = Vec::new();
@@ -44,6 +46,9 @@ pub(crate) fn run_sample<A: Arith>(
         let mut k = 0u64;
         let mut next_draw = 0usize;
         loop {
+            if stop.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
             let pending = st.queue.any_pending();
             if pending && k >= step_limit && limit_is_error {
                 return Err(Error::Runaway {
@@ -115,7 +120,7 @@ pub(crate) fn run_sample<A: Arith>(
             global_step += 1;
         }
         // Groups left active by a step cap stay in `active` for the next frame.
-        st.end_frame(frame);
+        st.end_frame(frame)?;
     }
     st.metrics.steps = global_step;
     st.metrics.packets_delivered = st.metrics.packets;

@@ -1,12 +1,12 @@
 //! `Emulator`: a network placed on a chip (see the core's `Emulator`), and its one `run`.
 
-use emulator::{Emulator, Mapping, SampleInput};
+use emulator::{mem, Emulator, Mapping, SampleInput};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray3};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::chip::PyChipConfig;
-use crate::error::{core, detached, input_err};
+use crate::error::{core, detached, input_err, interruptible};
 use crate::network::PyNetwork;
 use crate::options::PyRunOptions;
 use crate::result::batch_to_dict;
@@ -31,7 +31,7 @@ impl Inputs<'_> {
             Self::Dense(a) => {
                 let a = a.as_array();
                 let (b, t, c) = a.dim();
-                let counts: Vec<u32> = a.iter().copied().collect();
+                let counts = core(mem::collect(a.len(), a.iter().copied(), "input counts"))?;
                 core(SampleInput::batch_from_dense(&counts, b, t, c))
             }
             Self::Events(times, channels, dt, n_frames) => {
@@ -45,11 +45,18 @@ impl Inputs<'_> {
                         ),
                     ));
                 }
-                let owned: Vec<(Vec<i64>, Vec<i64>)> = times
+                let owned = times
                     .iter()
                     .zip(&channels)
-                    .map(|(t, c)| (t.as_array().to_vec(), c.as_array().to_vec()))
-                    .collect();
+                    .map(|(t, c)| {
+                        let (t, c) = (t.as_array(), c.as_array());
+                        Ok((
+                            mem::collect(t.len(), t.iter().copied(), "event times")?,
+                            mem::collect(c.len(), c.iter().copied(), "event channels")?,
+                        ))
+                    })
+                    .collect::<emulator::Result<Vec<(Vec<i64>, Vec<i64>)>>>();
+                let owned = core(owned)?;
                 let streams: Vec<(&[i64], &[i64])> = owned
                     .iter()
                     .map(|(t, c)| (t.as_slice(), c.as_slice()))
@@ -156,7 +163,9 @@ impl PyEmulator {
             .transpose()?;
         let emu = &self.0;
         let opts = &options.0;
-        let results = detached(py, || emu.run(&samples, labels.as_deref(), opts))?;
+        let results = interruptible(py, |stop| {
+            emu.run_until(&samples, labels.as_deref(), opts, stop)
+        })?;
         let n_frames = samples.first().map_or(0, SampleInput::n_frames);
         batch_to_dict(py, &results, n_frames, emu.output_size())
     }

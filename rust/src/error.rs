@@ -2,10 +2,12 @@
 //! releases the interpreter and catches panics.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use emulator::Error;
 use pyo3::create_exception;
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 create_exception!(
@@ -63,6 +65,8 @@ impl From<CoreError> for PyErr {
             Error::Network { .. } => NetworkError::new_err(msg),
             Error::Input { .. } => InputError::new_err(msg),
             Error::Runaway { .. } => RunawayError::new_err(msg),
+            Error::Memory { .. } => PyMemoryError::new_err(msg),
+            Error::Interrupted => PyKeyboardInterrupt::new_err(msg),
             Error::Mapping { violations, .. } => Python::attach(|py| {
                 let err = MappingError::new_err(msg);
                 let rows: Vec<(usize, &str, u64, u64)> = violations
@@ -82,6 +86,16 @@ pub fn core<T>(r: emulator::Result<T>) -> PyResult<T> {
     r.map_err(|e| CoreError(e).into())
 }
 
+/// A caught panic as `InternalError`.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> PyErr {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(ToString::to_string)
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    InternalError::new_err(format!("emulator panicked: {what}"))
+}
+
 /// `work` runs with the interpreter detached; a core error becomes its Python exception, a
 /// panic becomes `InternalError`.
 pub fn detached<T: Send>(
@@ -90,15 +104,48 @@ pub fn detached<T: Send>(
 ) -> PyResult<T> {
     match py.detach(|| catch_unwind(AssertUnwindSafe(work))) {
         Ok(result) => core(result),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(ToString::to_string)
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(InternalError::new_err(format!("emulator panicked: {what}")))
-        }
+        Err(panic) => Err(panicked(&*panic)),
     }
+}
+
+/// How often a waiting interpreter looks at its signals during [`interruptible`] work.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
+/// [`detached`] for long work that takes a stop flag: it runs on a thread of its own while
+/// this thread looks at the interpreter's signals every 50 ms. A signal handler that raises
+/// (Ctrl-C: `KeyboardInterrupt`) sets the flag, waits for the work to stop (within one step)
+/// and raises that exception; nothing is returned.
+pub fn interruptible<T: Send>(
+    py: Python<'_>,
+    work: impl FnOnce(&AtomicBool) -> emulator::Result<T> + Send,
+) -> PyResult<T> {
+    let stop = AtomicBool::new(false);
+    let waiter = std::thread::current();
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(|| {
+            let r = catch_unwind(AssertUnwindSafe(|| work(&stop)));
+            waiter.unpark();
+            r
+        });
+        let mut signal: Option<PyErr> = None;
+        while !handle.is_finished() {
+            py.detach(|| std::thread::park_timeout(SIGNAL_POLL));
+            if signal.is_none() {
+                if let Err(e) = py.check_signals() {
+                    stop.store(true, Ordering::Relaxed);
+                    signal = Some(e);
+                }
+            }
+        }
+        let outcome = py.detach(|| handle.join());
+        if let Some(e) = signal {
+            return Err(e);
+        }
+        match outcome {
+            Ok(Ok(result)) => core(result),
+            Ok(Err(panic)) | Err(panic) => Err(panicked(&*panic)),
+        }
+    })
 }
 
 /// An `InputError` naming `field`.

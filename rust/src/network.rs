@@ -1,7 +1,7 @@
 //! `Network`: a validated network (see the core's `Network`), built from the plain values
 //! that `asyncsnn.Network.to_native` hands over.
 
-use emulator::{Network, NeuronKind, Population, Projection, Reset, Source, Weights};
+use emulator::{mem, Network, NeuronKind, Population, Projection, Reset, Source, Weights};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
@@ -101,7 +101,7 @@ impl ProjectionArgs<'_> {
                 Weights::Dense {
                     rows,
                     cols,
-                    data: a.iter().copied().collect(),
+                    data: core(mem::collect(a.len(), a.iter().copied(), &field("weights")))?,
                 }
             }
             WeightsArg::Sparse((rows, cols), r, c, v) => {
@@ -126,7 +126,7 @@ impl ProjectionArgs<'_> {
                         )),
                     }
                 };
-                let mut entries = Vec::with_capacity(r.len());
+                let mut entries = core(mem::with_capacity(r.len(), &field("weights")))?;
                 for k in 0..r.len() {
                     let (i, j) = index(r[k], c[k])?;
                     entries.push((i, j, v[k]));

@@ -2,7 +2,9 @@
 //! `float64` arrays named as in `asyncsnn.metrics`; what never happened (no output spike, no
 //! time in `steps` mode) is NaN.
 
-use emulator::{Latency, SampleResult};
+use emulator::{mem, Latency, SampleResult};
+
+use crate::error::core;
 use numpy::{IntoPyArray, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -70,14 +72,33 @@ pub fn batch_to_dict<'py>(
     let b = results.len();
     let n_neurons = results.first().map_or(0, |r| r.v_final.len());
     let n_cores = results.first().map_or(0, |r| r.core_spikes.len());
-    let cat = |f: fn(&SampleResult) -> &[u64]| -> Vec<u64> {
-        results.iter().flat_map(|r| f(r).iter().copied()).collect()
+    let cat = |f: fn(&SampleResult) -> &[u64]| -> PyResult<Vec<u64>> {
+        let n = b.saturating_mul(n_cores);
+        core(mem::collect(
+            n,
+            results.iter().flat_map(|r| f(r).iter().copied()),
+            "per-core counts",
+        ))
     };
-    let mut out_counts = Vec::with_capacity(b * n_frames * n_out);
-    let mut first_spike = Vec::with_capacity(b * n_out);
-    let mut v_final = Vec::with_capacity(b * n_neurons);
-    let mut out_potential = Vec::with_capacity(b * n_frames * n_out);
-    let (mut trace, mut releases): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+    let per_sample = n_frames.saturating_mul(n_out);
+    let out_len = b.saturating_mul(per_sample);
+    let mut out_counts = core(mem::with_capacity(out_len, "output counts"))?;
+    let mut first_spike = core(mem::with_capacity(b.saturating_mul(n_out), "first spikes"))?;
+    let mut v_final = core(mem::with_capacity(
+        b.saturating_mul(n_neurons),
+        "final potentials",
+    ))?;
+    let mut out_potential = core(mem::with_capacity(out_len, "output potentials"))?;
+    let trace_rows: usize = results.iter().map(|r| r.trace.len()).sum();
+    let release_rows: usize = results.iter().map(|r| r.releases.len()).sum();
+    let mut trace: Vec<i64> = core(mem::with_capacity(
+        trace_rows.saturating_mul(5),
+        "spike trace",
+    ))?;
+    let mut releases: Vec<i64> = core(mem::with_capacity(
+        release_rows.saturating_mul(7),
+        "release trace",
+    ))?;
     // (the names of an empty batch's metrics come from an empty result)
     let blank = SampleResult {
         out_counts: Vec::new(),
@@ -148,7 +169,7 @@ pub fn batch_to_dict<'py>(
         ("core_synops", |r| &r.core_synops),
         ("core_busy_ticks", |r| &r.core_busy_ticks),
     ] {
-        d.set_item(key, cat(f).into_pyarray(py).reshape([b, n_cores])?)?;
+        d.set_item(key, cat(f)?.into_pyarray(py).reshape([b, n_cores])?)?;
     }
     let rows = trace.len() / 5;
     let trace: Bound<'py, PyArray2<i64>> = trace.into_pyarray(py).reshape([rows, 5])?;

@@ -409,3 +409,116 @@ fn scheduled_inputs_respect_f() {
         1
     );
 }
+
+/// Two input channels, one neuron (the inputs' synapses do not matter here).
+fn two_channel_net() -> Network {
+    Network::new(
+        2,
+        vec![pop(1, 1.0, 1.0, Reset::Zero, true)],
+        vec![Projection {
+            source: Source::Input,
+            target: 0,
+            weights: dense(1, 2, vec![0.5, 0.5]),
+        }],
+        0,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_pending_count_past_u32_max_is_an_error_not_a_silent_cap() {
+    // Scheduled input at F = 1 with one step per frame: one channel stays pending at the end of
+    // frame 0, and frame 1 adds another u32::MAX events to it.
+    let emu = Emulator::new(&two_channel_net(), ideal(1), &Mapping::Auto).unwrap();
+    for mode in [Mode::Steps, Mode::Events] {
+        let opts = RunOptions {
+            mode,
+            f: Some(1),
+            input_mode: InputMode::Scheduled,
+            max_steps: Some(1),
+            ..RunOptions::default()
+        };
+        let m = u32::MAX;
+        let x = SampleInput::from_dense(&[m, m, m, m], 2, 2).unwrap();
+        let err = emu.run(&[x], None, &opts).unwrap_err();
+        assert!(
+            matches!(&err, Error::Input { field, .. } if field == "pending count"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("end of frame 1"), "{err}");
+        // One frame less fits: nothing is capped silently either way.
+        let x = SampleInput::from_dense(&[m, m], 1, 2).unwrap();
+        let r = emu.run(&[x], None, &opts).unwrap();
+        assert_eq!(r[0].metrics.unreleased, u64::from(m));
+    }
+}
+
+#[test]
+fn chip_time_past_2_pow_62_ticks_is_an_error_not_a_wrap() {
+    // 2^40 ticks of barrier per frame: frame 2^22 would start past 2^62.
+    let mut chip = ideal(1);
+    chip.barrier_ticks = 1 << 40;
+    let emu = Emulator::new(&two_channel_net(), chip, &Mapping::Auto).unwrap();
+    let opts = RunOptions {
+        mode: Mode::Events,
+        ..RunOptions::default()
+    };
+    let frames = (1 << 22) + 2;
+    let x = SampleInput::from_events(&[0], &[0], 1, Some(frames), 2).unwrap();
+    let err = emu.run(&[x], None, &opts).unwrap_err();
+    assert!(
+        matches!(&err, Error::Input { field, .. } if field == "ticks"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("barrier_ticks 1099511627776"),
+        "{err}"
+    );
+    // Fewer frames: the time is exact (frame f starts at f x (barrier + 1)).
+    let x = SampleInput::from_events(&[0], &[0], 1, Some(1000), 2).unwrap();
+    let r = emu.run(&[x], None, &opts).unwrap();
+    assert_eq!(r[0].metrics.ticks, 999 * ((1 << 40) + 1) + 1);
+}
+
+#[test]
+fn a_set_stop_flag_ends_the_run_with_interrupted() {
+    use std::sync::atomic::AtomicBool;
+    let emu = Emulator::new(&runaway_net(), ideal(1), &Mapping::Auto).unwrap();
+    let stop = AtomicBool::new(true);
+    for mode in [Mode::Steps, Mode::Events] {
+        let opts = RunOptions {
+            mode,
+            ..RunOptions::default()
+        };
+        let x = SampleInput::from_dense(&[1], 1, 1).unwrap();
+        let err = emu.run_until(&[x], None, &opts, &stop).unwrap_err();
+        assert_eq!(err, Error::Interrupted);
+    }
+    // Set from another thread while a long run is under way: a runaway network under a guard
+    // of 2^28 steps runs for 10-40 s (release build) before its RunawayError; it stops at once.
+    for mode in [Mode::Steps, Mode::Events] {
+        let stop = AtomicBool::new(false);
+        let opts = RunOptions {
+            mode,
+            runaway_steps: 1 << 28,
+            ..RunOptions::default()
+        };
+        let t0 = std::time::Instant::now();
+        let err = std::thread::scope(|s| {
+            let run = s.spawn(|| {
+                let x = SampleInput::from_dense(&[1], 1, 1).unwrap();
+                emu.run_until(&[x], None, &opts, &stop)
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            run.join().unwrap()
+        })
+        .unwrap_err();
+        assert_eq!(err, Error::Interrupted, "{mode:?}");
+        assert!(
+            t0.elapsed().as_secs_f64() < 2.0,
+            "{mode:?}: {:?}",
+            t0.elapsed()
+        );
+    }
+}

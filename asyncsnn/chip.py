@@ -26,6 +26,9 @@ from .errors import ConfigError, InputError
 from .network import Network
 from .options import RunOptions
 
+MAX_WORK = 2**40  # neuron updates a run may ask for without saying so (Placement.run's max_work)
+FRAME_WORK = 64  # what a frame costs besides its neurons, in neuron updates (cores, groups, outputs)
+
 _U32_MAX = np.iinfo(np.uint32).max
 
 
@@ -238,16 +241,25 @@ class Placement:
 
     def run(self, inputs: Any = None, options: Optional[RunOptions] = None, *,
             events: Optional[Sequence[tuple[Any, Any]]] = None, dt: int = 1, n_frames: Optional[int] = None,
-            labels: Optional[Sequence[int]] = None, **run_options: Any) -> "RunResult":
+            labels: Optional[Sequence[int]] = None, max_work: Optional[int] = MAX_WORK,
+            **run_options: Any) -> "RunResult":
         """Run a batch with ``options`` (a :class:`~asyncsnn.options.RunOptions`), or the
         defaults changed by ``run_options`` keywords (``scheduler="random", F=1, ...``).
 
         Inputs are dense event counts ``(batch, frames, channels)``, or ``events``: one
         ``(times, channels)`` pair of 1-D integer arrays per sample, binned into frames of
         ``dt`` time units (``n_frames``: default, enough for the latest event of the batch).
-        ``labels`` give the first-correct latency and the accuracy. The interpreter is
-        released while the emulator runs.
+        ``labels`` give the first-correct latency and the accuracy.
+
+        A batch of more than ``max_work`` neuron updates (samples x frames x (neurons + 64);
+        default 2^40, about 20 minutes of one core) is refused up front with an
+        :class:`~asyncsnn.errors.InputError`; pass a larger number, or ``None``, to run it
+        anyway. The interpreter is released while the emulator runs, and Ctrl-C
+        (``KeyboardInterrupt``) stops it within a forward step.
         """
+        if max_work is not None and (isinstance(max_work, bool) or not isinstance(max_work, numbers.Integral)
+                                     or max_work < 1):
+            raise InputError(f"invalid input: max_work: {max_work!r} must be an integer >= 1, or None (no bound)")
         opts = RunOptions.of(options, **run_options)
         lab = None
         if labels is not None:
@@ -264,12 +276,14 @@ class Placement:
         else:
             x = _event_streams(events, dt, n_frames)
         if inputs is not None:
-            _check_memory(x.shape[0], x.shape[1], self.network, opts)
+            batch, frames = x.shape[0], x.shape[1]
         else:
             times = x[0]
             last = max((int(t.max()) for t in times if len(t)), default=-1)
+            batch = len(times)
             frames = x[3] if x[3] is not None else (last // max(x[2], 1) + 1 if last >= 0 else 0)
-            _check_memory(len(times), frames, self.network, opts)
+        _check_work(batch, frames, self.network, max_work)
+        _check_memory(batch, frames, self.network, opts)
         raw = self.native.run(x, opts.to_native(), lab)
         if inputs is not None and x.shape[0] == 0:  # an empty batch keeps the (batch, frames, ...) shapes
             n_out, t = self.network.n_outputs, x.shape[1]
@@ -288,8 +302,7 @@ FRAME_BYTES = 64  # what the emulator keeps per sample and frame besides the out
 NEURON_BYTES = 96  # state per neuron of a sample in flight
 
 
-def available_memory() -> Optional[int]:
-    """Bytes the system can still give (``MemAvailable``), or ``None`` where it cannot say."""
+def _system_available() -> Optional[int]:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
@@ -300,6 +313,39 @@ def available_memory() -> Optional[int]:
         return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def _address_space_left() -> Optional[int]:
+    """What the process's address-space limit (``ulimit -v``) still allows, if it has one."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY:
+            return None
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return max(soft - int(line.split()[1]) * 1024, 0)
+    except (ImportError, OSError, ValueError):
+        pass
+    return None
+
+
+def available_memory() -> Optional[int]:
+    """Bytes this process can still get: the system's ``MemAvailable``, or less where the
+    process has an address-space limit; ``None`` where neither can be read."""
+    have = [b for b in (_system_available(), _address_space_left()) if b is not None]
+    return min(have) if have else None
+
+
+def _check_work(batch: int, frames: int, network: Network, max_work: Optional[int]) -> None:
+    """Refuse, up front, a run that asks for more than ``max_work`` neuron updates."""
+    work = batch * frames * (network.n_neurons + FRAME_WORK)
+    if max_work is not None and work > max_work:
+        raise InputError(f"invalid input: max_work: {batch} samples x {frames} frames x ({network.n_neurons} "
+                         f"neurons + {FRAME_WORK}) = {work:.3g} neuron updates is more than max_work = "
+                         f"{max_work:.3g}; pass a larger max_work (or None) to run it anyway, or run fewer "
+                         "samples or frames")
 
 
 def _check_memory(batch: int, frames: int, network: Network, opts: RunOptions) -> None:

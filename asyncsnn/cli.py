@@ -110,15 +110,45 @@ def _options_from_args(base: RunOptions, **flags) -> RunOptions:
         raise InputError(f"invalid input: --{e.field}: {e.detail}") from None  # type: ignore[attr-defined]
 
 
+_EMULATE_KEEP = ("resume", "no_progress", "no_plots", "debug", "quiet", "func")  # not taken from the run resumed
+
+
+def _emulate_resumed(args: argparse.Namespace) -> tuple[Path, list[dict]]:
+    """The run folder of an interrupted ``emulate``, its arguments restored into ``args``, and the
+    rows it finished."""
+    run_dir = Path(args.resume)
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+        status = json.loads((run_dir / "status.json").read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"invalid input: --resume: {run_dir} is not an emulate run folder ({e})") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("arguments"), dict) or status.get("command") != "emulate":
+        raise InputError(f"invalid input: --resume: {run_dir} is not an emulate run folder")
+    saved = saved["arguments"]
+    if status.get("state") == "finished":
+        raise InputError(f"invalid input: --resume: {run_dir} has finished already (its results are complete)")
+    for k in vars(args):
+        if k not in _EMULATE_KEEP and k in saved:
+            setattr(args, k, saved[k])
+    rows = []
+    if (run_dir / "results.json").exists():
+        rows = json.loads((run_dir / "results.json").read_text()).get("rows", [])
+    return run_dir, rows
+
+
 def cmd_emulate(args: argparse.Namespace) -> int:
-    run = None
+    run, done = None, []
+    resumed = None
+    if args.resume:
+        resumed, done = _emulate_resumed(args)
+    generated = not args.network
     if args.network:
         run, net_path = _run_or_network(args.network)
         net = _load_network(net_path, args.nir_dt)
     else:
         sizes = [int(s) for s in args.sizes.split(",")]
         net = random_feedforward(sizes, seed=args.seed, refractory=args.refractory, beta=args.beta)
-    chip = _chip_from_args(args, net, generated=not args.network)
+    chip = _chip_from_args(args, net, generated=generated)  # (a resumed run: the same arguments, the same chip)
     labels = None
     if run is not None:  # a training run: its own test data, so the table has an accuracy
         from .train import load_config
@@ -137,29 +167,55 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     modes = ["steps", "events"] if args.mode == "both" else [args.mode]
     f_arg = args.F if args.F is not None else ("1,inf" if trained is None else str(trained.f_label))
     f_values = [parse_f(f, "--F") for f in f_arg.split(",")]
-    run_dir = new_run_dir(args.out, "emulate")
-    config = {k: v for k, v in vars(args).items() if k != "func"}
-    config.update(chip=chip.config, n_inputs=net.n_inputs, n_neurons=net.n_neurons, version=__version__)
-    write_json(run_dir / "config.json", config)
-    if not args.network:
-        net.save(run_dir / "network.npz")
-    rows, first = [], None
+    if resumed is None:
+        run_dir = new_run_dir(args.out, "emulate")
+        config = {k: v for k, v in vars(args).items() if k not in _EMULATE_KEEP}
+        config.update(arguments=dict(config), chip=chip.config, n_inputs=net.n_inputs, n_neurons=net.n_neurons,
+                      version=__version__)
+        write_json(run_dir / "config.json", config)
+        if generated:
+            net.save(run_dir / "network.npz")
+    else:
+        run_dir = resumed
     cells = [(m, s, f) for m in modes for s in schedulers for f in f_values]
+    key = lambda m, s, fl: (m, s, str(fl))  # noqa: E731  (a row's cell)
+    finished = {key(r["mode"], r["scheduler"], r["F"]) for r in done}
+    rows, first = list(done), None
+    max_work = None if args.max_work == 0 else args.max_work
+
+    def save(state: str) -> None:
+        # rows in the order of the cells, whatever order they finished in
+        order = {key(m, s, f_label(f)): i for i, (m, s, f) in enumerate(cells)}
+        rows.sort(key=lambda r: order.get(key(r["mode"], r["scheduler"], r["F"]), len(order)))
+        write_csv(run_dir / "summary.csv", rows)
+        write_json(run_dir / "results.json", {"rows": rows, "complete": state == "finished",
+                                               "elapsed_s": time.perf_counter() - t0, "usage": {
+                                                   k: v.tolist() for k, v in placement.usage().items()}})
+        write_json(run_dir / "status.json", {"command": "emulate", "state": state, "cells_done": len(rows),
+                                              "cells": len(cells)})
+
     t0 = time.perf_counter()
-    for mode, sched, f in progress(cells, desc="emulate", enabled=not args.no_progress):
-        opts = _options_from_args(base, mode=mode, scheduler=sched, F=f, seed=args.seed, threads=args.threads,
-                                  trace=first is None)
-        res = placement.run(x, opts, labels=labels)
-        if first is None:
-            first = (opts, res)
-        s = res.summary()
-        s["dropped"] = s.get("dropped_link", 0.0) + s.get("dropped_buffer", 0.0)
-        s["energy_total_nj"] = s.get("energy_total_pj", float("nan")) / 1000.0
-        rows.append({"mode": mode, "scheduler": sched, "F": opts.f_label, **s})
+    write_json(run_dir / "status.json", {"command": "emulate", "state": "running", "cells_done": len(rows),
+                                          "cells": len(cells)})
+    todo = [c for c in cells if key(c[0], c[1], f_label(c[2])) not in finished]
+    try:
+        for mode, sched, f in progress(todo, desc="emulate", enabled=not args.no_progress):
+            opts = _options_from_args(base, mode=mode, scheduler=sched, F=f, seed=args.seed, threads=args.threads,
+                                      trace=first is None)
+            res = placement.run(x, opts, labels=labels, max_work=max_work)
+            if first is None:
+                first = (opts, res)
+            s = res.summary()
+            s["dropped"] = s.get("dropped_link", 0.0) + s.get("dropped_buffer", 0.0)
+            s["energy_total_nj"] = s.get("energy_total_pj", float("nan")) / 1000.0
+            rows.append({"mode": mode, "scheduler": sched, "F": opts.f_label, **s})
+    except KeyboardInterrupt:
+        save("interrupted")
+        print(f"asyncsnn: {len(rows)} of {len(cells)} runs done and kept in {run_dir}; "
+              f"continue with: asyncsnn emulate --resume {run_dir}", file=sys.stderr)
+        raise
     elapsed = time.perf_counter() - t0
-    write_csv(run_dir / "summary.csv", rows)
-    write_json(run_dir / "results.json", {"rows": rows, "elapsed_s": elapsed, "usage": {
-        k: v.tolist() for k, v in placement.usage().items()}})
+    save("finished")
     columns = TABLE_COLUMNS if labels is None else [*TABLE_COLUMNS[:3], ("accuracy", "acc", "{:.3f}"),
                                                      *TABLE_COLUMNS[3:]]
     table = markdown_table(rows, columns, aligned=True)
@@ -181,7 +237,8 @@ def cmd_emulate(args: argparse.Namespace) -> int:
           + ("" if trained is None else f"; trained for {trained.scheduler}, F={trained.f_label}, "
                                         f"{trained.input_mode} input"))
     print(table)
-    print(f"\n{len(cells)} runs in {elapsed:.2f} s; results in {run_dir}")
+    print(f"\n{len(todo)} runs in {elapsed:.2f} s" + (f" ({len(cells) - len(todo)} done before)" if done else "")
+          + f"; results in {run_dir}")
     return 0
 
 
@@ -302,15 +359,25 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
         print(listing(full=args.full))
         return 0
-    overrides = _key_values(args.set, "--set", ConfigError)
-    if args.epochs is not None:
-        overrides["train.epochs"] = args.epochs
-    if args.only is not None:
-        overrides["experiment.only"] = args.only
-    if args.out:
-        overrides["out"] = args.out
-    cfg = load_experiment_config(args.config, overrides, full=args.full)
-    res = run_experiment(cfg, progress=not args.no_progress, plots=not args.no_plots)
+    if args.resume:
+        from .experiment import resume_experiment
+
+        given = [f for f, v in (("--config", args.config), ("--set", args.set), ("--epochs", args.epochs),
+                                ("--only", args.only), ("--out", args.out), ("--full", args.full)) if v]
+        if given:
+            raise ConfigError(f"invalid input: --resume continues a study with its own config; drop {', '.join(given)}")
+        res = resume_experiment(args.resume, progress=not args.no_progress, plots=not args.no_plots)
+        cfg = load_experiment_config(Path(args.resume) / "config.json")
+    else:
+        overrides = _key_values(args.set, "--set", ConfigError)
+        if args.epochs is not None:
+            overrides["train.epochs"] = args.epochs
+        if args.only is not None:
+            overrides["experiment.only"] = args.only
+        if args.out:
+            overrides["out"] = args.out
+        cfg = load_experiment_config(args.config, overrides, full=args.full)
+        res = run_experiment(cfg, progress=not args.no_progress, plots=not args.no_plots)
     e = cfg.experiment
     steps = steps_engine(e.modes)
     print(f"Layered versus unlayered training, both run asynchronously ({', '.join(e.schedulers)}; "
@@ -502,6 +569,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--rate", type=_bounded(float, 0.0, 1.0, " (a probability per channel and frame)"), default=0.05, help="input events per channel and frame")
     e.add_argument("--seed", type=NON_NEGATIVE, default=0)
     e.add_argument("--threads", type=POSITIVE, default=None)
+    e.add_argument("--max-work", type=NON_NEGATIVE, default=2**40, metavar="N",
+                   help="refuse a run of more than N neuron updates (samples x frames x (neurons + 64)); "
+                        "0: no bound (default 2^40, about 20 minutes of one core)")
+    e.add_argument("--resume", metavar="RUN", default=None,
+                   help="continue an interrupted emulate run folder: the runs it has not finished, same arguments")
     e.add_argument("--out", default="runs", help="folder for run folders")
     e.add_argument("--no-progress", action="store_true")
     e.add_argument("--no-plots", action="store_true")
@@ -521,6 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--only", default=None, metavar="LABELS",
                    help="shortcut for --set experiment.only=LABELS: only these datasets, e.g. --full --only spoken-digits")
     x.add_argument("--out", default=None, help="folder for run folders (default: runs)")
+    x.add_argument("--resume", metavar="RUN", default=None,
+                   help="continue an interrupted study in its run folder: trained models are loaded, an interrupted "
+                        "training resumes, finished cells are kept")
     x.add_argument("--no-progress", action="store_true")
     x.add_argument("--no-plots", action="store_true")
     x.add_argument("--print-config", action="store_true",

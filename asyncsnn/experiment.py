@@ -38,7 +38,7 @@ require("pydantic", "train", "the experiment's typed config")
 from pydantic import Field, field_validator, model_validator  # noqa: E402
 
 from . import settings  # noqa: E402
-from .errors import ConfigError  # noqa: E402
+from .errors import ConfigError, InputError  # noqa: E402
 from .options import MODES, f_label  # noqa: E402
 from .runs import markdown_table, new_run_dir, write_csv, write_json  # noqa: E402
 from .settings import Section  # noqa: E402
@@ -417,8 +417,93 @@ def _load_or_generate(spec: DatasetSpec, d: Any, log: Callable[[str], None], pro
 
 
 def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, progress: bool = True,
-                   plots: bool = True, log: Callable[[str], None] = _log_default) -> ExperimentResult:
-    """Train and evaluate everything ``cfg`` asks for in a new run folder (see the module docstring)."""
+                   plots: bool = True, log: Callable[[str], None] = _log_default,
+                   _previous: Optional[dict] = None) -> ExperimentResult:
+    """Train and evaluate everything ``cfg`` asks for in a new run folder (see the module docstring).
+    ``status.json`` says whether it is running, interrupted or finished; Ctrl-C keeps the cells
+    that finished (``results.json``: ``"complete": false``)."""
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg.base.out, "experiment")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if _previous is None:
+        write_json(run_dir / "config.json", cfg.to_dict())
+    cells: list[dict] = []
+    relative: list[dict] = []
+    curves: list[dict] = []
+    trained: list[dict] = []
+    skipped: list[dict] = []
+    keep: dict[str, Any] = {}         # model -> SideBySide of the first scheduler and F, for plots
+    write_json(run_dir / "status.json", {"command": "experiment", "state": "running"})
+    try:
+        _study(cfg, run_dir, cells, relative, curves, trained, skipped, keep, progress, plots, log,
+               _Previous(_previous))
+    except KeyboardInterrupt:
+        # what finished is kept, marked as partial (the tables say which cells are there)
+        result = ExperimentResult(run_dir, cells, relative, curves, trained, skipped, time.perf_counter() - t0)
+        _write(result, cfg, complete=False)
+        write_json(run_dir / "status.json", {"command": "experiment", "state": "interrupted",
+                                              "cells_done": len(cells), "models_trained": len(trained)})
+        log(f"interrupted: {len(trained)} models trained and {len(cells)} cells kept in {run_dir}; continue with: "
+            f"asyncsnn experiment --resume {run_dir}")
+        raise
+    result = ExperimentResult(run_dir, cells, relative, curves, trained, skipped, time.perf_counter() - t0)
+    _write(result, cfg)
+    write_json(run_dir / "status.json", {"command": "experiment", "state": "finished", "cells_done": len(cells),
+                                          "models_trained": len(trained)})
+    return result
+
+
+def resume_experiment(run_dir: str | Path, *, progress: bool = True, plots: bool = True,
+                      log: Callable[[str], None] = _log_default) -> ExperimentResult:
+    """Continue an interrupted (or killed) study in its run folder: models whose training finished
+    are loaded from their ``network.npz``, an interrupted training resumes from its checkpoint,
+    and the evaluation cells of every (dataset, scheduler, F) that finished are kept; the rest
+    runs as it would have. The tables end as an uninterrupted run's."""
+    import json
+
+    run_dir = Path(run_dir)
+    try:
+        status = json.loads((run_dir / "status.json").read_text())
+        raw = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"invalid input: --resume: {run_dir} is not an experiment run folder ({e})") from None
+    if not isinstance(status, dict) or status.get("command") != "experiment" or not isinstance(raw, dict):
+        raise InputError(f"invalid input: --resume: {run_dir} is not an experiment run folder")
+    if status.get("state") == "finished":
+        raise InputError(f"invalid input: --resume: {run_dir} has finished already (its tables are complete)")
+    cfg = load_experiment_config(run_dir / "config.json")  # (its overrides included)
+    previous: dict = {}
+    if (run_dir / "results.json").exists():
+        previous = json.loads((run_dir / "results.json").read_text())
+    log(f"resuming {run_dir}")
+    return run_experiment(cfg, run_dir=run_dir, progress=progress, plots=plots, log=log, _previous=previous)
+
+
+class _Previous:
+    """What an interrupted study finished: training rows by (dataset, model), and the cells,
+    curves and relative rows of every (dataset, scheduler, F) whose relative rows were written
+    (the last thing a group writes)."""
+
+    def __init__(self, results: Optional[dict]) -> None:
+        results = results or {}
+        nan = lambda rows: [{k: (float("nan") if v is None else v) for k, v in r.items()}  # noqa: E731
+                            for r in rows or []]
+        self.trained = {(r["dataset"], r["model"]): r for r in nan(results.get("training"))}
+        self.relative = nan(results.get("relative"))
+        self.done = {(r["dataset"], r["scheduler"], str(r["F"])) for r in self.relative}
+        self.cells = nan(results.get("cells"))  # (only the groups in done are taken)
+        self.curves = nan(results.get("decide_early"))
+
+    def group(self, rows: list, ds: str, sched: str, fl: Any) -> list:
+        return [r for r in rows if (r["dataset"], r["scheduler"], str(r["F"])) == (ds, sched, str(fl))]
+
+
+def _study(cfg: ExperimentConfig, run_dir: Path, cells: list, relative: list, curves: list, trained: list,
+           skipped: list, keep: dict, progress: bool, plots: bool, log: Callable[[str], None],
+           previous: _Previous) -> None:
+    """The loop of :func:`run_experiment` over datasets, models and cells; it appends to the lists
+    it is given, so that an interrupted study keeps what finished (and, resumed, takes over what
+    ``previous`` finished)."""
     from .progress import progress as progress_bar
 
     from . import data
@@ -426,20 +511,9 @@ def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, pro
     from .data.base import DatasetNotFoundError
     from .network import Network
     from .train.export import run_side_by_side
-    from .train.loop import resolve_device, train
+    from .train.loop import resolve_device, resume, train
 
-    t0 = time.perf_counter()
     e = cfg.experiment
-    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg.base.out, "experiment")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", cfg.to_dict())
-    cells: list[dict] = []
-    relative: list[dict] = []
-    curves: list[dict] = []
-    trained: list[dict] = []
-    skipped: list[dict] = []
-    keep: dict[str, Any] = {}         # model -> SideBySide of the first scheduler and F, for plots
-
     for spec in cfg.dataset_specs():
         dcfg = cfg.dataset_config(spec)
         d = dcfg.data
@@ -469,10 +543,20 @@ def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, pro
             if sched is not None:
                 over["train.scheduler"] = sched
             tcfg = dcfg.with_overrides(over)
+            model_dir = ds_dir / name
+            done = previous.trained.get((spec.key, name))
+            if done is not None and _finished(model_dir):
+                nets[name] = Network.load(model_dir / "network.npz")  # what chip_network() saved
+                trained.append(done)
+                log(f"[{spec.key}] {name}: trained before")
+                continue
             log(f"[{spec.key}] training {name} ({tcfg.train.epochs} epochs"
                 + ("" if sched is None else f", {sched}, F={tcfg.train.run_options().f_label}") + ")")
             ts = time.perf_counter()
-            trainer = train(tcfg, run_dir=ds_dir / name, progress=progress, log=lambda s: None)
+            if (model_dir / "checkpoint.pt").exists() and not _finished(model_dir):
+                trainer = resume(model_dir, progress=progress, log=lambda s: None)  # interrupted in training
+            else:
+                trainer = train(tcfg, run_dir=model_dir, progress=progress, log=lambda s: None)
             nets[name] = trainer.chip_network()  # with the run options it was trained for
             last = trainer.history[-1] if trainer.history else {}
             trained.append({"dataset": spec.key, "model": name, "seconds": time.perf_counter() - ts,
@@ -492,6 +576,20 @@ def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, pro
         for sched in e.schedulers:
             for F in e.F:
                 fl = f_label(F)
+                first = sched == e.schedulers[0] and F == e.F[0]
+                if (spec.key, sched, str(fl)) in previous.done:
+                    cells.extend(previous.group(previous.cells, spec.key, sched, fl))
+                    curves.extend(previous.group(previous.curves, spec.key, sched, fl))
+                    relative.extend(previous.group(previous.relative, spec.key, sched, fl))
+                    bar.update(len(MODELS))
+                    if not (first and plots):
+                        continue
+                    # the plots draw the first cell's traces, which are not kept: run it again
+                    for model in MODELS:
+                        net = nets["layered" if model == "layered" else f"unlayered-{sched}"]
+                        opts = net.run_options.replace(scheduler=sched, F=F, seed=seed, trace=True)
+                        keep[model] = run_side_by_side(net, x, y, opts, chip=chip, modes=e.modes, device=device)
+                    continue
                 pair, pair_cells = {}, {}
                 for model in MODELS:
                     net = nets["layered" if model == "layered" else f"unlayered-{sched}"]
@@ -512,15 +610,23 @@ def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, pro
                     relative.append({"dataset": spec.key, "scheduler": sched, "F": fl, "engine": engine,
                                      **relative_row(pair_cells[("layered", engine)],
                                                     pair_cells[("unlayered", engine)])})
-                if sched == e.schedulers[0] and F == e.F[0]:
-                    keep = pair  # drawn below; the other cells' traces are dropped as we go
+                if first:
+                    keep.clear()
+                    keep.update(pair)  # drawn below; the other cells' traces are dropped as we go
         bar.close()
         if plots:
             _plots(run_dir, spec.key, e, cells, curves, keep, nets, chip, y)
 
-    result = ExperimentResult(run_dir, cells, relative, curves, trained, skipped, time.perf_counter() - t0)
-    _write(result, cfg)
-    return result
+
+def _finished(model_dir: Path) -> bool:
+    """Whether the training run in ``model_dir`` finished (its ``network.npz`` is the trained one)."""
+    import json
+
+    try:
+        return (json.loads((model_dir / "status.json").read_text()).get("state") == "finished"
+                and (model_dir / "network.npz").exists())
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _curves(ds: str, sched: str, fl, pair: dict, y: np.ndarray, out_start: int, n_classes: int,
@@ -607,7 +713,7 @@ def _agreement(cells: list[dict]) -> str:
     return "exact in every cell" if all(flags) else f"DIFFERS in {sum(not f for f in flags)} of {len(flags)} rows"
 
 
-def _write(result: ExperimentResult, cfg: ExperimentConfig) -> None:
+def _write(result: ExperimentResult, cfg: ExperimentConfig, *, complete: bool = True) -> None:
     d = result.run_dir
     write_csv(d / "cells.csv", result.cells)
     write_csv(d / "relative.csv", result.relative)
@@ -615,7 +721,7 @@ def _write(result: ExperimentResult, cfg: ExperimentConfig) -> None:
     write_csv(d / "training.csv", result.trained)
     write_json(d / "results.json", _nan_to_none({
         "config": cfg.to_dict(), "cells": result.cells, "relative": result.relative, "decide_early": result.curves,
-        "training": result.trained, "skipped": result.skipped, "seconds": result.seconds}))
+        "training": result.trained, "skipped": result.skipped, "seconds": result.seconds, "complete": complete}))
     (d / "summary.md").write_text(summary_markdown(result, cfg.experiment.modes))
 
 

@@ -6,8 +6,9 @@
 
 A mutant is *caught* when at least one of its tests fails (pytest exit code 1, or a cargo test
 reporting ``FAILED``); anything else (a test run that passes, a build error) is reported as it
-is. Rust mutants rebuild the extension in place (``maturin develop --release --skip-install``);
-the original is rebuilt at the end. Files are restored even when the run is interrupted. The
+is; a test that hangs past 30 minutes is killed and counts as caught. Rust mutants rebuild the
+extension in place (``maturin develop --release --skip-install``); the original is rebuilt at
+the end. Files are restored even when the run is interrupted (Ctrl-C or SIGTERM). The
 table printed at the end is the one in ``tests/README.md``.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -272,11 +274,58 @@ MUTANTS = [
            "        if path.stat().st_size != meta.get(\"bytes\") or _sha256(path) != meta.get(\"sha256\"):",
            "        if path.stat().st_size != meta.get(\"bytes\"):",
            ["tests/test_speech.py::test_corrupted_or_changed_folders_are_never_loaded"]),
+    # ---------------------------------------------------------------- limits (memory, work, overflow, Ctrl-C)
+    Mutant("B1", "the core allocates a sample's output counts infallibly (an abort under a memory limit)",
+           "emulator/src/state.rs",
+           '            out_counts: mem::filled(per_frame, 0, "output counts (frames x outputs)")?,',
+           "            out_counts: vec![0; per_frame],",
+           ["tests/test_limits.py::test_no_input_aborts_the_interpreter_under_a_memory_limit"]),
+    Mutant("B2", "a pending count past 2^32 - 1 saturates silently", SCHED,
+           "                self.overflowed.get_or_insert(src);", "",
+           ["tests/test_limits.py::test_pending_counts_and_chip_time_that_would_overflow_are_errors"],
+           ["runs::a_pending_count_past_u32_max_is_an_error_not_a_silent_cap"]),
+    Mutant("B3", "events mode lets chip time pass 2^62 ticks (it saturates)", EVENTS,
+           "        if end > MAX_TICK || start > MAX_TICK {", "        if false {",
+           ["tests/test_limits.py::test_pending_counts_and_chip_time_that_would_overflow_are_errors"],
+           ["runs::chip_time_past_2_pow_62_ticks_is_an_error_not_a_wrap"]),
+    Mutant("B4", "steps mode never looks at the stop flag (Ctrl-C waits for the run to end)",
+           "emulator/src/steps.rs", "            if stop.load(Ordering::Relaxed) {", "            if false {",
+           ["tests/test_limits.py::test_ctrl_c_stops_a_long_emulator_run"],
+           ["runs::a_set_stop_flag_ends_the_run_with_interrupted"]),
+    Mutant("B5", "the work bound is not checked", "asyncsnn/chip.py",
+           "    if max_work is not None and work > max_work:", "    if False:",
+           ["tests/test_limits.py::test_work_beyond_the_bound_is_refused_up_front_unless_asked_for"]),
+    Mutant("B6", "a resumed study takes a (scheduler, F) with cells of one model only as finished",
+           "asyncsnn/experiment.py",
+           '        self.done = {(r["dataset"], r["scheduler"], str(r["F"])) for r in self.relative}',
+           '        self.done = {(r["dataset"], r["scheduler"], str(r["F"])) for r in nan(results.get("cells"))}',
+           ["tests/test_limits.py::test_ctrl_c_during_the_study_keeps_what_finished_and_resume_completes_it"]),
+    Mutant("B7", "a resumed emulate run skips the runs it had finished but leaves them out of its table",
+           "asyncsnn/cli.py", "    rows, first = list(done), None", "    rows, first = [], None",
+           ["tests/test_limits.py::test_ctrl_c_during_emulate_keeps_the_finished_runs_and_resume_completes_them"]),
 ]
 
 
+assert len({m.id for m in MUTANTS}) == len(MUTANTS), "two mutants share an id"
+
+TIMEOUT = 1800  # seconds a mutant's test may run; a hang is reported as such (and counts as caught)
+
+
 def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, **kw)
+    """Run ``cmd`` in its own process group; past TIMEOUT the whole group is killed and the
+    result has return code -9 and ``TIMEOUT`` in its output."""
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True, **kw)
+    try:
+        out, err = p.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        return subprocess.CompletedProcess(cmd, -9, out, err + f"\nTIMEOUT after {TIMEOUT} s")
+    except BaseException:
+        os.killpg(p.pid, signal.SIGKILL)  # interrupted: no test outlives the runner
+        raise
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
 
 
 def build() -> None:
@@ -305,13 +354,13 @@ def run_mutant(m: Mutant) -> tuple[str, str]:
         env = dict(os.environ, HYPOTHESIS_PROFILE=os.environ.get("HYPOTHESIS_PROFILE", "ci"))
         for t in m.pytest:
             r = sh([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", t], env=env)
-            if r.returncode == 1:
+            if r.returncode == 1 or "TIMEOUT after" in r.stderr:
                 caught.append(t.split("::")[-1])
             elif r.returncode != 0:
                 return "error", r.stdout[-800:] + r.stderr[-800:]
         for f in m.cargo:
             r = sh(["cargo", "test", "-q", "-p", "asyncsnn-emulator", "--test", "integration", f])
-            if "FAILED" in r.stdout + r.stderr or "panicked" in r.stdout + r.stderr:
+            if any(w in r.stdout + r.stderr for w in ("FAILED", "panicked", "TIMEOUT after")):
                 caught.append(f"cargo {f}")
             elif r.returncode != 0:
                 return "error", r.stdout[-800:] + r.stderr[-800:]
@@ -322,7 +371,12 @@ def run_mutant(m: Mutant) -> tuple[str, str]:
             REGRESSIONS.write_text(regressions)
 
 
+def _terminated(signum, frame):  # SIGTERM runs the clean-up (files restored, original rebuilt)
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _terminated)
     if "--list" in argv:
         for m in MUTANTS:
             print(f"{m.id:4} {m.bug}")

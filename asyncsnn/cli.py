@@ -351,6 +351,19 @@ def _run_or_network(path: str) -> tuple[Optional[Path], Path]:
     return None, p
 
 
+def _experiment_config_from_args(args: argparse.Namespace):
+    from .experiment import load_experiment_config
+
+    overrides = _key_values(args.set, "--set", ConfigError)
+    if args.epochs is not None:
+        overrides["train.epochs"] = args.epochs
+    if args.only is not None:
+        overrides["experiment.only"] = args.only
+    if args.out:
+        overrides["out"] = args.out
+    return load_experiment_config(args.config, overrides, full=args.full)
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     from .experiment import EVENTS_COLUMNS, SUMMARY_COLUMNS, load_experiment_config, run_experiment, steps_engine
 
@@ -359,25 +372,32 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
         print(listing(full=args.full))
         return 0
-    if args.resume:
-        from .experiment import resume_experiment
+    from .executors import make_executor
+    from .experiment import StudyError
 
+    if args.address and args.executor != "ray":
+        raise ConfigError("invalid input: --address: only with --executor ray")
+    if args.resume:
         given = [f for f, v in (("--config", args.config), ("--set", args.set), ("--epochs", args.epochs),
                                 ("--only", args.only), ("--out", args.out), ("--full", args.full)) if v]
         if given:
             raise ConfigError(f"invalid input: --resume continues a study with its own config; drop {', '.join(given)}")
-        res = resume_experiment(args.resume, progress=not args.no_progress, plots=not args.no_plots)
-        cfg = load_experiment_config(Path(args.resume) / "config.json")
     else:
-        overrides = _key_values(args.set, "--set", ConfigError)
-        if args.epochs is not None:
-            overrides["train.epochs"] = args.epochs
-        if args.only is not None:
-            overrides["experiment.only"] = args.only
-        if args.out:
-            overrides["out"] = args.out
-        cfg = load_experiment_config(args.config, overrides, full=args.full)
-        res = run_experiment(cfg, progress=not args.no_progress, plots=not args.no_plots)
+        cfg = _experiment_config_from_args(args)  # (checked before any worker starts)
+    executor = make_executor(args.executor, workers=args.workers, address=args.address)
+    try:
+        if args.resume:
+            from .experiment import resume_experiment
+
+            res = resume_experiment(args.resume, progress=not args.no_progress, plots=not args.no_plots,
+                                    executor=executor)
+            cfg = load_experiment_config(Path(args.resume) / "config.json")
+        else:
+            res = run_experiment(cfg, progress=not args.no_progress, plots=not args.no_plots, executor=executor)
+    except StudyError as e:
+        print(f"asyncsnn: error: {e}", file=sys.stderr)
+        return 1
+
     e = cfg.experiment
     steps = steps_engine(e.modes)
     print(f"Layered versus unlayered training, both run asynchronously ({', '.join(e.schedulers)}; "
@@ -593,6 +613,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--only", default=None, metavar="LABELS",
                    help="shortcut for --set experiment.only=LABELS: only these datasets, e.g. --full --only spoken-digits")
     x.add_argument("--out", default=None, help="folder for run folders (default: runs)")
+    x.add_argument("--executor", default="pool", choices=["pool", "sequential", "ray"],
+                   help="where the study's pieces (each model's training, each scheduler and F's evaluation) run: "
+                        "a pool of processes on this machine (default), one after another here, or Ray tasks")
+    x.add_argument("--workers", type=POSITIVE, default=None, help="pool: processes (default: one per core)")
+    x.add_argument("--address", default=None,
+                   help="ray: the cluster's address (e.g. ray://head:10001 or auto); default: a local instance")
     x.add_argument("--resume", metavar="RUN", default=None,
                    help="continue an interrupted study in its run folder: trained models are loaded, an interrupted "
                         "training resumes, finished cells are kept")

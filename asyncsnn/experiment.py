@@ -417,48 +417,66 @@ def _load_or_generate(spec: DatasetSpec, d: Any, log: Callable[[str], None], pro
 
 
 def run_experiment(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, progress: bool = True,
-                   plots: bool = True, log: Callable[[str], None] = _log_default,
+                   plots: bool = True, log: Callable[[str], None] = _log_default, executor: Any = None,
                    _previous: Optional[dict] = None) -> ExperimentResult:
     """Train and evaluate everything ``cfg`` asks for in a new run folder (see the module docstring).
-    ``status.json`` says whether it is running, interrupted or finished; Ctrl-C keeps the cells
-    that finished (``results.json``: ``"complete": false``)."""
+
+    The independent pieces (training each model, then evaluating each dataset, scheduler and
+    ``F``) run on ``executor`` (an :class:`~asyncsnn.executors.Executor`; default: one after
+    another in this process); the tables are the same whichever runs them. ``status.json`` says
+    whether the study is running, interrupted, failed or finished, and ``results.json`` holds what
+    finished after every piece (``"complete": false`` until the end), so a study that was stopped
+    or killed, or had a piece fail, continues with :func:`resume_experiment`."""
+    from .executors import Sequential
+
     t0 = time.perf_counter()
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg.base.out, "experiment")
     run_dir.mkdir(parents=True, exist_ok=True)
     if _previous is None:
         write_json(run_dir / "config.json", cfg.to_dict())
-    cells: list[dict] = []
-    relative: list[dict] = []
-    curves: list[dict] = []
-    trained: list[dict] = []
-    skipped: list[dict] = []
-    keep: dict[str, Any] = {}         # model -> SideBySide of the first scheduler and F, for plots
-    write_json(run_dir / "status.json", {"command": "experiment", "state": "running"})
+    executor = executor if executor is not None else Sequential()
+    study = _Study(cfg, run_dir, _Previous(_previous), executor, progress, plots, log, t0)
+    status = {"command": "experiment", "executor": executor.name}
+    write_json(run_dir / "status.json", {**status, "state": "running"})
     try:
-        _study(cfg, run_dir, cells, relative, curves, trained, skipped, keep, progress, plots, log,
-               _Previous(_previous))
+        study.run()
     except KeyboardInterrupt:
-        # what finished is kept, marked as partial (the tables say which cells are there)
-        result = ExperimentResult(run_dir, cells, relative, curves, trained, skipped, time.perf_counter() - t0)
-        _write(result, cfg, complete=False)
-        write_json(run_dir / "status.json", {"command": "experiment", "state": "interrupted",
-                                              "cells_done": len(cells), "models_trained": len(trained)})
-        log(f"interrupted: {len(trained)} models trained and {len(cells)} cells kept in {run_dir}; continue with: "
-            f"asyncsnn experiment --resume {run_dir}")
+        result = study.save(complete=False)  # what finished is kept, marked as partial
+        write_json(run_dir / "status.json", {**status, "state": "interrupted", **study.counts()})
+        log(f"interrupted: {len(result.trained)} models trained and {len(result.cells)} cells kept in {run_dir}; "
+            f"continue with: asyncsnn experiment --resume {run_dir}")
         raise
-    result = ExperimentResult(run_dir, cells, relative, curves, trained, skipped, time.perf_counter() - t0)
-    _write(result, cfg)
-    write_json(run_dir / "status.json", {"command": "experiment", "state": "finished", "cells_done": len(cells),
-                                          "models_trained": len(trained)})
+    finally:
+        executor.close()
+    if study.failed:
+        study.save(complete=False)
+        names = [e.name for e in study.failed]
+        write_json(run_dir / "status.json", {**status, "state": "failed", "failed": names, "missing": study.missing(),
+                                              **study.counts()})
+        raise StudyError(run_dir, study.failed, study.missing())
+    result = study.save(complete=True)
+    write_json(run_dir / "status.json", {**status, "state": "finished", **study.counts()})
     return result
 
 
+class StudyError(RuntimeError):
+    """Pieces of a study failed: each is named (with its error); the cells they would have made
+    are listed as missing; :func:`resume_experiment` runs them again."""
+
+    def __init__(self, run_dir: Path, failed: list, missing: list[str]) -> None:
+        lines = [f"{len(failed)} piece(s) of the study failed (results so far in {run_dir}; missing: "
+                 f"{', '.join(missing) or 'none'}; rerun them with: asyncsnn experiment --resume {run_dir}):"]
+        lines += [f"  {e}" for e in failed]
+        super().__init__("\n".join(lines))
+        self.run_dir, self.failed, self.missing = run_dir, failed, missing
+
+
 def resume_experiment(run_dir: str | Path, *, progress: bool = True, plots: bool = True,
-                      log: Callable[[str], None] = _log_default) -> ExperimentResult:
-    """Continue an interrupted (or killed) study in its run folder: models whose training finished
-    are loaded from their ``network.npz``, an interrupted training resumes from its checkpoint,
-    and the evaluation cells of every (dataset, scheduler, F) that finished are kept; the rest
-    runs as it would have. The tables end as an uninterrupted run's."""
+                      log: Callable[[str], None] = _log_default, executor: Any = None) -> ExperimentResult:
+    """Continue an interrupted, killed or failed study in its run folder: models whose training
+    finished are loaded from their ``network.npz``, an interrupted training resumes from its
+    checkpoint, and the evaluation cells of every (dataset, scheduler, F) that finished are kept;
+    the rest runs as it would have. The tables end as an uninterrupted run's."""
     import json
 
     run_dir = Path(run_dir)
@@ -476,7 +494,8 @@ def resume_experiment(run_dir: str | Path, *, progress: bool = True, plots: bool
     if (run_dir / "results.json").exists():
         previous = json.loads((run_dir / "results.json").read_text())
     log(f"resuming {run_dir}")
-    return run_experiment(cfg, run_dir=run_dir, progress=progress, plots=plots, log=log, _previous=previous)
+    return run_experiment(cfg, run_dir=run_dir, progress=progress, plots=plots, log=log, executor=executor,
+                          _previous=previous)
 
 
 class _Previous:
@@ -494,128 +513,241 @@ class _Previous:
         self.cells = nan(results.get("cells"))  # (only the groups in done are taken)
         self.curves = nan(results.get("decide_early"))
 
-    def group(self, rows: list, ds: str, sched: str, fl: Any) -> list:
-        return [r for r in rows if (r["dataset"], r["scheduler"], str(r["F"])) == (ds, sched, str(fl))]
+    def group(self, key: tuple) -> dict:
+        """The rows of a finished (dataset, scheduler, F)."""
+        pick = lambda rows: [r for r in rows if (r["dataset"], r["scheduler"], str(r["F"])) == key]  # noqa: E731
+        return {"cells": pick(self.cells), "curves": pick(self.curves), "relative": pick(self.relative)}
 
 
-def _study(cfg: ExperimentConfig, run_dir: Path, cells: list, relative: list, curves: list, trained: list,
-           skipped: list, keep: dict, progress: bool, plots: bool, log: Callable[[str], None],
-           previous: _Previous) -> None:
-    """The loop of :func:`run_experiment` over datasets, models and cells; it appends to the lists
-    it is given, so that an interrupted study keeps what finished (and, resumed, takes over what
-    ``previous`` finished)."""
-    from .progress import progress as progress_bar
+def _model_name(method: str, sched: Optional[str]) -> str:
+    return method if sched is None else f"unlayered-{sched}"
 
-    from . import data
-    from .chip import Chip
-    from .data.base import DatasetNotFoundError
-    from .network import Network
+
+def _train_task(tcfg: dict, model_dir: str, progress: bool) -> dict:
+    """Train one model into ``model_dir`` (or continue its interrupted training); its training
+    row. The trained network is ``model_dir/network.npz``."""
+    from .train.loop import resume, train
+
+    model_dir_p = Path(model_dir)
+    cfg = Config.from_dict(tcfg)
+    ts = time.perf_counter()
+    if (model_dir_p / "checkpoint.pt").exists() and not _finished(model_dir_p):
+        trainer = resume(model_dir_p, progress=progress, log=lambda s: None)  # interrupted in training
+    else:
+        trainer = train(cfg, run_dir=model_dir_p, progress=progress, log=lambda s: None)
+    last = trainer.history[-1] if trainer.history else {}
+    return {"seconds": time.perf_counter() - ts, "epochs": cfg.train.epochs,
+            "train_accuracy": last.get("train_accuracy", float("nan")),
+            "test_accuracy_training_schedule": last.get("test_accuracy", float("nan")),
+            "test_layered_accuracy": last.get("test_layered_accuracy", float("nan"))}
+
+
+def _evaluate_task(ds: str, sched: str, F: Any, nets: dict, x: np.ndarray, y: np.ndarray, chip: Any, seed: int,
+                   modes: list, device: str, n_classes: int, curve_points: int, keep: bool) -> dict:
+    """Both models of one (dataset, scheduler, F), in PyTorch and on the chip: its cells, decide-
+    early curves and relative rows (and, with ``keep``, the runs themselves, for the plots)."""
     from .train.export import run_side_by_side
-    from .train.loop import resolve_device, resume, train
 
-    e = cfg.experiment
-    for spec in cfg.dataset_specs():
-        dcfg = cfg.dataset_config(spec)
-        d = dcfg.data
-        try:
-            splits = _load_or_generate(spec, d, log, progress)
-        except (DatasetNotFoundError, ImportError) as err:
-            if not spec.optional:
-                raise
-            skipped.append({"dataset": spec.key, "reason": str(err)})
-            log(f"[{spec.key}] skipped: {str(err).splitlines()[0]}")
-            continue
-        x, y, _ = data.to_arrays(splits.test)
-        limit = e.test_limit if e.test_limit is not None else d.test_limit
-        if limit is not None:
-            x, y = x[:limit], y[:limit]
-        n_classes = int(splits.info.n_classes)
-        ds_dir = run_dir / spec.key
-        ds_dir.mkdir(exist_ok=True)
-        write_json(ds_dir / "config.json", dcfg.to_dict())
+    fl = f_label(F)
+    net0 = nets["layered"]
+    out_start = net0.population_starts[net0.output_index]
+    tick_ns = float(chip.config.get("tick_ns", 1.0))
+    cells, pair, pair_cells = [], {}, {}
+    for model in MODELS:
+        net = nets[model]
+        # the cell's scheduler and F; the rest as the model was trained for
+        opts = net.run_options.replace(scheduler=sched, F=F, seed=seed, trace=True)
+        sbs = run_side_by_side(net, x, y, opts, chip=chip, modes=modes, device=device)
+        agree = sbs.steps_agree()
+        for row in sbs.rows:
+            cell = {"dataset": ds, "scheduler": sched, "model": model, "F": fl, "engine": row["engine"],
+                    **{k: row.get(k, float("nan")) for k in CELL_KEYS}, "steps_agree": agree}
+            cells.append(cell)
+            pair_cells[(model, row["engine"])] = cell
+        pair[model] = sbs
+    relative = [{"dataset": ds, "scheduler": sched, "F": fl, "engine": engine,
+                 **relative_row(pair_cells[("layered", engine)], pair_cells[("unlayered", engine)])}
+                for engine in ["pytorch"] + [f"emulator-{mode}" for mode in modes]]
+    curves = _curves(ds, sched, fl, pair, y, out_start, n_classes, tick_ns, curve_points)
+    return {"cells": cells, "curves": curves, "relative": relative, "pair": pair if keep else None}
 
-        # --- training: one layered model, one unlayered model per scheduler
-        jobs = [("layered", None)] + [("unlayered", s) for s in e.schedulers]
-        nets: dict[str, Network] = {}
-        for method, sched in jobs:
-            name = method if sched is None else f"unlayered-{sched}"
-            over = {"train.method": method, "out": str(ds_dir)}
-            if sched is not None:
-                over["train.scheduler"] = sched
-            tcfg = dcfg.with_overrides(over)
-            model_dir = ds_dir / name
-            done = previous.trained.get((spec.key, name))
-            if done is not None and _finished(model_dir):
-                nets[name] = Network.load(model_dir / "network.npz")  # what chip_network() saved
-                trained.append(done)
-                log(f"[{spec.key}] {name}: trained before")
-                continue
-            log(f"[{spec.key}] training {name} ({tcfg.train.epochs} epochs"
-                + ("" if sched is None else f", {sched}, F={tcfg.train.run_options().f_label}") + ")")
-            ts = time.perf_counter()
-            if (model_dir / "checkpoint.pt").exists() and not _finished(model_dir):
-                trainer = resume(model_dir, progress=progress, log=lambda s: None)  # interrupted in training
-            else:
-                trainer = train(tcfg, run_dir=model_dir, progress=progress, log=lambda s: None)
-            nets[name] = trainer.chip_network()  # with the run options it was trained for
-            last = trainer.history[-1] if trainer.history else {}
-            trained.append({"dataset": spec.key, "model": name, "seconds": time.perf_counter() - ts,
-                            "epochs": tcfg.train.epochs, "train_accuracy": last.get("train_accuracy", float("nan")),
-                            "test_accuracy_training_schedule": last.get("test_accuracy", float("nan")),
-                            "test_layered_accuracy": last.get("test_layered_accuracy", float("nan"))})
-        net0 = next(iter(nets.values()))
-        chip = Chip.fitting(e.chip, net0, **dict(e.chip_set))
-        tick_ns = float(chip.config.get("tick_ns", 1.0))
-        out_start = net0.population_starts[net0.output_index]
-        seed = dcfg.train.seed if e.eval_seed is None else e.eval_seed
-        device = str(resolve_device(dcfg.train.device))  # the PyTorch side runs where training ran
 
-        # --- evaluation: every scheduler x F x model, in PyTorch and on the chip
-        bar = progress_bar(total=len(e.schedulers) * len(e.F) * len(MODELS), desc=f"{spec.key}: evaluate",
-                           enabled=progress)
-        for sched in e.schedulers:
-            for F in e.F:
-                fl = f_label(F)
-                first = sched == e.schedulers[0] and F == e.F[0]
-                if (spec.key, sched, str(fl)) in previous.done:
-                    cells.extend(previous.group(previous.cells, spec.key, sched, fl))
-                    curves.extend(previous.group(previous.curves, spec.key, sched, fl))
-                    relative.extend(previous.group(previous.relative, spec.key, sched, fl))
-                    bar.update(len(MODELS))
-                    if not (first and plots):
-                        continue
-                    # the plots draw the first cell's traces, which are not kept: run it again
-                    for model in MODELS:
-                        net = nets["layered" if model == "layered" else f"unlayered-{sched}"]
-                        opts = net.run_options.replace(scheduler=sched, F=F, seed=seed, trace=True)
-                        keep[model] = run_side_by_side(net, x, y, opts, chip=chip, modes=e.modes, device=device)
+@dataclass
+class _Dataset:
+    spec: Any
+    dcfg: Config
+    x: np.ndarray
+    y: np.ndarray
+    n_classes: int
+    dir: Path
+
+
+class _Study:
+    """The study as tasks: every model's training, then every (dataset, scheduler, F)'s
+    evaluation, on an executor; results kept by key and written in the config's order."""
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, previous: _Previous, executor: Any, progress: bool,
+                 plots: bool, log: Callable[[str], None], t0: float) -> None:
+        self.cfg, self.run_dir, self.previous, self.executor = cfg, run_dir, previous, executor
+        self.progress, self.plots, self.log, self.t0 = progress, plots, log, t0
+        self.datasets: list[_Dataset] = []
+        self.skipped: list[dict] = []
+        self.trained: dict[tuple, dict] = {}   # (dataset, model) -> training row
+        self.groups: dict[tuple, dict] = {}    # (dataset, scheduler, F label) -> cells, curves, relative
+        self.failed: list = []
+
+    # ------------------------------------------------------------------ the order of the tables
+    def _group_keys(self, ds: _Dataset) -> list[tuple]:
+        e = self.cfg.experiment
+        return [(ds.spec.key, sched, str(f_label(F))) for sched in e.schedulers for F in e.F]
+
+    def _models(self) -> list[tuple[str, Optional[str]]]:
+        return [("layered", None)] + [("unlayered", s) for s in self.cfg.experiment.schedulers]
+
+    def result(self) -> ExperimentResult:
+        cells, relative, curves, trained = [], [], [], []
+        for ds in self.datasets:
+            for method, sched in self._models():
+                row = self.trained.get((ds.spec.key, _model_name(method, sched)))
+                if row is not None:
+                    trained.append(row)
+            for key in self._group_keys(ds):
+                g = self.groups.get(key)
+                if g is not None:
+                    cells += g["cells"]
+                    relative += g["relative"]
+                    curves += g["curves"]
+        return ExperimentResult(self.run_dir, cells, relative, curves, trained, self.skipped,
+                                time.perf_counter() - self.t0)
+
+    def save(self, *, complete: bool) -> ExperimentResult:
+        result = self.result()
+        _write(result, self.cfg, complete=complete)
+        return result
+
+    def counts(self) -> dict:
+        return {"models_trained": len(self.trained), "groups_done": len(self.groups),
+                "cells_done": sum(len(g["cells"]) for g in self.groups.values())}
+
+    def missing(self) -> list[str]:
+        """The (dataset, scheduler, F) whose cells are not there."""
+        return [f"{k[0]}/{k[1]}/F={k[2]}" for ds in self.datasets for k in self._group_keys(ds)
+                if k not in self.groups]
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> None:
+        from .chip import Chip
+        from .executors import Task
+        from .network import Network
+        from .progress import progress as progress_bar
+        from .train.loop import resolve_device
+
+        self._load()
+        local = self.executor.name == "sequential"
+        # --- training: one layered model, one unlayered model per scheduler, for every dataset
+        tasks = []
+
+        for ds in self.datasets:
+            for method, sched in self._models():
+                name = _model_name(method, sched)
+                model_dir = ds.dir / name
+                done = self.previous.trained.get((ds.spec.key, name))
+                if done is not None and _finished(model_dir):
+                    self.trained[(ds.spec.key, name)] = done
                     continue
-                pair, pair_cells = {}, {}
-                for model in MODELS:
-                    net = nets["layered" if model == "layered" else f"unlayered-{sched}"]
-                    # the cell's scheduler and F; the rest as the model was trained for
-                    opts = net.run_options.replace(scheduler=sched, F=F, seed=seed, trace=True)
-                    sbs = run_side_by_side(net, x, y, opts, chip=chip, modes=e.modes, device=device)
-                    agree = sbs.steps_agree()
-                    for row in sbs.rows:
-                        cell = {"dataset": spec.key, "scheduler": sched, "model": model, "F": fl,
-                                "engine": row["engine"], **{k: row.get(k, float("nan")) for k in CELL_KEYS},
-                                "steps_agree": agree}
-                        cells.append(cell)
-                        pair_cells[(model, row["engine"])] = cell
-                    pair[model] = sbs
-                    bar.update(1)
-                curves.extend(_curves(spec.key, sched, fl, pair, y, out_start, n_classes, tick_ns, e.curve_points))
-                for engine in ["pytorch"] + [f"emulator-{mode}" for mode in e.modes]:
-                    relative.append({"dataset": spec.key, "scheduler": sched, "F": fl, "engine": engine,
-                                     **relative_row(pair_cells[("layered", engine)],
-                                                    pair_cells[("unlayered", engine)])})
-                if first:
-                    keep.clear()
-                    keep.update(pair)  # drawn below; the other cells' traces are dropped as we go
+                over = {"train.method": method, "out": str(ds.dir)}
+                if sched is not None:
+                    over["train.scheduler"] = sched
+                tcfg = ds.dcfg.with_overrides(over)
+                tasks.append(Task(f"train {ds.spec.key}/{name}", _train_task,
+                                  (tcfg.to_dict(), str(model_dir), self.progress and local),
+                                  key=(ds.spec.key, name)))
+        if tasks:
+            self.log(f"training {len(tasks)} models on {self.executor.describe()}")
+        bar = progress_bar(total=len(tasks), desc="train", enabled=self.progress and not local and bool(tasks))
+        for task, outcome in self.executor.run(tasks):
+            bar.update(1)
+            if isinstance(outcome, Exception):
+                self.failed.append(outcome)
+                self.log(str(outcome))
+                continue
+            self.trained[task.key] = {"dataset": task.key[0], "model": task.key[1], **outcome}
+            self.log(f"[{task.key[0]}] trained {task.key[1]} ({outcome['seconds']:.0f} s)")
+            self.save(complete=False)
         bar.close()
-        if plots:
-            _plots(run_dir, spec.key, e, cells, curves, keep, nets, chip, y)
+
+        # --- evaluation: every scheduler x F of every dataset whose models trained
+        e = self.cfg.experiment
+        tasks, chips = [], {}
+        for ds in self.datasets:
+            names = [_model_name(m, s) for m, s in self._models()]
+            if any((ds.spec.key, n) not in self.trained for n in names):
+                continue  # a model failed: its cells are missing
+            nets = {n: Network.load(ds.dir / n / "network.npz") for n in names}  # what chip_network() saved
+            chip = Chip.fitting(e.chip, nets["layered"], **dict(e.chip_set))
+            chips[ds.spec.key] = (chip, nets)
+            seed = ds.dcfg.train.seed if e.eval_seed is None else e.eval_seed
+            device = str(resolve_device(ds.dcfg.train.device))  # the PyTorch side runs where training ran
+            for sched in e.schedulers:
+                for F in e.F:
+                    key = (ds.spec.key, sched, str(f_label(F)))
+                    first = sched == e.schedulers[0] and F == e.F[0]
+                    if key in self.previous.done:
+                        self.groups[key] = self.previous.group(key)
+                        if not (first and self.plots):
+                            continue
+                    pair_nets = {"layered": nets["layered"], "unlayered": nets[f"unlayered-{sched}"]}
+                    tasks.append(Task(f"evaluate {key[0]}/{sched}/F={key[2]}", _evaluate_task,
+                                      (ds.spec.key, sched, F, pair_nets, ds.x, ds.y, chip, seed, list(e.modes),
+                                       device, ds.n_classes, e.curve_points, first and self.plots),
+                                      key=key, gpus=1 if device.startswith("cuda") else 0))
+        bar = progress_bar(total=len(tasks) * len(MODELS), desc="evaluate", enabled=self.progress and bool(tasks))
+        keep: dict[str, dict] = {}
+        for task, outcome in self.executor.run(tasks):
+            bar.update(len(MODELS))
+            if isinstance(outcome, Exception):
+                self.failed.append(outcome)
+                self.log(str(outcome))
+                continue
+            if outcome["pair"] is not None:
+                keep[task.key[0]] = outcome["pair"]
+            if task.key not in self.groups:  # (a finished first group runs again for its plots only)
+                self.groups[task.key] = {k: outcome[k] for k in ("cells", "curves", "relative")}
+                self.save(complete=False)
+        bar.close()
+        if self.plots:
+            result = self.result()
+            for ds in self.datasets:
+                if ds.spec.key in keep:
+                    chip, nets = chips[ds.spec.key]
+                    _plots(self.run_dir, ds.spec.key, e, result.cells, result.curves, keep[ds.spec.key], nets, chip,
+                           ds.y)
+
+    def _load(self) -> None:
+        """Every dataset, loaded (or generated) here; an optional one that is missing is skipped."""
+        from . import data
+        from .data.base import DatasetNotFoundError
+
+        e = self.cfg.experiment
+        for spec in self.cfg.dataset_specs():
+            dcfg = self.cfg.dataset_config(spec)
+            d = dcfg.data
+            try:
+                splits = _load_or_generate(spec, d, self.log, self.progress)
+            except (DatasetNotFoundError, ImportError) as err:
+                if not spec.optional:
+                    raise
+                self.skipped.append({"dataset": spec.key, "reason": str(err)})
+                self.log(f"[{spec.key}] skipped: {str(err).splitlines()[0]}")
+                continue
+            x, y, _ = data.to_arrays(splits.test)
+            limit = e.test_limit if e.test_limit is not None else d.test_limit
+            if limit is not None:
+                x, y = x[:limit], y[:limit]
+            ds_dir = self.run_dir / spec.key
+            ds_dir.mkdir(exist_ok=True)
+            write_json(ds_dir / "config.json", dcfg.to_dict())
+            self.datasets.append(_Dataset(spec, dcfg, x, y, int(splits.info.n_classes), ds_dir))
 
 
 def _finished(model_dir: Path) -> bool:

@@ -9,7 +9,9 @@ The core (the emulator, ``Chip``, ``Network``, ``RunOptions``, the metrics, the 
 * ``asyncsnn[plots]``: matplotlib, for rasters and per-core plots;
 * ``asyncsnn[speech]``: lauscher and numba, for the ``spoken-digits`` generator
   (:mod:`asyncsnn.data.speech`; it also runs the ``espeak-ng`` program, a system package);
-* ``asyncsnn[all]``: all of them.
+* ``asyncsnn[all]``: all of them;
+* ``asyncsnn[ray]``: Ray, for sweeps on a cluster (``asyncsnn experiment --executor ray``; not in
+  ``all``).
 
 Importing a part whose extra is missing raises an :class:`ImportError` that names the extra.
 """

@@ -218,8 +218,9 @@ def _study_config(out):
 def test_ctrl_c_during_the_study_keeps_what_finished_and_resume_completes_it(tmp_path, monkeypatch):
     """Interrupted in its evaluation (fourth model run) and, another time, in the second epoch of
     its second model's training, the study keeps what finished (``status.json`` interrupted,
-    ``results.json`` complete: false); ``experiment --resume`` ends with the tables of the
-    uninterrupted study, cell for cell."""
+    ``results.json`` complete: false, every (scheduler, F) whole or absent); ``experiment
+    --resume`` (in the default process pool) ends with the tables of the uninterrupted study,
+    row for row."""
     import csv
     import json
 
@@ -231,6 +232,7 @@ def test_ctrl_c_during_the_study_keeps_what_finished_and_resume_completes_it(tmp
     full = run_experiment(_study_config(tmp_path / "full"), progress=False, plots=False, log=lambda s: None)
     expected = list(csv.DictReader(open(full.run_dir / "cells.csv")))
     relative = list(csv.DictReader(open(full.run_dir / "relative.csv")))
+    curves = list(csv.DictReader(open(full.run_dir / "decide_early.csv")))
 
     real_sbs, real_epoch, calls = export.run_side_by_side, Trainer.train_epoch, {"sbs": 0, "epoch": 0}
 
@@ -258,8 +260,8 @@ def test_ctrl_c_during_the_study_keeps_what_finished_and_resume_completes_it(tmp
         assert status["state"] == "interrupted" and results["complete"] is False
         if where == "evaluation":
             assert status["models_trained"] == 2 and len(results["cells"]) == status["cells_done"] > 0
-            assert {(c["model"], c["F"]) for c in results["cells"]} == {("layered", 1), ("unlayered", 1),
-                                                                     ("layered", 2)}
+            # the finished (scheduler, F) only: F = 2's layered model ran, its pair did not
+            assert {(c["model"], c["F"]) for c in results["cells"]} == {("layered", 1), ("unlayered", 1)}
         else:
             assert status["models_trained"] == 1 and results["cells"] == []
         plots = [] if where == "evaluation" else ["--no-plots"]  # (the first cell, done before, is drawn)
@@ -267,6 +269,22 @@ def test_ctrl_c_during_the_study_keeps_what_finished_and_resume_completes_it(tmp
         assert json.loads((run / "status.json").read_text())["state"] == "finished"
         assert list(csv.DictReader(open(run / "cells.csv"))) == expected, where
         assert list(csv.DictReader(open(run / "relative.csv"))) == relative, where
+        assert list(csv.DictReader(open(run / "decide_early.csv"))) == curves, where
         assert bool(list(run.glob("raster-*.png"))) == (where == "evaluation")
     assert main(["experiment", "--resume", str(run)]) == 2  # finished: nothing to resume
     assert main(["experiment", "--resume", str(run), "--epochs", "3"]) == 2  # its own config only
+
+
+def test_generated_dataset_options_that_cannot_fit_are_a_memory_error_up_front(monkeypatch):
+    """``[data.options] train_per_class = 1e9`` passed 13 GB before failing; now the options that
+    ask for it are named before anything is allocated (available memory fixed at 16 GB)."""
+    from asyncsnn import chip as chip_module
+    from asyncsnn.train import load_config
+
+    monkeypatch.setattr(chip_module, "available_memory", lambda: 16 * 10**9)
+    cfg = load_config(None, {"data.options": {"train_per_class": 10**9}})
+    with pytest.raises(MemoryError, match=r"manifold: 10 classes x 1000000000 train samples per class x 100 "
+                                          r"channels .* need about 8160\.0 GB; 16\.0 GB are available"):
+        cfg.data.load()
+    small = load_config(None, {"data.options": {"train_per_class": 3, "test_per_class": 2}}).data.load()
+    assert len(small.train) == 30 and len(small.test) == 20

@@ -1,0 +1,148 @@
+"""The study's pieces on an executor (issue 25): one after another, in a local process pool, or as
+Ray tasks, the same config and seed give the same tables; a failed piece is reported by name,
+its cells are listed as missing, and a resume runs it again."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import pytest
+
+from asyncsnn import ConfigError
+from asyncsnn.executors import LocalPool, RayExecutor, Sequential, Task, TaskError, make_executor
+from test_limits import _study_config
+
+
+def _tables(run) -> dict:
+    out = {}
+    for name in ("cells", "relative", "decide_early", "training"):
+        rows = list(csv.DictReader(open(run / f"{name}.csv")))
+        for r in rows:
+            r.pop("seconds", None)  # (wall time: the one column that is not a result)
+        out[name] = rows
+    return out
+
+
+def _ray_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
+
+
+def test_the_same_tables_one_after_another_in_a_pool_and_on_ray(tmp_path):
+    from asyncsnn.experiment import run_experiment
+
+    executors = [Sequential(), LocalPool(2)]
+    if _ray_available() or os.environ.get("CI"):  # CI installs the ray extra: there it must run
+        executors.append(RayExecutor())
+    tables = {}
+    for ex in executors:
+        r = run_experiment(_study_config(tmp_path / ex.name), progress=False, plots=False, log=lambda s: None,
+                           executor=ex)
+        tables[ex.name] = _tables(r.run_dir)
+        assert json.loads((r.run_dir / "status.json").read_text())["executor"] == ex.name
+    reference = tables.pop("sequential")
+    assert len(reference["cells"]) == 18 and len(reference["training"]) == 2
+    for name, t in tables.items():
+        assert t == reference, name
+
+
+def _square(x):
+    return x * x
+
+
+def _boom(x):
+    raise ValueError(f"no square for {x}\nsecond line")
+
+
+def _die(x):
+    os._exit(3)  # a worker that dies (killed, out of memory)
+
+
+@pytest.mark.parametrize("kind", ["sequential", "pool"])
+def test_a_failed_task_is_reported_by_name_and_the_others_finish(kind):
+    ex = make_executor(kind, workers=2)
+    tasks = [Task(f"square {i}", _square, (i,)) for i in range(4)] + [Task("boom", _boom, (5,))]
+    out = {t.name: o for t, o in ex.run(tasks)}
+    ex.close()
+    assert {k: v for k, v in out.items() if k != "boom"} == {f"square {i}": i * i for i in range(4)}
+    assert isinstance(out["boom"], TaskError)
+    assert str(out["boom"]) == "task 'boom' failed: ValueError: no square for 5"
+    assert "_boom" in out["boom"].trace
+
+
+def test_a_worker_that_dies_is_a_failed_task_not_a_hang():
+    ex = LocalPool(2)
+    out = {t.name: o for t, o in ex.run([Task("dies", _die, (1,)), Task("square", _square, (3,))])}
+    ex.close()
+    assert isinstance(out["dies"], TaskError) and "worker process died" in str(out["dies"])
+
+
+def test_bad_executor_arguments_are_config_errors():
+    with pytest.raises(ConfigError, match="executor: 'mpi'; allowed: sequential, pool, ray"):
+        make_executor("mpi")
+    with pytest.raises(ConfigError, match="workers: 0 must be an integer >= 1"):
+        make_executor("pool", workers=0)
+
+
+@pytest.mark.skipif(not (_ray_available() or os.environ.get("CI")), reason="the ray extra is not installed")
+def test_an_unreachable_ray_address_is_a_config_error():
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    with pytest.raises(ConfigError, match="ray address '127.0.0.1:1': cannot connect"):
+        RayExecutor("127.0.0.1:1")
+
+
+def test_a_failed_piece_lists_its_missing_cells_and_resume_runs_it(tmp_path, monkeypatch, capsys):
+    """One evaluation raises: the others finish, the study fails naming the piece and the cells
+    it would have made, ``status.json`` says failed, and ``--resume`` ends with the full tables."""
+    from asyncsnn import experiment
+    from asyncsnn.cli import main
+
+    full = experiment.run_experiment(_study_config(tmp_path / "full"), progress=False, plots=False,
+                                     log=lambda s: None)
+    real = experiment._evaluate_task
+
+    def flaky(ds, sched, F, *a):
+        if F == 2:
+            raise RuntimeError("the node went away")
+        return real(ds, sched, F, *a)
+
+    monkeypatch.setattr(experiment, "_evaluate_task", flaky)
+    with pytest.raises(experiment.StudyError) as err:
+        experiment.run_experiment(_study_config(tmp_path / "cut"), progress=False, plots=False, log=lambda s: None)
+    monkeypatch.undo()
+    msg = str(err.value)
+    assert "1 piece(s) of the study failed" in msg and "missing: tiny/fifo/F=2" in msg
+    assert "task 'evaluate tiny/fifo/F=2' failed: RuntimeError: the node went away" in msg
+    (run,) = (tmp_path / "cut").glob("experiment-*")
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "failed" and status["failed"] == ["evaluate tiny/fifo/F=2"]
+    assert status["missing"] == ["tiny/fifo/F=2"]
+    results = json.loads((run / "results.json").read_text())
+    assert results["complete"] is False and {c["F"] for c in results["cells"]} == {1, "inf"}
+    assert main(["experiment", "--resume", str(run), "--executor", "sequential", "--no-progress",
+                 "--no-plots"]) == 0
+    assert _tables(run) == _tables(full.run_dir)
+
+
+def test_the_cli_reports_a_failed_study_in_lines_and_exits_1(tmp_path, monkeypatch, capsys):
+    from asyncsnn import experiment
+    from asyncsnn.cli import main
+
+    def broken(*a):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(experiment, "_train_task", broken)
+    rc = main(["experiment", "--executor", "sequential", "--set", "experiment.schedulers=fifo", "--set",
+               "train.epochs=1", "--set", "experiment.F=[1]", "--out", str(tmp_path), "--no-progress", "--no-plots"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "asyncsnn: error: 2 piece(s) of the study failed" in err
+    assert "task 'train manifold/layered' failed: RuntimeError: disk full" in err
+    assert "continue" not in err or "--resume" in err
+    assert main(["experiment", "--executor", "sequential", "--address", "x"]) == 2

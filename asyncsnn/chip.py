@@ -242,7 +242,7 @@ class Placement:
     def run(self, inputs: Any = None, options: Optional[RunOptions] = None, *,
             events: Optional[Sequence[tuple[Any, Any]]] = None, dt: int = 1, n_frames: Optional[int] = None,
             labels: Optional[Sequence[int]] = None, max_work: Optional[int] = MAX_WORK,
-            **run_options: Any) -> "RunResult":
+            executor: Any = None, shards: Optional[int] = None, **run_options: Any) -> "RunResult":
         """Run a batch with ``options`` (a :class:`~asyncsnn.options.RunOptions`), or the
         defaults changed by ``run_options`` keywords (``scheduler="random", F=1, ...``).
 
@@ -256,6 +256,11 @@ class Placement:
         :class:`~asyncsnn.errors.InputError`; pass a larger number, or ``None``, to run it
         anyway. The interpreter is released while the emulator runs, and Ctrl-C
         (``KeyboardInterrupt``) stops it within a forward step.
+
+        With an ``executor`` (:mod:`asyncsnn.executors`: a local process pool, Ray tasks) the
+        batch is cut into ``shards`` (default: one per pool worker or Ray CPU) of consecutive
+        samples, run as tasks, and merged: each sample keeps its index in the scheduler hash
+        (``sample_offset``), so the result equals the one-process run array for array.
         """
         if max_work is not None and (isinstance(max_work, bool) or not isinstance(max_work, numbers.Integral)
                                      or max_work < 1):
@@ -284,6 +289,8 @@ class Placement:
             frames = x[3] if x[3] is not None else (last // max(x[2], 1) + 1 if last >= 0 else 0)
         _check_work(batch, frames, self.network, max_work)
         _check_memory(batch, frames, self.network, opts)
+        if executor is not None:
+            return _run_sharded(self, x, inputs is not None, frames, opts, lab, executor, shards)
         raw = self.native.run(x, opts.to_native(), lab)
         if inputs is not None and x.shape[0] == 0:  # an empty batch keeps the (batch, frames, ...) shapes
             n_out, t = self.network.n_outputs, x.shape[1]
@@ -292,6 +299,43 @@ class Placement:
             if raw.get("out_potential") is not None:
                 raw["out_potential"] = np.zeros((0, t, n_out), raw["out_potential"].dtype)
         return RunResult.from_native(raw, opts, labels=lab, readout=self.network.readout)
+
+
+def _run_shard(placement: "Placement", x: Any, dense: bool, frames: int, opts: RunOptions,
+               labels: Optional[np.ndarray]) -> "RunResult":
+    """One shard of a sharded run (in a worker): dense counts, or event streams with the batch's frame count."""
+    if dense:
+        return placement.run(x, opts, labels=labels, max_work=None)
+    times, chans, dt, _ = x
+    return placement.run(events=list(zip(times, chans)), dt=dt, n_frames=frames, labels=labels, options=opts,
+                         max_work=None)
+
+
+def _run_sharded(placement: "Placement", x: Any, dense: bool, frames: int, opts: RunOptions,
+                 labels: Optional[np.ndarray], executor: Any, shards: Optional[int]) -> "RunResult":
+    """:meth:`Placement.run` on an executor: consecutive samples per task, merged in order."""
+    from .executors import Task, TaskError
+
+    batch = x.shape[0] if dense else len(x[0])
+    if shards is None:
+        shards = executor.parallelism()
+    if isinstance(shards, bool) or not isinstance(shards, numbers.Integral) or shards < 1:
+        raise InputError(f"invalid input: shards: {shards!r} must be an integer >= 1")
+    shards = max(1, min(int(shards), batch))
+    bounds = [batch * k // shards for k in range(shards + 1)]
+    tasks = []
+    for k in range(shards):
+        lo, hi = bounds[k], bounds[k + 1]
+        part = x[lo:hi] if dense else (x[0][lo:hi], x[1][lo:hi], x[2], x[3])
+        tasks.append(Task(f"run samples {lo}..{hi - 1}", _run_shard,
+                          (placement, part, dense, frames, opts.replace(sample_offset=opts.sample_offset + lo),
+                           None if labels is None else labels[lo:hi]), key=lo))
+    parts: dict[int, RunResult] = {}
+    for task, outcome in executor.run(tasks):
+        if isinstance(outcome, TaskError):
+            raise outcome
+        parts[task.key] = outcome
+    return RunResult.concatenate([parts[k] for k in sorted(parts)], opts, labels)
 
 
 def _place(chip: Chip, network: Network, core_of: np.ndarray) -> "Placement":
@@ -431,6 +475,35 @@ class RunResult:
             trace=raw["trace"], releases=raw["releases"], core_spikes=raw["core_spikes"], core_synops=raw["core_synops"],
             core_busy_ticks=raw["core_busy_ticks"], metrics=metrics.Metrics(raw["metrics"]), options=options,
             labels=labels, out_potential=raw["out_potential"], readout=readout,
+        )
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["RunResult"], options: RunOptions,
+                    labels: Optional[np.ndarray] = None) -> "RunResult":
+        """The runs of consecutive shards of one batch as one run (trace and release rows get
+        their sample index in the whole batch)."""
+        if not parts:
+            raise InputError("invalid input: parts: nothing to concatenate")
+        offsets = np.cumsum([0] + [p.batch_size for p in parts[:-1]])
+
+        def rows(name: str) -> np.ndarray:
+            out = []
+            for off, p in zip(offsets, parts):
+                r = getattr(p, name).copy()
+                if len(r):
+                    r[:, 0] += off
+                out.append(r)
+            return np.concatenate(out)
+
+        cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+        first = parts[0]
+        return cls(
+            out_counts=cat("out_counts"), first_spike=cat("first_spike"), v_final=cat("v_final"), trace=rows("trace"),
+            releases=rows("releases"), core_spikes=cat("core_spikes"), core_synops=cat("core_synops"),
+            core_busy_ticks=cat("core_busy_ticks"),
+            metrics=metrics.Metrics({k: np.concatenate([p.metrics[k] for p in parts]) for k in first.metrics}),
+            options=options, labels=labels,
+            out_potential=None if first.out_potential is None else cat("out_potential"), readout=first.readout,
         )
 
     @property

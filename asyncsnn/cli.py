@@ -110,7 +110,7 @@ def _options_from_args(base: RunOptions, **flags) -> RunOptions:
         raise InputError(f"invalid input: --{e.field}: {e.detail}") from None  # type: ignore[attr-defined]
 
 
-_EMULATE_KEEP = ("resume", "no_progress", "no_plots", "debug", "quiet", "func")  # not taken from the run resumed
+_EMULATE_KEEP = ("resume", "no_progress", "no_plots", "debug", "quiet", "func", "executor", "workers", "address")  # not taken from the run resumed
 
 
 def _emulate_resumed(args: argparse.Namespace) -> tuple[Path, list[dict]]:
@@ -194,6 +194,13 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         write_json(run_dir / "status.json", {"command": "emulate", "state": state, "cells_done": len(rows),
                                               "cells": len(cells)})
 
+    executor = None
+    if args.address and args.executor != "ray":
+        raise ConfigError("invalid input: --address: only with --executor ray")
+    if args.executor != "threads":
+        from .executors import make_executor
+
+        executor = make_executor(args.executor, workers=args.workers, address=args.address)
     t0 = time.perf_counter()
     write_json(run_dir / "status.json", {"command": "emulate", "state": "running", "cells_done": len(rows),
                                           "cells": len(cells)})
@@ -202,7 +209,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         for mode, sched, f in progress(todo, desc="emulate", enabled=not args.no_progress):
             opts = _options_from_args(base, mode=mode, scheduler=sched, F=f, seed=args.seed, threads=args.threads,
                                       trace=first is None)
-            res = placement.run(x, opts, labels=labels, max_work=max_work)
+            res = placement.run(x, opts, labels=labels, max_work=max_work, executor=executor)
             if first is None:
                 first = (opts, res)
             s = res.summary()
@@ -210,11 +217,15 @@ def cmd_emulate(args: argparse.Namespace) -> int:
             s["energy_total_nj"] = s.get("energy_total_pj", float("nan")) / 1000.0
             rows.append({"mode": mode, "scheduler": sched, "F": opts.f_label, **s})
     except KeyboardInterrupt:
+        if executor is not None:
+            executor.close()
         save("interrupted")
         print(f"asyncsnn: {len(rows)} of {len(cells)} runs done and kept in {run_dir}; "
               f"continue with: asyncsnn emulate --resume {run_dir}", file=sys.stderr)
         raise
     elapsed = time.perf_counter() - t0
+    if executor is not None:
+        executor.close()
     save("finished")
     columns = TABLE_COLUMNS if labels is None else [*TABLE_COLUMNS[:3], ("accuracy", "acc", "{:.3f}"),
                                                      *TABLE_COLUMNS[3:]]
@@ -594,6 +605,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "0: no bound (default 2^40, about 20 minutes of one core)")
     e.add_argument("--resume", metavar="RUN", default=None,
                    help="continue an interrupted emulate run folder: the runs it has not finished, same arguments")
+    e.add_argument("--executor", default="threads", choices=["threads", "pool", "ray"],
+                   help="threads: this process, the samples over its cores (default); pool or ray: the batch cut "
+                        "into shards run by a pool of processes or Ray tasks (same results)")
+    e.add_argument("--workers", type=POSITIVE, default=None, help="pool: processes (default: one per core)")
+    e.add_argument("--address", default=None, help="ray: the cluster's address; default: a local instance")
     e.add_argument("--out", default="runs", help="folder for run folders")
     e.add_argument("--no-progress", action="store_true")
     e.add_argument("--no-plots", action="store_true")

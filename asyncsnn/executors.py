@@ -75,6 +75,10 @@ class Executor:
     def describe(self) -> str:
         return self.name
 
+    def parallelism(self) -> int:
+        """How many tasks it runs at once (a sharded run's default number of shards)."""
+        return 1
+
 
 class Sequential(Executor):
     """Every task in this process, in the order given."""
@@ -108,6 +112,9 @@ class LocalPool(Executor):
 
     def describe(self) -> str:
         return f"a pool of {self.workers} processes"
+
+    def parallelism(self) -> int:
+        return self.workers
 
     def run(self, tasks: Sequence[Task]) -> Iterator[tuple[Task, Any]]:
         import concurrent.futures as cf
@@ -162,6 +169,9 @@ class RayExecutor(Executor):
                 self.ray.init(**kw, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise ConfigError(f"invalid config: ray address {address!r}: cannot connect ({e})") from None
+
+    def parallelism(self) -> int:
+        return max(1, int(self.ray.cluster_resources().get("CPU", 1)))
 
     def describe(self) -> str:
         res = self.ray.cluster_resources()

@@ -146,3 +146,55 @@ def test_the_cli_reports_a_failed_study_in_lines_and_exits_1(tmp_path, monkeypat
     assert "task 'train manifold/layered' failed: RuntimeError: disk full" in err
     assert "continue" not in err or "--resume" in err
     assert main(["experiment", "--executor", "sequential", "--address", "x"]) == 2
+
+
+def _same_run(a, b) -> None:
+    import numpy as np
+
+    for name in ("out_counts", "first_spike", "v_final", "trace", "releases", "core_spikes", "core_synops",
+                 "core_busy_ticks", "out_potential"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert set(a.metrics) == set(b.metrics)
+    for k in a.metrics:
+        assert np.array_equal(a.metrics[k], b.metrics[k], equal_nan=True), k
+    assert a.summary() == pytest.approx(b.summary(), nan_ok=True)
+
+
+@pytest.mark.parametrize("kind", ["sequential", "pool", "ray"])
+def test_a_batch_sharded_over_workers_is_the_one_process_run(kind):
+    """Dense and event inputs, both timing modes, a scheduler whose order depends on the sample
+    index: the merged shards equal the one-process run array for array (trace included)."""
+    import numpy as np
+
+    import asyncsnn
+    from asyncsnn.generate import poisson_frames, random_feedforward
+
+    if kind == "ray" and not (_ray_available() or os.environ.get("CI")):
+        pytest.skip("the ray extra is not installed")
+    ex = make_executor(kind, workers=2)
+    net = random_feedforward([40, 24, 6], seed=3)
+    placement = asyncsnn.Chip.preset("loihi", core_neurons=8).place(net)
+    x = poisson_frames(7, 6, 40, 0.2, seed=4)
+    labels = np.arange(7) % 6
+    rng = np.random.default_rng(5)
+    events = [(np.sort(rng.integers(0, 5000, 30)), rng.integers(0, 40, 30)) for _ in range(5)]
+    for mode in ("steps", "events"):
+        opts = asyncsnn.RunOptions(mode=mode, scheduler="random", F=2, seed=9, trace=True, sample_offset=11)
+        _same_run(placement.run(x, opts, labels=labels, executor=ex, shards=3), placement.run(x, opts, labels=labels))
+        _same_run(placement.run(events=events, dt=1000, options=opts, executor=ex),
+                  placement.run(events=events, dt=1000, options=opts))
+    ex.close()
+    with pytest.raises(asyncsnn.InputError, match="shards: 0 must be an integer >= 1"):
+        placement.run(x, executor=Sequential(), shards=0)
+
+
+def test_emulate_on_a_pool_prints_the_table_of_one_process(tmp_path):
+    from asyncsnn.cli import main
+
+    args = ["emulate", "--sizes", "30,20,5", "--batch", "6", "--frames", "5", "--F", "1,inf", "--no-progress",
+            "--no-plots"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b"), "--executor", "pool", "--workers", "2"]) == 0
+    (a,), (b,) = (tmp_path / "a").iterdir(), (tmp_path / "b").iterdir()
+    assert list(csv.DictReader(open(a / "summary.csv"))) == list(csv.DictReader(open(b / "summary.csv")))
+    assert main([*args, "--address", "x"]) == 2

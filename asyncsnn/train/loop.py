@@ -29,7 +29,7 @@ from ..progress import logger, progress
 from ..runs import new_run_dir, write_csv, write_json
 from ..sim import AsyncSimulator
 from ..sim.layered import layered_run
-from . import losses
+from . import distributed, losses
 from .config import METHODS, Config, ModelConfig
 
 
@@ -167,14 +167,15 @@ class AsyncMethod(Method):
                              f"dataset has {n_channels} and {tr.n_classes}")
         calib = collate([tr.train_set[i] for i in range(min(256, len(tr.train_set)))])[0]
         net = to_lif(spsn, calib, core_neurons=tr.cfg.model.core_neurons)
-        net.save(tr.run_dir / "converted.npz")
+        if tr.dist.main:
+            net.save(tr.run_dir / "converted.npz")
         tr.log(f"converted the SPSN network of {run} ({'-'.join(map(str, spsn.sizes))}) to LIF; output "
                f"threshold {net.populations[-1].theta:.4g}")
         return net
 
-    def train_batch(self, tr, x, y, b, generator):
+    def train_batch(self, tr, x, y, offset, generator):
         t = tr.cfg.train
-        res = run_model(tr.sim, x, t, t.run_options(seed=t.seed + tr.epoch, sample_offset=b * t.batch_size),
+        res = run_model(tr.sim, x, t, t.run_options(seed=t.seed + tr.epoch, sample_offset=offset),
                         layered=self.layered)
         return loss_of(res, y, tr.sim, t, x.shape[1]), res.sample_metrics(y)
 
@@ -210,9 +211,9 @@ class SpsnMethod(Method):
         return SeqNet([n_channels, *m.hidden, tr.n_classes], neuron="spsn", alpha=m.alpha, beta=m.beta, theta=m.theta,
                       firing=m.firing, eval_firing=m.eval_firing, tau=m.tau_gs, gain=m.gain, seed=tr.cfg.train.seed)
 
-    def train_batch(self, tr, x, y, b, generator):
+    def train_batch(self, tr, x, y, offset, generator):
         t = tr.cfg.train
-        out = tr.sim(x, generator=generator, sample_offset=b * t.batch_size)
+        out = tr.sim(x, generator=generator, sample_offset=offset)
         loss = torch.nn.functional.cross_entropy(out.logits, y)
         if t.rate_penalty:
             loss = loss + t.rate_penalty * out.rate_penalty(t.rate_target)
@@ -251,7 +252,12 @@ class Trainer:
     def __post_init__(self) -> None:
         t = self.cfg.train
         seed_everything(t.seed)
+        self.dist = distributed.setup(t.device)
         self.device = resolve_device(t.device)
+        if self.dist.active and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)  # one GPU per local rank
+        if not self.dist.main:
+            self.progress, self.log = False, lambda s: None  # rank 0 reports and writes
         d = self.cfg.data
         splits = d.load()
         self.train_set, self.test_set = splits.train, splits.test
@@ -288,7 +294,9 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.run_dir / "checkpoint.pt"
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self) -> Optional[Path]:
+        if not self.dist.main:
+            return None
         state = {"epoch": self.epoch, "model": self.sim.state_dict(), "optim": self.opt.state_dict(),
                  "config": self.cfg.to_dict(), "history": self.history}
         return checkpoints.save(self.checkpoint_path, state)
@@ -308,15 +316,32 @@ class Trainer:
         drop_gen = torch.Generator(device="cpu").manual_seed(t.seed * 7919 + self.epoch)
         it = progress(self.loader(self.train_set, True, self.epoch), desc=f"epoch {self.epoch + 1}/{t.epochs}",
                       enabled=self.progress)
+        dist = self.dist
         for b, (x, y, _) in enumerate(it):
             x = self.inputs(losses.input_dropout(x, t.input_dropout, drop_gen))
+            n_batch, offset = len(y), b * t.batch_size
+            if dist.active:  # this rank's slice of the batch; its samples keep their global index
+                lo, hi = dist.shard(n_batch)
+                x, y, offset = x[lo:hi], y[lo:hi], offset + lo
+                # (an SPSN's noise: each rank draws its own, seeded by the rank)
+                gen = torch.Generator().manual_seed((t.seed * 7919 + self.epoch) * 1_000_003 + b * 1_009 + dist.rank)
+            else:
+                gen = drop_gen
             x, y = x.to(self.device), y.to(self.device)
             self.opt.zero_grad(set_to_none=True)
-            loss, row = self.method.train_batch(self, x, y, b, drop_gen)
-            loss.backward()
+            if len(y):
+                loss, row = self.method.train_batch(self, x, y, offset, gen)
+                (loss * (len(y) / n_batch) if dist.active else loss).backward()
+                part = float(loss.detach()) * len(y)
+            else:
+                row, part = None, 0.0
+            if dist.active:
+                dist.all_reduce_grads(self.sim.parameters())  # the sum of the slices' shares: the batch's mean
+                part = dist.sum(part)
+                row = distributed.merge_rows([r for r in dist.gather(row) if r is not None])
             self.opt.step()
-            total_loss += float(loss.detach()) * len(y)
-            n += len(y)
+            total_loss += part
+            n += n_batch
             rows.append(row)
             it.set_postfix(loss=f"{total_loss / n:.3f}")
         s = metrics.summarize(rows, self.sim.n_neurons, self._frames(self.train_set))
@@ -349,7 +374,8 @@ class Trainer:
     def fit(self) -> list[dict]:
         if self.cfg.model.init_from and self.epoch == 0 and not (self.run_dir / "conversion.json").exists():
             before = self.evaluate()  # the converted network before any fine-tuning
-            write_json(self.run_dir / "conversion.json", {"init_from": self.cfg.model.init_from, "test": before})
+            if self.dist.main:
+                write_json(self.run_dir / "conversion.json", {"init_from": self.cfg.model.init_from, "test": before})
             self.log(f"converted network before fine-tuning: test accuracy {before['accuracy']:.3f}, spikes/sample "
                      f"{before['spikes']:.1f}")
         self._status("running")
@@ -362,12 +388,16 @@ class Trainer:
             self.log(f"interrupted; the run folder holds epoch {done}: continue with asyncsnn train --resume "
                      f"{self.run_dir}")
             raise
-        self.chip_network().save(self.run_dir / "network.npz")
+        if self.dist.main:
+            self.chip_network().save(self.run_dir / "network.npz")
         self._status("finished")
+        self.dist.barrier()
         return self.history
 
     def _status(self, state: str, done: Optional[int] = None) -> None:
         """``status.json``: whether the run is running, interrupted or finished, and how far."""
+        if not self.dist.main:
+            return
         write_json(self.run_dir / "status.json", {"state": state, "epochs_done": self.epoch if done is None else done,
                                                   "epochs": self.cfg.train.epochs})
 
@@ -383,8 +413,9 @@ class Trainer:
             self.epoch += 1
             self.history.append(row)
             self.save_checkpoint()
-            write_csv(self.run_dir / "metrics.csv", self.history)
-            write_json(self.run_dir / "metrics.json", {"history": self.history})
+            if self.dist.main:
+                write_csv(self.run_dir / "metrics.csv", self.history)
+                write_json(self.run_dir / "metrics.json", {"history": self.history})
             self.log(f"epoch {row['epoch']}/{t.epochs}: loss {row['train_loss']:.3f}, train acc "
                      f"{row['train_accuracy']:.3f}, test acc {row['test_accuracy']:.3f}, spikes/sample "
                      f"{row['test_spikes']:.1f}, steps {row['test_steps']:.1f} ({row['seconds']:.1f} s)")
@@ -393,10 +424,18 @@ class Trainer:
 
 def train(cfg: Config, *, run_dir: Optional[Path] = None, progress: bool = True,
           log: Optional[Callable[[str], None]] = None) -> Trainer:
-    """Train in a new run folder under ``cfg.out`` (or ``run_dir``); returns the trainer."""
-    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg.out, f"train-{cfg.train.method}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", cfg.to_dict())
+    """Train in a new run folder under ``cfg.out`` (or ``run_dir``); returns the trainer. Under
+    ``torchrun`` every rank trains its slice of each batch (:mod:`asyncsnn.train.distributed`)
+    and rank 0 makes and writes the run folder."""
+    dist = distributed.setup(cfg.train.device)
+
+    def make() -> Path:
+        d = Path(run_dir) if run_dir is not None else new_run_dir(cfg.out, f"train-{cfg.train.method}")
+        d.mkdir(parents=True, exist_ok=True)
+        write_json(d / "config.json", cfg.to_dict())
+        return d
+
+    run_dir = distributed.shared_run_dir(dist, make)
     trainer = Trainer(cfg, run_dir, progress, **({"log": log} if log else {}))
     trainer.log(f"run folder {run_dir}; seed {cfg.train.seed}; device {trainer.device}; "
                 f"{len(trainer.train_set)} train / {len(trainer.test_set)} test samples")

@@ -27,13 +27,13 @@ def _set_args(settings: dict) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("method", ["unlayered", "layered"])
-def test_two_processes_train_to_the_weights_of_one(tmp_path, method):
+@pytest.mark.parametrize("method,engine", [("unlayered", "manual"), ("unlayered", "autograd"), ("layered", "auto")])
+def test_two_processes_train_to_the_weights_of_one(tmp_path, method, engine):
     """Tolerance 1e-5 on the weights after 8 optimiser steps: the gradient of the batch is the sum
     of the two slices' gradients, added in another order than one process adds them (float
     rounding, ~1e-7 per step); the spikes, which a larger difference would change, are the same
     (equal training metrics)."""
-    settings = {**SETTINGS, "train.method": method}
+    settings = {**SETTINGS, "train.method": method, "train.engine": engine}
     one = train(load_config(None, {**settings, "out": str(tmp_path / "one")}), progress=False, log=lambda s: None)
     out = tmp_path / "two"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -53,3 +53,101 @@ def test_two_processes_train_to_the_weights_of_one(tmp_path, method):
         assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-5)
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
     assert (run / "network.npz").exists()
+
+
+def _torchrun(settings: dict, out, procs: int = 2) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                           str(procs), "-m", "asyncsnn", "train", *_set_args(settings), "--out", str(out),
+                           "--no-progress"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_spsn_trains_data_parallel_and_a_run_resumes_under_torchrun(tmp_path):
+    """SPSN draws its firing noise per rank (the same distribution, not the one-process draws):
+    it trains to a finished run folder; that folder resumes under torchrun to more epochs."""
+    settings = {**SETTINGS, "train.method": "spsn", "model.hidden": [12]}
+    r = _torchrun(settings, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (run,) = tmp_path.iterdir()
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                        "-m", "asyncsnn", "train", "--resume", str(run), "--epochs", "3", "--no-progress"],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 3
+    assert len(json.loads((run / "metrics.json").read_text())["history"]) == 3
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                fields = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(d))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the ranks through /proc")
+def test_a_rank_that_dies_ends_the_job_with_an_error_not_a_hang(tmp_path):
+    """SIGKILL to one rank in the middle of training: torchrun stops the other and exits non-zero
+    within seconds (the survivor does not wait in an all-reduce for gloo's 30-minute timeout), and
+    the run folder says the run did not finish (its last checkpoint resumes it)."""
+    import signal
+    import time
+
+    settings = {**SETTINGS, "train.epochs": 400}
+    p = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "asyncsnn", "train", *_set_args(settings), "--out", str(tmp_path), "--no-progress"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # until an epoch is saved
+            runs = list(tmp_path.iterdir())
+            if runs and (runs[0] / "checkpoint.pt").exists():
+                break
+            time.sleep(0.2)
+        ranks = _children(p.pid)
+        assert len(ranks) == 2, ranks
+        os.kill(ranks[1], signal.SIGKILL)
+        t0 = time.time()
+        _, err = p.communicate(timeout=120)
+        assert p.returncode != 0
+        assert time.time() - t0 < 60
+    finally:
+        if p.poll() is None:
+            p.kill()
+    (run,) = tmp_path.iterdir()
+    assert json.loads((run / "status.json").read_text())["state"] != "finished"
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] >= 1
+
+
+def test_two_nodes_through_a_rendezvous_train_to_the_weights_of_one(tmp_path):
+    """Multi-node: two torchrun launches (``--nnodes 2``, one process each, a c10d rendezvous on
+    this machine standing in for the head node) train as one process does."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    one = train(load_config(None, {**SETTINGS, "out": str(tmp_path / "one")}), progress=False, log=lambda s: None)
+    out = tmp_path / "nodes"
+    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "t",
+                               "-m", "asyncsnn", "train", *_set_args(SETTINGS), "--out", str(out), "--no-progress"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    (run,) = out.iterdir()
+    a = torch.load(one.checkpoint_path, weights_only=True)["model"]
+    b = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+    for k, v in a.items():
+        assert torch.allclose(v, b[k], atol=1e-5, rtol=0), k

@@ -332,8 +332,8 @@ def _run_sharded(placement: "Placement", x: Any, dense: bool, frames: int, opts:
                            None if labels is None else labels[lo:hi]), key=lo))
     parts: dict[int, RunResult] = {}
     for task, outcome in executor.run(tasks):
-        if isinstance(outcome, TaskError):
-            raise outcome
+        if isinstance(outcome, TaskError):  # the shard's own error where it travelled (InputError, ...)
+            raise outcome.original if outcome.original is not None else outcome
         parts[task.key] = outcome
     return RunResult.concatenate([parts[k] for k in sorted(parts)], opts, labels)
 

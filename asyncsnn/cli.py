@@ -216,16 +216,17 @@ def cmd_emulate(args: argparse.Namespace) -> int:
             s["dropped"] = s.get("dropped_link", 0.0) + s.get("dropped_buffer", 0.0)
             s["energy_total_nj"] = s.get("energy_total_pj", float("nan")) / 1000.0
             rows.append({"mode": mode, "scheduler": sched, "F": opts.f_label, **s})
-    except KeyboardInterrupt:
-        if executor is not None:
-            executor.close()
-        save("interrupted")
+            save("running")  # (a killed run keeps what finished)
+    except BaseException as e:
+        interrupted = isinstance(e, KeyboardInterrupt)
+        save("interrupted" if interrupted else "failed")
         print(f"asyncsnn: {len(rows)} of {len(cells)} runs done and kept in {run_dir}; "
               f"continue with: asyncsnn emulate --resume {run_dir}", file=sys.stderr)
         raise
+    finally:
+        if executor is not None:
+            executor.close()
     elapsed = time.perf_counter() - t0
-    if executor is not None:
-        executor.close()
     save("finished")
     columns = TABLE_COLUMNS if labels is None else [*TABLE_COLUMNS[:3], ("accuracy", "acc", "{:.3f}"),
                                                      *TABLE_COLUMNS[3:]]

@@ -13,6 +13,12 @@ from ._native import (
     RunawayError,
 )
 
+# Named where they are imported from, so that they pickle (an error raised in a worker process
+# reaches the caller as itself): pickle finds a class by its module and name.
+for _cls in (ConfigError, InputError, InternalError, MappingError, NetworkError, RunawayError):
+    _cls.__module__ = __name__
+del _cls
+
 __all__ = [
     "ConfigError",
     "InputError",

@@ -40,21 +40,30 @@ class Task:
 
 
 class TaskError(RuntimeError):
-    """A task that raised: its name, the exception's one-line summary and its traceback."""
+    """A task that raised: its name, the exception's one-line summary and its traceback, and the
+    exception itself (``original``) where it could be sent back from the worker."""
 
-    def __init__(self, name: str, summary: str, trace: str = "") -> None:
+    def __init__(self, name: str, summary: str, trace: str = "", original: Optional[BaseException] = None) -> None:
         super().__init__(f"task {name!r} failed: {summary}")
-        self.name, self.summary, self.trace = name, summary, trace
+        self.name, self.summary, self.trace, self.original = name, summary, trace, original
 
 
 def _call(fn: Callable[..., Any], args: tuple) -> tuple[bool, Any]:
-    """Run one task where the executor put it; an exception comes back as data (it may not pickle)."""
+    """Run one task where the executor put it; an exception comes back as data: its summary,
+    traceback, and itself when it pickles."""
+    import pickle
+
     try:
         return True, fn(*args)
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # noqa: BLE001 - reported by name, the sweep goes on
-        return False, (f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", traceback.format_exc())
+        try:
+            original = pickle.loads(pickle.dumps(e))
+        except Exception:  # noqa: BLE001 - not every exception travels
+            original = None
+        return False, (f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", traceback.format_exc(),
+                       original)
 
 
 def _outcome(task: Task, ok: bool, value: Any) -> Any:
@@ -100,7 +109,10 @@ def _init_worker(threads: int) -> None:
 
 
 class LocalPool(Executor):
-    """A pool of ``workers`` processes (default: one per core, at most the tasks' count)."""
+    """A pool of ``workers`` processes (default: one per core), each with cores / workers PyTorch
+    threads (one process trains with the same weights on 1 or 2 threads, bit for bit, measured).
+    A worker that dies (killed, out of memory) breaks the pool: it is started again and the tasks
+    it took down are retried one at a time, so only the task that kills its worker fails."""
 
     name = "pool"
 
@@ -118,35 +130,56 @@ class LocalPool(Executor):
 
     def run(self, tasks: Sequence[Task]) -> Iterator[tuple[Task, Any]]:
         import concurrent.futures as cf
-        import multiprocessing as mp
 
         if not tasks:
             return
         if self.workers == 1 or len(tasks) == 1:
             yield from Sequential().run(tasks)
             return
-        if self._pool is None:
-            ctx = mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
-            threads = max(1, (os.cpu_count() or 1) // self.workers)
-            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                                initargs=(threads,))
-        futures = {self._pool.submit(_call, t.fn, t.args): t for t in tasks}
+        futures: dict = {}
+        broken: list[Task] = []
+        pool = self._started()
+        for t in tasks:
+            try:
+                futures[pool.submit(_call, t.fn, t.args)] = t
+            except cf.process.BrokenProcessPool:  # a task already killed its worker
+                broken.append(t)
         try:
             for f in cf.as_completed(futures):
                 t = futures[f]
                 try:
                     yield t, _outcome(t, *f.result())
-                except cf.process.BrokenProcessPool as e:  # a worker died (killed, out of memory)
-                    yield t, TaskError(t.name, f"its worker process died ({e})")
+                except cf.process.BrokenProcessPool:  # a worker died: which task killed it is unknown
+                    broken.append(t)
+            for t in broken:  # retried one at a time in a fresh pool: only the killer fails again
+                self.close()
+                try:
+                    yield t, _outcome(t, *self._started().submit(_call, t.fn, t.args).result())
+                except cf.process.BrokenProcessPool as e:
+                    yield t, TaskError(t.name, f"its worker process died, twice ({e})")
         except BaseException:
             for f in futures:
                 f.cancel()
             self.close()
             raise
 
+    def _started(self):
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        if self._pool is None:
+            ctx = mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+            threads = max(1, (os.cpu_count() or 1) // self.workers)
+            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
+                                                initargs=(threads,))
+        return self._pool
+
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            try:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+            except Exception:  # noqa: BLE001 - a broken pool's shutdown may complain; it is gone either way
+                pass
             self._pool = None
 
 
@@ -161,6 +194,7 @@ class RayExecutor(Executor):
         self.ray = require("ray", "ray", "the Ray executor")
         self.address = address
         self.max_retries = max_retries
+        self._started = not self.ray.is_initialized()  # (then close() shuts it down)
         if address and not self.ray.is_initialized():
             _check_reachable(address)
         if not self.ray.is_initialized():
@@ -172,6 +206,11 @@ class RayExecutor(Executor):
 
     def parallelism(self) -> int:
         return max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+
+    def close(self) -> None:
+        if self._started and self.ray.is_initialized():
+            self.ray.shutdown()
+            self._started = False
 
     def describe(self) -> str:
         res = self.ray.cluster_resources()

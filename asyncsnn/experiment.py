@@ -659,9 +659,10 @@ class _Study:
                 if sched is not None:
                     over["train.scheduler"] = sched
                 tcfg = ds.dcfg.with_overrides(over)
+                cuda = resolve_device(tcfg.train.device).type == "cuda"  # (Ray hides GPUs from tasks without one)
                 tasks.append(Task(f"train {ds.spec.key}/{name}", _train_task,
                                   (tcfg.to_dict(), str(model_dir), self.progress and local),
-                                  key=(ds.spec.key, name)))
+                                  key=(ds.spec.key, name), gpus=1 if cuda else 0))
         if tasks:
             self.log(f"training {len(tasks)} models on {self.executor.describe()}")
         bar = progress_bar(total=len(tasks), desc="train", enabled=self.progress and not local and bool(tasks))

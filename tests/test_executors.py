@@ -74,10 +74,36 @@ def test_a_failed_task_is_reported_by_name_and_the_others_finish(kind):
 
 
 def test_a_worker_that_dies_is_a_failed_task_not_a_hang():
+    """The dying task breaks the pool: the pool starts again and retries the tasks it took down
+    one at a time, so only the killer fails, and the next run on the executor works."""
     ex = LocalPool(2)
-    out = {t.name: o for t, o in ex.run([Task("dies", _die, (1,)), Task("square", _square, (3,))])}
+    tasks = [Task("dies", _die, (1,))] + [Task(f"square {i}", _square, (i,)) for i in range(3)]
+    out = {t.name: o for t, o in ex.run(tasks)}
+    assert isinstance(out["dies"], TaskError) and "worker process died, twice" in str(out["dies"])
+    assert {k: v for k, v in out.items() if k != "dies"} == {f"square {i}": i * i for i in range(3)}
+    assert [o for _, o in ex.run([Task("again", _square, (7,)), Task("more", _square, (8,))])] in ([49, 64], [64, 49])
     ex.close()
-    assert isinstance(out["dies"], TaskError) and "worker process died" in str(out["dies"])
+
+
+def test_a_shards_error_reaches_the_caller_as_itself():
+    """A runaway shard raises RunawayError on every executor (the project's errors pickle)."""
+    import pickle
+
+    import numpy as np
+
+    import asyncsnn
+    from asyncsnn import Network, Population, Projection
+
+    for e in (asyncsnn.InputError("invalid input: x"), asyncsnn.MappingError("m")):
+        assert type(pickle.loads(pickle.dumps(e))) is type(e)
+    net = Network(1, [Population(1, theta=1.0, beta=1.0, reset="subtract", refractory=False)],
+                  [Projection("input", 0, weights=np.array([[2.0]], np.float32)),
+                   Projection(0, 0, weights=np.array([[2.0]], np.float32))])
+    placement = asyncsnn.Chip.preset("ideal").place(net)
+    for ex in (Sequential(), LocalPool(2)):
+        with pytest.raises(asyncsnn.RunawayError, match="runaway_steps = 50"):
+            placement.run(np.ones((4, 1, 1), np.uint32), runaway_steps=50, executor=ex)
+        ex.close()
 
 
 def test_bad_executor_arguments_are_config_errors():

@@ -96,7 +96,8 @@ def setup(device: str = "cpu") -> Dist:
         cuda = str(device).startswith("cuda") or (device == "auto" and torch.cuda.is_available())
         if cuda:
             torch.cuda.set_device(local)
-        dist.init_process_group("nccl" if cuda else "gloo")
+        # NCCL for the gradients on the GPUs, gloo for the small CPU tensors (losses, metric rows)
+        dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size(), local)
 
 

@@ -122,11 +122,20 @@ pub fn interruptible<T: Send>(
     let stop = AtomicBool::new(false);
     let waiter = std::thread::current();
     std::thread::scope(|scope| {
-        let handle = scope.spawn(|| {
+        let spawned = std::thread::Builder::new().spawn_scoped(scope, || {
             let r = catch_unwind(AssertUnwindSafe(|| work(&stop)));
             waiter.unpark();
             r
         });
+        let handle = match spawned {
+            Ok(h) => h,
+            // No thread to be had (a memory or thread limit): say so, do not panic.
+            Err(e) => {
+                return Err(PyMemoryError::new_err(format!(
+                    "out of memory: no thread for the run ({e})"
+                )))
+            }
+        };
         let mut signal: Option<PyErr> = None;
         while !handle.is_finished() {
             py.detach(|| std::thread::park_timeout(SIGNAL_POLL));

@@ -39,13 +39,20 @@ class Dist:
         return n * self.rank // self.world, n * (self.rank + 1) // self.world
 
     def all_reduce_grads(self, params) -> None:
+        """Sum the gradients over the ranks. A parameter that no rank gave a gradient keeps none
+        (so that the optimiser skips it, as one process would); one that some ranks did not touch
+        gets zeros on those."""
         import torch.distributed as dist
 
-        for p in params:
-            if p.requires_grad:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        params = [p for p in params if p.requires_grad]
+        has = torch.tensor([p.grad is not None for p in params], dtype=torch.uint8)
+        dist.all_reduce(has, op=dist.ReduceOp.MAX)
+        for p, any_rank in zip(params, has.tolist()):
+            if not any_rank:
+                continue
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
 
     def sum(self, x: float) -> float:
         if not self.active:

@@ -397,11 +397,17 @@ def _check_memory(batch: int, frames: int, network: Network, opts: RunOptions) -
     naming the request, instead of an allocation failure that aborts the interpreter."""
     per_frame = network.n_outputs * 4 * (2 if network.readout == "potential" else 1) + FRAME_BYTES
     need = batch * (frames * per_frame + network.n_neurons * (8 + NEURON_BYTES))
+    require_memory(f"run: {batch} samples x {frames} frames x {network.n_outputs} outputs", need,
+                   "run fewer samples or frames at a time", what=" for their results")
+
+
+def require_memory(request: str, need: int, advice: str, *, what: str = "") -> None:
+    """A ``MemoryError`` naming ``request`` when the ``need`` bytes it asks for are more than the
+    process can get (:func:`available_memory`), before anything is allocated."""
     have = available_memory()
     if have is not None and need > have:
-        raise MemoryError(f"run: {batch} samples x {frames} frames x {network.n_outputs} outputs need about "
-                          f"{need / 1e9:.1f} GB for their results; {have / 1e9:.1f} GB are available (run fewer "
-                          "samples or frames at a time)")
+        raise MemoryError(f"{request} need about {need / 1e9:.1f} GB{what}; {have / 1e9:.1f} GB are available "
+                          f"({advice})")
 
 
 def _event_streams(events: Any, dt: Any, n_frames: Any) -> tuple:

@@ -20,6 +20,15 @@ SETTINGS = {"data.options": {"n_classes": 3, "train_per_class": 8, "test_per_cla
             "train.input_dropout": 0.1, "train.spike_penalty": 0.001}
 
 
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _torchrun(*train_args: str, launch: tuple = ("--standalone", "--nproc-per-node", "2")) -> list[str]:
+    """``torchrun LAUNCH -m asyncsnn train TRAIN_ARGS`` as a command line."""
+    return [sys.executable, "-m", "torch.distributed.run", *launch, "-m", "asyncsnn", "train", *train_args,
+            "--no-progress"]
+
+
 def _set_args(settings: dict) -> list[str]:
     out = []
     for k, v in settings.items():
@@ -36,10 +45,8 @@ def test_two_processes_train_to_the_weights_of_one(tmp_path, method, engine):
     settings = {**SETTINGS, "train.method": method, "train.engine": engine}
     one = train(load_config(None, {**settings, "out": str(tmp_path / "one")}), progress=False, log=lambda s: None)
     out = tmp_path / "two"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                        "-m", "asyncsnn", "train", *_set_args(settings), "--out", str(out), "--no-progress"],
-                       capture_output=True, text=True, timeout=600, env=env)
+    r = subprocess.run(_torchrun(*_set_args(settings), "--out", str(out)), capture_output=True, text=True,
+                       timeout=600, env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     (run,) = out.iterdir()  # one run folder, written by rank 0
     a = torch.load(one.checkpoint_path, weights_only=True)
@@ -55,26 +62,19 @@ def test_two_processes_train_to_the_weights_of_one(tmp_path, method, engine):
     assert (run / "network.npz").exists()
 
 
-def _torchrun(settings: dict, out, procs: int = 2) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-                           str(procs), "-m", "asyncsnn", "train", *_set_args(settings), "--out", str(out),
-                           "--no-progress"], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-
-
 def test_spsn_trains_data_parallel_and_a_run_resumes_under_torchrun(tmp_path):
     """SPSN draws its firing noise per rank (the same distribution, not the one-process draws):
     it trains to a finished run folder; that folder resumes under torchrun to more epochs."""
     settings = {**SETTINGS, "train.method": "spsn", "model.hidden": [12]}
-    r = _torchrun(settings, tmp_path)
+    r = subprocess.run(_torchrun(*_set_args(settings), "--out", str(tmp_path)), capture_output=True, text=True,
+                       timeout=600, env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     (run,) = tmp_path.iterdir()
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                        "-m", "asyncsnn", "train", "--resume", str(run), "--epochs", "3", "--no-progress"],
-                       capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    r = subprocess.run(_torchrun("--resume", str(run), "--epochs", "3"), capture_output=True, text=True, timeout=600,
+                       env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 3
     assert len(json.loads((run / "metrics.json").read_text())["history"]) == 3
@@ -102,10 +102,8 @@ def test_a_rank_that_dies_ends_the_job_with_an_error_not_a_hang(tmp_path):
     import time
 
     settings = {**SETTINGS, "train.epochs": 400}
-    p = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "-m", "asyncsnn", "train", *_set_args(settings), "--out", str(tmp_path), "--no-progress"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    p = subprocess.Popen(_torchrun(*_set_args(settings), "--out", str(tmp_path)), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         deadline = time.time() + 120
         while time.time() < deadline:  # until an epoch is saved
@@ -138,11 +136,10 @@ def test_two_nodes_through_a_rendezvous_train_to_the_weights_of_one(tmp_path):
         port = s.getsockname()[1]
     one = train(load_config(None, {**SETTINGS, "out": str(tmp_path / "one")}), progress=False, log=lambda s: None)
     out = tmp_path / "nodes"
-    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-                               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "t",
-                               "-m", "asyncsnn", "train", *_set_args(SETTINGS), "--out", str(out), "--no-progress"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"}) for _ in range(2)]
+    launch = ("--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint",
+              f"127.0.0.1:{port}", "--rdzv-id", "t")
+    procs = [subprocess.Popen(_torchrun(*_set_args(SETTINGS), "--out", str(out), launch=launch),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV) for _ in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-3000:]

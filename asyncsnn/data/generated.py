@@ -17,19 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..chip import require_memory
 from ..extras import require
 from .base import DatasetInfo, EventDataset, make_events
-
-
-def _check_memory(request: str, need: int) -> None:
-    """A generated split whose arrays cannot fit is a ``MemoryError`` naming the options that ask
-    for it, up front (``train_per_class = 1e9`` used to take 13 GB before failing)."""
-    from ..chip import available_memory
-
-    have = available_memory()
-    if have is not None and need > have:
-        raise MemoryError(f"{request} need about {need / 1e9:.1f} GB; {have / 1e9:.1f} GB are available "
-                          "(lower these options)")
 
 
 @dataclass(frozen=True)
@@ -56,10 +46,11 @@ class ManifoldDataset(EventDataset):
             raise ValueError("manifold: need duration_us >= 1, jitter_us >= 0, alpha >= 0")
         self.cfg, self.split = cfg, split
         per_class = cfg.train_per_class if split == "train" else cfg.test_per_class
-        _check_memory(f"manifold: {cfg.n_classes} classes x {per_class} {split} samples per class x "
-                      f"{cfg.n_channels} channels (dim {cfg.dim}, n_basis {cfg.n_basis})",
-                      8 * (cfg.n_classes * per_class * (cfg.n_channels + cfg.dim + 1)
-                           + 2 * cfg.n_classes * cfg.n_channels * cfg.dim * cfg.n_basis))
+        # options that ask for more than fits are named up front (train_per_class = 1e9 took 13 GB)
+        require_memory(f"manifold: {cfg.n_classes} classes x {per_class} {split} samples per class x "
+                       f"{cfg.n_channels} channels (dim {cfg.dim}, n_basis {cfg.n_basis})",
+                       8 * (cfg.n_classes * per_class * (cfg.n_channels + cfg.dim + 1)
+                            + 2 * cfg.n_classes * cfg.n_channels * cfg.dim * cfg.n_basis), "lower these options")
         self.info = DatasetInfo("manifold", cfg.n_channels, cfg.n_classes,
                                 tuple(str(k) for k in range(cfg.n_classes)), (cfg.n_channels,), cfg.duration_us,
                                 "generated (asyncsnn.data.generated)", "generated")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import torch
 
@@ -114,15 +114,6 @@ def merge_rows(rows: list) -> dict:
 
     first = rows[0]
     return type(first)({k: np.concatenate([np.asarray(r[k]) for r in rows]) for k in first})
-
-
-def main_only(dist: Dist, fn: Callable[..., Any]) -> Callable[..., Optional[Any]]:
-    """``fn`` on rank 0, nothing elsewhere."""
-
-    def run(*a, **kw):
-        return fn(*a, **kw) if dist.main else None
-
-    return run
 
 
 def shared_run_dir(dist: Dist, make: Callable[[], Path]) -> Path:

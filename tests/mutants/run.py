@@ -296,7 +296,8 @@ MUTANTS = [
            "    if max_work is not None and work > max_work:", "    if False:",
            ["tests/test_limits.py::test_work_beyond_the_bound_is_refused_up_front_unless_asked_for"]),
     Mutant("B8", "a generated dataset's options are not checked against the memory they ask for",
-           "asyncsnn/data/generated.py", "    if have is not None and need > have:", "    if False:",
+           "asyncsnn/data/generated.py", '        require_memory(f"manifold: ',
+           '        (lambda *a: None)(f"manifold: ',
            ["tests/test_limits.py::test_generated_dataset_options_that_cannot_fit_are_a_memory_error_up_front"]),
     # ---------------------------------------------------------------- executors (issue 25)
     Mutant("X1", "a resumed or fresh study that had a piece fail finishes as if complete (missing cells unsaid)",

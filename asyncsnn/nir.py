@@ -28,6 +28,11 @@ fires (``v > theta``) and resets:
 * a neuron node that feeds (through weights) back into itself or an earlier node is a recurrent
   projection; an edge among the weight nodes that closes a loop without a neuron is refused.
 
+Parameters are arrays of one value per neuron; a neuron node whose parameters are all scalars
+(0-d, as Norse writes them) has as many neurons as the weight node that feeds it has outputs.
+Norse 1.1.0 writes ``tau = dt * tau_mem`` (it divides its ``dt`` by ``1 / tau_mem``): read its
+files with the frame ``dt**2``, which gives its own step exactly (docs/nir.md).
+
 No NIR parameter is ever approximated silently. Values with no exact counterpart raise a
 :class:`~asyncsnn.NetworkError` naming the node and the parameter: ``CubaLIF`` and ``CubaLI``
 (the chip's LIF has no synaptic current), ``v_reset != 0``, ``dt > tau``, a time constant or
@@ -161,19 +166,24 @@ def _meta(node_obj, key: str, default=None):
 class _Neuron:
     """A neuron node as a population: its parameters and the gain on its input."""
 
-    def __init__(self, name: str, node, dt: float, approximate: bool) -> None:
+    def __init__(self, name: str, node, dt: float, approximate: bool, size: Optional[int] = None) -> None:
         kind = type(node).__name__
         self.name = name
-        r = _array(name, "r", node.r)
+
+        def param(key: str) -> np.ndarray:  # a scalar (0-d) parameter applies to all ``size`` neurons
+            a = _array(name, key, getattr(node, key))
+            return np.broadcast_to(a, (size,)) if size is not None and np.ndim(getattr(node, key)) == 0 else a
+
+        r = param("r")
         self.size = r.size
-        self.shape = tuple(int(v) for v in np.shape(node.r)) or (1,)
+        self.shape = (size,) if size is not None else tuple(int(v) for v in np.shape(node.r)) or (1,)
         self.leak_current = np.zeros(self.size)
         self.refractory = bool(_meta(node, "asyncsnn_refractory", False))
         self.label = str(_meta(node, "asyncsnn_name", "") or "")
         if kind == "IF":
             self.beta, gain = 1.0, dt * r
         else:
-            tau = _array(name, "tau", node.tau)
+            tau = param("tau")
             if np.any(tau <= 0):
                 raise _err(name, "tau must be > 0")
             t = _uniform(name, "tau", tau)
@@ -184,17 +194,17 @@ class _Neuron:
             if abs(self.beta) < 1e-12:  # dt == tau up to float64 rounding: no memory at all
                 self.beta = 0.0
             gain = dt * r / t
-            v_leak = _array(name, "v_leak", node.v_leak)
+            v_leak = param("v_leak")
             self.leak_current = (dt / t) * v_leak
         self.gain = gain
         if kind == "LI":
             self.kind, self.theta, self.norm = "integrator", 1.0, np.ones(self.size)
             return
         self.kind = "lif"
-        v_reset = _array(name, "v_reset", node.v_reset)
+        v_reset = param("v_reset")
         if np.any(v_reset != 0):
             raise _err(name, "v_reset != 0; the chip resets to 0 (or subtracts the threshold, which NIR cannot say)")
-        thr = _array(name, "v_threshold", node.v_threshold)
+        thr = param("v_threshold")
         if np.any(thr <= 0):
             raise _err(name, "v_threshold must be > 0")
         if np.all(thr == thr[0]):
@@ -207,6 +217,43 @@ class _Neuron:
     def population(self) -> Population:
         return Population(self.size, theta=self.theta, beta=float(np.float32(self.beta)), reset="zero",
                           refractory=self.refractory, name=self.label or self.name, kind=self.kind)
+
+
+_PARAMS = ("r", "tau", "v_leak", "v_reset", "v_threshold")
+
+
+def _scalar_neuron_sizes(nodes: dict, preds: dict, in_name: str, m: int) -> dict[str, int]:
+    """The size of each neuron node whose parameters are all scalars (0-d, as Norse writes
+    them): the number of values its input carries, read from the weight nodes that feed it."""
+    def scalar(node) -> bool:
+        return all(np.ndim(getattr(node, k)) == 0 for k in _PARAMS if getattr(node, k, None) is not None)
+
+    def out_size(name: str, seen: frozenset) -> Optional[int]:
+        if name == in_name:
+            return m
+        if name in seen:
+            return None
+        node, kind = nodes[name], type(nodes[name]).__name__
+        if kind in ("Affine", "Linear"):
+            return int(np.shape(node.weight)[0]) if np.ndim(node.weight) == 2 else None
+        if kind in _NEURONS and not scalar(node):
+            return int(np.size(node.r))
+        if kind == "Scale" and np.size(node.scale) > 1:
+            return int(np.size(node.scale))
+        if kind in ("Scale", "Flatten", "Identity") or kind in _NEURONS:
+            found = {out_size(p, seen | {name}) for p in preds[name]} - {None}
+            return found.pop() if len(found) == 1 else None
+        return None  # Conv2d, SumPool2d: the shape comes from the node's own input_type
+
+    sizes = {}
+    for name, node in nodes.items():
+        if type(node).__name__ in _NEURONS and scalar(node):
+            size = out_size(name, frozenset())
+            if size is None:
+                raise _err(name, "its parameters are scalars and its size cannot be read from the nodes that "
+                                 "feed it; give them one value per neuron")
+            sizes[name] = size
+    return sizes
 
 
 def _pool_matrix(name: str, node, in_shape: Optional[tuple]) -> tuple[np.ndarray, tuple]:
@@ -251,6 +298,14 @@ def _conv_geometry(name: str, node, in_shape: Optional[tuple]) -> tuple[Conv2d, 
     if shape is None or len(shape) != 3 or shape[0] != k.shape[1]:
         raise _err(name, f"Conv2d input shape {shape}: expected ({k.shape[1]}, height, width)")
     return Conv2d(tuple(int(v) for v in shape), stride[0], pad[0]), k  # type: ignore[arg-type]
+
+
+def _conv_dense(geom: Conv2d, kern: np.ndarray, n_out: int, n_in: int) -> np.ndarray:
+    """A convolution's kernel spread into its (n_out, n_in) dense matrix."""
+    rows, cols, kidx = geom.connections(kern.shape)
+    d = np.zeros((n_out, n_in))
+    np.add.at(d, (rows, cols), kern.reshape(-1)[kidx])
+    return d
 
 
 def _plus(a: Optional[np.ndarray], b: Optional[np.ndarray], n: int) -> np.ndarray:
@@ -300,7 +355,9 @@ def from_nir(graph, dt: float, *, approximate: bool = False) -> Network:
     if in_shape is None:
         raise _err(in_name, "Input has no shape")
     m = int(np.prod(in_shape))
-    neurons = {n: _Neuron(n, v, dt, approximate) for n, v in nodes.items() if type(v).__name__ in _NEURONS}
+    sizes = _scalar_neuron_sizes(nodes, preds, in_name, m)
+    neurons = {n: _Neuron(n, v, dt, approximate, sizes.get(n)) for n, v in nodes.items()
+               if type(v).__name__ in _NEURONS}
     if not neurons:
         raise NetworkError("invalid NIR graph: no neuron node (LIF, IF, LI)")
     order = list(neurons)
@@ -430,14 +487,13 @@ def from_nir(graph, dt: float, *, approximate: bool = False) -> Network:
             for src, mat in maps.items():
                 key = (src, n)
                 if key in convs:  # a second path between the same pair: everything dense
-                    g, kern = convs.pop(key)
-                    rows, cols, kidx = g.connections(kern.shape)
-                    d = np.zeros((nk.size, sources[src][0]))
-                    np.add.at(d, (rows, cols), kern.reshape(-1)[kidx])
-                    dense[key] = d
+                    dense[key] = _conv_dense(*convs.pop(key), nk.size, sources[src][0])
                 full = np.eye(nk.size) if mat is None else mat
                 dense[key] = dense.get(key, 0) + scale[:, None] * full
     has_bias = any(np.any(b != 0) for b in bias_of)
+    if has_bias:  # the bias channel widens the input past a convolution's input shape: dense
+        for key in [k for k in convs if k[0] == in_name]:
+            dense[key] = _conv_dense(*convs.pop(key), neurons[key[1]].size, m)
     n_inputs = m + int(has_bias)
     projs: list[Projection] = []
     for (src, n), mat in dense.items():

@@ -358,3 +358,146 @@ def test_snntorch_recurrent_leaky_through_nir_equals_the_layered_baseline():
     ours = layered_run(AsyncSimulator(net), torch.tensor(anir.with_bias_channel(x, net, 12), dtype=torch.float32))
     theirs = _snntorch_spikes(model, x)
     assert theirs.sum() > 20 and np.array_equal(ours.out_counts.detach().numpy(), theirs)
+
+
+# ------------------------------------------------------------------ real clients: Norse
+NORSE_DT = 2.0 ** -10  # Norse's frame; its LIF leak dt / tau_mem = 1/2 (tau_mem_inv = 512)
+
+
+def _grid_norse_model(seed: int, readout: str):
+    import norse.torch as nt
+    import torch
+    from norse.torch.module.leaky_integrator_box import LIBoxCell, LIBoxParameters
+    from norse.torch.module.lif_box import LIFBoxCell, LIFBoxParameters
+
+    lif = LIFBoxParameters(tau_mem_inv=torch.tensor(512.0), v_th=torch.tensor(1.0))
+    last = (LIFBoxCell(lif, dt=NORSE_DT) if readout == "lif"
+            else LIBoxCell(LIBoxParameters(tau_mem_inv=torch.tensor(256.0)), dt=NORSE_DT))
+    model = nt.SequentialState(torch.nn.Linear(12, 8), LIFBoxCell(lif, dt=NORSE_DT), torch.nn.Linear(8, 3), last)
+    torch.manual_seed(seed)
+    with torch.no_grad():  # weights on the 1/32 grid, biases on 1/64
+        for m in model:
+            if isinstance(m, torch.nn.Linear):
+                m.weight.copy_(torch.round((torch.rand_like(m.weight) - 0.3) * 64) / 32)
+                m.bias.copy_(torch.round(m.bias * 64) / 64)
+    return model
+
+
+def _norse_outputs(model, x):
+    """Norse's own time loop: ``x`` (B, T, C) -> the last node's output (B, T, O)."""
+    import torch
+
+    state, out = None, []
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            z, state = model(torch.as_tensor(x[:, t], dtype=torch.float32), state)
+            out.append(z)
+    return torch.stack(out, 1).numpy()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_norse_network_through_nir_runs_spike_for_spike(seed):
+    """A Norse model (Linear + LIFBoxCell, biases), exported with Norse's own NIR export
+    (1.1.0). Norse writes ``tau = dt / tau_mem_inv``, that is ``dt * tau``, as scalars; read
+    with the frame ``dt**2``, the conversion gives Norse's own step exactly (leak
+    1 - dt**2 / (dt tau) = 1 - dt/tau, gain dt/tau), and asyncsnn's layer-synchronous mode
+    gives Norse's output spikes frame for frame. Exact, not only close: with the leak 1/2 and
+    weights on the 1/32 grid, every potential of 12 frames is a float32 number, so Norse's
+    ``v + g (I - v)`` and the chip's ``beta v + g I`` round to the same value."""
+    import norse.torch as nt
+    import torch
+
+    model = _grid_norse_model(seed, "lif")
+    net = anir.from_nir(nt.to_nir(model, torch.zeros(1, 12), dt=NORSE_DT), NORSE_DT ** 2)
+    assert [(p.size, p.beta, p.theta) for p in net.populations] == [(8, 0.5, 1.0), (3, 0.5, 1.0)]
+    x = (np.random.default_rng(seed).random((4, 12, 12)) < 0.4).astype(np.uint32)
+    ours = asyncsnn.Chip.preset("ideal").run(net, anir.with_bias_channel(x, net, 12), scheduler="layered", F=None)
+    theirs = _norse_outputs(model, x)
+    assert theirs.sum() > 20
+    assert np.array_equal(ours.out_counts, theirs)
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_norse_leaky_integrator_readout_through_nir(seed):
+    """Norse's LIBoxCell readout comes in as the chip's integrator readout; its potential per
+    frame equals Norse's to 2e-7 (absolute, on values of order 1): the spikes below it are
+    exact, and the readout's leak of 3/4 adds two bits a frame, so past about ten frames the
+    two orders of operations round differently in the last float32 bit."""
+    import norse.torch as nt
+    import torch
+
+    model = _grid_norse_model(seed, "li")
+    net = anir.from_nir(nt.to_nir(model, torch.zeros(1, 12), dt=NORSE_DT), NORSE_DT ** 2)
+    assert net.populations[-1].kind == "integrator" and net.populations[-1].beta == 0.75
+    x = (np.random.default_rng(seed).random((4, 12, 12)) < 0.4).astype(np.uint32)
+    ours = asyncsnn.Chip.preset("ideal").run(net, anir.with_bias_channel(x, net, 12), scheduler="layered", F=None)
+    theirs = _norse_outputs(model, x)
+    assert np.abs(theirs).max() > 0.1
+    np.testing.assert_allclose(ours.out_potential, theirs, rtol=0, atol=2e-7)
+
+
+def test_norse_current_based_lif_is_refused_by_name():
+    """Norse's LIFCell has a synaptic current and exports CubaLIF: refused, naming the node."""
+    import norse.torch as nt
+    import torch
+
+    model = nt.SequentialState(torch.nn.Linear(4, 3), nt.LIFCell())
+    graph = nt.to_nir(model, torch.zeros(1, 4))
+    with pytest.raises(NetworkError, match=r"node '1': CubaLIF is not supported: .*synaptic current"):
+        anir.from_nir(graph, 1e-6)
+
+
+def test_scalar_parameters_take_their_size_from_the_input_or_are_refused():
+    """A neuron node with scalar (0-d) parameters (Norse writes them; NIR's own type check
+    refuses them, hence ``type_check=False``) has as many neurons as its input carries; where
+    nothing says how many, the error names the node."""
+    w = np.eye(3, 4, dtype=np.float32)
+    lif = lambda: nir.LIF(tau=np.array(0.01), r=np.array(1.0), v_leak=np.array(0.0),  # noqa: E731
+                          v_threshold=np.array(1.0), v_reset=np.array(0.0))
+    g = nir.NIRGraph(nodes={"input": nir.Input(np.array([4])), "w": nir.Linear(w), "lif": lif(),
+                            "output": nir.Output(np.array([3]))},
+                     edges=[("input", "w"), ("w", "lif"), ("lif", "output")], type_check=False)
+    net = anir.from_nir(g, DT)
+    assert net.populations[0].size == 3 and net.populations[0].beta == pytest.approx(0.9)
+    g = nir.NIRGraph(nodes={"input": nir.Input(np.array([2, 2])), "c": nir.SumPool2d(np.array([1, 1]), np.array([1, 1]),
+                                                                                      np.array([0, 0])),
+                            "lif": lif(), "output": nir.Output(np.array([4]))},
+                     edges=[("input", "c"), ("c", "lif"), ("lif", "output")], type_check=False)
+    with pytest.raises(NetworkError, match="node 'lif': its parameters are scalars"):
+        anir.from_nir(g, DT)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_snntorch_convolutional_network_through_nir_runs_spike_for_spike(bias):
+    """An snnTorch Conv2d -> Leaky -> Flatten -> Linear -> Leaky model, exported with
+    snnTorch's own export (``ignore_dims=[0]``: the sample's batch axis is not the network's;
+    per-neuron ``beta`` and ``threshold`` of the convolution's output shape, which NIR's type
+    check needs), spikes on the chip as in snnTorch. A convolution without bias stays a
+    convolution projection; with a bias, the bias channel widens the input, and the
+    convolution from the input becomes dense."""
+    import snntorch as snn
+    import torch
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(1)
+    kw = dict(init_hidden=True, reset_mechanism="zero", reset_delay=False)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3, padding=1, bias=bias),
+        snn.Leaky(beta=torch.full((2, 5, 5), 0.75), threshold=torch.ones(2, 5, 5), **kw), torch.nn.Flatten(),
+        torch.nn.Linear(50, 3, bias=bias),
+        snn.Leaky(beta=torch.full((3,), 0.5), threshold=torch.ones(3), output=True, **kw))
+    with torch.no_grad():
+        for m in model:
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                m.weight.copy_(torch.round((torch.rand_like(m.weight) - 0.3) * 64) / 32)
+                if m.bias is not None:
+                    m.bias.copy_(torch.round(m.bias * 64) / 64)
+    net = anir.from_nir(export_to_nir(model, torch.zeros(1, 1, 5, 5), ignore_dims=[0]), 1e-4)
+    assert [p.size for p in net.populations] == [50, 3]
+    assert ("conv" in [p.kind for p in net.projections if p.source == "input"]) == (not bias)
+    x = (np.random.default_rng(1).random((4, 20, 25)) < 0.4).astype(np.uint32)
+    xin = anir.with_bias_channel(x, net, 25) if net.n_inputs == 26 else x
+    ours = asyncsnn.Chip.preset("ideal").run(net, xin, scheduler="layered", F=None)
+    theirs = _snntorch_spikes(model, x.reshape(4, 20, 1, 5, 5))
+    assert theirs.sum() > 20
+    assert np.array_equal(ours.out_counts, theirs)

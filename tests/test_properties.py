@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import asyncsnn
 from asyncsnn import Network, Population, Projection, reference
+from asyncsnn.generate import random_feedforward
 from helpers import trace_rows
 from strategies import contended_networks, f_values, frames, mappings, networks, schedulers, seeds, small_f
 
@@ -75,16 +76,24 @@ def test_every_spike_reaches_its_whole_fan_out_exactly_once(data, net, scheduler
     assert np.array_equal(res.v_final[0, net.n_neurons:], expected)
 
 
-@given(data=st.data(), net=networks(recurrent=False), seed=seeds, depth=st.integers(1, 3),
-       bandwidth=st.sampled_from([1, 2, None]))
-def test_packets_conserved_and_energy_is_counts_times_costs(data, net, seed, depth, bandwidth):
+@given(data=st.data(), net=networks(), seed=seeds, depth=st.integers(1, 3),
+       bandwidth=st.sampled_from([1, 2, None]), overflow=st.sampled_from(["backpressure", "drop"]),
+       height=st.integers(1, 2))
+def test_packets_conserved_and_energy_is_counts_times_costs(data, net, seed, depth, bandwidth, overflow, height):
+    """Every packet is delivered or counted as dropped; under backpressure (the default) none
+    is dropped, with one-slot buffers and one packet per link per tick on a 2-D mesh too, and
+    the run ends (no packet is left waiting)."""
     x = data.draw(frames(net.n_inputs))
     n_cores, core_of = data.draw(mappings(net.n_neurons, max_cores=6))
-    chip = asyncsnn.Chip.preset("loihi", mesh_width=n_cores, mesh_height=1, link_buffer_depth=depth,
-                                input_buffer_depth=depth, link_packets_per_tick=bandwidth)
-    res = chip.run(net, x[None], mapping=core_of, mode="events", scheduler="random", F=2, seed=seed)
+    chip = asyncsnn.Chip.preset("loihi", mesh_width=-(-n_cores // height), mesh_height=height,
+                                link_buffer_depth=depth, input_buffer_depth=depth,
+                                link_packets_per_tick=bandwidth, overflow=overflow)
+    res = chip.run(net, x[None], mapping=core_of, mode="events", scheduler="random", F=2, seed=seed,
+                   max_steps=CAP)
     m = {k: float(v[0]) for k, v in res.metrics.items()}
     assert m["packets"] == m["packets_delivered"] + m["dropped_link"] + m["dropped_buffer"]
+    if overflow == "backpressure":
+        assert m["dropped_link"] == m["dropped_buffer"] == 0 and m["packets"] == m["packets_delivered"]
     c = chip.config
     assert np.isclose(m["energy_synaptic_pj"], m["synaptic_operations"] * c["syn_op_energy_pj"])
     assert np.isclose(m["energy_neuron_pj"], m["membrane_updates"] * c["neuron_update_energy_pj"])
@@ -188,3 +197,38 @@ def test_same_results_on_one_and_on_all_threads(data, net, scheduler, F, seed, m
     assert np.array_equal(one.releases, every.releases)
     for k in one.metrics:
         assert np.array_equal(one.metrics[k], every.metrics[k], equal_nan=True), k
+
+
+@given(seed=seeds, sizes=st.lists(st.integers(1, 6), min_size=2, max_size=4), n_in=st.integers(1, 6),
+       hops=st.lists(st.integers(0, 40), min_size=2, max_size=2), scheduler=st.sampled_from(["fifo", "momentum",
+                                                                                             "layered"]),
+       F=st.sampled_from([1, 2, None]), frames_=st.integers(1, 3))
+def test_latency_grows_monotonically_with_hop_cost(seed, sizes, n_in, hops, scheduler, F, frames_):
+    """A layered network with one population per core along a line (each core fed by the one
+    before it, over the same route): a higher hop cost delays every packet of a route by the
+    same amount, so the chip makes the same spikes, frame for frame and neuron for neuron, each
+    no earlier than before; the first output spike and the run's duration come no sooner.
+    (Where a core hears from cores at different distances, a change of hop cost reorders its
+    packets and changes what it computes: that is the asynchrony being studied, not a
+    latency. So does a finite buffer: a slot is held while its packet crosses the link, so a
+    longer hop lowers a link's throughput, and the stalls regroup the packets a core takes in
+    one go. Links keep their bandwidth of one packet per tick here.)"""
+    net = random_feedforward([n_in, *sizes], seed=seed % 2**31, reset="zero", gain=3.0)
+    core_of = np.repeat(np.arange(len(sizes)), sizes)
+    x = (np.random.default_rng(seed).random((frames_, n_in)) < 0.6).astype(np.uint32)
+    lo, hi = sorted(hops)
+    runs = []
+    for hop in (lo, hi):
+        chip = asyncsnn.Chip.preset("loihi", mesh_width=len(sizes), mesh_height=1, hop_latency_ticks=hop,
+                                    neuron_update_ticks=0, link_buffer_depth=None, input_buffer_depth=None)
+        runs.append(chip.run(net, x[None], mapping=core_of, mode="events", scheduler=scheduler, F=F, seed=seed,
+                             trace=True, max_steps=CAP))
+    a, b = runs
+    assert np.array_equal(a.trace[:, [1, 4]], b.trace[:, [1, 4]])  # (frame, neuron), in order
+    assert np.all(b.trace[:, 3] >= a.trace[:, 3])  # each spike's tick
+    assert np.array_equal(a.out_counts, b.out_counts)
+    for key in ("first_out_tick", "ticks"):
+        ta, tb = float(a.metrics[key][0]), float(b.metrics[key][0])
+        assert (np.isnan(ta) and np.isnan(tb)) or tb >= ta, key
+    if hi > lo and a.trace.shape[0]:
+        assert float(b.metrics["ticks"][0]) > float(a.metrics["ticks"][0]) or len(sizes) == 1

@@ -27,6 +27,35 @@ pub enum Arithmetic {
     },
 }
 
+/// What a full buffer does to a packet that wants in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    /// Lossless flow control, as on Loihi and most neuromorphic meshes: a packet enters a
+    /// buffer only when a slot is free, so a full buffer stalls the sender (which keeps the
+    /// packet, and its own buffer slot, until then). Nothing is lost; the stall costs time.
+    #[default]
+    Backpressure,
+    /// A packet in transit that finds its next buffer full is dropped and counted (chips with
+    /// best-effort routing, such as SpiNNaker, drop). A core's own packets still wait in its
+    /// injection queue.
+    Drop,
+}
+
+/// When a core updates (integrates and thresholds) the neurons its packets fed, in `events` mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NeuronUpdate {
+    /// Once the core has worked through the packets it has (its input buffer is empty and no
+    /// packet is in progress): one update per neuron per burst of input, as a chip updates its
+    /// neurons once per time step.
+    #[default]
+    WhenIdle,
+    /// At the end of every tick in which a packet was delivered: an idealised asynchronous core
+    /// that updates a neuron as each input lands (many more updates under load).
+    OnArrival,
+}
+
 /// Per-core capacities. A mapping that exceeds one is rejected before anything runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,14 +97,21 @@ pub struct ChipConfig {
     /// Packets a link accepts per tick; absent = unlimited bandwidth.
     #[serde(default)]
     pub link_packets_per_tick: Option<u32>,
-    /// Packets that may wait for one link; absent = unbounded. A packet in transit arriving at
-    /// a full buffer is dropped and counted (a core's own packets wait in its injection queue).
+    /// Packets that may wait for one link; absent = unbounded. What a full buffer does is
+    /// `overflow`'s choice (a core's own packets always wait in its injection queue).
     #[serde(default)]
     pub link_buffer_depth: Option<u32>,
-    /// Packets that may wait at one core's input; absent = unbounded. Overflow is dropped and
-    /// counted.
+    /// Packets that may wait at one core's input; absent = unbounded.
     #[serde(default)]
     pub input_buffer_depth: Option<u32>,
+    /// A full link or input buffer: `backpressure` (the default; the sender stalls) or `drop`
+    /// (the packet is lost and counted).
+    #[serde(default)]
+    pub overflow: Overflow,
+    /// When a core updates the neurons it fed (`events` mode): `when_idle` (the default) or
+    /// `on_arrival`.
+    #[serde(default)]
+    pub neuron_update: NeuronUpdate,
     /// Service time of one synaptic operation in a core (ticks).
     pub syn_op_ticks: u64,
     /// Energy of one synaptic operation (pJ).
@@ -230,6 +266,17 @@ impl ChipConfig {
                 "link_packets_per_tick",
                 "must be >= 1 or absent (unlimited)",
             ));
+        }
+        for (field, v) in [
+            ("link_buffer_depth", self.link_buffer_depth),
+            ("input_buffer_depth", self.input_buffer_depth),
+        ] {
+            if v == Some(0) {
+                return Err(Error::config(
+                    field,
+                    "must be >= 1 or absent (unbounded): a buffer of no slots passes nothing",
+                ));
+            }
         }
         let big = 1u64 << 40;
         for (field, v) in [

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arith::Arith;
-use crate::chip::ChipConfig;
+use crate::chip::{ChipConfig, NeuronUpdate, Overflow};
 use crate::compiled::Compiled;
 use crate::error::{Error, Result};
 use crate::hash::frame_prefix;
@@ -38,9 +38,52 @@ struct Packet {
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Release(u32),
+    /// A packet at a router that holds no slot yet: injected by its source, or at the end of a
+    /// route over free links.
     Arrive(Packet, u32),
+    /// Backpressure: a packet that crossed a link into a router where a slot of its next
+    /// buffer is held for it.
+    Hop(Packet, u32),
+    /// Backpressure: a link may send the packets at the head of its buffer.
+    Send(u32),
     SynDone(u32),
     Fire,
+}
+
+/// Backpressure: a buffer on the mesh, the queue in front of one directed link
+/// (`router * 4 + direction`) or a core's input buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Buf {
+    Link(u32),
+    Core(u32),
+}
+
+/// Backpressure: who waits for a slot of a full buffer, in arrival order.
+#[derive(Debug, Clone, Copy)]
+enum Waiter {
+    /// A packet that holds no slot (injected, or at the end of a route over free links) and
+    /// waits at its router since the given tick.
+    Held(Packet, u64),
+    /// A link whose head packet goes next into this buffer.
+    Link(u32),
+}
+
+/// Backpressure state of one directed link: its buffer, the slots held in it, its bandwidth
+/// use and the waiters for a slot.
+#[derive(Debug, Default, Clone)]
+struct FlowLink {
+    /// Packets in the buffer, each with the tick it entered.
+    queue: VecDeque<(Packet, u64)>,
+    /// Slots taken: packets in the buffer, on their way into it, or granted to a waiter.
+    held: u32,
+    last_depart: u64,
+    used_at_last: u32,
+    send_scheduled: bool,
+    /// The head packet waits for a slot of its next buffer.
+    blocked: bool,
+    /// A slot of the head packet's next buffer is held for it.
+    granted: bool,
+    waiters: VecDeque<Waiter>,
 }
 
 /// Pending events ordered by `(tick, phase)`, first in first out within one `(tick, phase)`:
@@ -80,24 +123,31 @@ struct Link {
     waiting: VecDeque<u64>,
 }
 
+/// Per-link state, allocated densely on small meshes and on first use on large ones.
 #[derive(Debug)]
-enum Links {
-    Dense(Vec<Link>),
-    Sparse(HashMap<u32, Link>),
+enum Links<L> {
+    Dense(Vec<L>),
+    Sparse(HashMap<u32, L>),
 }
 
-impl Links {
+impl<L: Default + Clone> Links<L> {
     fn new(n_routers: usize) -> Self {
         if n_routers * 4 <= 1 << 16 {
-            Self::Dense(vec![Link::default(); n_routers * 4])
+            Self::Dense(vec![L::default(); n_routers * 4])
         } else {
             Self::Sparse(HashMap::new())
         }
     }
-    fn get(&mut self, id: u32) -> &mut Link {
+    fn get(&mut self, id: u32) -> &mut L {
         match self {
             Self::Dense(v) => &mut v[id as usize],
             Self::Sparse(m) => m.entry(id).or_default(),
+        }
+    }
+    fn all(&self) -> Box<dyn Iterator<Item = &L> + '_> {
+        match self {
+            Self::Dense(v) => Box::new(v.iter()),
+            Self::Sparse(m) => Box::new(m.values()),
         }
     }
 }
@@ -107,6 +157,19 @@ struct CoreUnit {
     buffer: VecDeque<Packet>,
     current: Option<Packet>,
     busy_until: u64,
+    /// Backpressure: slots of the input buffer taken (buffered, on their way, or granted).
+    held: u32,
+    /// Backpressure: waiters for a slot of the input buffer.
+    waiters: VecDeque<Waiter>,
+    /// `start_next` is taking packets from the buffer (a slot it frees must not restart it).
+    draining: bool,
+}
+
+impl CoreUnit {
+    /// The core has input it has not processed yet.
+    fn busy(&self) -> bool {
+        self.current.is_some() || !self.buffer.is_empty()
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -123,7 +186,9 @@ struct Sim<'c, 'o, A: Arith> {
     queue: EventQueue,
     cores: Vec<CoreUnit>,
     groups: Vec<GroupState>,
-    links: Links,
+    links: Links<Link>,
+    flow: Links<FlowLink>,
+    backpressure: bool,
     input_group: u32,
     frame: u32,
     frame_start: u64,
@@ -248,7 +313,7 @@ impl<A: Arith> Sim<'_, '_, A> {
         let net = self.st.net;
         let dst = net.seg_core[pkt.seg as usize];
         if router == dst {
-            self.enqueue_at_core(dst, pkt, t);
+            self.reach_core(dst, pkt, t);
             return;
         }
         if self.chip.link_packets_per_tick.is_none() && self.chip.link_buffer_depth.is_none() {
@@ -257,26 +322,17 @@ impl<A: Arith> Sim<'_, '_, A> {
             self.st.metrics.hops += hops;
             let at = t.saturating_add(hops.saturating_mul(self.chip.hop_latency_ticks));
             if at == t {
-                self.enqueue_at_core(dst, pkt, t);
+                self.reach_core(dst, pkt, t);
             } else {
                 self.push(at, ARRIVE, Kind::Arrive(pkt, dst));
             }
             return;
         }
-        let w = self.chip.mesh_width;
-        let (x, y) = (router % w, router / w);
-        let (dx, dy) = (dst % w, dst / w);
-        let (dir, next) = if x != dx {
-            if dx > x {
-                (0, router + 1)
-            } else {
-                (1, router - 1)
-            }
-        } else if dy > y {
-            (2, router + w)
-        } else {
-            (3, router - w)
-        };
+        let (dir, next) = self.next_hop(router, dst);
+        if self.backpressure {
+            self.offer(Buf::Link(router * 4 + dir), pkt, t);
+            return;
+        }
         let depth = self.chip.link_buffer_depth;
         let bandwidth = self.chip.link_packets_per_tick;
         // A core (or the input port) never drops its own packets: its injection queue holds
@@ -322,6 +378,201 @@ impl<A: Arith> Sim<'_, '_, A> {
         );
     }
 
+    /// The direction (0: +x, 1: -x, 2: +y, 3: -y) and the router of the next hop of an XY
+    /// route from `router` to `dst`.
+    fn next_hop(&self, router: u32, dst: u32) -> (u32, u32) {
+        let w = self.chip.mesh_width;
+        let (x, y) = (router % w, router / w);
+        let (dx, dy) = (dst % w, dst / w);
+        if x != dx {
+            if dx > x {
+                (0, router + 1)
+            } else {
+                (1, router - 1)
+            }
+        } else if dy > y {
+            (2, router + w)
+        } else {
+            (3, router - w)
+        }
+    }
+
+    /// A packet at its destination router that holds no slot of the core's input buffer.
+    fn reach_core(&mut self, core: u32, pkt: Packet, t: u64) {
+        if self.backpressure {
+            self.offer(Buf::Core(core), pkt, t);
+        } else {
+            self.enqueue_at_core(core, pkt, t);
+        }
+    }
+
+    /// Backpressure: the buffer a packet at `router` goes into next.
+    fn buffer_at(&self, pkt: Packet, router: u32) -> Buf {
+        let dst = self.st.net.seg_core[pkt.seg as usize];
+        if router == dst {
+            Buf::Core(dst)
+        } else {
+            Buf::Link(router * 4 + self.next_hop(router, dst).0)
+        }
+    }
+
+    fn has_space(&mut self, buf: Buf) -> bool {
+        match buf {
+            Buf::Link(l) => self
+                .chip
+                .link_buffer_depth
+                .is_none_or(|d| self.flow.get(l).held < d),
+            Buf::Core(c) => self
+                .chip
+                .input_buffer_depth
+                .is_none_or(|d| self.cores[c as usize].held < d),
+        }
+    }
+
+    fn waiters(&mut self, buf: Buf) -> &mut VecDeque<Waiter> {
+        match buf {
+            Buf::Link(l) => &mut self.flow.get(l).waiters,
+            Buf::Core(c) => &mut self.cores[c as usize].waiters,
+        }
+    }
+
+    fn hold(&mut self, buf: Buf) {
+        match buf {
+            Buf::Link(l) => self.flow.get(l).held += 1,
+            Buf::Core(c) => self.cores[c as usize].held += 1,
+        }
+    }
+
+    /// Backpressure: a packet that holds no slot asks for one of `buf`; it waits, in arrival
+    /// order, while the buffer is full or others wait before it.
+    fn offer(&mut self, buf: Buf, pkt: Packet, t: u64) {
+        if self.waiters(buf).is_empty() && self.has_space(buf) {
+            self.hold(buf);
+            self.enter(buf, pkt, t);
+        } else {
+            self.waiters(buf).push_back(Waiter::Held(pkt, t));
+        }
+    }
+
+    /// Backpressure: a packet takes the slot of `buf` held for it.
+    fn enter(&mut self, buf: Buf, pkt: Packet, t: u64) {
+        match buf {
+            Buf::Link(l) => {
+                self.flow.get(l).queue.push_back((pkt, t));
+                self.schedule_send(l, t);
+            }
+            Buf::Core(c) => {
+                let unit = &mut self.cores[c as usize];
+                unit.buffer.push_back(pkt);
+                if unit.current.is_none() && !unit.draining {
+                    self.start_next(c, t);
+                }
+            }
+        }
+    }
+
+    /// Backpressure: a slot of `buf` was freed at `t`; hand free slots to the waiters in order.
+    fn wake(&mut self, buf: Buf, t: u64) {
+        while self.has_space(buf) {
+            let Some(w) = self.waiters(buf).pop_front() else {
+                return;
+            };
+            self.hold(buf);
+            match w {
+                Waiter::Held(pkt, since) => {
+                    self.stalled(since, t);
+                    self.enter(buf, pkt, t);
+                }
+                Waiter::Link(l) => {
+                    let link = self.flow.get(l);
+                    link.granted = true;
+                    link.blocked = false;
+                    self.schedule_send(l, t);
+                }
+            }
+        }
+    }
+
+    fn stalled(&mut self, since: u64, t: u64) {
+        if t > since {
+            self.st.metrics.stalled_packets += 1;
+            self.st.metrics.stall_ticks += t - since;
+        }
+    }
+
+    fn schedule_send(&mut self, l: u32, t: u64) {
+        let link = self.flow.get(l);
+        if link.send_scheduled || link.blocked || link.queue.is_empty() {
+            return;
+        }
+        link.send_scheduled = true;
+        self.push(t, ARRIVE, Kind::Send(l));
+    }
+
+    /// Backpressure: link `l` sends the packets at the head of its buffer, at most
+    /// `link_packets_per_tick` a tick, each once a slot of its next buffer is held for it.
+    fn send(&mut self, l: u32, t: u64) {
+        let (router, dir) = (l / 4, l % 4);
+        let w = self.chip.mesh_width;
+        let next = match dir {
+            0 => router + 1,
+            1 => router - 1,
+            2 => router + w,
+            _ => router - w,
+        };
+        // `send_scheduled` stays set while this runs, so that packets entering the buffer
+        // meanwhile do not schedule a second sender.
+        loop {
+            let bandwidth = self.chip.link_packets_per_tick;
+            let link = self.flow.get(l);
+            let Some(&(pkt, since)) = link.queue.front() else {
+                link.send_scheduled = false;
+                return;
+            };
+            if bandwidth.is_some_and(|b| link.last_depart == t && link.used_at_last >= b) {
+                self.push(t + 1, ARRIVE, Kind::Send(l));
+                return;
+            }
+            if !link.granted {
+                let nb = self.buffer_at(pkt, next);
+                if self.waiters(nb).is_empty() && self.has_space(nb) {
+                    self.hold(nb);
+                } else {
+                    self.waiters(nb).push_back(Waiter::Link(l));
+                    let link = self.flow.get(l);
+                    link.blocked = true;
+                    link.send_scheduled = false;
+                    return;
+                }
+            }
+            let link = self.flow.get(l);
+            link.granted = false;
+            link.queue.pop_front();
+            link.held -= 1;
+            if link.last_depart == t {
+                link.used_at_last += 1;
+            } else {
+                link.last_depart = t;
+                link.used_at_last = 1;
+            }
+            self.st.metrics.hops += 1;
+            self.stalled(since, t);
+            self.push(
+                t.saturating_add(self.chip.hop_latency_ticks),
+                ARRIVE,
+                Kind::Hop(pkt, next),
+            );
+            self.wake(Buf::Link(l), t);
+        }
+    }
+
+    /// Backpressure: a packet crossed a link into `router`, where a slot of its next buffer
+    /// is held for it.
+    fn hop(&mut self, pkt: Packet, router: u32, t: u64) {
+        let buf = self.buffer_at(pkt, router);
+        self.enter(buf, pkt, t);
+    }
+
     fn enqueue_at_core(&mut self, core: u32, pkt: Packet, t: u64) {
         let unit = &mut self.cores[core as usize];
         if self
@@ -342,11 +593,18 @@ impl<A: Arith> Sim<'_, '_, A> {
     /// once (it would complete in this tick's synaptic phase, before the fire phase, anyway).
     fn start_next(&mut self, core: u32, t: u64) {
         let net = self.st.net;
+        self.cores[core as usize].draining = true;
         loop {
             let unit = &mut self.cores[core as usize];
             let Some(pkt) = unit.buffer.pop_front() else {
+                unit.draining = false;
                 return;
             };
+            if self.backpressure {
+                unit.held -= 1;
+                self.wake(Buf::Core(core), t);
+            }
+            let unit = &mut self.cores[core as usize];
             let (src, seg) = (pkt.src as usize, pkt.seg as usize);
             let begin = seg_begin(net, src, seg);
             let service =
@@ -360,6 +618,7 @@ impl<A: Arith> Sim<'_, '_, A> {
             unit.current = Some(pkt);
             let b = &mut self.st.core_busy_ticks[core as usize];
             *b = b.saturating_add(service);
+            unit.draining = false;
             self.push(start.saturating_add(service), SYN_DONE, Kind::SynDone(core));
             return;
         }
@@ -387,7 +646,11 @@ impl<A: Arith> Sim<'_, '_, A> {
             time: t,
             global_step: self.st.metrics.steps.saturating_sub(1),
         };
-        self.st.fire(when);
+        let cores = &self.cores;
+        let busy = |c: u32| cores[c as usize].busy();
+        let when_idle = self.chip.neuron_update == NeuronUpdate::WhenIdle;
+        self.st
+            .fire(when, if when_idle { Some(&busy) } else { None });
         self.schedule_woken(t + 1)
     }
 
@@ -479,6 +742,8 @@ pub(crate) fn run_sample<A: Arith>(
         cores: vec![CoreUnit::default(); n_cores],
         groups: vec![GroupState::default(); n_cores + 1],
         links: Links::new(n_cores),
+        flow: Links::new(n_cores),
+        backpressure: chip.overflow == Overflow::Backpressure,
         input_group,
         frame: 0,
         frame_start: 0,
@@ -542,6 +807,8 @@ pub(crate) fn run_sample<A: Arith>(
                 match kind {
                     Kind::Release(g) => sim.release(g, tick)?,
                     Kind::Arrive(pkt, r) => sim.arrive(pkt, r, tick),
+                    Kind::Hop(pkt, r) => sim.hop(pkt, r, tick),
+                    Kind::Send(l) => sim.send(l, tick),
                     Kind::SynDone(c) => sim.syn_done(c, tick),
                     Kind::Fire => sim.fire(tick)?,
                 }
@@ -560,6 +827,14 @@ pub(crate) fn run_sample<A: Arith>(
             last = Some(t);
             end = end.max(t);
         }
+        debug_assert!(sim
+            .cores
+            .iter()
+            .all(|u| !u.busy() && u.waiters.is_empty() && u.held == 0));
+        debug_assert!(sim
+            .flow
+            .all()
+            .all(|l| l.queue.is_empty() && l.waiters.is_empty() && l.held == 0));
         sim.st.end_frame(frame)?;
         for unit in &sim.cores {
             end = end.max(unit.busy_until);

@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rayon::prelude::*;
 
 pub use arith::{Arith, Fixed, F32};
-pub use chip::{Arithmetic, ChipConfig, CoreCapacity, PRESETS};
+pub use chip::{Arithmetic, ChipConfig, CoreCapacity, NeuronUpdate, Overflow, PRESETS};
 pub use compiled::{Compiled, CoreUsage, Mapping};
 pub use error::{CoreViolation, Error, Result};
 pub use input::SampleInput;

@@ -31,6 +31,8 @@ pub(crate) struct State<'c, A: Arith> {
     pub refractory: Vec<bool>,
     touched_flag: Vec<bool>,
     touched: Vec<u32>,
+    /// Touched neurons of busy cores, kept for a later fire phase.
+    deferred: Vec<u32>,
     carry: Vec<u32>,
     next_carry: Vec<u32>,
     fired: Vec<(u32, f64)>,
@@ -71,6 +73,7 @@ impl<'c, A: Arith> State<'c, A> {
             refractory: mem::filled(n, false, "refractory flags")?,
             touched_flag: mem::filled(n, false, "touched flags")?,
             touched: Vec::new(),
+            deferred: Vec::new(),
             carry: Vec::new(),
             next_carry: Vec::new(),
             fired: Vec::new(),
@@ -171,8 +174,25 @@ impl<'c, A: Arith> State<'c, A> {
     /// Fire phase: integrate the accumulated current of every touched neuron, then every
     /// non-refractory neuron above threshold fires once (ascending neuron order in the trace).
     /// Stochastic and integrator neurons add the current to their trace and do not fire here.
-    pub fn fire(&mut self, when: When) {
+    /// A neuron on a core that `busy` marks (`events` mode: the core still has packets to
+    /// process) keeps accumulating: the core updates it once it has processed its input.
+    pub fn fire(&mut self, when: When, busy: Option<&dyn Fn(u32) -> bool>) {
         let net = self.net;
+        if let Some(busy) = busy {
+            let mut kept = 0;
+            for i in 0..self.touched.len() {
+                let n = self.touched[i];
+                if busy(net.core_of[n as usize]) {
+                    self.touched[i] = self.touched[kept];
+                    self.touched[kept] = n;
+                    kept += 1;
+                }
+            }
+            // the deferred neurons lead the list; they wait for the next fire phase
+            self.deferred.clear();
+            self.deferred.extend_from_slice(&self.touched[..kept]);
+            self.touched.drain(..kept);
+        }
         self.metrics.membrane_updates += self.touched.len() as u64;
         self.fired.clear();
         for i in 0..self.carry.len() {
@@ -196,6 +216,7 @@ impl<'c, A: Arith> State<'c, A> {
             }
         }
         self.touched.clear();
+        self.touched.append(&mut self.deferred);
         std::mem::swap(&mut self.carry, &mut self.next_carry);
         self.next_carry.clear();
         self.emit(when);

@@ -115,7 +115,7 @@ pub(crate) fn run_sample<A: Arith>(
                 st.metrics.packets += (net.seg[s + 1] - net.seg[s]) as u64;
                 st.metrics.hops += net.hops_of_source[s];
             }
-            st.fire(when);
+            st.fire(when, None);
             k += 1;
             global_step += 1;
         }

@@ -1,8 +1,8 @@
 //! `events` mode timing, routing, buffers and energy, computed by hand.
 
 use emulator::{
-    ChipConfig, Emulator, Mapping, Mode, Network, Projection, Reset, RunOptions, SampleInput,
-    Source,
+    ChipConfig, Emulator, Mapping, Mode, Network, NeuronUpdate, Overflow, Projection, Reset,
+    RunOptions, SampleInput, Source,
 };
 
 use crate::common::{dense, ideal, pop, run1};
@@ -118,6 +118,7 @@ fn fan() -> Network {
 #[test]
 fn injection_waits_for_the_link_and_is_never_dropped() {
     let mut chip = line_chip();
+    chip.overflow = Overflow::Drop;
     chip.link_packets_per_tick = Some(1);
     chip.link_buffer_depth = Some(1);
     let emu = Emulator::new(&fan(), chip, &Mapping::Explicit(vec![2, 2, 2])).unwrap();
@@ -134,8 +135,68 @@ fn injection_waits_for_the_link_and_is_never_dropped() {
     );
     assert_eq!(m.packets, m.packets_delivered);
     let times: Vec<(u32, u64)> = r.trace.iter().map(|t| (t.neuron, t.time)).collect();
-    // They reach core 2 at 10, 11 and 12; the core takes 2 ticks per synapse.
+    // They reach core 2 at 10, 11 and 12; the core takes 2 ticks per synapse and is busy
+    // until 16, when it updates the three neurons it has fed (once each).
+    assert_eq!(times, vec![(0, 16), (1, 16), (2, 16)]);
+    assert_eq!(m.membrane_updates, 3 + 3);
+    // A core that updates a neuron as each input lands fires each as its packet is done.
+    let mut chip = emu.chip().clone();
+    chip.neuron_update = NeuronUpdate::OnArrival;
+    let eager = Emulator::new(&fan(), chip, &Mapping::Explicit(vec![2, 2, 2])).unwrap();
+    let r = run1(
+        &eager,
+        SampleInput::from_dense(&[1, 1, 1], 1, 3).unwrap(),
+        &events(),
+    );
+    let times: Vec<(u32, u64)> = r.trace.iter().map(|t| (t.neuron, t.time)).collect();
     assert_eq!(times, vec![(0, 12), (1, 14), (2, 16)]);
+}
+
+#[test]
+fn backpressure_holds_packets_until_a_slot_is_free_and_loses_none() {
+    // The same three packets under backpressure: a slot of the next buffer is held from a
+    // packet's departure until it leaves that buffer, so with one slot per link and 5-tick
+    // hops a packet leaves router 0 every 5 ticks: the packets reach core 2 at 10, 15, 20.
+    let mut chip = line_chip();
+    chip.link_packets_per_tick = Some(1);
+    chip.link_buffer_depth = Some(1);
+    let emu = Emulator::new(&fan(), chip, &Mapping::Explicit(vec![2, 2, 2])).unwrap();
+    let r = run1(
+        &emu,
+        SampleInput::from_dense(&[1, 1, 1], 1, 3).unwrap(),
+        &events(),
+    );
+    let m = &r.metrics;
+    assert_eq!((m.packets, m.packets_delivered, m.dropped_link), (3, 3, 0));
+    // Packet 2 waits in link 0->1's buffer 0..5; packet 3 waits for that buffer 0..5, then
+    // in it 5..10.
+    assert_eq!((m.stalled_packets, m.stall_ticks), (3, 15));
+    let times: Vec<(u32, u64)> = r.trace.iter().map(|t| (t.neuron, t.time)).collect();
+    assert_eq!(times, vec![(0, 12), (1, 17), (2, 22)]);
+    assert_eq!(m.hops, 3 * 2);
+}
+
+#[test]
+fn backpressure_at_a_full_input_buffer_stalls_the_sender() {
+    let mut chip = line_chip();
+    chip.input_buffer_depth = Some(1);
+    let emu = Emulator::new(&fan(), chip, &Mapping::Explicit(vec![0, 0, 0])).unwrap();
+    let r = run1(
+        &emu,
+        SampleInput::from_dense(&[1, 1, 1], 1, 3).unwrap(),
+        &events(),
+    );
+    let m = &r.metrics;
+    // The core takes the first packet at once (2 ticks), the second waits in its buffer, the
+    // third at the router until the core takes the second at tick 2.
+    assert_eq!(
+        (m.packets, m.packets_delivered, m.dropped_buffer),
+        (3, 3, 0)
+    );
+    assert_eq!((m.stalled_packets, m.stall_ticks), (1, 2));
+    assert_eq!(r.out_counts, vec![1, 1, 1]);
+    let times: Vec<(u32, u64)> = r.trace.iter().map(|t| (t.neuron, t.time)).collect();
+    assert_eq!(times, vec![(0, 6), (1, 6), (2, 6)]);
 }
 
 #[test]
@@ -148,6 +209,7 @@ fn transit_packets_overflow_a_full_link_buffer() {
     chip.hop_latency_ticks = 1;
     chip.link_packets_per_tick = Some(1);
     chip.link_buffer_depth = Some(1);
+    chip.overflow = Overflow::Drop;
     let mut to_x = vec![0.0; 3 * 6];
     let mut to_y = vec![0.25; 3 * 6];
     for i in 0..3 {
@@ -204,6 +266,7 @@ fn transit_packets_overflow_a_full_link_buffer() {
 fn input_buffer_overflow_is_counted() {
     let mut chip = line_chip();
     chip.input_buffer_depth = Some(1);
+    chip.overflow = Overflow::Drop;
     let emu = Emulator::new(&fan(), chip, &Mapping::Explicit(vec![0, 0, 0])).unwrap();
     let r = run1(
         &emu,

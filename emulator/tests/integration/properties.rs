@@ -20,13 +20,17 @@ proptest! {
     /// On a chip with zero costs, `events` mode reproduces `steps` mode spike for spike.
     #[test]
     fn events_on_free_chip_equal_steps(seed in 1u64.., sched in 0u8..4, f in 0usize..4, cores in 1u32..4,
-                                       scheduled in any::<bool>()) {
+                                       scheduled in any::<bool>(), on_arrival in any::<bool>()) {
         let mut rng = Rng(seed);
         let recurrent = rng.below(2) == 0;
         let net = random_net(&mut rng, 6, &[5, 4, 3], recurrent);
         let n = net.n_neurons();
         let core_of: Vec<u32> = (0..n).map(|_| rng.below(u64::from(cores)) as u32).collect();
-        let emu = Emulator::new(&net, ideal(cores), &Mapping::Explicit(core_of)).unwrap();
+        let mut chip = ideal(cores);
+        if on_arrival {
+            chip.neuron_update = emulator::NeuronUpdate::OnArrival;
+        }
+        let emu = Emulator::new(&net, chip, &Mapping::Explicit(core_of)).unwrap();
         let x = random_input(&mut rng, 4, 6, 40);
         let opts = RunOptions {
             scheduler: scheduler(sched), f: if f == 0 { None } else { Some(f) }, seed, trace: true,
@@ -87,10 +91,10 @@ proptest! {
         }
     }
 
-    /// Packets are conserved (sent = delivered + counted drops) and energy is counts x costs,
-    /// also with tiny buffers and congested links.
+    /// Packets are conserved (sent = delivered + counted drops; under backpressure, none
+    /// dropped) and energy is counts x costs, also with tiny buffers and congested links.
     #[test]
-    fn packets_conserved_and_energy_additive(seed in 1u64.., depth in 1u32..3, cores in 2u32..5) {
+    fn packets_conserved_and_energy_additive(seed in 1u64.., depth in 1u32..3, cores in 2u32..5, drop in proptest::bool::ANY) {
         let mut rng = Rng(seed);
         let net = random_net(&mut rng, 8, &[8, 6, 3], false);
         let mut chip = emulator::ChipConfig::preset("loihi").unwrap();
@@ -98,6 +102,7 @@ proptest! {
         chip.mesh_height = 2;
         chip.link_buffer_depth = Some(depth);
         chip.input_buffer_depth = Some(depth);
+        chip.overflow = if drop { emulator::Overflow::Drop } else { emulator::Overflow::Backpressure };
         let n = net.n_neurons();
         let core_of: Vec<u32> = (0..n).map(|_| rng.below(u64::from(cores) * 2) as u32).collect();
         let emu = Emulator::new(&net, chip.clone(), &Mapping::Explicit(core_of)).unwrap();
@@ -106,6 +111,10 @@ proptest! {
         let r = emu.run(&[x], None, &opts).unwrap().pop().unwrap();
         let m = &r.metrics;
         prop_assert_eq!(m.packets, m.packets_delivered + m.dropped_link + m.dropped_buffer);
+        if !drop {
+            // Backpressure loses nothing: every released spike reaches every destination core.
+            prop_assert_eq!((m.dropped_link, m.dropped_buffer), (0, 0));
+        }
         let e = &m.energy;
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
         prop_assert!(close(e.synaptic_pj, m.synaptic_operations as f64 * chip.syn_op_energy_pj));

@@ -52,6 +52,16 @@ def _merge(base: dict, overrides: Mapping[str, Any]) -> dict:
     return out
 
 
+# Chip fields that take one of a few names (the emulator's enums).
+_CHOICES = {"overflow": ("backpressure", "drop"), "neuron_update": ("when_idle", "on_arrival")}
+
+
+def _check_choices(cfg: dict) -> None:
+    for field, allowed in _CHOICES.items():
+        if field in cfg and cfg[field] not in allowed:
+            raise ConfigError(f"invalid chip config: {field}: {cfg[field]!r}; allowed: {', '.join(allowed)}")
+
+
 def _check_finite(value: Any, field: str) -> None:
     """JSON cannot carry NaN or infinity: name the field here instead."""
     if isinstance(value, dict):
@@ -78,6 +88,7 @@ class Chip:
         if overrides:
             cfg = _merge(cfg, overrides)
         _check_finite(cfg, "")
+        _check_choices(cfg)
         try:
             text = json.dumps(cfg, allow_nan=False)
         except (TypeError, ValueError) as e:
@@ -128,7 +139,9 @@ class Chip:
             text = p.read_text()
         chip = cls._wrap(_native.ChipConfig.from_toml(text))
         if overrides:
-            chip = cls._wrap(_native.ChipConfig.from_json(json.dumps(_merge(chip.config, overrides))))
+            cfg = _merge(chip.config, overrides)
+            _check_choices(cfg)
+            chip = cls._wrap(_native.ChipConfig.from_json(json.dumps(cfg)))
         return chip
 
     @classmethod

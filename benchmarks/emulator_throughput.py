@@ -7,7 +7,10 @@ Workloads
       (6 x 7) Loihi-like chip;
   per-frame fixed overhead: frames with no input at all.
 Baseline: the plain numpy implementation of the same `steps` model (asyncsnn.reference),
-measured in the same run on the same inputs. Results go to benchmarks/results/.
+measured in the same run on the same inputs. Where cargo is installed, the run ends with the
+Rust core alone (`cargo bench -p asyncsnn-emulator`) and its limit probe: the releases of a
+`steps` run replayed through a bare accumulation loop, `steps` mode as a share of it (issue
+23's target: 25%). Results go to benchmarks/results/.
 
 Run:  python benchmarks/emulator_throughput.py [--quick]
 """
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import subprocess
 import sys
 import time
 
@@ -134,6 +139,14 @@ def main() -> int:
         lines.append(f"| {r['workload']} | {r['threads']} | {sps} | {npf} | {r['seconds']:.3f} |")
     lines += ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in out["ratios"].items()]
     lines += ["", f"Network (b): {out['network_b']}"]
+    if shutil.which("cargo"):
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        bench = subprocess.run(["cargo", "bench", "-q", "-p", "asyncsnn-emulator"], cwd=root,
+                               capture_output=True, text=True)
+        rust = [ln for ln in bench.stdout.splitlines() if "synops/s" in ln]
+        out["rust_core"] = rust if bench.returncode == 0 else [f"cargo bench failed: {bench.stderr[-500:]}"]
+        lines += ["", "Rust core alone, one thread, and the limit probe (`cargo bench -p asyncsnn-emulator`):", "",
+                  "```text", *out["rust_core"], "```"]
     md = "\n".join(lines)
     name = "emulator_throughput_quick" if args.quick else "emulator_throughput"
     path = save(name, out, md)

@@ -30,6 +30,11 @@ def make(pops=None, projs=None, n_inputs=4, output=-1):
     (dict(input_port=[3, 0]), "input_port"),
     (dict(release_ticks=0), "release_ticks"),
     (dict(link_packets_per_tick=0), "link_packets_per_tick"),
+    (dict(link_buffer_depth=0), "link_buffer_depth: must be >= 1"),
+    (dict(input_buffer_depth=0), "input_buffer_depth: must be >= 1"),
+    (dict(overflow="lossy"), "overflow: .lossy.; allowed: backpressure, drop"),
+    (dict(overflow=None), "overflow: None; allowed: backpressure, drop"),
+    (dict(neuron_update="sometimes"), "neuron_update: .sometimes.; allowed: when_idle, on_arrival"),
     (dict(arithmetic={"kind": "fixed", "weight_bits": 40, "potential_bits": 16, "frac_bits": 4, "leak_bits": 8}),
      "weight_bits"),
     (dict(arithmetic={"kind": "fixed", "weight_bits": 8, "potential_bits": 16, "frac_bits": 16, "leak_bits": 8}),
@@ -259,7 +264,7 @@ def test_random_event_streams_run_or_raise_input_error(stream):
 
 CHIP_FIELDS = ["mesh_width", "mesh_height", "tick_ns", "hop_latency_ticks", "hop_energy_pj", "release_ticks",
                "link_buffer_depth", "link_packets_per_tick", "input_buffer_depth", "core_neurons", "core_synapses",
-               "static_power_mw", "syn_op_ticks"]
+               "static_power_mw", "syn_op_ticks", "overflow", "neuron_update"]
 
 
 @given(fields=st.dictionaries(st.sampled_from(CHIP_FIELDS),

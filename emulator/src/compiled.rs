@@ -140,6 +140,11 @@ pub struct Compiled<A: Arith> {
     /// Destination core and end offset (into `target`) of each segment.
     pub seg_core: Vec<u32>,
     pub seg_end: Vec<usize>,
+    /// The target range of each segment whose targets are consecutive neurons (a dense block:
+    /// segments with the same first target and length share one id), else [`NO_RANGE`].
+    pub seg_range: Vec<u32>,
+    /// Number of distinct target ranges.
+    pub n_ranges: usize,
     /// Total route hops of one spike of each source (sum over its segments).
     pub hops_of_source: Vec<u64>,
     pub output_start: usize,
@@ -148,6 +153,35 @@ pub struct Compiled<A: Arith> {
     pub clipped_weights: u64,
     /// Neurons per core.
     pub core_neurons: Vec<u64>,
+}
+
+/// `seg_range` of a segment whose targets are not consecutive.
+pub const NO_RANGE: u32 = u32::MAX;
+
+/// The range id of every segment (see [`Compiled::seg_range`]) and the number of ranges.
+fn target_ranges(
+    row: &[usize],
+    seg: &[usize],
+    seg_end: &[usize],
+    target: &[u32],
+) -> Result<(Vec<u32>, usize)> {
+    let mut seg_range = mem::filled(seg_end.len(), NO_RANGE, "segment ranges")?;
+    let mut ids: std::collections::HashMap<(u32, usize), u32> = std::collections::HashMap::new();
+    for s in 0..seg.len().saturating_sub(1) {
+        let mut begin = row[s];
+        for k in seg[s]..seg[s + 1] {
+            let ts = &target[begin..seg_end[k]];
+            let consecutive = ts.windows(2).all(|p| p[1] == p[0] + 1);
+            if consecutive && !ts.is_empty() {
+                let next = u32::try_from(ids.len()).unwrap_or(NO_RANGE);
+                if next != NO_RANGE {
+                    seg_range[k] = *ids.entry((ts[0], ts.len())).or_insert(next);
+                }
+            }
+            begin = seg_end[k];
+        }
+    }
+    Ok((seg_range, ids.len()))
 }
 
 /// Per-core resource use of a compiled network.
@@ -299,6 +333,7 @@ impl<A: Arith> Compiled<A> {
             seg.push(seg_core.len());
         }
         debug_assert_eq!(seg_core.len(), seg_end.len());
+        let (seg_range, n_ranges) = target_ranges(&row, &seg, &seg_end, &target)?;
         let out = net.output_range();
         let n_cores = chip.n_cores();
         let mut core_neurons = vec![0u64; n_cores];
@@ -327,6 +362,8 @@ impl<A: Arith> Compiled<A> {
             seg,
             seg_core,
             seg_end,
+            seg_range,
+            n_ranges,
             hops_of_source,
             output_start: out.start,
             output_size: out.len(),

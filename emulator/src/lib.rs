@@ -54,6 +54,7 @@ pub mod stochastic;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
+use std::sync::{Arc, Mutex, PoisonError};
 
 pub use arith::{Arith, Fixed, F32};
 pub use chip::{Arithmetic, ChipConfig, CoreCapacity, NeuronUpdate, Overflow, PRESETS};
@@ -79,7 +80,15 @@ pub struct Emulator {
     engine: Engine,
     n_inputs: usize,
     output_size: usize,
+    /// Thread pools of the thread counts asked for, built once and kept (a clone shares them).
+    pools: Arc<Mutex<Vec<Pool>>>,
 }
+
+/// A thread count and its pool.
+type Pool = (usize, Arc<rayon::ThreadPool>);
+
+/// Thread pools an [`Emulator`] keeps (the most recently used thread counts).
+const KEPT_POOLS: usize = 4;
 
 impl Emulator {
     /// Validate the chip, place the network, and check every core's capacity.
@@ -103,6 +112,7 @@ impl Emulator {
             engine,
             n_inputs: net.n_inputs(),
             output_size: net.output_range().len(),
+            pools: Arc::default(),
         })
     }
 
@@ -232,12 +242,30 @@ impl Emulator {
         };
         match opts.threads {
             None => job(),
-            Some(t) => rayon::ThreadPoolBuilder::new()
+            Some(t) => self.pool(t)?.install(job),
+        }
+    }
+
+    /// The pool of `t` threads, built at its first use and kept with the emulator.
+    fn pool(&self, t: usize) -> Result<Arc<rayon::ThreadPool>> {
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(k) = pools.iter().position(|(n, _)| *n == t) {
+            let hit = pools.remove(k);
+            let pool = Arc::clone(&hit.1);
+            pools.push(hit);
+            return Ok(pool);
+        }
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
                 .num_threads(t)
                 .build()
-                .map_err(|e| Error::input("threads", e.to_string()))?
-                .install(job),
+                .map_err(|e| Error::input("threads", e.to_string()))?,
+        );
+        if pools.len() == KEPT_POOLS {
+            pools.remove(0);
         }
+        pools.push((t, Arc::clone(&pool)));
+        Ok(pool)
     }
 
     fn run_one<A: Arith>(

@@ -180,6 +180,11 @@ MUTANTS = [
            [],
            ["events_timing::injection_waits_for_the_link_and_is_never_dropped",
             "events_timing::backpressure_at_a_full_input_buffer_stalls_the_sender"]),
+    Mutant("G1", "a fire phase keeps the range stamps: a dense block's neurons are not marked touched again",
+           "emulator/src/state.rs",
+           "self.touched.append(&mut self.deferred);\n        self.generation += 1;",
+           "self.touched.append(&mut self.deferred);",
+           ["tests/test_properties.py::test_steps_mode_equals_numpy_reference"]),
     Mutant("E6", "the hash's sample index is the worker thread, not the sample", "emulator/src/lib.rs",
            "let sample = opts.sample_offset.wrapping_add(i as u64);",
            "let sample = opts.sample_offset.wrapping_add(rayon::current_thread_index().unwrap_or(0) as u64 + "

@@ -162,15 +162,17 @@ def test_per_core_f_and_no_spike_lost_or_released_twice(data, net, scheduler, F,
 
 
 @given(data=st.data(), net=networks(), scheduler=schedulers, seed=seeds,
-       widths=st.tuples(st.integers(1, 4), st.integers(1, 4)))
-def test_free_routing_spikes_do_not_depend_on_the_mapping(data, net, scheduler, seed, widths):
+       widths=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       neuron_update=st.sampled_from(["when_idle", "on_arrival"]))
+def test_free_routing_spikes_do_not_depend_on_the_mapping(data, net, scheduler, seed, widths, neuron_update):
     """Zero-cost routing, unbounded buffers, no release limit: where the neurons sit changes no
-    spike (events mode), and both equal steps mode."""
+    spike (events mode), and both equal steps mode, with either neuron-update policy (cores that
+    take no time have always worked through their input)."""
     x = data.draw(frames(net.n_inputs))
     runs = []
     for w in widths:
         core_of = data.draw(st.lists(st.integers(0, w * 2 - 1), min_size=net.n_neurons, max_size=net.n_neurons))
-        chip = asyncsnn.Chip.preset("ideal", mesh_width=w, mesh_height=2)
+        chip = asyncsnn.Chip.preset("ideal", mesh_width=w, mesh_height=2, neuron_update=neuron_update)
         runs.append(chip.run(net, x[None], mapping=core_of, mode="events", scheduler=scheduler, F=None, seed=seed,
                              trace=True, max_steps=CAP))
     steps = asyncsnn.Chip.preset("ideal").run(net, x[None], scheduler=scheduler, seed=seed, trace=True, max_steps=CAP)

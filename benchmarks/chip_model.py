@@ -20,10 +20,9 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import machine, save  # noqa: E402
+from common import CHIP_B, machine, save, workload_a, workload_b  # noqa: E402
 
 import asyncsnn  # noqa: E402
-from asyncsnn.generate import poisson_frames, random_feedforward, random_sparse  # noqa: E402
 
 KEYS = ("spikes", "packets", "packets_delivered", "dropped_link", "dropped_buffer", "stalled_packets",
         "stall_ticks", "membrane_updates", "synaptic_operations", "energy_total_pj", "energy_neuron_pj",
@@ -48,13 +47,10 @@ def main() -> int:
     out = {"machine": machine()}
     rows = []
 
-    net_a = random_feedforward([2312, 64, 64, 64, 10], seed=0, beta=0.875, reset="subtract", gain=3.0, grid=True)
-    x_a = poisson_frames(4 if args.quick else 16, 30, 2312, 0.05, seed=1)
-    net_b = random_sparse(1000, [5000, 5000, 5000, 5000], 175, seed=3, beta=0.9, theta=1.0, refractory=True)
-    x_b = poisson_frames(2 if args.quick else 4, 10, 1000, 0.05, seed=4)
-    big = dict(mesh_width=6, mesh_height=7, core_neurons=480, core_fan_in=16384, core_fan_out=16384)
+    net_a, x_a = workload_a(4 if args.quick else 16)
+    net_b, x_b = workload_b(2 if args.quick else 4)
     for name, net, x, extra in [("(a) 2312-64-64-64-10", net_a, x_a, {}),
-                                ("(b) 20 000 neurons, 3.5M synapses", net_b, x_b, big)]:
+                                ("(b) 20 000 neurons, 3.5M synapses", net_b, x_b, CHIP_B)]:
         for overflow in ("backpressure", "drop"):
             place = asyncsnn.Chip.preset("loihi", overflow=overflow, **extra).place(net)
             if overflow == "backpressure":

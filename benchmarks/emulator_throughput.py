@@ -27,11 +27,10 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import best_of, machine, save  # noqa: E402
+from common import CHIP_B, best_of, machine, save, workload_a, workload_b  # noqa: E402
 
 import asyncsnn  # noqa: E402
 from asyncsnn import reference  # noqa: E402
-from asyncsnn.generate import poisson_frames, random_feedforward, random_sparse  # noqa: E402
 
 
 def synops_per_s(place, x, repeat, **kw):
@@ -50,9 +49,8 @@ def main() -> int:
     rows, out = [], {"machine": machine(), "threads_all": threads_all}
 
     # (a) 2312-64-64-64-10, N-MNIST-like input
-    # Weights on the 1/64 grid so that float sums are exact and the baseline must agree exactly.
-    net_a = random_feedforward([2312, 64, 64, 64, 10], seed=0, beta=0.875, reset="subtract", gain=3.0, grid=True)
-    x_a = poisson_frames(batch, 30, 2312, 0.05, seed=1)
+    # Weights on the 1/64 grid so that the baseline must agree exactly.
+    net_a, x_a = workload_a(batch)
     loihi = asyncsnn.Chip.preset("loihi")
     place_a = loihi.place(net_a)
     # The same network on 4 cores of a chip with zero-cost timing: `events` mode then produces
@@ -85,15 +83,10 @@ def main() -> int:
                  "seconds": base_t, "synops": base_synops, "samples": nb})
 
     # (b) ~20 000 neurons, 3.5 M synapses, 42 cores
-    # Random (non-local) connectivity needs larger axon tables than Loihi's 4096 per core.
-    chip_b = asyncsnn.Chip.preset("loihi", mesh_width=6, mesh_height=7, core_neurons=480, core_fan_in=16384,
-                                  core_fan_out=16384)
-    net_b = random_sparse(1000, [5000, 5000, 5000, 5000], 175, seed=3, beta=0.9, theta=1.0,
-                          refractory=True)
-    place_b = chip_b.place(net_b)
-    free_b = asyncsnn.Chip.preset("ideal", mesh_width=6, mesh_height=7, core_neurons=480).place(net_b)
     nb_b = 4 if args.quick else 16
-    x_b = poisson_frames(nb_b, 10, 1000, 0.05, seed=4)
+    net_b, x_b = workload_b(nb_b)
+    place_b = asyncsnn.Chip.preset("loihi", **CHIP_B).place(net_b)
+    free_b = asyncsnn.Chip.preset("ideal", mesh_width=6, mesh_height=7, core_neurons=480).place(net_b)
     out["network_b"] = {"neurons": net_b.n_neurons, "synapses": int(place_b.native.n_synapses),
                         "cores_used": int(len(set(place_b.core_of.tolist())))}
     for label, place, mode in [("(b) steps F=16", place_b, "steps"),

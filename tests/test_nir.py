@@ -220,6 +220,20 @@ def test_cli_imports_exports_emulates_and_trains_from_nir(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ real clients: snnTorch
+def _on_grid(model, weight_step: int = 64):
+    """Random weights ``round((U - 0.3) * 64) / weight_step`` and biases rounded to 1/64 in every
+    ``Linear`` and ``Conv2d`` of ``model``: on such grids the float32 sums are exact."""
+    import torch
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
+                m.weight.copy_(torch.round((torch.rand_like(m.weight) - 0.3) * 64) / weight_step)
+                if m.bias is not None:
+                    m.bias.copy_(torch.round(m.bias * 64) / 64)
+    return model
+
+
 def _grid_snntorch_model(seed: int):
     import snntorch as snn
     import torch
@@ -228,12 +242,7 @@ def _grid_snntorch_model(seed: int):
     leaky = lambda n, beta, **kw: snn.Leaky(beta=torch.full((n,), beta), threshold=torch.ones(n), init_hidden=True,  # noqa: E731
                                             reset_mechanism="zero", reset_delay=False, **kw)
     model = torch.nn.Sequential(torch.nn.Linear(12, 8), leaky(8, 0.75), torch.nn.Linear(8, 3), leaky(3, 0.5, output=True))
-    with torch.no_grad():  # weights and biases on the 1/64 grid: the sums are exact in float32
-        for m in model:
-            if isinstance(m, torch.nn.Linear):
-                m.weight.copy_(torch.round((torch.rand_like(m.weight) - 0.3) * 64) / 64)
-                m.bias.copy_(torch.round(m.bias * 64) / 64)
-    return model
+    return _on_grid(model)
 
 
 def _snntorch_spikes(model, x):
@@ -345,11 +354,7 @@ def test_snntorch_recurrent_leaky_through_nir_equals_the_layered_baseline():
         torch.nn.Linear(12, 8),
         snn.RLeaky(beta=torch.full((8,), 0.75), threshold=torch.ones(8), linear_features=8, **kw),
         torch.nn.Linear(8, 3), snn.Leaky(beta=torch.full((3,), 0.5), threshold=torch.ones(3), output=True, **kw))
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Linear):
-                m.weight.copy_(torch.round((torch.rand_like(m.weight) - 0.3) * 64) / 64)
-                m.bias.copy_(torch.round(m.bias * 64) / 64)
+    _on_grid(model)
     from snntorch.export_nir import export_to_nir
 
     net = anir.from_nir(export_to_nir(model, torch.zeros(12)), 1e-4)
@@ -375,12 +380,7 @@ def _grid_norse_model(seed: int, readout: str):
             else LIBoxCell(LIBoxParameters(tau_mem_inv=torch.tensor(256.0)), dt=NORSE_DT))
     model = nt.SequentialState(torch.nn.Linear(12, 8), LIFBoxCell(lif, dt=NORSE_DT), torch.nn.Linear(8, 3), last)
     torch.manual_seed(seed)
-    with torch.no_grad():  # weights on the 1/32 grid, biases on 1/64
-        for m in model:
-            if isinstance(m, torch.nn.Linear):
-                m.weight.copy_(torch.round((torch.rand_like(m.weight) - 0.3) * 64) / 32)
-                m.bias.copy_(torch.round(m.bias * 64) / 64)
-    return model
+    return _on_grid(model, 32)
 
 
 def _norse_outputs(model, x):
@@ -486,12 +486,7 @@ def test_snntorch_convolutional_network_through_nir_runs_spike_for_spike(bias):
         snn.Leaky(beta=torch.full((2, 5, 5), 0.75), threshold=torch.ones(2, 5, 5), **kw), torch.nn.Flatten(),
         torch.nn.Linear(50, 3, bias=bias),
         snn.Leaky(beta=torch.full((3,), 0.5), threshold=torch.ones(3), output=True, **kw))
-    with torch.no_grad():
-        for m in model:
-            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-                m.weight.copy_(torch.round((torch.rand_like(m.weight) - 0.3) * 64) / 32)
-                if m.bias is not None:
-                    m.bias.copy_(torch.round(m.bias * 64) / 64)
+    _on_grid(model, 32)
     net = anir.from_nir(export_to_nir(model, torch.zeros(1, 1, 5, 5), ignore_dims=[0]), 1e-4)
     assert [p.size for p in net.populations] == [50, 3]
     assert ("conv" in [p.kind for p in net.projections if p.source == "input"]) == (not bias)

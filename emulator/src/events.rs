@@ -384,16 +384,22 @@ impl<A: Arith> Sim<'_, '_, A> {
         let w = self.chip.mesh_width;
         let (x, y) = (router % w, router / w);
         let (dx, dy) = (dst % w, dst / w);
-        if x != dx {
-            if dx > x {
-                (0, router + 1)
-            } else {
-                (1, router - 1)
-            }
-        } else if dy > y {
-            (2, router + w)
+        let dir = if x != dx {
+            u32::from(dx < x)
         } else {
-            (3, router - w)
+            2 + u32::from(dy < y)
+        };
+        (dir, self.neighbour(router, dir))
+    }
+
+    /// The router next to `router` in direction `dir` (as in [`Self::next_hop`]).
+    fn neighbour(&self, router: u32, dir: u32) -> u32 {
+        let w = self.chip.mesh_width;
+        match dir {
+            0 => router + 1,
+            1 => router - 1,
+            2 => router + w,
+            _ => router - w,
         }
     }
 
@@ -512,14 +518,7 @@ impl<A: Arith> Sim<'_, '_, A> {
     /// Backpressure: link `l` sends the packets at the head of its buffer, at most
     /// `link_packets_per_tick` a tick, each once a slot of its next buffer is held for it.
     fn send(&mut self, l: u32, t: u64) {
-        let (router, dir) = (l / 4, l % 4);
-        let w = self.chip.mesh_width;
-        let next = match dir {
-            0 => router + 1,
-            1 => router - 1,
-            2 => router + w,
-            _ => router - w,
-        };
+        let next = self.neighbour(l / 4, l % 4);
         // `send_scheduled` stays set while this runs, so that packets entering the buffer
         // meanwhile do not schedule a second sender.
         loop {

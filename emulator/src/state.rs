@@ -215,19 +215,16 @@ impl<'c, A: Arith> State<'c, A> {
     pub fn fire(&mut self, when: When, busy: Option<&dyn Fn(u32) -> bool>) {
         let net = self.net;
         if let Some(busy) = busy {
-            let mut kept = 0;
-            for i in 0..self.touched.len() {
-                let n = self.touched[i];
-                if busy(net.core_of[n as usize]) {
-                    self.touched[i] = self.touched[kept];
-                    self.touched[kept] = n;
-                    kept += 1;
+            // neurons of busy cores wait in `deferred` for the next fire phase
+            let deferred = &mut self.deferred;
+            deferred.clear();
+            self.touched.retain(|&n| {
+                let wait = busy(net.core_of[n as usize]);
+                if wait {
+                    deferred.push(n);
                 }
-            }
-            // the deferred neurons lead the list; they wait for the next fire phase
-            self.deferred.clear();
-            self.deferred.extend_from_slice(&self.touched[..kept]);
-            self.touched.drain(..kept);
+                !wait
+            });
         }
         self.metrics.membrane_updates += self.touched.len() as u64;
         self.fired.clear();

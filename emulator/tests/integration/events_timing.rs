@@ -2,7 +2,7 @@
 
 use emulator::{
     ChipConfig, Emulator, Mapping, Mode, Network, NeuronUpdate, Overflow, Projection, Reset,
-    RunOptions, SampleInput, Source,
+    RunOptions, SampleInput, SampleResult, Source,
 };
 
 use crate::common::{dense, ideal, pop, run1};
@@ -64,8 +64,7 @@ fn chain_latency_hops_and_energy() {
     );
     // Input released at tick 0, two hops of 5 ticks to core 2, 2 ticks of synaptic work: A fires
     // at 12; released at 13, two hops back to core 0, 2 ticks: B fires at 25.
-    let times: Vec<(u32, u64)> = r.trace.iter().map(|t| (t.neuron, t.time)).collect();
-    assert_eq!(times, vec![(0, 12), (1, 25)]);
+    assert_eq!(spike_times(&r), vec![(0, 12), (1, 25)]);
     let m = &r.metrics;
     assert_eq!(
         (
@@ -115,18 +114,28 @@ fn fan() -> Network {
     .unwrap()
 }
 
+/// [`fan`] on `chip` with its three neurons on `core`, one event on each channel, one frame.
+fn run_fan(chip: ChipConfig, core: u32) -> SampleResult {
+    let emu = Emulator::new(&fan(), chip, &Mapping::Explicit(vec![core; 3])).unwrap();
+    run1(
+        &emu,
+        SampleInput::from_dense(&[1, 1, 1], 1, 3).unwrap(),
+        &events(),
+    )
+}
+
+/// `(neuron, tick)` of every spike, in trace order.
+fn spike_times(r: &SampleResult) -> Vec<(u32, u64)> {
+    r.trace.iter().map(|t| (t.neuron, t.time)).collect()
+}
+
 #[test]
 fn injection_waits_for_the_link_and_is_never_dropped() {
     let mut chip = line_chip();
     chip.overflow = Overflow::Drop;
     chip.link_packets_per_tick = Some(1);
     chip.link_buffer_depth = Some(1);
-    let emu = Emulator::new(&fan(), chip, &Mapping::Explicit(vec![2, 2, 2])).unwrap();
-    let r = run1(
-        &emu,
-        SampleInput::from_dense(&[1, 1, 1], 1, 3).unwrap(),
-        &events(),
-    );
+    let r = run_fan(chip.clone(), 2);
     let m = &r.metrics;
     // Three packets want the link 0->1 at tick 0: they leave at ticks 0, 1 and 2.
     assert_eq!(
@@ -134,22 +143,14 @@ fn injection_waits_for_the_link_and_is_never_dropped() {
         (3, 0, 2, 1 + 2)
     );
     assert_eq!(m.packets, m.packets_delivered);
-    let times: Vec<(u32, u64)> = r.trace.iter().map(|t| (t.neuron, t.time)).collect();
     // They reach core 2 at 10, 11 and 12; the core takes 2 ticks per synapse and is busy
     // until 16, when it updates the three neurons it has fed (once each).
-    assert_eq!(times, vec![(0, 16), (1, 16), (2, 16)]);
+    assert_eq!(spike_times(&r), vec![(0, 16), (1, 16), (2, 16)]);
     assert_eq!(m.membrane_updates, 3 + 3);
     // A core that updates a neuron as each input lands fires each as its packet is done.
-    let mut chip = emu.chip().clone();
     chip.neuron_update = NeuronUpdate::OnArrival;
-    let eager = Emulator::new(&fan(), chip, &Mapping::Explicit(vec![2, 2, 2])).unwrap();
-    let r = run1(
-        &eager,
-        SampleInput::from_dense(&[1, 1, 1], 1, 3).unwrap(),
-        &events(),
-    );
-    let times: Vec<(u32, u64)> = r.trace.iter().map(|t| (t.neuron, t.time)).collect();
-    assert_eq!(times, vec![(0, 12), (1, 14), (2, 16)]);
+    let r = run_fan(chip, 2);
+    assert_eq!(spike_times(&r), vec![(0, 12), (1, 14), (2, 16)]);
 }
 
 #[test]
@@ -160,19 +161,13 @@ fn backpressure_holds_packets_until_a_slot_is_free_and_loses_none() {
     let mut chip = line_chip();
     chip.link_packets_per_tick = Some(1);
     chip.link_buffer_depth = Some(1);
-    let emu = Emulator::new(&fan(), chip, &Mapping::Explicit(vec![2, 2, 2])).unwrap();
-    let r = run1(
-        &emu,
-        SampleInput::from_dense(&[1, 1, 1], 1, 3).unwrap(),
-        &events(),
-    );
+    let r = run_fan(chip, 2);
     let m = &r.metrics;
     assert_eq!((m.packets, m.packets_delivered, m.dropped_link), (3, 3, 0));
     // Packet 2 waits in link 0->1's buffer 0..5; packet 3 waits for that buffer 0..5, then
     // in it 5..10.
     assert_eq!((m.stalled_packets, m.stall_ticks), (3, 15));
-    let times: Vec<(u32, u64)> = r.trace.iter().map(|t| (t.neuron, t.time)).collect();
-    assert_eq!(times, vec![(0, 12), (1, 17), (2, 22)]);
+    assert_eq!(spike_times(&r), vec![(0, 12), (1, 17), (2, 22)]);
     assert_eq!(m.hops, 3 * 2);
 }
 
@@ -180,12 +175,7 @@ fn backpressure_holds_packets_until_a_slot_is_free_and_loses_none() {
 fn backpressure_at_a_full_input_buffer_stalls_the_sender() {
     let mut chip = line_chip();
     chip.input_buffer_depth = Some(1);
-    let emu = Emulator::new(&fan(), chip, &Mapping::Explicit(vec![0, 0, 0])).unwrap();
-    let r = run1(
-        &emu,
-        SampleInput::from_dense(&[1, 1, 1], 1, 3).unwrap(),
-        &events(),
-    );
+    let r = run_fan(chip, 0);
     let m = &r.metrics;
     // The core takes the first packet at once (2 ticks), the second waits in its buffer, the
     // third at the router until the core takes the second at tick 2.
@@ -195,8 +185,7 @@ fn backpressure_at_a_full_input_buffer_stalls_the_sender() {
     );
     assert_eq!((m.stalled_packets, m.stall_ticks), (1, 2));
     assert_eq!(r.out_counts, vec![1, 1, 1]);
-    let times: Vec<(u32, u64)> = r.trace.iter().map(|t| (t.neuron, t.time)).collect();
-    assert_eq!(times, vec![(0, 6), (1, 6), (2, 6)]);
+    assert_eq!(spike_times(&r), vec![(0, 6), (1, 6), (2, 6)]);
 }
 
 #[test]
@@ -267,12 +256,7 @@ fn input_buffer_overflow_is_counted() {
     let mut chip = line_chip();
     chip.input_buffer_depth = Some(1);
     chip.overflow = Overflow::Drop;
-    let emu = Emulator::new(&fan(), chip, &Mapping::Explicit(vec![0, 0, 0])).unwrap();
-    let r = run1(
-        &emu,
-        SampleInput::from_dense(&[1, 1, 1], 1, 3).unwrap(),
-        &events(),
-    );
+    let r = run_fan(chip, 0);
     let m = &r.metrics;
     // One packet is processed at once, one waits in the buffer, the third finds it full.
     assert_eq!(

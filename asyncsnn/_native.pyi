@@ -115,3 +115,33 @@ class Emulator:
     ) -> dict:
         """``inputs``: dense counts ``(batch, frames, channels)``, or event streams
         ``(times, channels, dt, n_frames)``."""
+
+class TrainTape:
+    """A native training run's tape (``asyncsnn.sim.native``), for its one backward."""
+
+    @property
+    def nbytes(self) -> int: ...
+    def backward(
+        self,
+        g_out: npt.NDArray[np.floating],
+        g_counts: npt.NDArray[np.floating],
+        g_v: npt.NDArray[np.floating],
+        g_first: Optional[npt.NDArray[np.floating]],
+        truncated: bool,
+        surrogate: str,
+        slope: float,
+        threads: int,
+    ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]:
+        """The gradients of the input and the neuron-to-neuron support weights."""
+
+def train_forward(
+    theta: npt.NDArray[np.floating], beta: npt.NDArray[np.floating], subtract: npt.NDArray[np.bool_],
+    refractory: npt.NDArray[np.bool_], has_out: npt.NDArray[np.bool_], layer: npt.NDArray[np.int64],
+    slot_neuron: npt.NDArray[np.int64], n_inputs: int, out: tuple[int, int],
+    src_start: npt.NDArray[np.int64], target: npt.NDArray[np.int64], weight: npt.NDArray[np.floating],
+    fanout: npt.NDArray[np.floating], in_start: npt.NDArray[np.int64], in_target: npt.NDArray[np.int64],
+    in_weight: npt.NDArray[np.floating], in_fanout: npt.NDArray[np.floating], frames: npt.NDArray[np.floating],
+    scheduler: str, limit: Optional[int], seed: int, sample_offset: int, step_limit: int, limit_is_error: bool,
+    stop_after_output: Optional[int], threads: int,
+) -> tuple[dict[str, npt.NDArray], TrainTape]:
+    """A batch through the training engine: its outputs (batch first) and its tape."""

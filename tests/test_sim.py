@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import asyncsnn
 from asyncsnn import Network, Population, Projection, hashing
 from asyncsnn.generate import random_feedforward
-from asyncsnn.sim import AsyncSimulator
+from asyncsnn.sim import AsyncSimulator, saved_tensor_bytes
 from asyncsnn.sim.simulator import GRAPH_LENGTHS, graph_length
 from asyncsnn.sim import functional as fn
 from helpers import DEVICES, EmulatedGraphs, HostSyncError, golden_kwargs, golden_network, trace_rows
@@ -71,6 +71,12 @@ def test_exact_agreement_with_the_emulator(scheduler, data, net, F, seed, input_
     assert r.unreleased.numpy().astype(int).tolist() == emu.metrics["unreleased"].tolist()
     assert r.v_final.detach().double().numpy().tolist() == emu.v_final.tolist()
     assert r.first_spike.tolist() == emu.first_spike.tolist()
+    if input_mode == "all_at_once":  # the native engine (no trace) gives the same run
+        nat = sim(torch.tensor(batch, dtype=torch.float32), scheduler=scheduler, F=F, seed=seed, sample_offset=3,
+                  input_mode=input_mode, max_steps=CAP, engine="native")
+        for field in ("out_counts", "spike_counts", "v_final", "synaptic_operations", "steps", "unreleased",
+                      "first_out", "first_spike", "spikes_before", "active_neuron_frames"):
+            assert torch.equal(getattr(nat, field).detach(), getattr(r, field).detach()), field
     # one metric vocabulary: every metric both report is equal, "never happened" included
     labels = np.array([0, net.n_outputs - 1])
     ours, theirs = r.sample_metrics(labels), chip.run(net, batch, mapping=core_of, scheduler=scheduler, F=F, seed=seed,
@@ -127,9 +133,10 @@ def _backprop_random_loss(r, seed: int) -> tuple:
        gradient=st.sampled_from(fn.GRADIENTS), surrogate=st.sampled_from(fn.SURROGATES),
        stop=st.one_of(st.none(), st.integers(0, 3)), cap=st.sampled_from([1, 2, 5, CAP]))
 def test_manual_backward_equals_autograd(data, net, F, seed, scheduler, gradient, surrogate, stop, cap):
-    """The manual engine (no graph recorded, hand-written backward) gives autograd's outputs
-    and gradients (float64, to rounding) for any graph, mapping, scheduler, F, gradient choice,
-    surrogate, step cap and stop rule, through every differentiable output at once."""
+    """The manual engine (no graph recorded, hand-written backward) and the native one (the
+    run and its backward in Rust, sample by sample) give autograd's outputs and gradients
+    (float64, to rounding) for any graph, mapping, scheduler, F, gradient choice, surrogate,
+    step cap and stop rule, through every differentiable output at once."""
     a = data.draw(frames(net.n_inputs, max_frames=4, max_count=3))
     x = np.stack([a, a[::-1]])
     n_cores, core_of = data.draw(mappings(net.n_neurons))
@@ -137,15 +144,15 @@ def test_manual_backward_equals_autograd(data, net, F, seed, scheduler, gradient
     got = {}
     # (the graphs variant on the CPU takes the CUDA-graph code path, multi-step chunks and static
     # buffers, with replay emulated; on a GPU, where there is one, real CUDA graphs)
-    variants = [("cpu", "autograd"), ("cpu", "manual"), ("cpu", "graphs")] + [(d, e) for d in DEVICES[1:]
-                                                                              for e in ("manual", "graphs")]
+    variants = [("cpu", "autograd"), ("cpu", "manual"), ("cpu", "graphs"), ("cpu", "native")] + [
+        (d, e) for d in DEVICES[1:] for e in ("manual", "graphs")]
     for dev, engine in variants:
         sim = AsyncSimulator(net, core_of=core_of, surrogate=surrogate, slope=3.0).double().to(dev)
         if engine == "graphs" and dev == "cpu":
             sim._graph_cache = EmulatedGraphs()
         r = sim(torch.tensor(x, dtype=torch.float64, device=dev), scheduler=scheduler, F=F, seed=seed,
                 gradient=gradient, first_time=True, stop_after_output=stop, max_steps=cap,
-                engine="autograd" if engine == "autograd" else "manual", cuda_graphs=engine == "graphs")
+                engine=engine if engine in ("autograd", "native") else "manual", cuda_graphs=engine == "graphs")
         outs = _backprop_random_loss(r, r_seed)
         got[dev, engine] = [o.detach().cpu() for o in outs] + [w.grad.cpu() for w in sim.weights]
         if engine == "graphs":
@@ -249,12 +256,14 @@ def test_manual_engine_choice():
     net = random_feedforward([6, 5, 3], seed=0, gain=3.0)
     sim = AsyncSimulator(net)
     x = torch.ones(2, 3, 6)
-    with pytest.raises(ValueError, match="engine: 'fast'; allowed: auto, manual, autograd"):
+    with pytest.raises(ValueError, match="engine: 'fast'; allowed: auto, native, manual, autograd"):
         sim(x, engine="fast")
     with pytest.raises(ValueError, match="engine: 'manual' runs float arithmetic with all_at_once input"):
         sim(x, engine="manual", input_mode="scheduled")
-    # auto: a graph of the run without gradients, a single node of it with
-    assert sim(x).out_counts.grad_fn.name().startswith("_ManualRun")
+    # auto: the native engine where it runs, the manual one where it does not; one node each
+    assert sim(x).out_counts.grad_fn.name().startswith("_NativeRun")
+    assert sim(x, trace=True).out_counts.grad_fn.name().startswith("_ManualRun")
+    assert sim(x, engine="manual").out_counts.grad_fn.name().startswith("_ManualRun")
     assert sim(x, engine="autograd").out_counts.grad_fn.name().startswith("Stack")
     with torch.no_grad():
         assert sim(x).out_counts.grad_fn is None
@@ -305,13 +314,73 @@ def test_a_network_that_never_settles_raises_instead_of_hanging():
     assert asyncsnn.RunOptions().runaway_steps == asyncsnn.RUNAWAY_STEPS == asyncsnn._native.RUNAWAY_STEPS
     sim = AsyncSimulator(net)
     x = torch.ones(1, 2, 1)
-    for engine in ("autograd", "manual"):
+    for engine in ("autograd", "manual", "native"):
         with pytest.raises(asyncsnn.RunawayError, match="frame 0 did not settle within runaway_steps = 50 forward"):
             sim(x, runaway_steps=50, engine=engine)
     with pytest.raises(asyncsnn.RunawayError, match="runaway_steps = 50 forward"):
         asyncsnn.Chip.preset("ideal").run(net, x.numpy(), runaway_steps=50)
-    r = sim(x, max_steps=7)
-    assert r.steps.tolist() == [14] and r.unreleased.tolist() == [2.0]
+    for engine in ("manual", "native"):
+        r = sim(x, max_steps=7, engine=engine)
+        assert r.steps.tolist() == [14] and r.unreleased.tolist() == [2.0]
+
+
+def test_native_engine_refuses_what_it_does_not_run():
+    """engine='native' names what it does not run; 'auto' takes the manual engine there."""
+    net = random_feedforward([6, 5, 3], seed=0, gain=3.0)
+    sim = AsyncSimulator(net)
+    x = torch.ones(2, 3, 6)
+    for kw, why in [(dict(input_mode="scheduled"), "all_at_once input"), (dict(trace=True), "keeps no trace"),
+                    (dict(arithmetic={"kind": "fixed", "weight_bits": 8, "potential_bits": 16, "frac_bits": 4, "leak_bits": 4}),
+                     "float arithmetic"), (dict(compile=True), "not compiled")]:
+        with pytest.raises(ValueError, match=f"engine: 'native' .*{why}"):
+            sim(x, engine="native", **kw)
+    with pytest.raises(ValueError, match="engine: 'native' runs float32 or float64"):
+        AsyncSimulator(net).half()(x.half(), engine="native")
+    custom = AsyncSimulator(net, surrogate=fn.CustomSurrogate(torch.sigmoid))
+    with pytest.raises(ValueError, match="engine: 'native' runs the named surrogates"):
+        custom(x, engine="native")
+    assert custom(x).out_counts.grad_fn.name().startswith("_ManualRun")
+
+
+def test_native_engine_same_bits_on_any_thread_count():
+    """Samples run in parallel and the weight gradient sums in fixed groups of samples: one
+    thread and two give the same outputs and gradients bit for bit (more samples than a group,
+    float32 weights off the grid)."""
+    net = random_feedforward([30, 20, 20, 5], seed=4, gain=2.5, refractory=True)
+    x = torch.tensor(np.random.default_rng(1).poisson(0.4, (21, 6, 30)), dtype=torch.float32)
+    got = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            sim = AsyncSimulator(net, core_of=[0, 1] * 22 + [0])
+            with torch.no_grad():
+                for w in sim.weights:
+                    w.add_(torch.randn(w.shape, generator=torch.Generator().manual_seed(0)) * 1e-3)
+            r = sim(x, scheduler="momentum", F=2, seed=7, first_time=True, engine="native")
+            _backprop_random_loss(r, 3)
+            got.append([r.out_counts, r.spike_counts, r.v_final, r.first_time] + [w.grad for w in sim.weights])
+    finally:
+        torch.set_num_threads(before)
+    assert got[0][0].sum() > 0
+    for a, b in zip(*got):
+        assert torch.equal(a, b)
+
+
+def test_native_engine_keeps_less_for_backward():
+    """What the native engine keeps for the backward (its tape, nothing for autograd) is less
+    than a third of what the manual engine keeps, on a layered network with sparse input."""
+    net = random_feedforward([200, 40, 30, 5], seed=0, gain=3.0)
+    x = torch.tensor(np.random.default_rng(0).poisson(0.05, (8, 10, 200)).astype(np.float32))
+    kept = {}
+    for engine in ("manual", "native"):
+        sim = AsyncSimulator(net)
+        with saved_tensor_bytes() as counter:
+            r = sim(x, scheduler="fifo", F=3, engine=engine)
+        r.out_counts.sum().backward()
+        kept[engine] = counter.bytes + (r.tape_bytes or 0)
+        assert sim.weights[0].grad.abs().sum() > 0
+    assert 0 < kept["native"] < kept["manual"] / 3, kept
 
 
 def conv_network(stride=1, padding=1):

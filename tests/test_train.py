@@ -355,7 +355,7 @@ def test_bad_frames_and_weights():
     ({"train.nope": 1}, "train.nope"),
     ({"nosection.x": 1}, "nosection.x"),
     ({"train.readout": "votes"}, "train.readout"),
-    ({"train.engine": "fast"}, "train.engine: 'fast'; allowed: auto, manual, autograd"),
+    ({"train.engine": "fast"}, "train.engine: 'fast'; allowed: auto, native, manual, autograd"),
     ({"train.cuda_graphs": "yes"}, "train.cuda_graphs"),
     ({"train.compile": 1}, "train.compile: 1; allowed: true, false"),
 ])

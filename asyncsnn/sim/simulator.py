@@ -39,11 +39,11 @@ from .. import hashing, metrics
 from ..errors import RunawayError
 from ..network import Network
 from ..options import RunOptions
-from . import fixed
+from . import fixed, native
 from . import functional as fn
 from .graphs import Eager, GraphCache
 
-ENGINES = ("auto", "manual", "autograd")
+ENGINES = ("auto", "native", "manual", "autograd")
 
 
 @dataclass
@@ -64,6 +64,7 @@ class SimResult:
     active_neuron_frames: torch.Tensor  # (B,) (neuron, frame) pairs with at least one spike
     first_time: Optional[torch.Tensor] = None  # (B, O) differentiable first-spike step (see forward)
     trace: Optional[list] = None  # per sample: list of (frame, step, neuron)
+    tape_bytes: Optional[int] = None  # bytes the native engine keeps for the backward
 
     @property
     def total_steps(self) -> int:
@@ -330,6 +331,12 @@ class AsyncSimulator(torch.nn.Module):
             w_in=w_in if scheduled else None,
             fanout_in=fanout_in if scheduled else None)
         run = _Run(spec, opts, frames, fanout_in, bool(cuda_graphs))
+        why_not = native.unsupported(frames, self.surrogate, fx=fx, scheduled=scheduled, trace=opts.trace,
+                                     compile=compile, cuda_graphs=cuda_graphs)
+        if engine == "native" and why_not:
+            raise ValueError(f"engine: 'native' {why_not}")
+        if engine == "native" or (engine == "auto" and why_not is None):
+            return native.run(self, run, w_in, w_rec, gradient)
         # all_at_once: every frame's input current in one product, delivered at its step 0
         i_in = None if scheduled else _matmul(fx)(frames, w_in.t())
         manual = fx is None and not scheduled and torch.is_grad_enabled() and engine != "autograd" and (

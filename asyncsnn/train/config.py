@@ -97,7 +97,9 @@ class OptimConfig(Section):
     max_steps: Optional[int] = Field(None, description="run option: cap on the forward steps of a frame")
     runaway_steps: int = Field(RUNAWAY_STEPS, description="run option: steps after which a frame is a runaway")
     gradient: Literal[GRADIENTS] = Field("full", description="full, or truncated to the triggering current")
-    engine: Literal[ENGINES] = Field("auto", description="auto, manual (hand-written backward) or autograd")
+    engine: Literal[ENGINES] = Field(
+        "auto", description="auto, native (the run and its backward in Rust, CPU), manual (hand-written backward in "
+        "PyTorch) or autograd")
     cuda_graphs: bool = Field(False, strict=True, description="replay chunks of steps as CUDA graphs (CUDA)")
     compile: bool = Field(False, strict=True, description="torch.compile the single forward and backward steps")
     readout: Literal[READOUTS] = Field("count", description="count, first_spike or membrane")

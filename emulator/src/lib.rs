@@ -50,6 +50,7 @@ pub mod scheduler;
 mod state;
 mod steps;
 pub mod stochastic;
+pub mod train;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

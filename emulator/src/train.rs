@@ -844,17 +844,35 @@ impl<T> Run<T> {
     }
 }
 
+/// One persistent pool per thread count (a training loop calls twice per batch; building a
+/// pool each time costs the threads and their allocator caches).
+static POOLS: std::sync::Mutex<Vec<(usize, std::sync::Arc<rayon::ThreadPool>)>> =
+    std::sync::Mutex::new(Vec::new());
+
 fn on_threads<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> Result<R> {
     if threads <= 1 {
         return Ok(work());
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::Memory {
-            what: format!("a pool of {threads} threads ({e})"),
-            bytes: 0,
-        })?;
+    let pool = {
+        let mut pools = POOLS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, p)) = pools.iter().find(|(k, _)| *k == threads) {
+            p.clone()
+        } else {
+            let p = std::sync::Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .map_err(|e| Error::Memory {
+                        what: format!("a pool of {threads} threads ({e})"),
+                        bytes: 0,
+                    })?,
+            );
+            pools.push((threads, p.clone()));
+            p
+        }
+    };
     Ok(pool.install(work))
 }
 
@@ -935,9 +953,30 @@ pub fn forward<T: Real>(
     }
 }
 
-/// Samples per group of the weight gradient's sum: fixed, so that the sum is the same on any
-/// thread count.
-const GROUP: usize = 8;
+/// Samples per group of the weight gradient's sum: a function of the batch size only (at least
+/// 8 samples, at most about 16 groups), so that the sum is the same on any thread count.
+fn group_size(batch: usize) -> usize {
+    batch.div_ceil(16).max(8)
+}
+
+/// `parts[0] + parts[1] + ...` in that order, entry by entry (in parallel over entries).
+fn sum_in_order<T: Real>(parts: &[Vec<T>], len: usize, parallel: bool) -> Result<Vec<T>> {
+    let mut out = mem::filled(len, T::ZERO, "weight gradient")?;
+    let add = |(c, chunk): (usize, &mut [T])| {
+        let (lo, len) = (c * 4096, chunk.len());
+        for p in parts {
+            for (a, &x) in chunk.iter_mut().zip(&p[lo..lo + len]) {
+                *a = *a + x;
+            }
+        }
+    };
+    if parallel {
+        out.par_chunks_mut(4096).enumerate().for_each(add);
+    } else {
+        out.chunks_mut(4096).enumerate().for_each(add);
+    }
+    Ok(out)
+}
 
 /// The gradients of a batch given those of its outputs: `g_out` `(batch, frames, outputs)`,
 /// `g_counts` and `g_v` `(batch, neurons)`, `g_first` `(batch, outputs)` (the first-spike
@@ -978,11 +1017,12 @@ pub fn backward<T: Real>(
         runs(&m.src_start, &m.target),
         runs(&m.in_start, &m.in_target),
     );
+    let size = group_size(b);
     let group = |gi: usize| -> (Vec<T>, Vec<T>) {
         let mut g_w = vec![T::ZERO; nnz];
         let mut g_w_in = vec![T::ZERO; nnz_in];
         let (mut gv, mut gp, mut refr) = (Vec::new(), Vec::new(), Vec::new());
-        for s in gi * GROUP..((gi + 1) * GROUP).min(b) {
+        for s in gi * size..((gi + 1) * size).min(b) {
             let grads = SampleGrads {
                 out_counts: &g_out[s * nf * n_out..(s + 1) * nf * n_out],
                 spike_counts: &g_counts[s * n..(s + 1) * n],
@@ -1005,23 +1045,23 @@ pub fn backward<T: Real>(
         }
         (g_w_in, g_w)
     };
-    let groups = b.div_ceil(GROUP);
-    let parts: Vec<(Vec<T>, Vec<T>)> = if threads <= 1 || groups <= 1 {
-        (0..groups).map(group).collect()
-    } else {
-        on_threads(threads, || (0..groups).into_par_iter().map(group).collect())?
-    };
-    let mut g_w_in = mem::filled(nnz_in, T::ZERO, "input weight gradient")?;
-    let mut g_w = mem::filled(nnz, T::ZERO, "weight gradient")?;
-    for (pi, pw) in parts {
-        for (a, x) in g_w_in.iter_mut().zip(pi) {
-            *a = *a + x;
-        }
-        for (a, x) in g_w.iter_mut().zip(pw) {
-            *a = *a + x;
-        }
+    let groups = b.div_ceil(size);
+    if threads <= 1 || groups <= 1 {
+        let parts: Vec<(Vec<T>, Vec<T>)> = (0..groups).map(group).collect();
+        let (pi, pw): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+        return Ok((
+            sum_in_order(&pi, nnz_in, false)?,
+            sum_in_order(&pw, nnz, false)?,
+        ));
     }
-    Ok((g_w_in, g_w))
+    on_threads(threads, || {
+        let parts: Vec<(Vec<T>, Vec<T>)> = (0..groups).into_par_iter().map(group).collect();
+        let (pi, pw): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+        Ok((
+            sum_in_order(&pi, nnz_in, true)?,
+            sum_in_order(&pw, nnz, true)?,
+        ))
+    })?
 }
 
 #[cfg(test)]

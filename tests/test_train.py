@@ -46,15 +46,18 @@ def chains(draw):
 @given(net=chains(), seed=st.integers(0, 2**32 - 1), frames=st.integers(1, 5))
 def test_f_infinity_layered_equals_layer_synchronous_lif(net, seed, frames):
     """F = inf + layered scheduler + refractory + zero reset on a feed-forward chain is exactly
-    layer-synchronous LIF: the same spikes, the same potentials."""
+    layer-synchronous LIF: the same spikes, the same potentials, in the PyTorch loop and in the
+    native engine."""
     x = torch.tensor(np.random.default_rng(seed).poisson(0.6, (3, frames, net.n_inputs)).astype(np.float32))
     sim = AsyncSimulator(net)
-    a = sim(x, scheduler="layered", F=None)
     b = layered_run(sim, x)
-    assert torch.equal(a.out_counts, b.out_counts)
-    assert torch.equal(a.spike_counts, b.spike_counts)
-    assert torch.allclose(a.v_final, b.v_final, atol=1e-6)
-    assert torch.equal(a.synaptic_operations, b.synaptic_operations)
+    for engine in ("manual", "native"):
+        with torch.no_grad():  # (no gradient: "manual" is then the PyTorch step loop itself)
+            a = sim(x, scheduler="layered", F=None, engine=engine)
+        assert torch.equal(a.out_counts, b.out_counts), engine
+        assert torch.equal(a.spike_counts, b.spike_counts), engine
+        assert torch.allclose(a.v_final, b.v_final, atol=1e-6), engine
+        assert torch.equal(a.synaptic_operations, b.synaptic_operations), engine
 
 
 # ------------------------------------------------------------------ gradients

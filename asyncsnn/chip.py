@@ -244,6 +244,12 @@ class Placement:
     def core_of(self) -> np.ndarray:
         return np.asarray(self.native.core_of)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the placement holds: the compiled network (per-neuron state, each synapse's
+        32-bit target and weight, the per-core segments); about 8 to 13 per synapse."""
+        return int(self.native.nbytes)
+
     def __reduce__(self):
         # (pickle, copy: placed again on the same chip, on the same cores)
         return (_place, (self.chip, self.network, self.core_of.astype(np.int64)))

@@ -28,6 +28,10 @@ _F32_MAX = float(np.finfo(np.float32).max)
 
 NEURON_KINDS = ("lif", "stochastic", "integrator")
 RESETS = ("zero", "subtract")
+NATIVE_CACHE_ENTRIES = 1 << 22
+"""Networks of at most this many weight entries keep their native conversion between uses
+(:meth:`Network.to_native`); larger ones are converted on each use, so that they are not held
+twice."""
 
 
 @dataclass(frozen=True)
@@ -243,7 +247,8 @@ class Network:
     dt: Optional[int] = field(default=None, compare=False)
     """The frame length (microseconds) of the data it was trained on, or ``None``."""
     _native_cache: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
-    """``(fingerprint, native network)`` of the last conversion (see :meth:`to_native`)."""
+    """``(fingerprint, native network)`` of the last conversion (see :meth:`to_native`); only
+    for networks of at most :data:`NATIVE_CACHE_ENTRIES` weight entries."""
 
     def __post_init__(self) -> None:
         self.populations = list(self.populations)
@@ -446,7 +451,10 @@ class Network:
                                          _as_weight_array(pr.values, f"projections[{j}].values").ravel())
             projs.append({"source": src, "target": tgt, "weights": weights})
         native = _native.Network(_strict(self.n_inputs, "int", "n_inputs"), pops, projs, self.output_index)
-        self._native_cache = (key, native)
+        entries = sum(int(np.size(w[-1] if isinstance(w, tuple) else w)) for w in (p["weights"] for p in projs))
+        # A large network is converted again on each use rather than held twice: a placement
+        # keeps only its compiled form, so what stays in memory is the user's arrays and that.
+        self._native_cache = (key, native) if entries <= NATIVE_CACHE_ENTRIES else None
         return native
 
     def _conv_native(self, j: int, pr: Projection, src, tgt: int) -> tuple:

@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -59,6 +61,52 @@ def workload_b(batch: int):
 
     net = random_sparse(1000, [5000, 5000, 5000, 5000], 175, seed=3, beta=0.9, theta=1.0, refractory=True)
     return net, poisson_frames(batch, 10, 1000, 0.05, seed=4)
+
+
+def workload_scale(n_neurons: int, per_neuron: int, layers: int = 4, n_inputs: int = 1000, seed: int = 5):
+    """A layered network of ``n_neurons`` LIF neurons in ``layers`` equal layers, each neuron
+    with ``per_neuron`` synapses from the layer below (or the inputs): from a random start, every
+    ``size / per_neuron``-th neuron, so no pair repeats and the targets of a source spread over
+    the whole layer (the worst case for a chip's per-core segments). Sparse weights with int32
+    indices (12 bytes per synapse in numpy). Built vectorised: 1e8 synapses in seconds."""
+    from asyncsnn import Network, Population, Projection
+
+    rng = np.random.default_rng(seed)
+    size = n_neurons // layers
+    pops, projs, prev = [], [], n_inputs
+    for i in range(layers):
+        k = min(per_neuron, prev)
+        step = max(prev // k, 1)
+        rows = np.repeat(np.arange(size, dtype=np.int32), k)
+        cols = ((rng.integers(0, prev, size)[:, None] + np.arange(k)[None, :] * step) % prev).astype(np.int32).ravel()
+        vals = rng.normal(1.5 / np.sqrt(k), 1.0 / np.sqrt(k), rows.size).astype(np.float32)
+        pops.append(Population(size, 1.0, 0.9, "subtract", True))
+        projs.append(Projection("input" if i == 0 else i - 1, i, rows=rows, cols=cols, values=vals, shape=(size, prev)))
+        prev = size
+    return Network(n_inputs, pops, projs, output=layers - 1)
+
+
+def scale_chip(n_neurons: int) -> dict:
+    """An ideal chip with 1024-neuron cores enough for ``n_neurons``, its synapse and fan
+    capacities unbounded (random connectivity needs large axon tables)."""
+    cores = -(-n_neurons // 1024)
+    width = int(np.ceil(np.sqrt(cores)))
+    return dict(mesh_width=width, mesh_height=-(-cores // width), core_neurons=1024, core_synapses=10**10,
+                core_fan_in=10**9, core_fan_out=10**9)
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process (Linux), bytes."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def read_bandwidth(nbytes: int = 1 << 30, repeat: int = 3) -> float:
+    """Bytes per second one thread reads from memory: the best of ``repeat`` sums over a float32
+    array of ``nbytes`` (far larger than any cache)."""
+    a = np.ones(nbytes // 4, np.float32)
+    t = best_of(lambda: np.add.reduce(a), repeat)
+    return nbytes / t
 
 
 # Workload (b)'s chip: 42 cores; random (non-local) connectivity needs larger axon tables than

@@ -5,6 +5,15 @@ Workloads
       the pixels active per 10 ms frame), on the Loihi-like preset;
   (b) about 20 000 neurons and 3.5 million synapses (sparse, 175 per neuron) on a 42-core
       (6 x 7) Loihi-like chip;
+  (c) 1e5 neurons and 5e7 synapses (500 per neuron; out of cache): `steps` mode against the
+      memory-bandwidth limit of streaming each synapse's 8 bytes (target and weight) once,
+      measured in the same run (issue 23's target: 10%);
+  (d) chip scale: 1e6 neurons and 1e8 synapses (100 per neuron): the time to build the network
+      and to place it, the bytes per synapse the placement holds (its compiled form, and the
+      growth of the process's resident memory), `steps` mode on one thread and on all
+      (issue 23's targets: built in seconds, at most about 12 bytes per synapse);
+      (c) and (d) connect each source to targets spread over a whole layer (random
+      connectivity, the chip's worst case);
   per-frame fixed overhead: frames with no input at all.
 Baseline: the plain numpy implementation of the same `steps` model (asyncsnn.reference),
 measured in the same run on the same inputs. Where cargo is installed, the run ends with the
@@ -12,7 +21,7 @@ Rust core alone (`cargo bench -p asyncsnn-emulator`) and its limit probe: the re
 `steps` run replayed through a bare accumulation loop, `steps` mode as a share of it (issue
 23's target: 25%). Results go to benchmarks/results/.
 
-Run:  python benchmarks/emulator_throughput.py [--quick]
+Run:  python benchmarks/emulator_throughput.py [--quick] [--no-scale]
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import CHIP_B, best_of, machine, save, workload_a, workload_b  # noqa: E402
+from common import (CHIP_B, best_of, machine, read_bandwidth, rss_bytes, save, scale_chip, workload_a,  # noqa: E402
+                    workload_b, workload_scale)
 
 import asyncsnn  # noqa: E402
 from asyncsnn import reference  # noqa: E402
@@ -39,9 +49,49 @@ def synops_per_s(place, x, repeat, **kw):
     return float(res.metrics["synaptic_operations"].sum()) / t, t, res
 
 
+def scale_rows(rows: list, quick: bool, threads_all: int) -> dict:
+    """Workloads (c) and (d) (see the module docstring); adds their rows, returns their figures
+    and the ratios against issue 23's targets."""
+    out = {}
+    bandwidth = read_bandwidth(1 << 28 if quick else 1 << 30)
+    limit = bandwidth / 8  # synapses per second: each one's target (4 bytes) and weight (4) read once
+    for key, (n, k, batch, n_frames) in {"(c)": (10**4 if quick else 10**5, 500, 2, 5),
+                                         "(d)": (10**5 if quick else 10**6, 100, 2, 3)}.items():
+        r0 = rss_bytes()
+        t0 = time.perf_counter()
+        net = workload_scale(n, k)
+        t1 = time.perf_counter()
+        r1 = rss_bytes()
+        place = asyncsnn.Chip.preset("ideal", **scale_chip(n)).place(net)
+        t2 = time.perf_counter()
+        r2 = rss_bytes()
+        syn = int(place.native.n_synapses)
+        x = (np.random.default_rng(1).random((batch, n_frames, net.n_inputs)) < 0.05).astype(np.uint32)
+        fig = {"neurons": n, "synapses": syn, "build_s": t1 - t0, "place_s": t2 - t1,
+               "numpy_bytes_per_synapse": (r1 - r0) / syn, "held_bytes_per_synapse": place.native.nbytes / syn,
+               "rss_growth_bytes_per_synapse": (r2 - r1) / syn}
+        for F in ([None, 16] if key == "(c)" else [None]):
+            f_txt = "inf" if F is None else str(F)
+            label = f"{key} {n:.0e} neurons, {syn:.0e} synapses, steps F={f_txt}"
+            for threads in (1, threads_all):
+                r, t, res = synops_per_s(place, x, 1, mode="steps", scheduler="random", F=F, threads=threads)
+                rows.append({"workload": label, "threads": threads, "synops_per_s": r, "seconds": t,
+                             "synops": int(res.metrics["synaptic_operations"].sum()), "samples": batch,
+                             "spikes_per_sample": float(res.metrics["spikes"].mean())})
+                fig[f"synops_per_s_F{f_txt}_{threads}_threads"] = r
+        if key == "(c)":
+            fig["bandwidth_limit_synops_per_s"] = limit
+            fig["share_of_limit_F_inf"] = fig["synops_per_s_Finf_1_threads"] / limit
+            fig["share_of_limit_F_16"] = fig["synops_per_s_F16_1_threads"] / limit
+        out[key] = fig
+        del place, net
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="smaller batches (a smoke run)")
+    ap.add_argument("--quick", action="store_true", help="smaller batches and networks (a smoke run)")
+    ap.add_argument("--no-scale", action="store_true", help="skip the large networks (c) and (d)")
     args = ap.parse_args()
     batch = 16 if args.quick else 64
     repeat = 1 if args.quick else 3
@@ -98,6 +148,9 @@ def main() -> int:
                          "synops": int(res.metrics["synaptic_operations"].sum()), "samples": nb_b,
                          "spikes_per_sample": float(res.metrics["spikes"].mean())})
 
+    if not args.no_scale:
+        out["scale"] = scale_rows(rows, args.quick, threads_all)
+
     # per-frame fixed overhead: no input at all
     # (given as empty event streams, so that no dense input has to be scanned)
     frames = 2000
@@ -132,6 +185,9 @@ def main() -> int:
         lines.append(f"| {r['workload']} | {r['threads']} | {sps} | {npf} | {r['seconds']:.3f} |")
     lines += ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in out["ratios"].items()]
     lines += ["", f"Network (b): {out['network_b']}"]
+    for key, sc in out.get("scale", {}).items():
+        lines += ["", f"Network {key}: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                                    for k, v in sc.items())]
     if shutil.which("cargo"):
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         bench = subprocess.run(["cargo", "bench", "-q", "-p", "asyncsnn-emulator"], cwd=root,

@@ -288,3 +288,39 @@ def test_generated_dataset_options_that_cannot_fit_are_a_memory_error_up_front(m
         cfg.data.load()
     small = load_config(None, {"data.options": {"train_per_class": 3, "test_per_class": 2}}).data.load()
     assert len(small.train) == 30 and len(small.test) == 20
+
+
+def test_a_placement_holds_one_compact_copy_of_a_large_network(monkeypatch):
+    """A placed network holds its compiled form only: at most 12 bytes per synapse (a 32-bit
+    target and a float32 weight, plus per-core segments) on random connectivity, the chip's worst
+    case. A network past NATIVE_CACHE_ENTRIES keeps no native conversion of its own (it would be
+    a second copy); it is converted again on each use and runs the same."""
+    import asyncsnn.network as network_module
+
+    rng = np.random.default_rng(0)
+    sizes, k, prev = [400, 400, 10], 60, 300
+    pops, projs = [], []
+    for i, size in enumerate(sizes):
+        rows = np.repeat(np.arange(size, dtype=np.int32), k)
+        cols = ((rng.integers(0, prev, size)[:, None] + np.arange(k)[None, :] * (prev // k)) % prev).astype(np.int32)
+        vals = rng.normal(0.3, 0.2, rows.size).astype(np.float32)
+        pops.append(Population(size, 1.0, 0.9))
+        projs.append(Projection("input" if i == 0 else i - 1, i, rows=rows, cols=cols.ravel(), values=vals,
+                                shape=(size, prev)))
+        prev = size
+    net = Network(300, pops, projs, output=2)
+    chip = asyncsnn.Chip.preset("ideal", mesh_width=3, mesh_height=3, core_neurons=100, core_fan_in=10**6,
+                                core_fan_out=10**6, core_synapses=10**7)
+    x = (rng.random((2, 3, 300)) < 0.1).astype(np.uint32)
+    placed = chip.place(net)
+    synapses = placed.native.n_synapses
+    assert synapses == 810 * k
+    assert 8 * synapses < placed.nbytes <= 12 * synapses
+    assert net._native_cache is not None  # a small network keeps its conversion
+    before = placed.run(x, F=4)
+    monkeypatch.setattr(network_module, "NATIVE_CACHE_ENTRIES", synapses - 1)
+    big = Network(300, pops, projs, output=2)
+    again = chip.place(big)
+    assert big._native_cache is None and big.to_native() is not big.to_native()
+    after = again.run(x, F=4)
+    assert np.array_equal(before.out_counts, after.out_counts) and before.out_counts.sum() > 0

@@ -137,9 +137,10 @@ pub struct Compiled<A: Arith> {
     pub weight: Vec<A::W>,
     /// Segments (one per destination core) of source `s`: `seg[s]..seg[s + 1]`.
     pub seg: Vec<usize>,
-    /// Destination core and end offset (into `target`) of each segment.
-    pub seg_core: Vec<u32>,
-    pub seg_end: Vec<usize>,
+    /// End offset (into `target`) of each segment; its destination core is that of its targets
+    /// ([`Compiled::core_at`] of its first synapse). 32 bits: a network holds fewer than 2^32
+    /// synapses.
+    pub seg_end: Vec<u32>,
     /// The target range of each segment whose targets are consecutive neurons (a dense block:
     /// segments with the same first target and length share one id), else [`NO_RANGE`].
     pub seg_range: Vec<u32>,
@@ -162,7 +163,7 @@ pub const NO_RANGE: u32 = u32::MAX;
 fn target_ranges(
     row: &[usize],
     seg: &[usize],
-    seg_end: &[usize],
+    seg_end: &[u32],
     target: &[u32],
 ) -> Result<(Vec<u32>, usize)> {
     let mut seg_range = mem::filled(seg_end.len(), NO_RANGE, "segment ranges")?;
@@ -170,7 +171,7 @@ fn target_ranges(
     for s in 0..seg.len().saturating_sub(1) {
         let mut begin = row[s];
         for k in seg[s]..seg[s + 1] {
-            let ts = &target[begin..seg_end[k]];
+            let ts = &target[begin..seg_end[k] as usize];
             let consecutive = ts.windows(2).all(|p| p[1] == p[0] + 1);
             if consecutive && !ts.is_empty() {
                 let next = u32::try_from(ids.len()).unwrap_or(NO_RANGE);
@@ -178,7 +179,7 @@ fn target_ranges(
                     seg_range[k] = *ids.entry((ts[0], ts.len())).or_insert(next);
                 }
             }
-            begin = seg_end[k];
+            begin = seg_end[k] as usize;
         }
     }
     Ok((seg_range, ids.len()))
@@ -290,8 +291,15 @@ impl<A: Arith> Compiled<A> {
         let mut target = mem::with_capacity(total, "synapse targets")?;
         let mut weight = mem::with_capacity(total, "synapse weights")?;
         let mut seg = mem::with_capacity(n_src + 1, "segments per source")?;
-        let mut seg_core = Vec::new();
-        let mut seg_end = Vec::new();
+        let mut seg_end: Vec<u32> = Vec::new();
+        let end32 = |n: usize| {
+            u32::try_from(n).map_err(|_| {
+                Error::network(
+                    "projections",
+                    format!("{total} synapses: at most 2^32 - 1 fit one placement"),
+                )
+            })
+        };
         let mut hops_of_source = mem::filled(n_src, 0u64, "hops per source")?;
         let mut clipped = 0u64;
         row.push(0);
@@ -315,11 +323,9 @@ impl<A: Arith> Compiled<A> {
                 }
                 if cur_core != Some(c) {
                     if cur_core.is_some() {
-                        seg_end.push(target.len());
+                        seg_end.push(end32(target.len())?);
                     }
-                    mem::reserve(&mut seg_core, 1, "segments")?;
                     mem::reserve(&mut seg_end, 1, "segments")?;
-                    seg_core.push(c);
                     hops_of_source[src] += chip.hops(router_of_source[src] as usize, c as usize);
                     cur_core = Some(c);
                 }
@@ -327,12 +333,11 @@ impl<A: Arith> Compiled<A> {
                 weight.push(q);
             }
             if cur_core.is_some() {
-                seg_end.push(target.len());
+                seg_end.push(end32(target.len())?);
             }
             row.push(target.len());
-            seg.push(seg_core.len());
+            seg.push(seg_end.len());
         }
-        debug_assert_eq!(seg_core.len(), seg_end.len());
         let (seg_range, n_ranges) = target_ranges(&row, &seg, &seg_end, &target)?;
         let out = net.output_range();
         let n_cores = chip.n_cores();
@@ -360,7 +365,6 @@ impl<A: Arith> Compiled<A> {
             target,
             weight,
             seg,
-            seg_core,
             seg_end,
             seg_range,
             n_ranges,
@@ -370,6 +374,51 @@ impl<A: Arith> Compiled<A> {
             clipped_weights: clipped,
             core_neurons,
         })
+    }
+
+    /// First synapse (offset into the CSR) of segment `seg` of source `src`.
+    #[inline]
+    #[must_use]
+    pub fn seg_begin(&self, src: usize, seg: usize) -> usize {
+        if seg == self.seg[src] {
+            self.row[src]
+        } else {
+            self.seg_end[seg - 1] as usize
+        }
+    }
+
+    /// The core of the target of synapse `i` (a segment's destination core, from its first).
+    #[inline]
+    #[must_use]
+    pub fn core_at(&self, i: usize) -> u32 {
+        self.core_of[self.target[i] as usize]
+    }
+
+    /// Bytes the compiled network holds (its arrays' contents).
+    #[must_use]
+    pub fn nbytes(&self) -> usize {
+        fn b<T>(v: &[T]) -> usize {
+            std::mem::size_of_val(v)
+        }
+        b(&self.theta)
+            + b(&self.leak)
+            + b(&self.subtract)
+            + b(&self.refractory)
+            + b(&self.has_trace)
+            + b(&self.trace_leak)
+            + b(&self.draws)
+            + b(&self.population)
+            + b(&self.has_out)
+            + b(&self.core_of)
+            + b(&self.router_of_source)
+            + b(&self.row)
+            + b(&self.target)
+            + b(&self.weight)
+            + b(&self.seg)
+            + b(&self.seg_end)
+            + b(&self.seg_range)
+            + b(&self.hops_of_source)
+            + b(&self.core_neurons)
     }
 
     /// Number of sources (input channels then neurons).
@@ -394,9 +443,9 @@ impl<A: Arith> Compiled<A> {
         for src in 0..self.n_sources() {
             let mut begin = self.row[src];
             for k in self.seg[src]..self.seg[src + 1] {
-                let c = self.seg_core[k] as usize;
-                synapses[c] += (self.seg_end[k] - begin) as u64;
-                begin = self.seg_end[k];
+                let c = self.core_at(begin) as usize;
+                synapses[c] += (self.seg_end[k] as usize - begin) as u64;
+                begin = self.seg_end[k] as usize;
                 fan_in[c] += 1;
                 if src >= self.n_inputs {
                     fan_out[self.core_of[src - self.n_inputs] as usize] += 1;

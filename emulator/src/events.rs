@@ -311,7 +311,7 @@ impl<A: Arith> Sim<'_, '_, A> {
 
     fn arrive(&mut self, pkt: Packet, router: u32, t: u64) {
         let net = self.st.net;
-        let dst = net.seg_core[pkt.seg as usize];
+        let dst = net.core_at(net.seg_begin(pkt.src as usize, pkt.seg as usize));
         if router == dst {
             self.reach_core(dst, pkt, t);
             return;
@@ -414,7 +414,8 @@ impl<A: Arith> Sim<'_, '_, A> {
 
     /// Backpressure: the buffer a packet at `router` goes into next.
     fn buffer_at(&self, pkt: Packet, router: u32) -> Buf {
-        let dst = self.st.net.seg_core[pkt.seg as usize];
+        let net = self.st.net;
+        let dst = net.core_at(net.seg_begin(pkt.src as usize, pkt.seg as usize));
         if router == dst {
             Buf::Core(dst)
         } else {
@@ -605,9 +606,9 @@ impl<A: Arith> Sim<'_, '_, A> {
             }
             let unit = &mut self.cores[core as usize];
             let (src, seg) = (pkt.src as usize, pkt.seg as usize);
-            let begin = seg_begin(net, src, seg);
+            let begin = net.seg_begin(src, seg);
             let service =
-                ((net.seg_end[seg] - begin) as u64).saturating_mul(self.chip.syn_op_ticks);
+                ((net.seg_end[seg] as usize - begin) as u64).saturating_mul(self.chip.syn_op_ticks);
             let start = t.max(unit.busy_until);
             if service == 0 && start == t {
                 self.deliver(pkt, begin, t);
@@ -634,7 +635,7 @@ impl<A: Arith> Sim<'_, '_, A> {
         let Some(pkt) = self.cores[core as usize].current.take() else {
             return;
         };
-        self.deliver(pkt, seg_begin(net, pkt.src as usize, pkt.seg as usize), t);
+        self.deliver(pkt, net.seg_begin(pkt.src as usize, pkt.seg as usize), t);
         self.start_next(core, t);
     }
 
@@ -707,15 +708,6 @@ fn past_max_tick(frame: u32, sample: u64, chip: &ChipConfig) -> Error {
             chip.barrier_ticks
         ),
     )
-}
-
-/// First synapse (offset into the CSR) of segment `seg` of source `src`.
-fn seg_begin<A: Arith>(net: &Compiled<A>, src: usize, seg: usize) -> usize {
-    if seg == net.seg[src] {
-        net.row[src]
-    } else {
-        net.seg_end[seg - 1]
-    }
 }
 
 /// Run one sample in `events` mode.

@@ -150,6 +150,16 @@ impl Emulator {
         }
     }
 
+    /// Bytes the placed network holds (the compiled form: per-neuron state, the synapses and
+    /// their per-core segments).
+    #[must_use]
+    pub fn nbytes(&self) -> usize {
+        match &self.engine {
+            Engine::F32(c) => c.nbytes(),
+            Engine::Fixed(c) => c.nbytes(),
+        }
+    }
+
     /// Weights clipped when quantizing to the chip's fixed point (0 in `f32`).
     #[must_use]
     pub fn clipped_weights(&self) -> u64 {

@@ -166,8 +166,8 @@ impl<'c, A: Arith> State<'c, A> {
     #[inline]
     pub fn deliver_segment(&mut self, k: usize, begin: usize, c: u32) {
         let net = self.net;
-        let end = net.seg_end[k];
-        self.core_synops[net.seg_core[k] as usize] += (end - begin) as u64;
+        let end = net.seg_end[k] as usize;
+        self.core_synops[net.core_at(begin) as usize] += (end - begin) as u64;
         self.metrics.synaptic_operations += (end - begin) as u64;
         let targets = &net.target[begin..end];
         let weights = &net.weight[begin..end];

@@ -110,7 +110,7 @@ pub(crate) fn run_sample<A: Arith>(
                 let mut begin = net.row[s];
                 for seg in net.seg[s]..net.seg[s + 1] {
                     st.deliver_segment(seg, begin, c);
-                    begin = net.seg_end[seg];
+                    begin = net.seg_end[seg] as usize;
                 }
                 st.metrics.packets += (net.seg[s + 1] - net.seg[s]) as u64;
                 st.metrics.hops += net.hops_of_source[s];

@@ -117,6 +117,12 @@ impl PyEmulator {
         self.0.n_synapses()
     }
 
+    /// Bytes the placed network holds.
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.0.nbytes()
+    }
+
     #[getter]
     fn clipped_weights(&self) -> u64 {
         self.0.clipped_weights()

@@ -33,6 +33,13 @@ def test_golden_cases(golden):
         assert r.v_final[0].tolist() == e["v_final"]
         first = None if r.first_out[0, 0] < 0 else r.first_out[0].tolist()
         assert first == e["first_out"]
+        if kw["input_mode"] == "all_at_once":  # the native engine (no trace), the same bits
+            n = sim(torch.tensor(np.array(case["frames"], np.float32))[None], engine="native", **kw)
+            assert n.out_counts[0].tolist() == e["out_counts"], case["name"]
+            assert (int(n.synaptic_operations[0]), int(n.steps[0]), int(n.unreleased[0])) == (
+                e["synops"], e["steps"], e["unreleased"])
+            assert n.v_final[0].tolist() == e["v_final"]
+            assert (None if n.first_out[0, 0] < 0 else n.first_out[0].tolist()) == e["first_out"]
 
 
 def test_hash_matches_the_emulator(golden):

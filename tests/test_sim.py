@@ -324,6 +324,10 @@ def test_a_network_that_never_settles_raises_instead_of_hanging():
     for engine in ("autograd", "manual", "native"):
         with pytest.raises(asyncsnn.RunawayError, match="frame 0 did not settle within runaway_steps = 50 forward"):
             sim(x, runaway_steps=50, engine=engine)
+        # a batch fails at the earliest frame any sample runs away in, whichever sample it is
+        late_early = torch.tensor([[[0.0], [1.0]], [[1.0], [0.0]]])
+        with pytest.raises(asyncsnn.RunawayError, match="frame 0 did not settle"):
+            sim(late_early, runaway_steps=50, engine=engine)
     with pytest.raises(asyncsnn.RunawayError, match="runaway_steps = 50 forward"):
         asyncsnn.Chip.preset("ideal").run(net, x.numpy(), runaway_steps=50)
     for engine in ("manual", "native"):

@@ -364,6 +364,13 @@ fn ordered_f32(x: f32) -> i64 {
     }
 }
 
+/// How one sample's forward run ended: its outputs and tape, or activity that did not settle
+/// within the step limit in a frame.
+enum Outcome<T> {
+    Done(Box<(SampleOut<T>, SampleTape<T>)>),
+    Runaway(usize),
+}
+
 struct Runner<'a, T> {
     m: &'a Model<T>,
     s: &'a Schedule,
@@ -418,12 +425,7 @@ impl<T: Real> Runner<'_, T> {
 
     /// One sample: `frames` `(frames, channels)` of input event counts.
     #[allow(clippy::too_many_lines)]
-    fn forward(
-        &self,
-        sample: u64,
-        frames: &[T],
-        n_frames: usize,
-    ) -> Result<(SampleOut<T>, SampleTape<T>)> {
+    fn forward(&self, sample: u64, frames: &[T], n_frames: usize) -> Result<Outcome<T>> {
         let m = self.m;
         let n = m.n();
         let (o0, o1) = m.out;
@@ -506,13 +508,7 @@ impl<T: Real> Runner<'_, T> {
             while active {
                 if j >= self.s.step_limit {
                     if self.s.limit_is_error {
-                        return Err(Error::Runaway {
-                            message: format!(
-                                "frame {f} did not settle within runaway_steps = {} forward steps (a network that \
-                                 keeps exciting itself); set max_steps to cap the steps per frame, or raise runaway_steps",
-                                self.s.step_limit
-                            ),
-                        });
+                        return Ok(Outcome::Runaway(f));
                     }
                     break;
                 }
@@ -633,7 +629,7 @@ impl<T: Real> Runner<'_, T> {
             .map(|&k| if k == u32::MAX { total } else { k })
             .collect();
         tp.steps = total;
-        Ok((o, tp))
+        Ok(Outcome::Done(Box::new((o, tp))))
     }
 }
 
@@ -914,43 +910,39 @@ pub fn forward<T: Real>(
             n_frames,
         )
     };
-    let results: Vec<Result<(SampleOut<T>, SampleTape<T>)>> = if threads <= 1 {
+    let results: Vec<Result<Outcome<T>>> = if threads <= 1 {
         (0..batch).map(one).collect()
     } else {
         on_threads(threads, || (0..batch).into_par_iter().map(one).collect())?
     };
-    // the error of the earliest frame (then sample), as a batched run would raise it
+    // A batch fails as the batched engines fail: at the earliest frame in which a sample ran away.
     let mut out = Vec::with_capacity(batch);
     let mut tapes = Vec::with_capacity(batch);
-    let mut first_err: Option<Error> = None;
+    let mut runaway: Option<usize> = None;
     for res in results {
-        match res {
-            Ok((o, t)) => {
+        match res? {
+            Outcome::Done(done) => {
+                let (o, t) = *done;
                 out.push(o);
                 tapes.push(t);
             }
-            Err(e) => {
-                let frame = |e: &Error| match e {
-                    Error::Runaway { message } => message
-                        .split_whitespace()
-                        .nth(1)
-                        .and_then(|x| x.parse::<usize>().ok()),
-                    _ => None,
-                };
-                if first_err.as_ref().is_none_or(|f| frame(&e) < frame(f)) {
-                    first_err = Some(e);
-                }
-            }
+            Outcome::Runaway(f) => runaway = Some(runaway.map_or(f, |g| g.min(f))),
         }
     }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(Run {
-            out,
-            tapes,
-            n_frames,
-        }),
+    if let Some(f) = runaway {
+        return Err(Error::Runaway {
+            message: format!(
+                "frame {f} did not settle within runaway_steps = {} forward steps (a network that keeps exciting \
+                 itself); set max_steps to cap the steps per frame, or raise runaway_steps",
+                s.step_limit
+            ),
+        });
     }
+    Ok(Run {
+        out,
+        tapes,
+        n_frames,
+    })
 }
 
 /// Samples per group of the weight gradient's sum: a function of the batch size only (at least

@@ -86,10 +86,33 @@ pub struct Emulator {
 }
 
 /// A thread count and its pool.
-type Pool = (usize, Arc<rayon::ThreadPool>);
+pub(crate) type Pool = (usize, Arc<rayon::ThreadPool>);
 
-/// Thread pools an [`Emulator`] keeps (the most recently used thread counts).
+/// Thread pools an [`Emulator`] (or the training engine) keeps (the most recently used thread counts).
 const KEPT_POOLS: usize = 4;
+
+/// The pool of `t` threads kept in `pools` (the [`KEPT_POOLS`] most recently used thread counts),
+/// built on first use: a pool costs its threads and their allocator caches.
+pub(crate) fn kept_pool(pools: &Mutex<Vec<Pool>>, t: usize) -> Result<Arc<rayon::ThreadPool>> {
+    let mut pools = pools.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(k) = pools.iter().position(|(n, _)| *n == t) {
+        let hit = pools.remove(k);
+        let pool = Arc::clone(&hit.1);
+        pools.push(hit);
+        return Ok(pool);
+    }
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build()
+            .map_err(|e| Error::input("threads", e.to_string()))?,
+    );
+    if pools.len() == KEPT_POOLS {
+        pools.remove(0);
+    }
+    pools.push((t, Arc::clone(&pool)));
+    Ok(pool)
+}
 
 impl Emulator {
     /// Validate the chip, place the network, and check every core's capacity.
@@ -259,24 +282,7 @@ impl Emulator {
 
     /// The pool of `t` threads, built at its first use and kept with the emulator.
     fn pool(&self, t: usize) -> Result<Arc<rayon::ThreadPool>> {
-        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(k) = pools.iter().position(|(n, _)| *n == t) {
-            let hit = pools.remove(k);
-            let pool = Arc::clone(&hit.1);
-            pools.push(hit);
-            return Ok(pool);
-        }
-        let pool = Arc::new(
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(t)
-                .build()
-                .map_err(|e| Error::input("threads", e.to_string()))?,
-        );
-        if pools.len() == KEPT_POOLS {
-            pools.remove(0);
-        }
-        pools.push((t, Arc::clone(&pool)));
-        Ok(pool)
+        kept_pool(&self.pools, t)
     }
 
     fn run_one<A: Arith>(

@@ -39,7 +39,7 @@ impl Choice for Scheduler {
 
 /// Map an `f64` to a `u64` with the same order (total order, NaN-free inputs).
 #[inline]
-fn order_bits(x: f64) -> u64 {
+pub(crate) fn order_bits(x: f64) -> u64 {
     let b = x.to_bits();
     if b >> 63 == 1 {
         !b

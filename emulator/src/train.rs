@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::hash;
 use crate::mem;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{order_bits, Scheduler};
 
 /// The float type of a run (`f32` or `f64`).
 pub trait Real:
@@ -140,7 +140,7 @@ pub struct Model<T> {
     pub refractory: Vec<bool>,
     pub has_out: Vec<bool>,
     /// Population index + 1 (the `layered` scheduler's primary key).
-    pub layer: Vec<i64>,
+    pub layer: Vec<u64>,
     /// `(cores, slots)` row-major: each core's neurons ascending, padded with `n`.
     pub slot_neuron: Vec<u32>,
     pub slots: usize,
@@ -354,16 +354,6 @@ fn scatter_add<T: Real>(acc: &mut [T], target: &[u32], weight: &[T], run: u32, k
     }
 }
 
-/// The scheduler's order key of a pending source: primary, then hash, then slot position.
-fn ordered_f32(x: f32) -> i64 {
-    let b = i64::from(x.to_bits() as i32);
-    if b < 0 {
-        b ^ 0x7FFF_FFFF
-    } else {
-        b
-    }
-}
-
 /// How one sample's forward run ended: its outputs and tape, or activity that did not settle
 /// within the step limit in a frame.
 enum Outcome<T> {
@@ -384,11 +374,11 @@ impl<T: Real> Runner<'_, T> {
     fn select(
         &self,
         p: &[T],
-        since: &[i64],
+        since: &[u64],
         over: &[T],
         prefix: u32,
         j: u64,
-        cand: &mut Vec<(i64, u32, u32)>,
+        cand: &mut Vec<(u64, u32, u32)>,
         out: &mut Vec<u32>,
     ) {
         let m = self.m;
@@ -410,10 +400,12 @@ impl<T: Real> Runner<'_, T> {
             }
             for c in cand.iter_mut() {
                 let i = core[c.2 as usize] as usize;
+                // primary key, then hash, then slot position; the overshoot is ordered as the
+                // float32 it is in PyTorch (descending), the queue's own order
                 c.0 = match self.s.scheduler {
                     Scheduler::Random => 0,
                     Scheduler::Fifo => since[i],
-                    Scheduler::Momentum => -ordered_f32(over[i].to_f32()),
+                    Scheduler::Momentum => u64::MAX - order_bits(f64::from(over[i].to_f32())),
                     Scheduler::Layered => m.layer[i],
                 };
                 c.1 = hash::key_from_prefix(prefix, j, (m.n_inputs + i) as u64);
@@ -432,7 +424,7 @@ impl<T: Real> Runner<'_, T> {
         let n_out = o1 - o0;
         let mut v = mem::filled(n, T::ZERO, "v")?;
         let mut p = mem::filled(n, T::ZERO, "pending")?;
-        let mut since = mem::filled(n, 0i64, "since")?;
+        let mut since = mem::filled(n, 0u64, "since")?;
         let mut over_s = mem::filled(n, T::ZERO, "overshoot")?;
         let mut refr = mem::filled(n, false, "refractory")?;
         let mut cur = mem::filled(n, T::ZERO, "current")?;
@@ -512,7 +504,7 @@ impl<T: Real> Runner<'_, T> {
                     }
                     break;
                 }
-                let at = ((f as i64) << 32) | j as i64;
+                let at = ((f as u64) << 32) | j as u64;
                 // select and deliver
                 rel.clear();
                 if n_pending > 0 {
@@ -840,36 +832,14 @@ impl<T> Run<T> {
     }
 }
 
-/// One persistent pool per thread count (a training loop calls twice per batch; building a
-/// pool each time costs the threads and their allocator caches).
-static POOLS: std::sync::Mutex<Vec<(usize, std::sync::Arc<rayon::ThreadPool>)>> =
-    std::sync::Mutex::new(Vec::new());
+/// The training engine's pools (a training loop calls it twice per batch).
+static POOLS: std::sync::Mutex<Vec<crate::Pool>> = std::sync::Mutex::new(Vec::new());
 
 fn on_threads<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> Result<R> {
     if threads <= 1 {
         return Ok(work());
     }
-    let pool = {
-        let mut pools = POOLS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, p)) = pools.iter().find(|(k, _)| *k == threads) {
-            p.clone()
-        } else {
-            let p = std::sync::Arc::new(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .map_err(|e| Error::Memory {
-                        what: format!("a pool of {threads} threads ({e})"),
-                        bytes: 0,
-                    })?,
-            );
-            pools.push((threads, p.clone()));
-            p
-        }
-    };
-    Ok(pool.install(work))
+    Ok(crate::kept_pool(&POOLS, threads)?.install(work))
 }
 
 /// Run a batch forward: `frames` `(batch, frames, channels)` of input event counts (finite,

@@ -47,11 +47,10 @@ fn indices(v: Vec<i64>, field: &str, upto: usize) -> PyResult<Vec<u32>> {
         .collect()
 }
 
-fn offsets(v: Vec<i64>, field: &str) -> PyResult<Vec<usize>> {
+/// Non-negative integers (offsets, layer numbers).
+fn naturals<U: TryFrom<i64>>(v: Vec<i64>, field: &str) -> PyResult<Vec<U>> {
     v.into_iter()
-        .map(|x| {
-            usize::try_from(x).map_err(|_| input_err(field, format!("offset {x} is negative")))
-        })
+        .map(|x| U::try_from(x).map_err(|_| input_err(field, format!("{x} is negative"))))
         .collect()
 }
 
@@ -217,12 +216,12 @@ pub fn train_forward<'py>(
         subtract: bools(subtract, "subtract")?,
         refractory: bools(refractory, "refractory")?,
         has_out: bools(has_out, "has_out")?,
-        layer: ints(layer, "layer")?,
+        layer: naturals(ints(layer, "layer")?, "layer")?,
         slot_neuron: indices(ints(slot_neuron, "slot_neuron")?, "slot_neuron", n)?,
         slots,
-        src_start: offsets(ints(src_start, "src_start")?, "src_start")?,
+        src_start: naturals(ints(src_start, "src_start")?, "src_start")?,
         target: indices(ints(target, "target")?, "target", n)?,
-        in_start: offsets(ints(in_start, "in_start")?, "in_start")?,
+        in_start: naturals(ints(in_start, "in_start")?, "in_start")?,
         in_target: indices(ints(in_target, "in_target")?, "in_target", n)?,
         n_inputs,
         out,
@@ -247,7 +246,7 @@ struct Common {
     subtract: Vec<bool>,
     refractory: Vec<bool>,
     has_out: Vec<bool>,
-    layer: Vec<i64>,
+    layer: Vec<u64>,
     slot_neuron: Vec<u32>,
     slots: usize,
     src_start: Vec<usize>,
@@ -316,66 +315,54 @@ fn run<'py, T: Real + Element>(
     let n = model.theta.len();
     let n_out = c.out.1 - c.out.0;
     let d = PyDict::new(py);
-    let cat = |f: &dyn Fn(&train::SampleOut<T>) -> Vec<T>| -> Vec<T> {
-        r.out.iter().flat_map(f).collect()
-    };
-    d.set_item(
-        "out_counts",
-        cat(&|o| o.out_counts.clone())
-            .into_pyarray(py)
-            .reshape([b, nf, n_out])?,
-    )?;
-    d.set_item(
-        "spike_counts",
-        cat(&|o| o.spike_counts.clone())
-            .into_pyarray(py)
-            .reshape([b, n])?,
-    )?;
-    d.set_item(
-        "v_final",
-        cat(&|o| o.v_final.clone())
-            .into_pyarray(py)
-            .reshape([b, n])?,
-    )?;
-    d.set_item(
+    // every sample's field, concatenated in sample order, as an array of `shape`
+    let floats =
+        |name: &str, f: fn(&train::SampleOut<T>) -> &[T], shape: &[usize]| -> PyResult<()> {
+            let v: Vec<T> = r.out.iter().flat_map(|o| f(o).iter().copied()).collect();
+            d.set_item(name, v.into_pyarray(py).reshape(shape)?)
+        };
+    floats("out_counts", |o| &o.out_counts, &[b, nf, n_out])?;
+    floats("spike_counts", |o| &o.spike_counts, &[b, n])?;
+    floats("v_final", |o| &o.v_final, &[b, n])?;
+    floats(
         "synaptic_operations",
-        cat(&|o| vec![o.synops]).into_pyarray(py),
+        |o| std::slice::from_ref(&o.synops),
+        &[b],
     )?;
-    d.set_item("unreleased", cat(&|o| vec![o.unreleased]).into_pyarray(py))?;
-    d.set_item(
-        "spikes_before",
-        cat(&|o| o.spikes_before.clone())
-            .into_pyarray(py)
-            .reshape([b, n_out])?,
-    )?;
-    d.set_item(
-        "first_time",
-        cat(&|o| o.first_time.clone())
-            .into_pyarray(py)
-            .reshape([b, n_out])?,
-    )?;
-    let ints = |f: &dyn Fn(&train::SampleOut<T>) -> Vec<i64>| -> Vec<i64> {
-        r.out.iter().flat_map(f).collect()
+    floats("unreleased", |o| std::slice::from_ref(&o.unreleased), &[b])?;
+    floats("spikes_before", |o| &o.spikes_before, &[b, n_out])?;
+    floats("first_time", |o| &o.first_time, &[b, n_out])?;
+    let ints = |name: &str, v: Vec<i64>, shape: &[usize]| -> PyResult<()> {
+        d.set_item(name, v.into_pyarray(py).reshape(shape)?)
     };
     #[allow(clippy::cast_possible_wrap)]
     {
-        d.set_item("steps", ints(&|o| vec![o.steps as i64]).into_pyarray(py))?;
-        d.set_item(
+        ints(
+            "steps",
+            r.out.iter().map(|o| o.steps as i64).collect(),
+            &[b],
+        )?;
+        ints(
             "active_neuron_frames",
-            ints(&|o| vec![o.active_neuron_frames as i64]).into_pyarray(py),
+            r.out
+                .iter()
+                .map(|o| o.active_neuron_frames as i64)
+                .collect(),
+            &[b],
         )?;
     }
-    d.set_item(
+    ints(
         "first_out",
-        ints(&|o| o.first_out.to_vec())
-            .into_pyarray(py)
-            .reshape([b, 2])?,
+        r.out.iter().flat_map(|o| o.first_out).collect(),
+        &[b, 2],
     )?;
-    d.set_item(
+    ints(
         "first_spike",
-        ints(&|o| o.first_spike.clone())
-            .into_pyarray(py)
-            .reshape([b, n_out])?,
+        r.out
+            .iter()
+            .flat_map(|o| o.first_spike.iter().copied())
+            .collect(),
+        &[b, n_out],
     )?;
     Ok((d, PyTrainTape(held(model, r))))
 }

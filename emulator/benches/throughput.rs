@@ -168,6 +168,9 @@ const REPEAT: usize = 7;
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // `cargo bench -p asyncsnn-emulator -- NAME`: only the runs whose label contains NAME
+    // (for profiling one of them); the limit probes run only without a filter.
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     let batch = if quick { 8 } else { 32 };
     let mut rng = Rng(0x5eed);
     let net = network(&mut rng, true);
@@ -204,6 +207,9 @@ fn main() {
         ),
         ("events, loihi timing", &net, loihi, Mode::Events),
     ] {
+        if only.as_deref().is_some_and(|o| !label.contains(o)) {
+            continue;
+        }
         let emu = Emulator::new(net, chip, &Mapping::Auto).expect("fits");
         let opts = RunOptions {
             mode,
@@ -216,7 +222,11 @@ fn main() {
         // best of several runs: one run takes tens of milliseconds
         let mut dt = f64::INFINITY;
         let mut res = Vec::new();
-        for _ in 0..REPEAT {
+        let repeat = std::env::var("BENCH_REPEAT")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(REPEAT);
+        for _ in 0..repeat {
             let t0 = Instant::now();
             res = emu.run(&inputs, None, &opts).expect("runs");
             dt = dt.min(t0.elapsed().as_secs_f64());
@@ -228,9 +238,23 @@ fn main() {
             synops as f64 / dt,
             spikes as f64 / batch as f64
         );
+        if std::env::var_os("BENCH_COUNTS").is_some() {
+            let m = |f: fn(&emulator::Metrics) -> u64| {
+                res.iter().map(|r| f(&r.metrics)).sum::<u64>() as f64 / batch as f64
+            };
+            println!(
+                "  per sample: steps {:.0}, membrane updates {:.0}, packets {:.0}",
+                m(|x| x.steps),
+                m(|x| x.membrane_updates),
+                m(|x| x.packets)
+            );
+        }
         if mode == Mode::Steps {
             steps_rate[usize::from(std::ptr::eq(net, &dense_net))] = synops as f64 / dt;
         }
+    }
+    if only.is_some() {
+        return;
     }
     // The limit probes on the releases of the steps runs (same inputs, options and chip).
     let n: usize = sizes[1..].iter().sum();

@@ -144,8 +144,8 @@ pub struct Compiled<A: Arith> {
     /// The target range of each segment whose targets are consecutive neurons (a dense block:
     /// segments with the same first target and length share one id), else [`NO_RANGE`].
     pub seg_range: Vec<u32>,
-    /// Number of distinct target ranges.
-    pub n_ranges: usize,
+    /// First target of every target range: a delivery to a range reads no target index.
+    pub range_first: Vec<u32>,
     /// Total route hops of one spike of each source (sum over its segments).
     pub hops_of_source: Vec<u64>,
     pub output_start: usize,
@@ -159,13 +159,14 @@ pub struct Compiled<A: Arith> {
 /// `seg_range` of a segment whose targets are not consecutive.
 pub const NO_RANGE: u32 = u32::MAX;
 
-/// The range id of every segment (see [`Compiled::seg_range`]) and the number of ranges.
+/// The range id of every segment (see [`Compiled::seg_range`]) and the first target of every
+/// range.
 fn target_ranges(
     row: &[usize],
     seg: &[usize],
     seg_end: &[u32],
     target: &[u32],
-) -> Result<(Vec<u32>, usize)> {
+) -> Result<(Vec<u32>, Vec<u32>)> {
     let mut seg_range = mem::filled(seg_end.len(), NO_RANGE, "segment ranges")?;
     let mut ids: std::collections::HashMap<(u32, usize), u32> = std::collections::HashMap::new();
     for s in 0..seg.len().saturating_sub(1) {
@@ -182,7 +183,11 @@ fn target_ranges(
             begin = seg_end[k] as usize;
         }
     }
-    Ok((seg_range, ids.len()))
+    let mut first = mem::filled(ids.len(), 0u32, "target ranges")?;
+    for (&(t0, _), &id) in &ids {
+        first[id as usize] = t0;
+    }
+    Ok((seg_range, first))
 }
 
 /// Per-core resource use of a compiled network.
@@ -338,7 +343,7 @@ impl<A: Arith> Compiled<A> {
             row.push(target.len());
             seg.push(seg_end.len());
         }
-        let (seg_range, n_ranges) = target_ranges(&row, &seg, &seg_end, &target)?;
+        let (seg_range, range_first) = target_ranges(&row, &seg, &seg_end, &target)?;
         let out = net.output_range();
         let n_cores = chip.n_cores();
         let mut core_neurons = vec![0u64; n_cores];
@@ -367,7 +372,7 @@ impl<A: Arith> Compiled<A> {
             seg,
             seg_end,
             seg_range,
-            n_ranges,
+            range_first,
             hops_of_source,
             output_start: out.start,
             output_size: out.len(),
@@ -417,6 +422,7 @@ impl<A: Arith> Compiled<A> {
             + b(&self.seg)
             + b(&self.seg_end)
             + b(&self.seg_range)
+            + b(&self.range_first)
             + b(&self.hops_of_source)
             + b(&self.core_neurons)
     }

@@ -725,7 +725,10 @@ pub(crate) fn run_sample<A: Arith>(
     #[allow(clippy::cast_possible_truncation)]
     let input_group = n_cores as u32;
     let (step_limit, limit_is_error) = opts.step_limit();
-    let mut sim = Sim {
+    // On the heap: the hot state's addresses do not move with the stack (a stack address that
+    // aliases the synapse arrays modulo 4 KiB stalls loads behind stores; it varied the speed
+    // by a third from one process to the next).
+    let mut sim = Box::new(Sim {
         st: State::new(net, n_cores + 1, input.n_frames(), opts.trace, label)?,
         chip,
         opts,
@@ -748,7 +751,7 @@ pub(crate) fn run_sample<A: Arith>(
         step_limit,
         limit_is_error,
         past_max_tick: false,
-    };
+    });
     let mut start = 0u64;
     let mut end = 0u64;
     let mut handled = 0u64;

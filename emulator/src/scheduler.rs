@@ -6,7 +6,7 @@
 
 use crate::chip::MAX_MESH_SIDE;
 use crate::error::{Error, Result};
-use crate::hash::key_from_prefix;
+use crate::hash::mix;
 use crate::mem;
 use crate::options::Choice;
 
@@ -63,7 +63,10 @@ pub struct SpikeQueue {
     woken: Vec<u32>,
     /// Number of sources with `p[s] > 0`.
     pending_sources: usize,
-    scratch: Vec<(u64, u32, u32)>,
+    /// Scratch of `release`: (key, source) packed, for `random`.
+    order64: Vec<u64>,
+    /// Scratch of `release`: (primary, key, source) packed, for the other schedulers.
+    order128: Vec<u128>,
     /// The first source whose count passed `u32::MAX` (it stays at `u32::MAX`).
     overflowed: Option<u32>,
 }
@@ -78,7 +81,8 @@ impl SpikeQueue {
             groups: mem::filled(n_groups, Vec::new(), "arbitration groups")?,
             woken: Vec::new(),
             pending_sources: 0,
-            scratch: Vec::new(),
+            order64: Vec::new(),
+            order128: Vec::new(),
             overflowed: None,
         })
     }
@@ -86,7 +90,7 @@ impl SpikeQueue {
     /// Add `n` to `p[src]` in `group`, recording `since` if it was not pending. A count that
     /// would pass `u32::MAX` stays there and is remembered ([`SpikeQueue::overflowed`]): the
     /// runs turn it into an error at the end of the frame.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, group: u32, src: u32, n: u32, since: u64) {
         let s = src as usize;
         if self.count[s] == 0 {
@@ -161,34 +165,56 @@ impl SpikeQueue {
             out.append(list);
             return;
         }
-        let scratch = &mut self.scratch;
-        scratch.clear();
-        for &src in list.iter() {
-            let s = src as usize;
-            let primary = match scheduler {
-                Scheduler::Fifo => self.since[s],
-                Scheduler::Random => 0,
-                Scheduler::Momentum => {
-                    if s < n_inputs {
-                        0
-                    } else {
-                        u64::MAX - order_bits(self.overshoot[s])
+        // One integer per pending source, ordered as (primary, key, source): a comparison is
+        // one integer compare. The first mix of the key depends on the step only.
+        let step_key = mix(u64::from(prefix) ^ step);
+        let key = |src: u32| u64::from(mix(u64::from(step_key) ^ u64::from(src)));
+        if scheduler == Scheduler::Random {
+            let order = &mut self.order64;
+            order.clear();
+            order.extend(list.iter().map(|&src| (key(src) << 32) | u64::from(src)));
+            order.select_nth_unstable(f - 1);
+            list.clear();
+            // the low 32 bits are the source
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                out.extend(order[..f].iter().map(|&e| e as u32));
+                list.extend(order[f..].iter().map(|&e| e as u32));
+            }
+        } else {
+            let order = &mut self.order128;
+            order.clear();
+            order.extend(list.iter().map(|&src| {
+                let s = src as usize;
+                let primary = match scheduler {
+                    Scheduler::Fifo => self.since[s],
+                    Scheduler::Random => 0,
+                    Scheduler::Momentum => {
+                        if s < n_inputs {
+                            0
+                        } else {
+                            u64::MAX - order_bits(self.overshoot[s])
+                        }
                     }
-                }
-                Scheduler::Layered => {
-                    if s < n_inputs {
-                        0
-                    } else {
-                        u64::from(population[s - n_inputs]) + 1
+                    Scheduler::Layered => {
+                        if s < n_inputs {
+                            0
+                        } else {
+                            u64::from(population[s - n_inputs]) + 1
+                        }
                     }
-                }
-            };
-            scratch.push((primary, key_from_prefix(prefix, step, u64::from(src)), src));
+                };
+                (u128::from(primary) << 64) | u128::from((key(src) << 32) | u64::from(src))
+            }));
+            order.select_nth_unstable(f - 1);
+            list.clear();
+            // the low 32 bits are the source
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                out.extend(order[..f].iter().map(|&e| e as u32));
+                list.extend(order[f..].iter().map(|&e| e as u32));
+            }
         }
-        scratch.select_nth_unstable(f - 1);
-        list.clear();
-        out.extend(scratch[..f].iter().map(|e| e.2));
-        list.extend(scratch[f..].iter().map(|e| e.2));
         self.pending_sources -= f;
     }
 

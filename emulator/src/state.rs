@@ -21,15 +21,10 @@ pub(crate) struct When {
     pub global_step: u64,
 }
 
-/// What a delivery reads and writes of one neuron, kept together so that a synapse costs one
-/// load of one cache line: the input accumulated in this step, whether the neuron is in the
-/// fire phase's list already, and whether it is refractory (deliveries to it are dropped).
-#[derive(Debug, Clone, Copy, Default)]
-struct Inbox<V> {
-    acc: V,
-    touched: bool,
-    refractory: bool,
-}
+/// `flag` of a neuron in the fire phase's list already.
+const TOUCHED: u8 = 1;
+/// `flag` of a refractory neuron: it is not updated until the next frame.
+const REFRACTORY: u8 = 2;
 
 #[derive(Debug)]
 pub(crate) struct State<'c, A: Arith> {
@@ -37,7 +32,12 @@ pub(crate) struct State<'c, A: Arith> {
     pub v: Vec<A::V>,
     /// Synaptic trace of stochastic and integrator neurons.
     cur: Vec<A::V>,
-    inbox: Vec<Inbox<A::V>>,
+    /// Input accumulated in this step. A delivery adds to every target, refractory or not, so
+    /// that a dense block is one loop with no branch; a refractory neuron's sum is never read,
+    /// and is cleared when the neuron leaves its refractory period (at the next frame's leak).
+    acc: Vec<A::V>,
+    /// [`TOUCHED`] and [`REFRACTORY`] bits of every neuron.
+    flag: Vec<u8>,
     touched: Vec<u32>,
     /// Bumped whenever touched or refractory flags change outside a delivery (fire phase,
     /// leak): a target range stamped with the current generation has every non-refractory
@@ -82,9 +82,10 @@ impl<'c, A: Arith> State<'c, A> {
             net,
             v: mem::filled(n, A::V::default(), "membrane potentials")?,
             cur: mem::filled(n, A::V::default(), "synaptic currents")?,
-            inbox: mem::filled(n, Inbox::default(), "input accumulators")?,
+            acc: mem::filled(n, A::V::default(), "input accumulators")?,
+            flag: mem::filled(n, 0, "neuron flags")?,
             generation: 1,
-            range_stamp: mem::filled(net.n_ranges, 0, "target ranges")?,
+            range_stamp: mem::filled(net.range_first.len(), 0, "target ranges")?,
             touched: Vec::new(),
             deferred: Vec::new(),
             carry: Vec::new(),
@@ -151,7 +152,10 @@ impl<'c, A: Arith> State<'c, A> {
                 continue;
             }
             self.v[n] = net.arith.leak(self.v[n], net.leak[n]);
-            self.inbox[n].refractory = false;
+            if self.flag[n] & REFRACTORY != 0 {
+                self.flag[n] &= !REFRACTORY;
+                self.acc[n] = A::V::default();
+            }
             if self.v[n] > net.theta[n] {
                 // n < 2^28
                 #[allow(clippy::cast_possible_truncation)]
@@ -167,42 +171,51 @@ impl<'c, A: Arith> State<'c, A> {
     pub fn deliver_segment(&mut self, k: usize, begin: usize, c: u32) {
         let net = self.net;
         let end = net.seg_end[k] as usize;
-        self.core_synops[net.core_at(begin) as usize] += (end - begin) as u64;
-        self.metrics.synaptic_operations += (end - begin) as u64;
-        let targets = &net.target[begin..end];
+        let len = end - begin;
+        self.metrics.synaptic_operations += len as u64;
         let weights = &net.weight[begin..end];
-        let (inbox, touched) = (&mut self.inbox, &mut self.touched);
+        let (acc, flag, touched) = (&mut self.acc, &mut self.flag, &mut self.touched);
         let r = net.seg_range[k];
         if r != NO_RANGE {
-            // Consecutive targets: the touched flags once per range and fire phase, then a
-            // loop over the block with no index loads and one branch a synapse.
-            let t0 = targets[0] as usize;
-            let cells = &mut inbox[t0..t0 + targets.len()];
+            // Consecutive targets, from the range's first: no target index is read. The
+            // touched flags once per range and fire phase, then one loop over the block with
+            // no branch.
+            let t0 = net.range_first[r as usize] as usize;
+            self.core_synops[net.core_of[t0] as usize] += len as u64;
             let stamp = &mut self.range_stamp[r as usize];
             if *stamp != self.generation {
                 *stamp = self.generation;
-                for (&t, cell) in targets.iter().zip(cells.iter_mut()) {
-                    if !cell.refractory && !cell.touched {
-                        cell.touched = true;
-                        touched.push(t);
+                for (t, f) in (t0..).zip(&mut flag[t0..t0 + len]) {
+                    if *f == 0 {
+                        *f = TOUCHED;
+                        // t < 2^28
+                        #[allow(clippy::cast_possible_truncation)]
+                        touched.push(t as u32);
                     }
                 }
             }
-            for (cell, &w) in cells.iter_mut().zip(weights) {
-                if !cell.refractory {
-                    cell.acc = A::accumulate(cell.acc, w, c);
+            let cells = &mut acc[t0..t0 + len];
+            if c == 1 {
+                for (a, &w) in cells.iter_mut().zip(weights) {
+                    *a = A::accumulate(*a, w, 1);
+                }
+            } else {
+                for (a, &w) in cells.iter_mut().zip(weights) {
+                    *a = A::accumulate(*a, w, c);
                 }
             }
             return;
         }
+        let targets = &net.target[begin..end];
+        self.core_synops[net.core_of[targets[0] as usize] as usize] += len as u64;
         for (&t, &w) in targets.iter().zip(weights) {
-            let cell = &mut inbox[t as usize];
-            if !cell.refractory {
-                cell.acc = A::accumulate(cell.acc, w, c);
-                if !cell.touched {
-                    cell.touched = true;
-                    touched.push(t);
-                }
+            let t = t as usize;
+            acc[t] = A::accumulate(acc[t], w, c);
+            if flag[t] == 0 {
+                flag[t] = TOUCHED;
+                // t < 2^28
+                #[allow(clippy::cast_possible_truncation)]
+                touched.push(t as u32);
             }
         }
     }
@@ -230,29 +243,66 @@ impl<'c, A: Arith> State<'c, A> {
         self.fired.clear();
         for i in 0..self.carry.len() {
             let n = self.carry[i] as usize;
-            if !self.inbox[n].touched && !self.inbox[n].refractory && self.v[n] > net.theta[n] {
+            if self.flag[n] == 0 && self.v[n] > net.theta[n] {
                 self.fire_one(n);
             }
         }
-        for i in 0..self.touched.len() {
-            let n = self.touched[i] as usize;
-            let acc = std::mem::take(&mut self.inbox[n].acc);
-            self.inbox[n].touched = false;
-            if net.has_trace[n] {
-                self.cur[n] = net.arith.integrate(self.cur[n], acc);
-                continue;
-            }
-            self.v[n] = net.arith.integrate(self.v[n], acc);
-            if self.v[n] > net.theta[n] {
-                self.fire_one(n);
-            }
-        }
+        self.integrate_touched();
         self.touched.clear();
         self.touched.append(&mut self.deferred);
         self.generation += 1;
         std::mem::swap(&mut self.carry, &mut self.next_carry);
         self.next_carry.clear();
         self.emit(when);
+    }
+
+    /// The fire phase's update of every touched neuron: take its input, integrate, and fire
+    /// if above threshold. Written without a branch on whether a neuron fires (it is as likely
+    /// as not): every neuron's spike is written to `fired` and kept only if it fired.
+    fn integrate_touched(&mut self) {
+        let net = self.net;
+        let arith = &net.arith;
+        let base = self.fired.len();
+        self.fired.resize(base + self.touched.len(), (0, 0.0));
+        let mut count = base;
+        // The arrays as local slices: their addresses stay in registers through the loop.
+        let (theta, subtract, refractory, has_trace) = (
+            &net.theta[..],
+            &net.subtract[..],
+            &net.refractory[..],
+            &net.has_trace[..],
+        );
+        let (acc, flag, vs, cur) = (
+            &mut self.acc[..],
+            &mut self.flag[..],
+            &mut self.v[..],
+            &mut self.cur[..],
+        );
+        let (fired, next_carry) = (&mut self.fired[..], &mut self.next_carry);
+        for &n32 in &self.touched {
+            let n = n32 as usize;
+            let input = std::mem::take(&mut acc[n]);
+            if has_trace[n] {
+                flag[n] = 0;
+                cur[n] = arith.integrate(cur[n], input);
+                continue;
+            }
+            let v = arith.integrate(vs[n], input);
+            let th = theta[n];
+            let fires = v > th;
+            let over = arith.subtract(v, th);
+            let reset = if subtract[n] { over } else { A::V::default() };
+            vs[n] = if fires { reset } else { v };
+            flag[n] = u8::from(fires & refractory[n]) * REFRACTORY;
+            // Still above threshold after a subtractive reset: fires again at the next fire
+            // phase. Rare: the one branch. `over > theta` implies that it fired (theta > 0).
+            if subtract[n] && over > th && !refractory[n] {
+                next_carry.push(n32);
+            }
+            fired[count] = (n32, A::raw(over));
+            count += usize::from(fires);
+        }
+        self.fired.truncate(count);
     }
 
     /// The draw of stochastic / integrator population `d` (index into `net.draws`): every
@@ -310,8 +360,10 @@ impl<'c, A: Arith> State<'c, A> {
         if self.fired.is_empty() {
             return;
         }
-        self.fired.sort_unstable_by_key(|e| e.0);
         if self.want_trace {
+            // The trace lists a step's spikes by ascending neuron; nothing else depends on
+            // their order (queues are ordered at release).
+            self.fired.sort_unstable_by_key(|e| e.0);
             if let Err(e) = mem::reserve(&mut self.trace, self.fired.len(), "spike trace") {
                 self.failed.get_or_insert(e);
                 self.want_trace = false;
@@ -319,15 +371,15 @@ impl<'c, A: Arith> State<'c, A> {
         }
         let since = (u64::from(when.frame) << 32) | when.step.min(0xffff_ffff);
         let spikes_before = self.spikes_before_step;
+        self.metrics.spikes += self.fired.len() as u64;
         for i in 0..self.fired.len() {
             let (n32, overshoot) = self.fired[i];
             let n = n32 as usize;
-            self.metrics.spikes += 1;
-            if self.last_spike_frame[n] != when.frame {
-                self.last_spike_frame[n] = when.frame;
-                self.metrics.active_neuron_frames += 1;
-            }
-            self.core_spikes[net.core_of[n] as usize] += 1;
+            let first_in_frame = self.last_spike_frame[n] != when.frame;
+            self.last_spike_frame[n] = when.frame;
+            self.metrics.active_neuron_frames += u64::from(first_in_frame);
+            let core = net.core_of[n];
+            self.core_spikes[core as usize] += 1;
             if self.want_trace {
                 self.trace.push(TraceRow {
                     frame: when.frame,
@@ -340,7 +392,7 @@ impl<'c, A: Arith> State<'c, A> {
                 // sources < 2^29
                 #[allow(clippy::cast_possible_truncation)]
                 let src = (net.n_inputs + n) as u32;
-                self.queue.push(net.core_of[n], src, 1, since);
+                self.queue.push(core, src, 1, since);
                 self.queue.overshoot[src as usize] = overshoot;
             }
             if n >= net.output_start && n < net.output_start + net.output_size {
@@ -370,7 +422,7 @@ impl<'c, A: Arith> State<'c, A> {
         self.spikes_before_step = self.metrics.spikes;
     }
 
-    #[inline]
+    #[inline(always)]
     fn fire_one(&mut self, n: usize) {
         let net = self.net;
         let over = net.arith.subtract(self.v[n], net.theta[n]);
@@ -380,7 +432,7 @@ impl<'c, A: Arith> State<'c, A> {
             A::V::default()
         };
         if net.refractory[n] {
-            self.inbox[n].refractory = true;
+            self.flag[n] = REFRACTORY;
         } else if net.subtract[n] && self.v[n] > net.theta[n] {
             // n < 2^28
             #[allow(clippy::cast_possible_truncation)]

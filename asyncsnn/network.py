@@ -178,14 +178,18 @@ def _as_weight_array(w, field_name: str) -> np.ndarray:
         raise NetworkError(f"invalid network: {field_name}: not an array of weights ({e})") from None
     if a.dtype.kind not in "fiub":
         raise NetworkError(f"invalid network: {field_name}: dtype {a.dtype} is not numeric")
-    a64 = a.astype(np.float64, copy=False)
-    bad = ~np.isfinite(a64)
-    if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise NetworkError(f"invalid network: {field_name}: non-finite weight {a64[idx]} at {list(idx)}")
-    if a64.size and np.abs(a64).max() > _F32_MAX:
-        raise NetworkError(f"invalid network: {field_name}: weights must fit float32 (|w| <= {_F32_MAX:.3e})")
-    return np.ascontiguousarray(a64, dtype=np.float32)
+    if a.size:
+        # Two reductions, no copy: NaN propagates through min and max, and every float32
+        # (the usual dtype) fits. Only a bad array pays for finding where.
+        lo, hi = float(a.min()), float(a.max())
+        if not (np.isfinite(lo) and np.isfinite(hi) and max(-lo, hi) <= _F32_MAX):
+            a64 = a.astype(np.float64, copy=False)
+            bad = ~np.isfinite(a64)
+            if bad.any():
+                idx = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise NetworkError(f"invalid network: {field_name}: non-finite weight {a64[idx]} at {list(idx)}")
+            raise NetworkError(f"invalid network: {field_name}: weights must fit float32 (|w| <= {_F32_MAX:.3e})")
+    return np.ascontiguousarray(a, dtype=np.float32)
 
 
 class Endpoints(NamedTuple):
@@ -214,8 +218,13 @@ def _sparse_native(j: int, shape, rows, cols, values) -> tuple:
         a = np.asarray(idx)
         if a.size and a.dtype.kind not in "iu":  # 1.7 is no index (no silent truncation)
             raise NetworkError(f"invalid network: projections[{j}].{name}: expected integer indices, got {a.dtype}")
-    as_1d = lambda a, dtype: np.ascontiguousarray(a, dtype=dtype).ravel()  # noqa: E731
-    return shape, as_1d(rows, np.int64), as_1d(cols, np.int64), as_1d(values, np.float32)
+    def index(a) -> np.ndarray:
+        # int32 indices (what scipy and most builders hold) go as they are: no int64 copy
+        a = np.asarray(a)
+        same = a.dtype == np.int32 and np.asarray(rows).dtype == np.asarray(cols).dtype
+        return np.ascontiguousarray(a, dtype=np.int32 if same else np.int64).ravel()
+
+    return shape, index(rows), index(cols), np.ascontiguousarray(values, dtype=np.float32).ravel()
 
 
 class NeuronArrays(NamedTuple):

@@ -72,6 +72,14 @@ def test_bad_chip_sources(tmp_path):
     (lambda: make(projs=[Projection(7, 0, np.ones((3, 3), np.float32))]), r"projections\[0\].source"),
     (lambda: make(projs=[Projection("input", 0, rows=np.array([0, 5]), cols=np.array([0, 0]),
                                     values=np.ones(2), shape=(3, 4))]), r"index \(5, 0\)"),
+    # int32 indices go to the native side as they are (no int64 copy): checked the same way
+    (lambda: make(projs=[Projection("input", 0, rows=np.array([0, 5], np.int32), cols=np.array([0, 0], np.int32),
+                                    values=np.ones(2), shape=(3, 4))]), r"index \(5, 0\)"),
+    (lambda: make(projs=[Projection("input", 0, rows=np.array([0, -1], np.int32), cols=np.array([0, 0], np.int32),
+                                    values=np.ones(2), shape=(3, 4))]), r"index \(-1, 0\)"),
+    # the float32 check finds the bad weight without a float64 copy, and names where it is
+    (lambda: make(projs=[Projection("input", 0, np.where(np.eye(3, 4) > 0, -np.inf, 1).astype(np.float32))]),
+     r"non-finite weight -inf at \[0, 0\]"),
     (lambda: make(output=4), "output"),
     (lambda: make(n_inputs=0), "n_inputs"),
     (lambda: make(pops=[]), "populations"),

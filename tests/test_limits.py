@@ -324,3 +324,12 @@ def test_a_placement_holds_one_compact_copy_of_a_large_network(monkeypatch):
     assert big._native_cache is None and big.to_native() is not big.to_native()
     after = again.run(x, F=4)
     assert np.array_equal(before.out_counts, after.out_counts) and before.out_counts.sum() > 0
+    # int32 indices go to the native side as they are; int64 ones place the same network
+    wide = Network(300, pops, [Projection(p.source, p.target, rows=p.rows.astype(np.int64), cols=p.cols.astype(np.int64),
+                                          values=p.values, shape=p.shape) for p in projs], output=2)
+    i32 = np.array([0, 2], np.int32)
+    assert [a.dtype for a in network_module._sparse_native(0, (3, 4), i32, i32, np.ones(2, np.float32))[1:3]] \
+        == [np.int32, np.int32]
+    placed64 = chip.place(wide)
+    assert placed64.nbytes == placed.nbytes
+    assert np.array_equal(placed64.run(x, F=4).out_counts, before.out_counts)

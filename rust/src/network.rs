@@ -2,6 +2,7 @@
 //! that `asyncsnn.Network.to_native` hands over.
 
 use emulator::{mem, Network, NeuronKind, Population, Projection, Reset, Source, Weights};
+use numpy::ndarray::ArrayView1;
 use numpy::{PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
@@ -65,6 +66,53 @@ enum WeightsArg<'py> {
         PyReadonlyArray1<'py, i64>,
         PyReadonlyArray1<'py, f32>,
     ),
+    /// int32 indices (what most sparse matrices hold): taken as they are, not widened.
+    Sparse32(
+        (usize, usize),
+        PyReadonlyArray1<'py, i32>,
+        PyReadonlyArray1<'py, i32>,
+        PyReadonlyArray1<'py, f32>,
+    ),
+}
+
+/// The entries of a sparse matrix from its index and value arrays.
+fn sparse_entries<I: Copy + Into<i64>>(
+    (rows, cols): (usize, usize),
+    r: ArrayView1<'_, I>,
+    c: ArrayView1<'_, I>,
+    v: ArrayView1<'_, f32>,
+    field: &str,
+) -> PyResult<Weights> {
+    if r.len() != c.len() || r.len() != v.len() {
+        return Err(network_err(
+            field,
+            format!(
+                "rows, cols and values differ in length ({}, {}, {})",
+                r.len(),
+                c.len(),
+                v.len()
+            ),
+        ));
+    }
+    let index = |i: i64, j: i64| -> PyResult<(u32, u32)> {
+        match (u32::try_from(i), u32::try_from(j)) {
+            (Ok(a), Ok(b)) => Ok((a, b)),
+            _ => Err(network_err(
+                field,
+                format!("index ({i}, {j}) is outside the ({rows}, {cols}) matrix"),
+            )),
+        }
+    };
+    let mut entries = core(mem::with_capacity(r.len(), field))?;
+    for ((&i, &j), &w) in r.iter().zip(&c).zip(&v) {
+        let (i, j) = index(i.into(), j.into())?;
+        entries.push((i, j, w));
+    }
+    Ok(Weights::Sparse {
+        rows,
+        cols,
+        entries,
+    })
 }
 
 /// One projection: a dict with `source`, `target` and `weights`.
@@ -104,39 +152,20 @@ impl ProjectionArgs<'_> {
                     data: core(mem::collect(a.len(), a.iter().copied(), &field("weights")))?,
                 }
             }
-            WeightsArg::Sparse((rows, cols), r, c, v) => {
-                let (r, c, v) = (r.as_array(), c.as_array(), v.as_array());
-                if r.len() != c.len() || r.len() != v.len() {
-                    return Err(network_err(
-                        &field("weights"),
-                        format!(
-                            "rows, cols and values differ in length ({}, {}, {})",
-                            r.len(),
-                            c.len(),
-                            v.len()
-                        ),
-                    ));
-                }
-                let index = |i: i64, j: i64| -> PyResult<(u32, u32)> {
-                    match (u32::try_from(i), u32::try_from(j)) {
-                        (Ok(a), Ok(b)) => Ok((a, b)),
-                        _ => Err(network_err(
-                            &field("weights"),
-                            format!("index ({i}, {j}) is outside the ({rows}, {cols}) matrix"),
-                        )),
-                    }
-                };
-                let mut entries = core(mem::with_capacity(r.len(), &field("weights")))?;
-                for k in 0..r.len() {
-                    let (i, j) = index(r[k], c[k])?;
-                    entries.push((i, j, v[k]));
-                }
-                Weights::Sparse {
-                    rows,
-                    cols,
-                    entries,
-                }
-            }
+            WeightsArg::Sparse(shape, r, c, v) => sparse_entries(
+                shape,
+                r.as_array(),
+                c.as_array(),
+                v.as_array(),
+                &field("weights"),
+            )?,
+            WeightsArg::Sparse32(shape, r, c, v) => sparse_entries(
+                shape,
+                r.as_array(),
+                c.as_array(),
+                v.as_array(),
+                &field("weights"),
+            )?,
         };
         Ok(Projection {
             source,

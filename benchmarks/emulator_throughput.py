@@ -12,6 +12,8 @@ Workloads
       and to place it, the bytes per synapse the placement holds (its compiled form, and the
       growth of the process's resident memory), `steps` mode on one thread and on all
       (issue 23's targets: built in seconds, at most about 12 bytes per synapse);
+      (c) and (d) also run one sample on one thread and on all: its cores split into lanes that
+      deliver and fire on threads of their own (the same result, checked);
       (c) and (d) connect each source to targets spread over a whole layer (random
       connectivity, the chip's worst case);
   per-frame fixed overhead: frames with no input at all.
@@ -79,6 +81,20 @@ def scale_rows(rows: list, quick: bool, threads_all: int) -> dict:
                              "synops": int(res.metrics["synaptic_operations"].sum()), "samples": batch,
                              "spikes_per_sample": float(res.metrics["spikes"].mean())})
                 fig[f"synops_per_s_F{f_txt}_{threads}_threads"] = r
+            if threads_all > 1:
+                # One sample, all threads: its cores in lanes on threads of their own (issue 23's
+                # intra-sample parallelism), against the same sample on one thread.
+                one = []
+                for threads in (1, threads_all):
+                    r, t, res = synops_per_s(place, x[:1], 1, mode="steps", scheduler="random", F=F,
+                                             threads=threads)
+                    rows.append({"workload": f"{label}, batch 1", "threads": threads, "synops_per_s": r,
+                                 "seconds": t, "synops": int(res.metrics["synaptic_operations"].sum()),
+                                 "samples": 1, "spikes_per_sample": float(res.metrics["spikes"].mean())})
+                    one.append((r, res))
+                assert all(np.array_equal(one[0][1].metrics[m], one[1][1].metrics[m], equal_nan=True)
+                           for m in one[0][1].metrics), "lanes changed the result"
+                fig[f"batch1_all_threads_over_1_thread_F{f_txt}"] = one[1][0] / one[0][0]
         if key == "(c)":
             fig["bandwidth_limit_synops_per_s"] = limit
             fig["share_of_limit_F_inf"] = fig["synops_per_s_Finf_1_threads"] / limit

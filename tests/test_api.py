@@ -93,6 +93,22 @@ def test_deterministic_on_any_thread_count():
         assert not np.array_equal(other.trace, runs[0].trace)
 
 
+def test_one_sample_in_lanes_is_the_same_on_any_thread_count():
+    """A batch smaller than the threads splits each sample's cores into lanes that deliver and
+    fire on threads of their own (steps of more than 2^14 synapses): same trace, potentials and
+    metrics as on one thread."""
+    net = random_feedforward([600, 300, 200, 10], seed=2)
+    x = poisson_frames(1, 4, 600, 0.3, seed=2)
+    place = Chip.preset("ideal", mesh_width=4, mesh_height=4, core_neurons=40).place(net)
+    assert len(set(place.core_of.tolist())) >= 12
+    for F in (3, None):
+        runs = [place.run(x, scheduler="momentum", F=F, seed=1, threads=t, trace=True) for t in (1, 2, 3)]
+        assert runs[0].metrics["synaptic_operations"].sum() > 4 * 2**14
+        for r in runs[1:]:
+            assert np.array_equal(r.trace, runs[0].trace) and np.array_equal(r.v_final, runs[0].v_final)
+            assert all(np.array_equal(r.metrics[k], runs[0].metrics[k], equal_nan=True) for k in r.metrics)
+
+
 def test_interpreter_is_released_while_running():
     net = random_feedforward([200, 100, 100, 10], seed=1)
     x = poisson_frames(64, 30, 200, 0.2, seed=1)

@@ -137,14 +137,18 @@ pub struct Compiled<A: Arith> {
     pub weight: Vec<A::W>,
     /// Segments (one per destination core) of source `s`: `seg[s]..seg[s + 1]`.
     pub seg: Vec<usize>,
-    /// End offset (into `target`) of each segment; its destination core is that of its targets
-    /// ([`Compiled::core_at`] of its first synapse). 32 bits: a network holds fewer than 2^32
-    /// synapses.
-    pub seg_end: Vec<u32>,
-    /// The target range of each segment whose targets are consecutive neurons (a dense block:
-    /// segments with the same first target and length share one id), else [`NO_RANGE`].
-    pub seg_range: Vec<u32>,
-    /// First target of every target range: a delivery to a range reads no target index.
+    /// Each segment in one word: its end offset into `target` ([`Compiled::seg_end`], 31 bits:
+    /// a placement holds fewer than 2^31 synapses) and, in the top bit ([`RANGE`]), whether its
+    /// targets are two or more consecutive neurons (a dense block: [`Compiled::seg_is_range`]).
+    /// Its destination core is that of its targets ([`Compiled::core_at`] of its first synapse).
+    seg_word: Vec<u32>,
+    /// Whether any segment is a range.
+    pub has_ranges: bool,
+    /// For a source all of whose segments are ranges (a row of dense blocks), where the first
+    /// targets of its segments start in `range_first`; else `u32::MAX`. A delivery to such a
+    /// segment reads no target index.
+    pub range_base: Vec<u32>,
+    /// First targets of the segments of the sources that `range_base` lists.
     pub range_first: Vec<u32>,
     /// Total route hops of one spike of each source (sum over its segments).
     pub hops_of_source: Vec<u64>,
@@ -154,40 +158,57 @@ pub struct Compiled<A: Arith> {
     pub clipped_weights: u64,
     /// Neurons per core.
     pub core_neurons: Vec<u64>,
+    /// Synapses into each core.
+    pub core_synapses: Vec<u64>,
+    /// Whether every core's neurons are one run of consecutive neurons, in core order (the
+    /// automatic mapping, and any mapping that does not decrease along the neurons): then a
+    /// source's targets ascend with their cores, and a run of cores is a run of neurons that a
+    /// thread of its own can update (see [`crate::state`]'s lanes).
+    pub cores_in_order: bool,
 }
 
-/// `seg_range` of a segment whose targets are not consecutive.
-pub const NO_RANGE: u32 = u32::MAX;
+/// Top bit of a segment word: its targets are consecutive neurons.
+const RANGE: u32 = 1 << 31;
 
-/// The range id of every segment (see [`Compiled::seg_range`]) and the first target of every
-/// range.
-fn target_ranges(
+/// Mark every segment whose targets are two or more consecutive neurons (see
+/// [`Compiled::seg_is_range`]), and list the first targets of the sources whose segments all
+/// are ranges (`range_base`, `range_first`). Returns whether any segment is a range. A single
+/// target is delivered as well by index.
+fn mark_ranges(
     row: &[usize],
     seg: &[usize],
-    seg_end: &[u32],
+    seg_word: &mut [u32],
     target: &[u32],
-) -> Result<(Vec<u32>, Vec<u32>)> {
-    let mut seg_range = mem::filled(seg_end.len(), NO_RANGE, "segment ranges")?;
-    let mut ids: std::collections::HashMap<(u32, usize), u32> = std::collections::HashMap::new();
-    for s in 0..seg.len().saturating_sub(1) {
+) -> Result<(bool, Vec<u32>, Vec<u32>)> {
+    let n_src = seg.len().saturating_sub(1);
+    let mut base = mem::filled(n_src, u32::MAX, "range rows")?;
+    let mut first = Vec::new();
+    let mut any = false;
+    for s in 0..n_src {
         let mut begin = row[s];
-        for k in seg[s]..seg[s + 1] {
-            let ts = &target[begin..seg_end[k] as usize];
-            let consecutive = ts.windows(2).all(|p| p[1] == p[0] + 1);
-            if consecutive && !ts.is_empty() {
-                let next = u32::try_from(ids.len()).unwrap_or(NO_RANGE);
-                if next != NO_RANGE {
-                    seg_range[k] = *ids.entry((ts[0], ts.len())).or_insert(next);
-                }
+        let mut all = seg[s] < seg[s + 1];
+        for word in &mut seg_word[seg[s]..seg[s + 1]] {
+            let end = (*word & !RANGE) as usize;
+            let ts = &target[begin..end];
+            if ts.len() >= 2 && ts.windows(2).all(|p| p[1] == p[0] + 1) {
+                *word |= RANGE;
+                any = true;
+            } else {
+                all = false;
             }
-            begin = seg_end[k] as usize;
+            begin = end;
+        }
+        if let (true, Ok(b)) = (all, u32::try_from(first.len())) {
+            base[s] = b;
+            mem::reserve(&mut first, seg[s + 1] - seg[s], "range rows")?;
+            let mut begin = row[s];
+            for &word in &seg_word[seg[s]..seg[s + 1]] {
+                first.push(target[begin]);
+                begin = (word & !RANGE) as usize;
+            }
         }
     }
-    let mut first = mem::filled(ids.len(), 0u32, "target ranges")?;
-    for (&(t0, _), &id) in &ids {
-        first[id as usize] = t0;
-    }
-    Ok((seg_range, first))
+    Ok((any, base, first))
 }
 
 /// Per-core resource use of a compiled network.
@@ -296,14 +317,13 @@ impl<A: Arith> Compiled<A> {
         let mut target = mem::with_capacity(total, "synapse targets")?;
         let mut weight = mem::with_capacity(total, "synapse weights")?;
         let mut seg = mem::with_capacity(n_src + 1, "segments per source")?;
-        let mut seg_end: Vec<u32> = Vec::new();
-        let end32 = |n: usize| {
-            u32::try_from(n).map_err(|_| {
-                Error::network(
-                    "projections",
-                    format!("{total} synapses: at most 2^32 - 1 fit one placement"),
-                )
-            })
+        let mut seg_word: Vec<u32> = Vec::new();
+        let end31 = |n: usize| match u32::try_from(n) {
+            Ok(e) if e < RANGE => Ok(e),
+            _ => Err(Error::network(
+                "projections",
+                format!("{total} synapses: at most 2^31 - 1 fit one placement"),
+            )),
         };
         let mut hops_of_source = mem::filled(n_src, 0u64, "hops per source")?;
         let mut clipped = 0u64;
@@ -328,9 +348,9 @@ impl<A: Arith> Compiled<A> {
                 }
                 if cur_core != Some(c) {
                     if cur_core.is_some() {
-                        seg_end.push(end32(target.len())?);
+                        seg_word.push(end31(target.len())?);
                     }
-                    mem::reserve(&mut seg_end, 1, "segments")?;
+                    mem::reserve(&mut seg_word, 1, "segments")?;
                     hops_of_source[src] += chip.hops(router_of_source[src] as usize, c as usize);
                     cur_core = Some(c);
                 }
@@ -338,17 +358,23 @@ impl<A: Arith> Compiled<A> {
                 weight.push(q);
             }
             if cur_core.is_some() {
-                seg_end.push(end32(target.len())?);
+                seg_word.push(end31(target.len())?);
             }
             row.push(target.len());
-            seg.push(seg_end.len());
+            seg.push(seg_word.len());
         }
-        let (seg_range, range_first) = target_ranges(&row, &seg, &seg_end, &target)?;
+        let (has_ranges, range_base, range_first) =
+            mark_ranges(&row, &seg, &mut seg_word, &target)?;
         let out = net.output_range();
         let n_cores = chip.n_cores();
         let mut core_neurons = vec![0u64; n_cores];
         for &c in &core_of {
             core_neurons[c as usize] += 1;
+        }
+        let cores_in_order = core_of.windows(2).all(|p| p[0] <= p[1]);
+        let mut core_synapses = vec![0u64; n_cores];
+        for &t in &target {
+            core_synapses[core_of[t as usize] as usize] += 1;
         }
         Ok(Self {
             arith,
@@ -370,14 +396,17 @@ impl<A: Arith> Compiled<A> {
             target,
             weight,
             seg,
-            seg_end,
-            seg_range,
+            seg_word,
+            has_ranges,
+            range_base,
             range_first,
             hops_of_source,
             output_start: out.start,
             output_size: out.len(),
             clipped_weights: clipped,
             core_neurons,
+            core_synapses,
+            cores_in_order,
         })
     }
 
@@ -388,7 +417,38 @@ impl<A: Arith> Compiled<A> {
         if seg == self.seg[src] {
             self.row[src]
         } else {
-            self.seg_end[seg - 1] as usize
+            self.seg_end(seg - 1)
+        }
+    }
+
+    /// End offset (into `target`) of segment `k`.
+    #[inline]
+    #[must_use]
+    pub fn seg_end(&self, k: usize) -> usize {
+        (self.seg_word[k] & !RANGE) as usize
+    }
+
+    /// The first of segments `from..to` (those of one source) that ends after synapse `pos`.
+    #[must_use]
+    pub fn seg_ending_after(&self, from: usize, to: usize, pos: usize) -> usize {
+        from + self.seg_word[from..to].partition_point(|&w| ((w & !RANGE) as usize) <= pos)
+    }
+
+    /// Whether the targets of segment `k` are two or more consecutive neurons.
+    #[inline]
+    #[must_use]
+    pub fn seg_is_range(&self, k: usize) -> bool {
+        self.seg_word[k] & RANGE != 0
+    }
+
+    /// First target of segment `k` of source `src`, a range starting at synapse `begin`:
+    /// from `range_first` where the source has its row there (no load of the target array).
+    #[inline]
+    #[must_use]
+    pub fn range_start(&self, src: usize, k: usize, begin: usize) -> usize {
+        match self.range_base[src] {
+            u32::MAX => self.target[begin] as usize,
+            b => self.range_first[b as usize + k - self.seg[src]] as usize,
         }
     }
 
@@ -420,11 +480,12 @@ impl<A: Arith> Compiled<A> {
             + b(&self.target)
             + b(&self.weight)
             + b(&self.seg)
-            + b(&self.seg_end)
-            + b(&self.seg_range)
+            + b(&self.seg_word)
+            + b(&self.range_base)
             + b(&self.range_first)
             + b(&self.hops_of_source)
             + b(&self.core_neurons)
+            + b(&self.core_synapses)
     }
 
     /// Number of sources (input channels then neurons).
@@ -450,8 +511,8 @@ impl<A: Arith> Compiled<A> {
             let mut begin = self.row[src];
             for k in self.seg[src]..self.seg[src + 1] {
                 let c = self.core_at(begin) as usize;
-                synapses[c] += (self.seg_end[k] as usize - begin) as u64;
-                begin = self.seg_end[k] as usize;
+                synapses[c] += (self.seg_end(k) - begin) as u64;
+                begin = self.seg_end(k);
                 fan_in[c] += 1;
                 if src >= self.n_inputs {
                     fan_out[self.core_of[src - self.n_inputs] as usize] += 1;
@@ -497,5 +558,81 @@ impl<A: Arith> Compiled<A> {
                 message,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arith::F32;
+    use crate::network::{Population, Projection, Weights};
+
+    /// Input 0 reaches neurons 0..3 (one core) and 4..6 (the next): two ranges. Input 1
+    /// reaches neurons 1 and 2 (a range) and 5 alone (not a range). Input 2 reaches 7 only.
+    #[test]
+    fn ranges_are_marked_and_their_first_targets_listed_for_whole_rows() {
+        let entries = [0, 1, 2, 3, 4, 5, 6]
+            .iter()
+            .map(|&t| (t, 0, 0.5))
+            .chain([(1, 1, 0.5), (2, 1, 0.5), (5, 1, 0.5), (7, 2, 0.5)])
+            .collect();
+        let net = Network::new(
+            3,
+            vec![Population::lif(8, 1.0, 0.9, Reset::Subtract, false)],
+            vec![Projection {
+                source: Source::Input,
+                target: 0,
+                weights: Weights::Sparse {
+                    rows: 8,
+                    cols: 3,
+                    entries,
+                },
+            }],
+            0,
+        )
+        .unwrap();
+        let mut chip = ChipConfig::preset("ideal").unwrap();
+        chip.mesh_width = 2;
+        let c = Compiled::new(&net, &chip, F32, vec![0, 0, 0, 0, 1, 1, 1, 1]).unwrap();
+        let ranges: Vec<Vec<bool>> = (0..3)
+            .map(|s| {
+                (c.seg[s]..c.seg[s + 1])
+                    .map(|k| c.seg_is_range(k))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            ranges,
+            vec![vec![true, true], vec![true, false], vec![false]]
+        );
+        assert!(c.has_ranges);
+        // only input 0's row is all ranges: its first targets are listed, the others read them
+        assert_eq!(
+            c.range_base,
+            vec![
+                0,
+                u32::MAX,
+                u32::MAX,
+                u32::MAX,
+                u32::MAX,
+                u32::MAX,
+                u32::MAX,
+                u32::MAX,
+                u32::MAX,
+                u32::MAX,
+                u32::MAX
+            ]
+        );
+        assert_eq!(c.range_first, vec![0, 4]);
+        for s in 0..2 {
+            for k in c.seg[s]..c.seg[s + 1] {
+                let begin = c.seg_begin(s, k);
+                if c.seg_is_range(k) {
+                    assert_eq!(c.range_start(s, k, begin), c.target[begin] as usize);
+                }
+            }
+        }
+        assert_eq!(c.seg_end(c.seg[1]), 9);
+        assert_eq!(c.n_synapses(), 11);
     }
 }

@@ -608,7 +608,7 @@ impl<A: Arith> Sim<'_, '_, A> {
             let (src, seg) = (pkt.src as usize, pkt.seg as usize);
             let begin = net.seg_begin(src, seg);
             let service =
-                ((net.seg_end[seg] as usize - begin) as u64).saturating_mul(self.chip.syn_op_ticks);
+                ((net.seg_end(seg) - begin) as u64).saturating_mul(self.chip.syn_op_ticks);
             let start = t.max(unit.busy_until);
             if service == 0 && start == t {
                 self.deliver(pkt, begin, t);
@@ -625,7 +625,8 @@ impl<A: Arith> Sim<'_, '_, A> {
     }
 
     fn deliver(&mut self, pkt: Packet, begin: usize, t: u64) {
-        self.st.deliver_segment(pkt.seg as usize, begin, pkt.count);
+        self.st
+            .deliver_segment(pkt.src as usize, pkt.seg as usize, begin, pkt.count);
         self.st.metrics.packets_delivered += 1;
         self.ensure_fire(t);
     }
@@ -728,8 +729,17 @@ pub(crate) fn run_sample<A: Arith>(
     // On the heap: the hot state's addresses do not move with the stack (a stack address that
     // aliases the synapse arrays modulo 4 KiB stalls loads behind stores; it varied the speed
     // by a third from one process to the next).
+    // One lane: events run one at a time.
+    let one_lane = crate::lane::LanePlan::new(net, 1)?;
     let mut sim = Box::new(Sim {
-        st: State::new(net, n_cores + 1, input.n_frames(), opts.trace, label)?,
+        st: State::new(
+            net,
+            n_cores + 1,
+            input.n_frames(),
+            opts.trace,
+            label,
+            &one_lane,
+        )?,
         chip,
         opts,
         queue: EventQueue::default(),

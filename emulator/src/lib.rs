@@ -42,6 +42,7 @@ pub mod error;
 mod events;
 pub mod hash;
 pub mod input;
+mod lane;
 pub mod mem;
 pub mod network;
 pub mod options;
@@ -52,6 +53,7 @@ mod steps;
 pub mod stochastic;
 pub mod train;
 
+use crate::lane::LanePlan;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
@@ -83,13 +85,21 @@ pub struct Emulator {
     output_size: usize,
     /// Thread pools of the thread counts asked for, built once and kept (a clone shares them).
     pools: Arc<Mutex<Vec<Pool>>>,
+    /// Lane plans of the lane counts used, built once and kept (a clone shares them).
+    plans: Arc<Mutex<Vec<Plan>>>,
 }
+
+/// A lane count and its plan.
+type Plan = (usize, Arc<LanePlan>);
 
 /// A thread count and its pool.
 pub(crate) type Pool = (usize, Arc<rayon::ThreadPool>);
 
 /// Thread pools an [`Emulator`] (or the training engine) keeps (the most recently used thread counts).
 const KEPT_POOLS: usize = 4;
+
+/// Lanes a sample is split into for each thread it may use (see [`lane`]).
+const LANES_PER_THREAD: usize = 4;
 
 /// The pool of `t` threads kept in `pools` (the [`KEPT_POOLS`] most recently used thread counts),
 /// built on first use: a pool costs its threads and their allocator caches.
@@ -137,6 +147,7 @@ impl Emulator {
             n_inputs: net.n_inputs(),
             output_size: net.output_range().len(),
             pools: Arc::default(),
+            plans: Arc::default(),
         })
     }
 
@@ -174,13 +185,19 @@ impl Emulator {
     }
 
     /// Bytes the placed network holds (the compiled form: per-neuron state, the synapses and
-    /// their per-core segments).
+    /// their per-core segments; and the lane plans of one-sample runs on several threads,
+    /// where each source's row crosses between lanes).
     #[must_use]
     pub fn nbytes(&self) -> usize {
-        match &self.engine {
-            Engine::F32(c) => c.nbytes(),
-            Engine::Fixed(c) => c.nbytes(),
-        }
+        let plans: usize = (self.plans.lock().unwrap_or_else(PoisonError::into_inner))
+            .iter()
+            .map(|(_, p)| p.nbytes())
+            .sum();
+        plans
+            + match &self.engine {
+                Engine::F32(c) => c.nbytes(),
+                Engine::Fixed(c) => c.nbytes(),
+            }
     }
 
     /// Weights clipped when quantizing to the chip's fixed point (0 in `f32`).
@@ -258,6 +275,17 @@ impl Emulator {
             }
         }
         let job = || -> Result<Vec<SampleResult>> {
+            // Threads the batch leaves over go to each sample's lanes (one large sample uses
+            // them all); the results are the same for any number. Four lanes a thread: a
+            // layered network's activity is in one layer at a time, and each layer's cores
+            // then still spread over the threads.
+            let spare = rayon::current_num_threads() / inputs.len().max(1);
+            let lanes = if spare > 1 && opts.mode == Mode::Steps {
+                LANES_PER_THREAD * spare
+            } else {
+                1
+            };
+            let plan = self.lane_plan(lanes)?;
             inputs
                 .par_iter()
                 .enumerate()
@@ -268,8 +296,8 @@ impl Emulator {
                     let label = labels.map(|l| l[i]);
                     let sample = opts.sample_offset.wrapping_add(i as u64);
                     match &self.engine {
-                        Engine::F32(c) => self.run_one(c, x, label, sample, opts, stop),
-                        Engine::Fixed(c) => self.run_one(c, x, label, sample, opts, stop),
+                        Engine::F32(c) => self.run_one(c, x, label, sample, opts, stop, &plan),
+                        Engine::Fixed(c) => self.run_one(c, x, label, sample, opts, stop, &plan),
                     }
                 })
                 .collect()
@@ -280,11 +308,33 @@ impl Emulator {
         }
     }
 
+    /// The lane plan for `lanes` lanes, built at its first use and kept with the emulator (the
+    /// [`KEPT_POOLS`] most recently used).
+    fn lane_plan(&self, lanes: usize) -> Result<Arc<LanePlan>> {
+        let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(k) = plans.iter().position(|(n, _)| *n == lanes) {
+            let hit = plans.remove(k);
+            let plan = Arc::clone(&hit.1);
+            plans.push(hit);
+            return Ok(plan);
+        }
+        let plan = Arc::new(match &self.engine {
+            Engine::F32(c) => LanePlan::new(c, lanes)?,
+            Engine::Fixed(c) => LanePlan::new(c, lanes)?,
+        });
+        if plans.len() == KEPT_POOLS {
+            plans.remove(0);
+        }
+        plans.push((lanes, Arc::clone(&plan)));
+        Ok(plan)
+    }
+
     /// The pool of `t` threads, built at its first use and kept with the emulator.
     fn pool(&self, t: usize) -> Result<Arc<rayon::ThreadPool>> {
         kept_pool(&self.pools, t)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run_one<A: Arith>(
         &self,
         net: &Compiled<A>,
@@ -293,9 +343,10 @@ impl Emulator {
         sample: u64,
         opts: &RunOptions,
         stop: &AtomicBool,
+        plan: &LanePlan,
     ) -> Result<SampleResult> {
         match opts.mode {
-            Mode::Steps => steps::run_sample(net, &self.chip, x, label, sample, opts, stop),
+            Mode::Steps => steps::run_sample(net, &self.chip, x, label, sample, opts, stop, plan),
             Mode::Events => {
                 let mut r = events::run_sample(net, &self.chip, x, label, sample, opts, stop)?;
                 r.metrics.set_tick_ns(self.chip.tick_ns);

@@ -1,13 +1,16 @@
 //! Neuron state of one sample and the operations both timing modes share: leak, inject,
-//! deliver one source's synapses to one core, and the fire phase.
+//! deliver one source's synapses to one core, and the fire phase. The neurons are split into
+//! lanes ([`crate::lane`]) that a `steps` run updates on threads of their own.
 
 use crate::arith::Arith;
-use crate::compiled::{Compiled, NO_RANGE};
+use crate::compiled::Compiled;
 use crate::error::{Error, Result};
+use crate::lane::{Lane, LaneLists, LanePlan};
 use crate::mem;
 use crate::result::{Latency, Metrics, ReleaseRow, SampleResult, TraceRow};
 use crate::scheduler::SpikeQueue;
 use crate::stochastic;
+use rayon::prelude::*;
 
 /// Where in time a fire phase happens.
 #[derive(Debug, Clone, Copy)]
@@ -21,11 +24,6 @@ pub(crate) struct When {
     pub global_step: u64,
 }
 
-/// `flag` of a neuron in the fire phase's list already.
-const TOUCHED: u8 = 1;
-/// `flag` of a refractory neuron: it is not updated until the next frame.
-const REFRACTORY: u8 = 2;
-
 #[derive(Debug)]
 pub(crate) struct State<'c, A: Arith> {
     pub net: &'c Compiled<A>,
@@ -36,19 +34,21 @@ pub(crate) struct State<'c, A: Arith> {
     /// that a dense block is one loop with no branch; a refractory neuron's sum is never read,
     /// and is cleared when the neuron leaves its refractory period (at the next frame's leak).
     acc: Vec<A::V>,
-    /// [`TOUCHED`] and [`REFRACTORY`] bits of every neuron.
+    /// [`lane::TOUCHED`] and [`lane::REFRACTORY`] bits of every neuron.
     flag: Vec<u8>,
-    touched: Vec<u32>,
     /// Bumped whenever touched or refractory flags change outside a delivery (fire phase,
     /// leak): a target range stamped with the current generation has every non-refractory
     /// neuron touched already.
     generation: u64,
-    range_stamp: Vec<u64>,
-    /// Touched neurons of busy cores, kept for a later fire phase.
+    /// See [`Lane::stamp`].
+    range_stamp: Vec<(u64, u32)>,
+    /// The lanes: runs of whole cores, with their touched, fired and carried neurons.
+    lanes: Vec<LaneLists>,
+    plan: &'c LanePlan,
+    /// Touched neurons of busy cores, kept for a later fire phase (`events`, one lane).
     deferred: Vec<u32>,
-    carry: Vec<u32>,
-    next_carry: Vec<u32>,
-    fired: Vec<(u32, f64)>,
+    /// Spikes of a draw.
+    drawn: Vec<(u32, f64)>,
     pub queue: SpikeQueue,
     pub metrics: Metrics,
     pub out_counts: Vec<u32>,
@@ -69,12 +69,14 @@ pub(crate) struct State<'c, A: Arith> {
 }
 
 impl<'c, A: Arith> State<'c, A> {
+    /// The state of one sample, its neurons split into the lanes of `plan`.
     pub fn new(
         net: &'c Compiled<A>,
         n_groups: usize,
         n_frames: usize,
         want_trace: bool,
         label: Option<u32>,
+        plan: &'c LanePlan,
     ) -> Result<Self> {
         let n = net.n_neurons;
         let per_frame = n_frames.saturating_mul(net.output_size);
@@ -85,12 +87,11 @@ impl<'c, A: Arith> State<'c, A> {
             acc: mem::filled(n, A::V::default(), "input accumulators")?,
             flag: mem::filled(n, 0, "neuron flags")?,
             generation: 1,
-            range_stamp: mem::filled(net.range_first.len(), 0, "target ranges")?,
-            touched: Vec::new(),
+            range_stamp: mem::filled(if net.has_ranges { n } else { 0 }, (0, 0), "target ranges")?,
+            lanes: plan.bounds.iter().map(|&b| LaneLists::new(b)).collect(),
+            plan,
             deferred: Vec::new(),
-            carry: Vec::new(),
-            next_carry: Vec::new(),
-            fired: Vec::new(),
+            drawn: Vec::new(),
             queue: SpikeQueue::new(net.n_sources(), n_groups)?,
             metrics: Metrics::default(),
             out_counts: mem::filled(per_frame, 0, "output counts (frames x outputs)")?,
@@ -140,98 +141,129 @@ impl<'c, A: Arith> State<'c, A> {
         count
     }
 
+    /// The view of the one lane of a state that has one (no allocation).
+    fn whole(&mut self) -> Lane<'_, A> {
+        Lane {
+            net: self.net,
+            generation: self.generation,
+            v: &mut self.v,
+            cur: &mut self.cur,
+            acc: &mut self.acc,
+            flag: &mut self.flag,
+            stamp: &mut self.range_stamp,
+            lists: &mut self.lanes[0],
+            plan: self.plan,
+        }
+    }
+
+    /// Every lane's view of the state (disjoint slices of the neuron arrays).
+    fn views(&mut self) -> Vec<Lane<'_, A>> {
+        let (net, plan) = (self.net, self.plan);
+        let generation = self.generation;
+        let ranges = !self.range_stamp.is_empty();
+        let (mut v, mut cur, mut acc, mut flag) = (
+            &mut self.v[..],
+            &mut self.cur[..],
+            &mut self.acc[..],
+            &mut self.flag[..],
+        );
+        let mut stamp = &mut self.range_stamp[..];
+        let mut out = Vec::with_capacity(self.lanes.len());
+        for lists in &mut self.lanes {
+            let len = lists.end - lists.start;
+            let (a, rest) = std::mem::take(&mut v).split_at_mut(len);
+            v = rest;
+            let (b, rest) = std::mem::take(&mut cur).split_at_mut(len);
+            cur = rest;
+            let (c, rest) = std::mem::take(&mut acc).split_at_mut(len);
+            acc = rest;
+            let (d, rest) = std::mem::take(&mut flag).split_at_mut(len);
+            flag = rest;
+            let (e, rest) = std::mem::take(&mut stamp).split_at_mut(if ranges { len } else { 0 });
+            stamp = rest;
+            out.push(Lane {
+                net,
+                generation,
+                v: a,
+                cur: b,
+                acc: c,
+                flag: d,
+                stamp: e,
+                lists,
+                plan,
+            });
+        }
+        out
+    }
+
+    /// Run `f` on every lane: on threads of their own when `parallel`, else in turn. Either
+    /// way each lane does the same work, so the results are the same.
+    fn each_lane(&mut self, parallel: bool, f: impl Fn(&mut Lane<'_, A>) + Sync + Send) {
+        if self.lanes.len() == 1 {
+            f(&mut self.whole());
+        } else {
+            let mut views = self.views();
+            if parallel {
+                // one task a lane: only some lanes have work in a step, and any thread may take them
+                views.par_iter_mut().with_max_len(1).for_each(f);
+            } else {
+                views.iter_mut().for_each(f);
+            }
+        }
+        for l in &mut self.lanes {
+            self.metrics.synaptic_operations += std::mem::take(&mut l.synops);
+            self.metrics.membrane_updates += std::mem::take(&mut l.updates);
+        }
+    }
+
     /// Start of a frame: leak every neuron, clear refractory flags, and collect neurons that
     /// are already above threshold (they fire at the next fire phase). Stochastic and
     /// integrator neurons decay their synaptic trace; their potential moves at their draw.
     pub fn leak(&mut self) {
-        let net = self.net;
-        self.carry.clear();
-        for n in 0..net.n_neurons {
-            if net.has_trace[n] {
-                self.cur[n] = net.arith.leak(self.cur[n], net.trace_leak[n]);
-                continue;
-            }
-            self.v[n] = net.arith.leak(self.v[n], net.leak[n]);
-            if self.flag[n] & REFRACTORY != 0 {
-                self.flag[n] &= !REFRACTORY;
-                self.acc[n] = A::V::default();
-            }
-            if self.v[n] > net.theta[n] {
-                // n < 2^28
-                #[allow(clippy::cast_possible_truncation)]
-                self.carry.push(n as u32);
-            }
-        }
-        self.metrics.membrane_updates += net.n_neurons as u64;
+        let parallel = self.lanes.len() > 1;
+        self.each_lane(parallel, |lane| lane.leak());
+        self.metrics.membrane_updates += self.net.n_neurons as u64;
         self.generation += 1;
     }
 
-    /// Deliver segment `k` (one destination core) of a released source with count `c`.
+    /// Deliver segment `k` (one destination core, from synapse `begin`) of released source
+    /// `src` with count `c` (a state of one lane: `events` mode).
     #[inline]
-    pub fn deliver_segment(&mut self, k: usize, begin: usize, c: u32) {
-        let net = self.net;
-        let end = net.seg_end[k] as usize;
-        let len = end - begin;
-        self.metrics.synaptic_operations += len as u64;
-        let weights = &net.weight[begin..end];
-        let (acc, flag, touched) = (&mut self.acc, &mut self.flag, &mut self.touched);
-        let r = net.seg_range[k];
-        if r != NO_RANGE {
-            // Consecutive targets, from the range's first: no target index is read. The
-            // touched flags once per range and fire phase, then one loop over the block with
-            // no branch.
-            let t0 = net.range_first[r as usize] as usize;
-            self.core_synops[net.core_of[t0] as usize] += len as u64;
-            let stamp = &mut self.range_stamp[r as usize];
-            if *stamp != self.generation {
-                *stamp = self.generation;
-                for (t, f) in (t0..).zip(&mut flag[t0..t0 + len]) {
-                    if *f == 0 {
-                        *f = TOUCHED;
-                        // t < 2^28
-                        #[allow(clippy::cast_possible_truncation)]
-                        touched.push(t as u32);
-                    }
-                }
-            }
-            let cells = &mut acc[t0..t0 + len];
-            if c == 1 {
-                for (a, &w) in cells.iter_mut().zip(weights) {
-                    *a = A::accumulate(*a, w, 1);
-                }
-            } else {
-                for (a, &w) in cells.iter_mut().zip(weights) {
-                    *a = A::accumulate(*a, w, c);
-                }
-            }
-            return;
-        }
-        let targets = &net.target[begin..end];
-        self.core_synops[net.core_of[targets[0] as usize] as usize] += len as u64;
-        for (&t, &w) in targets.iter().zip(weights) {
-            let t = t as usize;
-            acc[t] = A::accumulate(acc[t], w, c);
-            if flag[t] == 0 {
-                flag[t] = TOUCHED;
-                // t < 2^28
-                #[allow(clippy::cast_possible_truncation)]
-                touched.push(t as u32);
-            }
-        }
+    pub fn deliver_segment(&mut self, src: usize, k: usize, begin: usize, c: u32) {
+        debug_assert_eq!(self.lanes.len(), 1);
+        self.whole().deliver_segment(src, k, begin, c);
+        let l = &mut self.lanes[0];
+        self.metrics.synaptic_operations += std::mem::take(&mut l.synops);
     }
 
-    /// Fire phase: integrate the accumulated current of every touched neuron, then every
-    /// non-refractory neuron above threshold fires once (ascending neuron order in the trace).
+    /// One forward step after the release (`steps` mode): every lane delivers the released
+    /// `(source, count)` pairs (ascending sources) and runs its fire phase, on threads of
+    /// their own when `parallel`; then the spikes are recorded.
+    pub fn step(&mut self, released: &[(u32, u32)], when: When, parallel: bool) {
+        if self.lanes.len() > 1 {
+            self.plan.split(released, &mut self.lanes);
+        }
+        self.each_lane(parallel, |lane| {
+            lane.deliver(released);
+            lane.fire();
+        });
+        self.generation += 1;
+        self.emit_lanes(when);
+    }
+
+    /// Fire phase (`events` mode, one lane): integrate the accumulated current of every
+    /// touched neuron, then every non-refractory neuron above threshold fires once.
     /// Stochastic and integrator neurons add the current to their trace and do not fire here.
-    /// A neuron on a core that `busy` marks (`events` mode: the core still has packets to
-    /// process) keeps accumulating: the core updates it once it has processed its input.
+    /// A neuron on a core that `busy` marks (the core still has packets to process) keeps
+    /// accumulating: the core updates it once it has processed its input.
     pub fn fire(&mut self, when: When, busy: Option<&dyn Fn(u32) -> bool>) {
         let net = self.net;
+        debug_assert_eq!(self.lanes.len(), 1);
         if let Some(busy) = busy {
             // neurons of busy cores wait in `deferred` for the next fire phase
             let deferred = &mut self.deferred;
             deferred.clear();
-            self.touched.retain(|&n| {
+            self.lanes[0].touched.retain(|&n| {
                 let wait = busy(net.core_of[n as usize]);
                 if wait {
                     deferred.push(n);
@@ -239,70 +271,21 @@ impl<'c, A: Arith> State<'c, A> {
                 !wait
             });
         }
-        self.metrics.membrane_updates += self.touched.len() as u64;
-        self.fired.clear();
-        for i in 0..self.carry.len() {
-            let n = self.carry[i] as usize;
-            if self.flag[n] == 0 && self.v[n] > net.theta[n] {
-                self.fire_one(n);
-            }
-        }
-        self.integrate_touched();
-        self.touched.clear();
-        self.touched.append(&mut self.deferred);
+        self.each_lane(false, |lane| lane.fire());
+        self.lanes[0].touched.append(&mut self.deferred);
         self.generation += 1;
-        std::mem::swap(&mut self.carry, &mut self.next_carry);
-        self.next_carry.clear();
-        self.emit(when);
+        self.emit_lanes(when);
     }
 
-    /// The fire phase's update of every touched neuron: take its input, integrate, and fire
-    /// if above threshold. Written without a branch on whether a neuron fires (it is as likely
-    /// as not): every neuron's spike is written to `fired` and kept only if it fired.
-    fn integrate_touched(&mut self) {
-        let net = self.net;
-        let arith = &net.arith;
-        let base = self.fired.len();
-        self.fired.resize(base + self.touched.len(), (0, 0.0));
-        let mut count = base;
-        // The arrays as local slices: their addresses stay in registers through the loop.
-        let (theta, subtract, refractory, has_trace) = (
-            &net.theta[..],
-            &net.subtract[..],
-            &net.refractory[..],
-            &net.has_trace[..],
-        );
-        let (acc, flag, vs, cur) = (
-            &mut self.acc[..],
-            &mut self.flag[..],
-            &mut self.v[..],
-            &mut self.cur[..],
-        );
-        let (fired, next_carry) = (&mut self.fired[..], &mut self.next_carry);
-        for &n32 in &self.touched {
-            let n = n32 as usize;
-            let input = std::mem::take(&mut acc[n]);
-            if has_trace[n] {
-                flag[n] = 0;
-                cur[n] = arith.integrate(cur[n], input);
-                continue;
-            }
-            let v = arith.integrate(vs[n], input);
-            let th = theta[n];
-            let fires = v > th;
-            let over = arith.subtract(v, th);
-            let reset = if subtract[n] { over } else { A::V::default() };
-            vs[n] = if fires { reset } else { v };
-            flag[n] = u8::from(fires & refractory[n]) * REFRACTORY;
-            // Still above threshold after a subtractive reset: fires again at the next fire
-            // phase. Rare: the one branch. `over > theta` implies that it fired (theta > 0).
-            if subtract[n] && over > th && !refractory[n] {
-                next_carry.push(n32);
-            }
-            fired[count] = (n32, A::raw(over));
-            count += usize::from(fires);
+    /// Record the spikes of every lane's fire phase (lane by lane: ascending neurons).
+    fn emit_lanes(&mut self, when: When) {
+        let spikes_before = self.spikes_before_step;
+        for i in 0..self.lanes.len() {
+            let mut fired = std::mem::take(&mut self.lanes[i].fired);
+            self.emit(&mut fired, when, spikes_before);
+            self.lanes[i].fired = fired;
         }
-        self.fired.truncate(count);
+        self.spikes_before_step = self.metrics.spikes;
     }
 
     /// The draw of stochastic / integrator population `d` (index into `net.draws`): every
@@ -311,7 +294,8 @@ impl<'c, A: Arith> State<'c, A> {
     pub fn draw(&mut self, d: usize, prefix: u32, when: When) {
         let net = self.net;
         let pop = net.draws[d];
-        self.fired.clear();
+        let mut drawn = std::mem::take(&mut self.drawn);
+        drawn.clear();
         self.metrics.membrane_updates += pop.size as u64;
         for n in pop.start..pop.start + pop.size {
             let v = net.arith.leak(self.v[n], net.leak[n]);
@@ -322,11 +306,14 @@ impl<'c, A: Arith> State<'c, A> {
                 if stochastic::fires(prefix, (net.n_inputs + n) as u64, index) {
                     // n < 2^28
                     #[allow(clippy::cast_possible_truncation)]
-                    self.fired.push((n as u32, A::raw(z)));
+                    drawn.push((n as u32, A::raw(z)));
                 }
             }
         }
-        self.emit(when);
+        let spikes_before = self.spikes_before_step;
+        self.emit(&mut drawn, when, spikes_before);
+        self.spikes_before_step = self.metrics.spikes;
+        self.drawn = drawn;
     }
 
     /// End of frame `frame`: record the output population's potentials. Errors: a trace that
@@ -354,26 +341,25 @@ impl<'c, A: Arith> State<'c, A> {
         Ok(())
     }
 
-    /// Record the spikes in `self.fired` (sorted by neuron): metrics, trace, queue, outputs.
-    fn emit(&mut self, when: When) {
+    /// Record the spikes `fired` (of one lane, or a draw) of a step in which
+    /// `spikes_before` spikes came before: metrics, trace, queue, outputs.
+    fn emit(&mut self, fired: &mut [(u32, f64)], when: When, spikes_before: u64) {
         let net = self.net;
-        if self.fired.is_empty() {
+        if fired.is_empty() {
             return;
         }
         if self.want_trace {
-            // The trace lists a step's spikes by ascending neuron; nothing else depends on
-            // their order (queues are ordered at release).
-            self.fired.sort_unstable_by_key(|e| e.0);
-            if let Err(e) = mem::reserve(&mut self.trace, self.fired.len(), "spike trace") {
+            // The trace lists a step's spikes by ascending neuron (lanes are ascending runs of
+            // neurons); nothing else depends on their order (queues are ordered at release).
+            fired.sort_unstable_by_key(|e| e.0);
+            if let Err(e) = mem::reserve(&mut self.trace, fired.len(), "spike trace") {
                 self.failed.get_or_insert(e);
                 self.want_trace = false;
             }
         }
         let since = (u64::from(when.frame) << 32) | when.step.min(0xffff_ffff);
-        let spikes_before = self.spikes_before_step;
-        self.metrics.spikes += self.fired.len() as u64;
-        for i in 0..self.fired.len() {
-            let (n32, overshoot) = self.fired[i];
+        self.metrics.spikes += fired.len() as u64;
+        for &(n32, overshoot) in fired.iter() {
             let n = n32 as usize;
             let first_in_frame = self.last_spike_frame[n] != when.frame;
             self.last_spike_frame[n] = when.frame;
@@ -419,32 +405,18 @@ impl<'c, A: Arith> State<'c, A> {
                 }
             }
         }
-        self.spikes_before_step = self.metrics.spikes;
-    }
-
-    #[inline(always)]
-    fn fire_one(&mut self, n: usize) {
-        let net = self.net;
-        let over = net.arith.subtract(self.v[n], net.theta[n]);
-        self.v[n] = if net.subtract[n] {
-            over
-        } else {
-            A::V::default()
-        };
-        if net.refractory[n] {
-            self.flag[n] = REFRACTORY;
-        } else if net.subtract[n] && self.v[n] > net.theta[n] {
-            // n < 2^28
-            #[allow(clippy::cast_possible_truncation)]
-            self.next_carry.push(n as u32);
-        }
-        // n < 2^28
-        #[allow(clippy::cast_possible_truncation)]
-        self.fired.push((n as u32, A::raw(over)));
     }
 
     /// Finish: potentials in network units and the result record.
     pub fn finish(mut self) -> SampleResult {
+        for l in &self.lanes {
+            for (all, own) in self.core_synops[l.core_start..l.core_end]
+                .iter_mut()
+                .zip(&l.core_synops)
+            {
+                *all += own;
+            }
+        }
         self.metrics.unreleased = self.queue.total_count();
         let net = self.net;
         let v_final = self.v.iter().map(|&v| net.arith.to_f64(v)).collect();

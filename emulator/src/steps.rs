@@ -6,12 +6,19 @@ use crate::compiled::Compiled;
 use crate::error::{Error, Result};
 use crate::hash::frame_prefix;
 use crate::input::SampleInput;
+use crate::lane::LanePlan;
 use crate::options::{InputMode, RunOptions};
 use crate::result::SampleResult;
 use crate::state::{State, When};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Run one sample in `steps` mode.
+/// A step delivers on the lanes' threads when its released rows hold at least this many
+/// synapses (below it, the hand-off costs more than it saves; the results are the same).
+const PARALLEL_STEP_SYNAPSES: usize = 1 << 14;
+
+/// Run one sample in `steps` mode, its neurons in the lanes of `plan`, which deliver and fire on
+/// threads of their own (see [`crate::lane`]; the results are the same for any number).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_sample<A: Arith>(
     net: &Compiled<A>,
     chip: &ChipConfig,
@@ -20,6 +27,7 @@ pub(crate) fn run_sample<A: Arith>(
     sample: u64,
     opts: &RunOptions,
     stop: &AtomicBool,
+    plan: &LanePlan,
 ) -> Result<SampleResult> {
     let n_cores = net.n_cores;
     // Groups: one per core, then the input port.
@@ -35,10 +43,12 @@ pub(crate) fn run_sample<A: Arith>(
         input.n_frames(),
         opts.trace,
         label,
+        plan,
     )?);
     let f_limit = opts.f_limit();
     let (step_limit, limit_is_error) = opts.step_limit();
     let mut released: Vec<u32> = Vec::new();
+    let mut pairs: Vec<(u32, u32)> = Vec::new();
     let mut active: Vec<u32> = Vec::new();
     let mut woken: Vec<u32> = Vec::new();
     let mut global_step = 0u64;
@@ -113,18 +123,17 @@ pub(crate) fn run_sample<A: Arith>(
                 time: global_step,
                 global_step,
             };
+            pairs.clear();
+            let mut synapses = 0usize;
             for &s32 in &released {
                 let c = st.take_release(when, s32);
+                pairs.push((s32, c));
                 let s = s32 as usize;
-                let mut begin = net.row[s];
-                for seg in net.seg[s]..net.seg[s + 1] {
-                    st.deliver_segment(seg, begin, c);
-                    begin = net.seg_end[seg] as usize;
-                }
+                synapses += net.row[s + 1] - net.row[s];
                 st.metrics.packets += (net.seg[s + 1] - net.seg[s]) as u64;
                 st.metrics.hops += net.hops_of_source[s];
             }
-            st.fire(when, None);
+            st.step(&pairs, when, synapses >= PARALLEL_STEP_SYNAPSES);
             k += 1;
             global_step += 1;
         }

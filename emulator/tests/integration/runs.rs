@@ -522,3 +522,47 @@ fn a_set_stop_flag_ends_the_run_with_interrupted() {
         );
     }
 }
+
+/// One sample with threads to spare runs its cores in lanes on threads of their own: the same
+/// spikes, trace, potentials and counts as on one thread, for any number of lanes (grid
+/// weights with zeros, recurrent rows, stochastic and integrator populations; steps whose
+/// rows hold more than the parallel threshold).
+#[test]
+fn one_sample_in_lanes_gives_the_same_results_on_any_thread_count() {
+    let mut rng = Rng(7);
+    for _ in 0..3 {
+        let net = random_net(&mut rng, 400, &[240, 160, 10], true);
+        let input = random_input(&mut rng, 4, 400, 40);
+        let mut chip = ideal(16);
+        chip.core.neurons = 40;
+        let emu = Emulator::new(&net, chip, &Mapping::Auto).unwrap();
+        for scheduler in [Scheduler::Random, Scheduler::Momentum, Scheduler::Fifo] {
+            for f in [Some(3), None] {
+                let base = RunOptions {
+                    scheduler,
+                    f,
+                    seed: 3,
+                    trace: true,
+                    max_steps: Some(150),
+                    ..RunOptions::default()
+                };
+                let run = |threads| {
+                    emu.run(
+                        std::slice::from_ref(&input),
+                        None,
+                        &RunOptions {
+                            threads: Some(threads),
+                            ..base.clone()
+                        },
+                    )
+                    .unwrap()
+                };
+                let one = run(1);
+                assert!(one[0].metrics.synaptic_operations > 1 << 15);
+                for threads in [2, 3, 5] {
+                    assert_eq!(one, run(threads), "{scheduler:?} F={f:?} threads={threads}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! Lanes: the neurons of one sample split into runs of whole cores that deliver and fire on
+//! threads of their own, so that one large sample uses every thread.
+//!
+//! Within a forward step the cores are independent from the release to the end of the fire
+//! phase: a delivery writes only its destination core's neurons, and a neuron's fire phase
+//! reads only its own state. A lane is a run of consecutive cores whose neurons are a run of
+//! consecutive neurons (the automatic mapping, and any mapping in core order). Each lane walks
+//! the step's released sources in ascending order and delivers the part of each row that falls
+//! in its neurons, so every neuron receives its inputs in the order it would on one thread,
+//! and adds them in that order: the same bits for any number of lanes. The step's spikes are
+//! then recorded lane by lane (ascending neurons), on one thread.
+
+use crate::arith::Arith;
+use crate::compiled::Compiled;
+
+/// `flag` of a neuron in the fire phase's list already.
+pub(crate) const TOUCHED: u8 = 1;
+/// `flag` of a refractory neuron: it is not updated until the next frame.
+pub(crate) const REFRACTORY: u8 = 2;
+
+/// What a lane keeps between steps: its neurons and cores, and its lists. Aligned to two cache
+/// lines: lanes on different threads write their own lists' lengths and counts all the time.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct LaneLists {
+    /// Neurons `start..end` and cores `core_start..core_end`.
+    pub start: usize,
+    pub end: usize,
+    pub core_start: usize,
+    pub core_end: usize,
+    /// Neurons that received input since the last fire phase (ids).
+    pub touched: Vec<u32>,
+    /// Spikes of the last fire phase: neuron and overshoot `v - theta` (raw units).
+    pub fired: Vec<(u32, f64)>,
+    /// Neurons above threshold without input: they fire at the next fire phase.
+    pub carry: Vec<u32>,
+    next_carry: Vec<u32>,
+    /// Synaptic operations and membrane updates of this lane since they were last collected.
+    pub synops: u64,
+    pub updates: u64,
+    /// Synaptic operations into each of this lane's cores since they were last collected (its
+    /// own array: lanes never write the same cache line).
+    pub core_synops: Vec<u64>,
+    /// This step's parts of released rows (more than one lane).
+    pub parts: Vec<Part>,
+}
+
+/// A run of whole cores and their neurons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bounds {
+    /// Neurons `start..end` and cores `core_start..core_end`.
+    pub start: usize,
+    pub end: usize,
+    pub core_start: usize,
+    pub core_end: usize,
+}
+
+/// How a placed network splits into lanes, with where each source's row crosses from one lane
+/// to the next: built once per lane count and kept with the emulator.
+#[derive(Debug)]
+pub struct LanePlan {
+    pub(crate) bounds: Vec<Bounds>,
+    /// `cut[s * (lanes + 1) + j]`: the first synapse (offset into the CSR) of source `s` in
+    /// lane `j`, and the segment it starts (`j = lanes`: the row's end). Empty with one lane.
+    cut: Vec<(u32, u32)>,
+}
+
+/// The part of a released source's row that one lane delivers: source, count, synapses
+/// `lo..hi` (offsets into the CSR), and the segment that starts at `lo`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Part {
+    pub src: u32,
+    pub count: u32,
+    pub lo: u32,
+    pub hi: u32,
+    pub seg: u32,
+}
+
+impl LanePlan {
+    /// Lanes for `lanes` threads' worth of work: runs of whole cores of about equal work
+    /// (synapses in, plus neurons), never empty. One lane when the cores are not in neuron
+    /// order.
+    pub fn new<A: Arith>(net: &Compiled<A>, lanes: usize) -> crate::Result<Self> {
+        let bounds = bounds(net, lanes);
+        let mut cut = Vec::new();
+        if bounds.len() > 1 {
+            let width = bounds.len() + 1;
+            cut = crate::mem::filled(net.n_sources() * width, (0u32, 0u32), "lane cuts")?;
+            // fewer than 2^31 synapses and 2^32 segments (checked when placed)
+            #[allow(clippy::cast_possible_truncation)]
+            let at = |i: usize, k: usize| (i as u32, k as u32);
+            for (s, cuts) in cut.chunks_exact_mut(width).enumerate() {
+                let (row_start, row_end) = (net.row[s], net.row[s + 1]);
+                // the targets of a row ascend with their cores (cores in neuron order), and
+                // lanes split at cores: every cut is where a segment starts
+                let (mut i, mut k) = (row_start, net.seg[s]);
+                for (j, b) in bounds.iter().enumerate() {
+                    while i < row_end && (net.target[i] as usize) < b.start {
+                        i = net.seg_end(k);
+                        k += 1;
+                    }
+                    cuts[j] = at(i, k);
+                }
+                cuts[bounds.len()] = at(row_end, net.seg[s + 1]);
+            }
+        }
+        Ok(Self { bounds, cut })
+    }
+
+    /// Number of lanes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.bounds.len()
+    }
+
+    /// Bytes the plan holds.
+    #[must_use]
+    pub fn nbytes(&self) -> usize {
+        std::mem::size_of_val(&self.cut[..]) + std::mem::size_of_val(&self.bounds[..])
+    }
+
+    /// Hand each lane its part of every released `(source, count)` (ascending sources), in
+    /// `lanes[j].parts` (more than one lane).
+    pub(crate) fn split(&self, released: &[(u32, u32)], lanes: &mut [LaneLists]) {
+        let w = self.bounds.len() + 1;
+        for l in lanes.iter_mut() {
+            l.parts.clear();
+        }
+        for &(src, count) in released {
+            let s = src as usize;
+            let cuts = &self.cut[s * w..(s + 1) * w];
+            for (l, c) in lanes.iter_mut().zip(cuts.windows(2)) {
+                if c[0].0 < c[1].0 {
+                    l.parts.push(Part {
+                        src,
+                        count,
+                        lo: c[0].0,
+                        hi: c[1].0,
+                        seg: c[0].1,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn bounds<A: Arith>(net: &Compiled<A>, lanes: usize) -> Vec<Bounds> {
+    let n_cores = net.n_cores;
+    let whole = vec![Bounds {
+        start: 0,
+        end: net.n_neurons,
+        core_start: 0,
+        core_end: n_cores,
+    }];
+    if lanes <= 1 || !net.cores_in_order || n_cores < 2 {
+        return whole;
+    }
+    let work: Vec<u64> = (0..n_cores)
+        .map(|c| net.core_synapses[c] + net.core_neurons[c])
+        .collect();
+    let total: u64 = work.iter().sum();
+    let mut out: Vec<Bounds> = Vec::new();
+    let (mut core_start, mut start, mut done) = (0usize, 0usize, 0u64);
+    for (c, &w) in work.iter().enumerate() {
+        done += w;
+        let k = out.len() as u64 + 1;
+        let last = c + 1 == n_cores;
+        // close a lane once its share of the work is reached (the last lane takes the rest)
+        if last || (done * lanes as u64 >= total * k && (k as usize) < lanes) {
+            let end = start
+                + usize::try_from(net.core_neurons[core_start..=c].iter().sum::<u64>())
+                    .unwrap_or(usize::MAX);
+            if end > start {
+                out.push(Bounds {
+                    start,
+                    end,
+                    core_start,
+                    core_end: c + 1,
+                });
+            } else if let Some(prev) = out.last_mut() {
+                // cores without neurons join the lane before them
+                prev.core_end = c + 1;
+            }
+            start = end;
+            core_start = c + 1;
+        }
+    }
+    if out.len() < 2 {
+        return whole;
+    }
+    // cores without neurons before the first lane's join it
+    out[0].core_start = 0;
+    out
+}
+
+impl LaneLists {
+    /// The empty lists of a lane within `b`.
+    pub fn new(b: Bounds) -> Self {
+        Self {
+            core_synops: vec![0; b.core_end - b.core_start],
+            start: b.start,
+            end: b.end,
+            core_start: b.core_start,
+            core_end: b.core_end,
+            ..Self::default()
+        }
+    }
+}
+
+/// One lane's view of a sample's state for one phase: its slices of the neuron arrays (its
+/// neurons `lists.start..lists.end`, its cores) and its lists.
+#[derive(Debug)]
+pub(crate) struct Lane<'s, A: Arith> {
+    pub net: &'s Compiled<A>,
+    pub generation: u64,
+    pub v: &'s mut [A::V],
+    pub cur: &'s mut [A::V],
+    pub acc: &'s mut [A::V],
+    pub flag: &'s mut [u8],
+    /// `(generation, length)` of the last range that started at each neuron (empty when the
+    /// network has no ranges): a range from there of at most that length, in that generation,
+    /// has its neurons touched already.
+    pub stamp: &'s mut [(u64, u32)],
+    pub lists: &'s mut LaneLists,
+    pub plan: &'s LanePlan,
+}
+
+impl<A: Arith> Lane<'_, A> {
+    /// Deliver the step's released sources `(source, count)` (ascending): the whole of each
+    /// row with one lane, else this lane's parts of them ([`LanePlan::split`]).
+    pub fn deliver(&mut self, released: &[(u32, u32)]) {
+        let net = self.net;
+        if self.plan.len() == 1 {
+            for &(s32, c) in released {
+                let s = s32 as usize;
+                let mut begin = net.row[s];
+                for k in net.seg[s]..net.seg[s + 1] {
+                    self.deliver_segment(s, k, begin, c);
+                    begin = net.seg_end(k);
+                }
+            }
+            return;
+        }
+        let parts = std::mem::take(&mut self.lists.parts);
+        for p in &parts {
+            let (s, mut k, mut begin) = (p.src as usize, p.seg as usize, p.lo as usize);
+            while begin < p.hi as usize {
+                self.deliver_segment(s, k, begin, p.count);
+                begin = net.seg_end(k);
+                k += 1;
+            }
+        }
+        self.lists.parts = parts;
+    }
+
+    /// Deliver segment `k` (one destination core, from synapse `begin`) of released source
+    /// `src` with count `c`.
+    #[inline]
+    pub fn deliver_segment(&mut self, src: usize, k: usize, begin: usize, c: u32) {
+        let net = self.net;
+        let base = self.lists.start;
+        let end = net.seg_end(k);
+        let len = end - begin;
+        self.lists.synops += len as u64;
+        let weights = &net.weight[begin..end];
+        let (acc, flag, touched) = (
+            &mut self.acc[..],
+            &mut self.flag[..],
+            &mut self.lists.touched,
+        );
+        if net.seg_is_range(k) {
+            // Consecutive targets, from the first: the touched flags once per range and fire
+            // phase, then one loop over the block with no index loads and no branch.
+            let t0 = net.range_start(src, k, begin);
+            self.lists.core_synops[net.core_of[t0] as usize - self.lists.core_start] += len as u64;
+            let l0 = t0 - base;
+            let stamp = &mut self.stamp[l0];
+            if stamp.0 != self.generation || (stamp.1 as usize) < len {
+                // len < 2^31
+                #[allow(clippy::cast_possible_truncation)]
+                {
+                    *stamp = (self.generation, len as u32);
+                }
+                for (t, f) in (t0..).zip(&mut flag[l0..l0 + len]) {
+                    if *f == 0 {
+                        *f = TOUCHED;
+                        // t < 2^28
+                        #[allow(clippy::cast_possible_truncation)]
+                        touched.push(t as u32);
+                    }
+                }
+            }
+            // A delivery adds to every target, refractory or not, so that the block is one
+            // loop with no branch; a refractory neuron's sum is never read, and is cleared
+            // when it leaves its refractory period (at the next frame's leak).
+            let cells = &mut acc[l0..l0 + len];
+            if c == 1 {
+                for (a, &w) in cells.iter_mut().zip(weights) {
+                    *a = A::accumulate(*a, w, 1);
+                }
+            } else {
+                for (a, &w) in cells.iter_mut().zip(weights) {
+                    *a = A::accumulate(*a, w, c);
+                }
+            }
+            return;
+        }
+        let targets = &net.target[begin..end];
+        self.lists.core_synops
+            [net.core_of[targets[0] as usize] as usize - self.lists.core_start] += len as u64;
+        for (&t, &w) in targets.iter().zip(weights) {
+            let l = t as usize - base;
+            acc[l] = A::accumulate(acc[l], w, c);
+            if flag[l] == 0 {
+                flag[l] = TOUCHED;
+                touched.push(t);
+            }
+        }
+    }
+
+    /// Start of a frame: leak every neuron, clear refractory flags, and collect neurons that
+    /// are already above threshold (they fire at the next fire phase). Stochastic and
+    /// integrator neurons decay their synaptic trace; their potential moves at their draw.
+    pub fn leak(&mut self) {
+        let net = self.net;
+        let base = self.lists.start;
+        self.lists.carry.clear();
+        for l in 0..self.lists.end - base {
+            let n = base + l;
+            if net.has_trace[n] {
+                self.cur[l] = net.arith.leak(self.cur[l], net.trace_leak[n]);
+                continue;
+            }
+            self.v[l] = net.arith.leak(self.v[l], net.leak[n]);
+            if self.flag[l] & REFRACTORY != 0 {
+                self.flag[l] &= !REFRACTORY;
+                self.acc[l] = A::V::default();
+            }
+            if self.v[l] > net.theta[n] {
+                // n < 2^28
+                #[allow(clippy::cast_possible_truncation)]
+                self.lists.carry.push(n as u32);
+            }
+        }
+    }
+
+    /// Fire phase: neurons carried over fire first (unless they received input), then every
+    /// touched neuron integrates its input and fires if above threshold. Spikes go to
+    /// `lists.fired` (in no particular order).
+    pub fn fire(&mut self) {
+        let net = self.net;
+        let base = self.lists.start;
+        self.lists.updates += self.lists.touched.len() as u64;
+        self.lists.fired.clear();
+        for i in 0..self.lists.carry.len() {
+            let n = self.lists.carry[i] as usize;
+            let l = n - base;
+            if self.flag[l] == 0 && self.v[l] > net.theta[n] {
+                self.fire_one(n);
+            }
+        }
+        self.integrate_touched();
+        self.lists.touched.clear();
+        let lists = &mut *self.lists;
+        std::mem::swap(&mut lists.carry, &mut lists.next_carry);
+        lists.next_carry.clear();
+    }
+
+    /// The fire phase's update of every touched neuron: take its input, integrate, and fire
+    /// if above threshold. Written without a branch on whether a neuron fires (it is as likely
+    /// as not): every neuron's spike is written to `fired` and kept only if it fired.
+    fn integrate_touched(&mut self) {
+        let net = self.net;
+        let arith = &net.arith;
+        let base = self.lists.start;
+        let lists = &mut *self.lists;
+        let first = lists.fired.len();
+        lists.fired.resize(first + lists.touched.len(), (0, 0.0));
+        let mut count = first;
+        // The arrays as local slices: their addresses stay in registers through the loop.
+        let (theta, subtract, refractory, has_trace) = (
+            &net.theta[base..],
+            &net.subtract[base..],
+            &net.refractory[base..],
+            &net.has_trace[base..],
+        );
+        let (acc, flag, vs, cur) = (
+            &mut self.acc[..],
+            &mut self.flag[..],
+            &mut self.v[..],
+            &mut self.cur[..],
+        );
+        let (fired, next_carry) = (&mut lists.fired[..], &mut lists.next_carry);
+        for &n32 in &lists.touched {
+            let n = n32 as usize - base;
+            let input = std::mem::take(&mut acc[n]);
+            if has_trace[n] {
+                flag[n] = 0;
+                cur[n] = arith.integrate(cur[n], input);
+                continue;
+            }
+            let v = arith.integrate(vs[n], input);
+            let th = theta[n];
+            let fires = v > th;
+            let over = arith.subtract(v, th);
+            let reset = if subtract[n] { over } else { A::V::default() };
+            vs[n] = if fires { reset } else { v };
+            flag[n] = u8::from(fires & refractory[n]) * REFRACTORY;
+            // Still above threshold after a subtractive reset: fires again at the next fire
+            // phase. Rare: the one branch. `over > theta` implies that it fired (theta > 0).
+            if subtract[n] && over > th && !refractory[n] {
+                next_carry.push(n32);
+            }
+            fired[count] = (n32, A::raw(over));
+            count += usize::from(fires);
+        }
+        lists.fired.truncate(count);
+    }
+
+    /// A carried neuron fires: reset, refractory flag or carried again, and its spike.
+    fn fire_one(&mut self, n: usize) {
+        let net = self.net;
+        let l = n - self.lists.start;
+        let over = net.arith.subtract(self.v[l], net.theta[n]);
+        self.v[l] = if net.subtract[n] {
+            over
+        } else {
+            A::V::default()
+        };
+        if net.refractory[n] {
+            self.flag[l] = REFRACTORY;
+        } else if net.subtract[n] && self.v[l] > net.theta[n] {
+            // n < 2^28
+            #[allow(clippy::cast_possible_truncation)]
+            self.lists.next_carry.push(n as u32);
+        }
+        // n < 2^28
+        #[allow(clippy::cast_possible_truncation)]
+        self.lists.fired.push((n as u32, A::raw(over)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arith::F32;
+    use crate::chip::ChipConfig;
+    use crate::network::{Network, Population, Projection, Reset, Source, Weights};
+
+    fn compiled(core_of: Vec<u32>) -> Compiled<F32> {
+        let pops = [30, 30, 10]
+            .iter()
+            .map(|&n| Population::lif(n, 1.0, 0.9, Reset::Subtract, false))
+            .collect();
+        let projs = (0..3)
+            .map(|i| {
+                let (rows, cols) = ([30, 30, 10][i], [5, 30, 30][i]);
+                Projection {
+                    source: if i == 0 {
+                        Source::Input
+                    } else {
+                        Source::Population(i - 1)
+                    },
+                    target: i,
+                    weights: Weights::Dense {
+                        rows,
+                        cols,
+                        data: vec![0.5; rows * cols],
+                    },
+                }
+            })
+            .collect();
+        let net = Network::new(5, pops, projs, 2).unwrap();
+        let mut chip = ChipConfig::preset("ideal").unwrap();
+        chip.mesh_width = 9;
+        Compiled::new(&net, &chip, F32, core_of).unwrap()
+    }
+
+    #[test]
+    fn lanes_are_runs_of_whole_cores_that_cover_every_neuron() {
+        // cores 0..7 hold 10 neurons each, core 7 none, core 8 none
+        let c = compiled((0..70).map(|i| i / 10).collect());
+        for lanes in [2, 3, 4, 7, 50] {
+            let plan = LanePlan::new(&c, lanes).unwrap();
+            // every synapse of every row goes to exactly one lane, the one of its target
+            let released: Vec<(u32, u32)> = (0..c.n_sources() as u32).map(|s| (s, 1)).collect();
+            let mut lists: Vec<LaneLists> =
+                plan.bounds.iter().map(|&b| LaneLists::new(b)).collect();
+            plan.split(&released, &mut lists);
+            let mut seen = vec![0usize; c.n_sources()];
+            for (j, l) in lists.iter().enumerate() {
+                for p in &l.parts {
+                    let (lo, hi) = (p.lo as usize, p.hi as usize);
+                    assert!(lo < hi && c.seg_begin(p.src as usize, p.seg as usize) == lo);
+                    let b = plan.bounds[j];
+                    assert!(c.target[lo..hi]
+                        .iter()
+                        .all(|&t| (b.start..b.end).contains(&(t as usize))));
+                    seen[p.src as usize] += hi - lo;
+                }
+            }
+            assert!((0..c.n_sources()).all(|s| seen[s] == c.row[s + 1] - c.row[s]));
+            let plan = &plan.bounds;
+            assert!(
+                plan.len() > 1 && plan.len() <= lanes.min(7),
+                "{lanes}: {}",
+                plan.len()
+            );
+            assert_eq!((plan[0].start, plan[0].core_start), (0, 0));
+            assert_eq!(plan.last().map(|l| (l.end, l.core_end)), Some((70, 9)));
+            for w in plan.windows(2) {
+                assert_eq!((w[0].end, w[0].core_end), (w[1].start, w[1].core_start));
+            }
+            for l in plan {
+                // whole cores: a lane's neurons are exactly those of its cores
+                assert!(l.start < l.end && l.start % 10 == 0 && (l.end % 10 == 0));
+                assert!((l.start..l.end)
+                    .all(|n| (l.core_start..l.core_end).contains(&(c.core_of[n] as usize))));
+            }
+        }
+        assert_eq!(LanePlan::new(&c, 1).unwrap().len(), 1);
+        // cores out of neuron order: one lane
+        let mixed = compiled((0..70).map(|i| (i % 7) as u32).collect());
+        assert!(!mixed.cores_in_order);
+        assert_eq!(LanePlan::new(&mixed, 4).unwrap().len(), 1);
+    }
+}

@@ -95,12 +95,13 @@ def test_deterministic_on_any_thread_count():
 
 def test_one_sample_in_lanes_is_the_same_on_any_thread_count():
     """A batch smaller than the threads splits each sample's cores into lanes that deliver and
-    fire on threads of their own (steps of more than 2^14 synapses): same trace, potentials and
-    metrics as on one thread."""
-    net = random_feedforward([600, 300, 200, 10], seed=2)
-    x = poisson_frames(1, 4, 600, 0.3, seed=2)
-    place = Chip.preset("ideal", mesh_width=4, mesh_height=4, core_neurons=40).place(net)
+    fire on threads of their own (networks of 2^18 synapses or more, steps of more than 2^14):
+    same trace, potentials and metrics as on one thread."""
+    net = random_feedforward([1000, 400, 300, 10], seed=2)
+    x = poisson_frames(1, 4, 1000, 0.3, seed=2)
+    place = Chip.preset("ideal", mesh_width=5, mesh_height=5, core_neurons=40).place(net)
     assert len(set(place.core_of.tolist())) >= 12
+    assert place.native.n_synapses >= 2**18  # large enough to be split into lanes
     for F in (3, None):
         runs = [place.run(x, scheduler="momentum", F=F, seed=1, threads=t, trace=True) for t in (1, 2, 3)]
         assert runs[0].metrics["synaptic_operations"].sum() > 4 * 2**14

@@ -101,6 +101,11 @@ const KEPT_POOLS: usize = 4;
 /// Lanes a sample is split into for each thread it may use (see [`lane`]).
 const LANES_PER_THREAD: usize = 4;
 
+/// Smallest network whose samples are split into lanes: a lane reads its part of each row,
+/// which costs more per synapse than whole rows, and a small network's steps are too short
+/// to gain it back (the 2312-64-64-64-10 network on 4 cores ran a third slower on 2 threads).
+const LANE_MIN_SYNAPSES: usize = 1 << 18;
+
 /// The pool of `t` threads kept in `pools` (the [`KEPT_POOLS`] most recently used thread counts),
 /// built on first use: a pool costs its threads and their allocator caches.
 pub(crate) fn kept_pool(pools: &Mutex<Vec<Pool>>, t: usize) -> Result<Arc<rayon::ThreadPool>> {
@@ -280,7 +285,10 @@ impl Emulator {
             // layered network's activity is in one layer at a time, and each layer's cores
             // then still spread over the threads.
             let spare = rayon::current_num_threads() / inputs.len().max(1);
-            let lanes = if spare > 1 && opts.mode == Mode::Steps {
+            let lanes = if spare > 1
+                && opts.mode == Mode::Steps
+                && self.n_synapses() >= LANE_MIN_SYNAPSES
+            {
                 LANES_PER_THREAD * spare
             } else {
                 1

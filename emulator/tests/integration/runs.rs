@@ -531,11 +531,13 @@ fn a_set_stop_flag_ends_the_run_with_interrupted() {
 fn one_sample_in_lanes_gives_the_same_results_on_any_thread_count() {
     let mut rng = Rng(7);
     for _ in 0..3 {
-        let net = random_net(&mut rng, 400, &[240, 160, 10], true);
+        let net = random_net(&mut rng, 400, &[400, 300, 10], true);
         let input = random_input(&mut rng, 4, 400, 40);
-        let mut chip = ideal(16);
+        let mut chip = ideal(24);
         chip.core.neurons = 40;
         let emu = Emulator::new(&net, chip, &Mapping::Auto).unwrap();
+        // large enough to be split into lanes (2^18 synapses)
+        assert!(emu.n_synapses() >= 1 << 18);
         for scheduler in [Scheduler::Random, Scheduler::Momentum, Scheduler::Fifo] {
             for f in [Some(3), None] {
                 let base = RunOptions {

@@ -158,17 +158,21 @@ pub struct Compiled<A: Arith> {
     pub clipped_weights: u64,
     /// Neurons per core.
     pub core_neurons: Vec<u64>,
-    /// Synapses into each core.
-    pub core_synapses: Vec<u64>,
     /// Whether every core's neurons are one run of consecutive neurons, in core order (the
     /// automatic mapping, and any mapping that does not decrease along the neurons): then a
     /// source's targets ascend with their cores, and a run of cores is a run of neurons that a
-    /// thread of its own can update (see [`crate::state`]'s lanes).
+    /// thread of its own can update (see [`crate::lane`]).
     pub cores_in_order: bool,
 }
 
 /// Top bit of a segment word: its targets are consecutive neurons.
 const RANGE: u32 = 1 << 31;
+
+/// End offset of a segment, from its word.
+#[inline]
+fn word_end(word: u32) -> usize {
+    (word & !RANGE) as usize
+}
 
 /// Mark every segment whose targets are two or more consecutive neurons (see
 /// [`Compiled::seg_is_range`]), and list the first targets of the sources whose segments all
@@ -188,7 +192,7 @@ fn mark_ranges(
         let mut begin = row[s];
         let mut all = seg[s] < seg[s + 1];
         for word in &mut seg_word[seg[s]..seg[s + 1]] {
-            let end = (*word & !RANGE) as usize;
+            let end = word_end(*word);
             let ts = &target[begin..end];
             if ts.len() >= 2 && ts.windows(2).all(|p| p[1] == p[0] + 1) {
                 *word |= RANGE;
@@ -204,7 +208,7 @@ fn mark_ranges(
             let mut begin = row[s];
             for &word in &seg_word[seg[s]..seg[s + 1]] {
                 first.push(target[begin]);
-                begin = (word & !RANGE) as usize;
+                begin = word_end(word);
             }
         }
     }
@@ -372,10 +376,6 @@ impl<A: Arith> Compiled<A> {
             core_neurons[c as usize] += 1;
         }
         let cores_in_order = core_of.windows(2).all(|p| p[0] <= p[1]);
-        let mut core_synapses = vec![0u64; n_cores];
-        for &t in &target {
-            core_synapses[core_of[t as usize] as usize] += 1;
-        }
         Ok(Self {
             arith,
             n_inputs: n_in,
@@ -405,7 +405,6 @@ impl<A: Arith> Compiled<A> {
             output_size: out.len(),
             clipped_weights: clipped,
             core_neurons,
-            core_synapses,
             cores_in_order,
         })
     }
@@ -425,13 +424,7 @@ impl<A: Arith> Compiled<A> {
     #[inline]
     #[must_use]
     pub fn seg_end(&self, k: usize) -> usize {
-        (self.seg_word[k] & !RANGE) as usize
-    }
-
-    /// The first of segments `from..to` (those of one source) that ends after synapse `pos`.
-    #[must_use]
-    pub fn seg_ending_after(&self, from: usize, to: usize, pos: usize) -> usize {
-        from + self.seg_word[from..to].partition_point(|&w| ((w & !RANGE) as usize) <= pos)
+        word_end(self.seg_word[k])
     }
 
     /// Whether the targets of segment `k` are two or more consecutive neurons.
@@ -485,7 +478,6 @@ impl<A: Arith> Compiled<A> {
             + b(&self.range_first)
             + b(&self.hops_of_source)
             + b(&self.core_neurons)
-            + b(&self.core_synapses)
     }
 
     /// Number of sources (input channels then neurons).

@@ -180,7 +180,7 @@ struct GroupState {
 }
 
 struct Sim<'c, 'o, A: Arith> {
-    st: State<'c, A>,
+    st: Box<State<'c, A>>,
     chip: &'o ChipConfig,
     opts: &'o RunOptions,
     queue: EventQueue,
@@ -726,12 +726,9 @@ pub(crate) fn run_sample<A: Arith>(
     #[allow(clippy::cast_possible_truncation)]
     let input_group = n_cores as u32;
     let (step_limit, limit_is_error) = opts.step_limit();
-    // On the heap: the hot state's addresses do not move with the stack (a stack address that
-    // aliases the synapse arrays modulo 4 KiB stalls loads behind stores; it varied the speed
-    // by a third from one process to the next).
     // One lane: events run one at a time.
     let one_lane = crate::lane::LanePlan::new(net, 1)?;
-    let mut sim = Box::new(Sim {
+    let mut sim = Sim {
         st: State::new(
             net,
             n_cores + 1,
@@ -761,7 +758,7 @@ pub(crate) fn run_sample<A: Arith>(
         step_limit,
         limit_is_error,
         past_max_tick: false,
-    });
+    };
     let mut start = 0u64;
     let mut end = 0u64;
     let mut handled = 0u64;

@@ -48,11 +48,26 @@ pub fn frame_prefix(seed: u64, sample: u64, frame: u64) -> u32 {
     mix(u64::from(b) ^ frame)
 }
 
+/// The part of [`key`] that does not depend on the source, from a [`frame_prefix`]: the
+/// simulators compute it once per step.
+#[inline]
+#[must_use]
+pub fn step_prefix(prefix: u32, step: u64) -> u32 {
+    mix(u64::from(prefix) ^ step)
+}
+
+/// Finish [`key`] from a [`step_prefix`].
+#[inline]
+#[must_use]
+pub fn key_from_step(step_prefix: u32, source: u64) -> u32 {
+    mix(u64::from(step_prefix) ^ source)
+}
+
 /// Finish [`key`] from a [`frame_prefix`].
 #[inline]
 #[must_use]
 pub fn key_from_prefix(prefix: u32, step: u64, source: u64) -> u32 {
-    mix(u64::from(mix(u64::from(prefix) ^ step)) ^ source)
+    key_from_step(step_prefix(prefix, step), source)
 }
 
 #[cfg(test)]

@@ -23,11 +23,8 @@ pub(crate) const REFRACTORY: u8 = 2;
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub(crate) struct LaneLists {
-    /// Neurons `start..end` and cores `core_start..core_end`.
-    pub start: usize,
-    pub end: usize,
-    pub core_start: usize,
-    pub core_end: usize,
+    /// Its neurons and cores.
+    pub bounds: Bounds,
     /// Neurons that received input since the last fire phase (ids).
     pub touched: Vec<u32>,
     /// Spikes of the last fire phase: neuron and overshoot `v - theta` (raw units).
@@ -46,7 +43,7 @@ pub(crate) struct LaneLists {
 }
 
 /// A run of whole cores and their neurons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Bounds {
     /// Neurons `start..end` and cores `core_start..core_end`.
     pub start: usize,
@@ -155,8 +152,9 @@ fn bounds<A: Arith>(net: &Compiled<A>, lanes: usize) -> Vec<Bounds> {
     if lanes <= 1 || !net.cores_in_order || n_cores < 2 {
         return whole;
     }
+    let synapses = net.usage().synapses;
     let work: Vec<u64> = (0..n_cores)
-        .map(|c| net.core_synapses[c] + net.core_neurons[c])
+        .map(|c| synapses[c] + net.core_neurons[c])
         .collect();
     let total: u64 = work.iter().sum();
     let mut out: Vec<Bounds> = Vec::new();
@@ -198,17 +196,14 @@ impl LaneLists {
     pub fn new(b: Bounds) -> Self {
         Self {
             core_synops: vec![0; b.core_end - b.core_start],
-            start: b.start,
-            end: b.end,
-            core_start: b.core_start,
-            core_end: b.core_end,
+            bounds: b,
             ..Self::default()
         }
     }
 }
 
 /// One lane's view of a sample's state for one phase: its slices of the neuron arrays (its
-/// neurons `lists.start..lists.end`, its cores) and its lists.
+/// neurons `lists.bounds.start..lists.bounds.end`, its cores) and its lists.
 #[derive(Debug)]
 pub(crate) struct Lane<'s, A: Arith> {
     pub net: &'s Compiled<A>,
@@ -233,24 +228,26 @@ impl<A: Arith> Lane<'_, A> {
         if self.plan.len() == 1 {
             for &(s32, c) in released {
                 let s = s32 as usize;
-                let mut begin = net.row[s];
-                for k in net.seg[s]..net.seg[s + 1] {
-                    self.deliver_segment(s, k, begin, c);
-                    begin = net.seg_end(k);
-                }
+                self.deliver_run(s, net.seg[s], net.row[s], net.row[s + 1], c);
             }
             return;
         }
         let parts = std::mem::take(&mut self.lists.parts);
         for p in &parts {
-            let (s, mut k, mut begin) = (p.src as usize, p.seg as usize, p.lo as usize);
-            while begin < p.hi as usize {
-                self.deliver_segment(s, k, begin, p.count);
-                begin = net.seg_end(k);
-                k += 1;
-            }
+            let (lo, hi) = (p.lo as usize, p.hi as usize);
+            self.deliver_run(p.src as usize, p.seg as usize, lo, hi, p.count);
         }
         self.lists.parts = parts;
+    }
+
+    /// Deliver synapses `begin..end` of released source `src` with count `c`: whole segments,
+    /// the first of them `k`.
+    fn deliver_run(&mut self, src: usize, mut k: usize, mut begin: usize, end: usize, c: u32) {
+        while begin < end {
+            self.deliver_segment(src, k, begin, c);
+            begin = self.net.seg_end(k);
+            k += 1;
+        }
     }
 
     /// Deliver segment `k` (one destination core, from synapse `begin`) of released source
@@ -258,7 +255,7 @@ impl<A: Arith> Lane<'_, A> {
     #[inline]
     pub fn deliver_segment(&mut self, src: usize, k: usize, begin: usize, c: u32) {
         let net = self.net;
-        let base = self.lists.start;
+        let base = self.lists.bounds.start;
         let end = net.seg_end(k);
         let len = end - begin;
         self.lists.synops += len as u64;
@@ -272,7 +269,8 @@ impl<A: Arith> Lane<'_, A> {
             // Consecutive targets, from the first: the touched flags once per range and fire
             // phase, then one loop over the block with no index loads and no branch.
             let t0 = net.range_start(src, k, begin);
-            self.lists.core_synops[net.core_of[t0] as usize - self.lists.core_start] += len as u64;
+            self.lists.core_synops[net.core_of[t0] as usize - self.lists.bounds.core_start] +=
+                len as u64;
             let l0 = t0 - base;
             let stamp = &mut self.stamp[l0];
             if stamp.0 != self.generation || (stamp.1 as usize) < len {
@@ -307,7 +305,8 @@ impl<A: Arith> Lane<'_, A> {
         }
         let targets = &net.target[begin..end];
         self.lists.core_synops
-            [net.core_of[targets[0] as usize] as usize - self.lists.core_start] += len as u64;
+            [net.core_of[targets[0] as usize] as usize - self.lists.bounds.core_start] +=
+            len as u64;
         for (&t, &w) in targets.iter().zip(weights) {
             let l = t as usize - base;
             acc[l] = A::accumulate(acc[l], w, c);
@@ -323,9 +322,9 @@ impl<A: Arith> Lane<'_, A> {
     /// integrator neurons decay their synaptic trace; their potential moves at their draw.
     pub fn leak(&mut self) {
         let net = self.net;
-        let base = self.lists.start;
+        let base = self.lists.bounds.start;
         self.lists.carry.clear();
-        for l in 0..self.lists.end - base {
+        for l in 0..self.lists.bounds.end - base {
             let n = base + l;
             if net.has_trace[n] {
                 self.cur[l] = net.arith.leak(self.cur[l], net.trace_leak[n]);
@@ -349,7 +348,7 @@ impl<A: Arith> Lane<'_, A> {
     /// `lists.fired` (in no particular order).
     pub fn fire(&mut self) {
         let net = self.net;
-        let base = self.lists.start;
+        let base = self.lists.bounds.start;
         self.lists.updates += self.lists.touched.len() as u64;
         self.lists.fired.clear();
         for i in 0..self.lists.carry.len() {
@@ -372,7 +371,7 @@ impl<A: Arith> Lane<'_, A> {
     fn integrate_touched(&mut self) {
         let net = self.net;
         let arith = &net.arith;
-        let base = self.lists.start;
+        let base = self.lists.bounds.start;
         let lists = &mut *self.lists;
         let first = lists.fired.len();
         lists.fired.resize(first + lists.touched.len(), (0, 0.0));
@@ -420,7 +419,7 @@ impl<A: Arith> Lane<'_, A> {
     /// A carried neuron fires: reset, refractory flag or carried again, and its spike.
     fn fire_one(&mut self, n: usize) {
         let net = self.net;
-        let l = n - self.lists.start;
+        let l = n - self.lists.bounds.start;
         let over = net.arith.subtract(self.v[l], net.theta[n]);
         self.v[l] = if net.subtract[n] {
             over

@@ -95,9 +95,9 @@ type Plan = (usize, Arc<LanePlan>);
 /// A thread count and its pool.
 pub(crate) type Pool = (usize, Arc<rayon::ThreadPool>);
 
-/// Thread pools an [`Emulator`] (or the training engine) keeps (the most recently used thread counts).
+/// Thread pools (and lane plans) an [`Emulator`] or the training engine keeps: the most
+/// recently used counts.
 const KEPT_POOLS: usize = 4;
-
 /// Lanes a sample is split into for each thread it may use (see [`lane`]).
 const LANES_PER_THREAD: usize = 4;
 
@@ -106,27 +106,37 @@ const LANES_PER_THREAD: usize = 4;
 /// to gain it back (the 2312-64-64-64-10 network on 4 cores ran a third slower on 2 threads).
 const LANE_MIN_SYNAPSES: usize = 1 << 18;
 
+/// The value for `key` kept in `cache` (the [`KEPT_POOLS`] most recently used keys), made by
+/// `make` at its first use.
+fn kept<T>(
+    cache: &Mutex<Vec<(usize, Arc<T>)>>,
+    key: usize,
+    make: impl FnOnce() -> Result<T>,
+) -> Result<Arc<T>> {
+    let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(k) = cache.iter().position(|(n, _)| *n == key) {
+        let hit = cache.remove(k);
+        let value = Arc::clone(&hit.1);
+        cache.push(hit);
+        return Ok(value);
+    }
+    let value = Arc::new(make()?);
+    if cache.len() == KEPT_POOLS {
+        cache.remove(0);
+    }
+    cache.push((key, Arc::clone(&value)));
+    Ok(value)
+}
+
 /// The pool of `t` threads kept in `pools` (the [`KEPT_POOLS`] most recently used thread counts),
 /// built on first use: a pool costs its threads and their allocator caches.
 pub(crate) fn kept_pool(pools: &Mutex<Vec<Pool>>, t: usize) -> Result<Arc<rayon::ThreadPool>> {
-    let mut pools = pools.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(k) = pools.iter().position(|(n, _)| *n == t) {
-        let hit = pools.remove(k);
-        let pool = Arc::clone(&hit.1);
-        pools.push(hit);
-        return Ok(pool);
-    }
-    let pool = Arc::new(
+    kept(pools, t, || {
         rayon::ThreadPoolBuilder::new()
             .num_threads(t)
             .build()
-            .map_err(|e| Error::input("threads", e.to_string()))?,
-    );
-    if pools.len() == KEPT_POOLS {
-        pools.remove(0);
-    }
-    pools.push((t, Arc::clone(&pool)));
-    Ok(pool)
+            .map_err(|e| Error::input("threads", e.to_string()))
+    })
 }
 
 impl Emulator {
@@ -319,22 +329,10 @@ impl Emulator {
     /// The lane plan for `lanes` lanes, built at its first use and kept with the emulator (the
     /// [`KEPT_POOLS`] most recently used).
     fn lane_plan(&self, lanes: usize) -> Result<Arc<LanePlan>> {
-        let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(k) = plans.iter().position(|(n, _)| *n == lanes) {
-            let hit = plans.remove(k);
-            let plan = Arc::clone(&hit.1);
-            plans.push(hit);
-            return Ok(plan);
-        }
-        let plan = Arc::new(match &self.engine {
-            Engine::F32(c) => LanePlan::new(c, lanes)?,
-            Engine::Fixed(c) => LanePlan::new(c, lanes)?,
-        });
-        if plans.len() == KEPT_POOLS {
-            plans.remove(0);
-        }
-        plans.push((lanes, Arc::clone(&plan)));
-        Ok(plan)
+        kept(&self.plans, lanes, || match &self.engine {
+            Engine::F32(c) => LanePlan::new(c, lanes),
+            Engine::Fixed(c) => LanePlan::new(c, lanes),
+        })
     }
 
     /// The pool of `t` threads, built at its first use and kept with the emulator.

@@ -6,7 +6,7 @@
 
 use crate::chip::MAX_MESH_SIDE;
 use crate::error::{Error, Result};
-use crate::hash::mix;
+use crate::hash::{key_from_step, step_prefix};
 use crate::mem;
 use crate::options::Choice;
 
@@ -46,6 +46,21 @@ pub(crate) fn order_bits(x: f64) -> u64 {
     } else {
         b | (1 << 63)
     }
+}
+
+/// The first `f` of `order` (packed sort keys, `source` of each) go to `out`, the others back to
+/// `list`.
+fn take_first<T: Ord + Copy>(
+    order: &mut [T],
+    f: usize,
+    list: &mut Vec<u32>,
+    out: &mut Vec<u32>,
+    source: impl Fn(T) -> u32,
+) {
+    order.select_nth_unstable(f - 1);
+    list.clear();
+    out.extend(order[..f].iter().map(|&e| source(e)));
+    list.extend(order[f..].iter().map(|&e| source(e)));
 }
 
 /// Pending counts of every source and the queue of every arbitration group.
@@ -166,21 +181,16 @@ impl SpikeQueue {
             return;
         }
         // One integer per pending source, ordered as (primary, key, source): a comparison is
-        // one integer compare. The first mix of the key depends on the step only.
-        let step_key = mix(u64::from(prefix) ^ step);
-        let key = |src: u32| u64::from(mix(u64::from(step_key) ^ u64::from(src)));
+        // one integer compare. The step's part of the key is computed once.
+        let at_step = step_prefix(prefix, step);
+        let key = |src: u32| u64::from(key_from_step(at_step, u64::from(src)));
         if scheduler == Scheduler::Random {
             let order = &mut self.order64;
             order.clear();
             order.extend(list.iter().map(|&src| (key(src) << 32) | u64::from(src)));
-            order.select_nth_unstable(f - 1);
-            list.clear();
             // the low 32 bits are the source
             #[allow(clippy::cast_possible_truncation)]
-            {
-                out.extend(order[..f].iter().map(|&e| e as u32));
-                list.extend(order[f..].iter().map(|&e| e as u32));
-            }
+            take_first(order, f, list, out, |e| e as u32);
         } else {
             let order = &mut self.order128;
             order.clear();
@@ -206,14 +216,9 @@ impl SpikeQueue {
                 };
                 (u128::from(primary) << 64) | u128::from((key(src) << 32) | u64::from(src))
             }));
-            order.select_nth_unstable(f - 1);
-            list.clear();
             // the low 32 bits are the source
             #[allow(clippy::cast_possible_truncation)]
-            {
-                out.extend(order[..f].iter().map(|&e| e as u32));
-                list.extend(order[f..].iter().map(|&e| e as u32));
-            }
+            take_first(order, f, list, out, |e| e as u32);
         }
         self.pending_sources -= f;
     }

@@ -69,7 +69,10 @@ pub(crate) struct State<'c, A: Arith> {
 }
 
 impl<'c, A: Arith> State<'c, A> {
-    /// The state of one sample, its neurons split into the lanes of `plan`.
+    /// The state of one sample, its neurons split into the lanes of `plan`. On the heap: its
+    /// addresses do not move with the stack (a stack address that aliased the synapse arrays
+    /// modulo 4 KiB stalled loads behind stores, and varied the speed by a third from one
+    /// process to the next).
     pub fn new(
         net: &'c Compiled<A>,
         n_groups: usize,
@@ -77,10 +80,10 @@ impl<'c, A: Arith> State<'c, A> {
         want_trace: bool,
         label: Option<u32>,
         plan: &'c LanePlan,
-    ) -> Result<Self> {
+    ) -> Result<Box<Self>> {
         let n = net.n_neurons;
         let per_frame = n_frames.saturating_mul(net.output_size);
-        Ok(Self {
+        Ok(Box::new(Self {
             net,
             v: mem::filled(n, A::V::default(), "membrane potentials")?,
             cur: mem::filled(n, A::V::default(), "synaptic currents")?,
@@ -107,7 +110,7 @@ impl<'c, A: Arith> State<'c, A> {
             spikes_before_step: 0,
             last_spike_frame: mem::filled(n, u32::MAX, "last spike frames")?,
             failed: None,
-        })
+        }))
     }
 
     /// Take the pending count of a released source (logging the release with the trace).
@@ -170,7 +173,7 @@ impl<'c, A: Arith> State<'c, A> {
         let mut stamp = &mut self.range_stamp[..];
         let mut out = Vec::with_capacity(self.lanes.len());
         for lists in &mut self.lanes {
-            let len = lists.end - lists.start;
+            let len = lists.bounds.end - lists.bounds.start;
             let (a, rest) = std::mem::take(&mut v).split_at_mut(len);
             v = rest;
             let (b, rest) = std::mem::take(&mut cur).split_at_mut(len);
@@ -410,7 +413,7 @@ impl<'c, A: Arith> State<'c, A> {
     /// Finish: potentials in network units and the result record.
     pub fn finish(mut self) -> SampleResult {
         for l in &self.lanes {
-            for (all, own) in self.core_synops[l.core_start..l.core_end]
+            for (all, own) in self.core_synops[l.bounds.core_start..l.bounds.core_end]
                 .iter_mut()
                 .zip(&l.core_synops)
             {

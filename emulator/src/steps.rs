@@ -34,17 +34,7 @@ pub(crate) fn run_sample<A: Arith>(
     // n_cores <= 2^20
     #[allow(clippy::cast_possible_truncation)]
     let input_group = n_cores as u32;
-    // On the heap: the hot state's addresses do not move with the stack (a stack address that
-    // aliases the synapse arrays modulo 4 KiB stalls loads behind stores; it varied the speed
-    // by a third from one process to the next).
-    let mut st = Box::new(State::new(
-        net,
-        n_cores + 1,
-        input.n_frames(),
-        opts.trace,
-        label,
-        plan,
-    )?);
+    let mut st = State::new(net, n_cores + 1, input.n_frames(), opts.trace, label, plan)?;
     let f_limit = opts.f_limit();
     let (step_limit, limit_is_error) = opts.step_limit();
     let mut released: Vec<u32> = Vec::new();

@@ -398,6 +398,7 @@ impl<T: Real> Runner<'_, T> {
                 out.extend(cand.iter().map(|&(_, _, pos)| core[pos as usize]));
                 continue;
             }
+            let at_step = hash::step_prefix(prefix, j);
             for c in cand.iter_mut() {
                 let i = core[c.2 as usize] as usize;
                 // primary key, then hash, then slot position; the overshoot is ordered as the
@@ -408,7 +409,7 @@ impl<T: Real> Runner<'_, T> {
                     Scheduler::Momentum => u64::MAX - order_bits(f64::from(over[i].to_f32())),
                     Scheduler::Layered => m.layer[i],
                 };
-                c.1 = hash::key_from_prefix(prefix, j, (m.n_inputs + i) as u64);
+                c.1 = hash::key_from_step(at_step, (m.n_inputs + i) as u64);
             }
             cand.select_nth_unstable(limit - 1);
             out.extend(cand[..limit].iter().map(|&(_, _, pos)| core[pos as usize]));

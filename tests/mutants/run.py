@@ -139,7 +139,8 @@ MUTANTS = [
            ["properties::per_core_f_and_release_conservation"]),
     Mutant("S4", "a core releases F + 1 per step", SCHED,
            "            take_first(order, f, list, out, |e| e as u32);\n        } else {",
-           "            take_first(order, (f + 1).min(order.len()), list, out, |e| e as u32);\n        } else {",
+           "            let more = (f + 1).min(order.len());\n            take_first(order, more, list, out, |e| e as u32);\n"
+           "        } else {",
            ["tests/test_scheduler_state.py",
             "tests/test_properties.py::test_per_core_f_and_no_spike_lost_or_released_twice"],
            ["properties::per_core_f_and_release_conservation"]),

@@ -800,7 +800,7 @@ pub(crate) fn run_sample<A: Arith>(
         loop {
             while let Some((tick, kind)) = sim.queue.pop() {
                 handled += 1;
-                if handled % STOP_CHECK_EVENTS == 0 && stop.load(Ordering::Relaxed) {
+                if handled.is_multiple_of(STOP_CHECK_EVENTS) && stop.load(Ordering::Relaxed) {
                     return Err(Error::Interrupted);
                 }
                 end = end.max(tick);

@@ -27,6 +27,11 @@ pub(crate) struct LaneLists {
     pub bounds: Bounds,
     /// Neurons that received input since the last fire phase (ids).
     pub touched: Vec<u32>,
+    /// Runs of neurons that received input since the last fire phase, as (first, length):
+    /// ranges that were clean when first delivered (no neuron of them touched, refractory or
+    /// with a synaptic trace), so that the fire phase updates them in one loop with no index.
+    /// Their neurons are flagged touched, and are in no other run and not in `touched`.
+    pub ranges: Vec<(u32, u32)>,
     /// Spikes of the last fire phase: neuron and overshoot `v - theta` (raw units).
     pub fired: Vec<(u32, f64)>,
     /// Neurons above threshold without input: they fire at the next fire phase.
@@ -279,27 +284,34 @@ impl<A: Arith> Lane<'_, A> {
                 {
                     *stamp = (self.generation, len as u32);
                 }
-                for (t, f) in (t0..).zip(&mut flag[l0..l0 + len]) {
-                    if *f == 0 {
-                        *f = TOUCHED;
-                        // t < 2^28
-                        #[allow(clippy::cast_possible_truncation)]
-                        touched.push(t as u32);
+                let flags = &mut flag[l0..l0 + len];
+                // without a branch per neuron: the usual range is clean (a layer's first input
+                // in a step), and then the fire phase takes it as one run
+                let busy = flags.iter().fold(0, |a, &f| a | f);
+                let traced = net.has_trace[t0..t0 + len]
+                    .iter()
+                    .fold(false, |a, &h| a | h);
+                if busy == 0 && !traced {
+                    flags.fill(TOUCHED);
+                    // t0 < 2^28, len < 2^31
+                    #[allow(clippy::cast_possible_truncation)]
+                    self.lists.ranges.push((t0 as u32, len as u32));
+                } else {
+                    for (t, f) in (t0..).zip(flags) {
+                        if *f == 0 {
+                            *f = TOUCHED;
+                            // t < 2^28
+                            #[allow(clippy::cast_possible_truncation)]
+                            touched.push(t as u32);
+                        }
                     }
                 }
             }
             // A delivery adds to every target, refractory or not, so that the block is one
             // loop with no branch; a refractory neuron's sum is never read, and is cleared
             // when it leaves its refractory period (at the next frame's leak).
-            let cells = &mut acc[l0..l0 + len];
-            if c == 1 {
-                for (a, &w) in cells.iter_mut().zip(weights) {
-                    *a = A::accumulate(*a, w, 1);
-                }
-            } else {
-                for (a, &w) in cells.iter_mut().zip(weights) {
-                    *a = A::accumulate(*a, w, c);
-                }
+            for (a, &w) in acc[l0..l0 + len].iter_mut().zip(weights) {
+                *a = A::accumulate(*a, w, c);
             }
             return;
         }
@@ -351,6 +363,8 @@ impl<A: Arith> Lane<'_, A> {
         let base = self.lists.bounds.start;
         self.lists.updates += self.lists.touched.len() as u64;
         self.lists.fired.clear();
+        let ranges = std::mem::take(&mut self.lists.ranges);
+        self.lists.updates += ranges.iter().map(|r| u64::from(r.1)).sum::<u64>();
         for i in 0..self.lists.carry.len() {
             let n = self.lists.carry[i] as usize;
             let l = n - base;
@@ -358,6 +372,11 @@ impl<A: Arith> Lane<'_, A> {
                 self.fire_one(n);
             }
         }
+        for &(t0, len) in &ranges {
+            self.integrate_run(t0 as usize, len as usize);
+        }
+        self.lists.ranges = ranges;
+        self.lists.ranges.clear();
         self.integrate_touched();
         self.lists.touched.clear();
         let lists = &mut *self.lists;
@@ -366,16 +385,12 @@ impl<A: Arith> Lane<'_, A> {
     }
 
     /// The fire phase's update of every touched neuron: take its input, integrate, and fire
-    /// if above threshold. Written without a branch on whether a neuron fires (it is as likely
-    /// as not): every neuron's spike is written to `fired` and kept only if it fired.
+    /// if above threshold (see [`update`]).
     fn integrate_touched(&mut self) {
         let net = self.net;
-        let arith = &net.arith;
         let base = self.lists.bounds.start;
         let lists = &mut *self.lists;
-        let first = lists.fired.len();
-        lists.fired.resize(first + lists.touched.len(), (0, 0.0));
-        let mut count = first;
+        let mut out = Out::new(&mut lists.fired, &mut lists.next_carry, lists.touched.len());
         // The arrays as local slices: their addresses stay in registers through the loop.
         let (theta, subtract, refractory, has_trace) = (
             &net.theta[base..],
@@ -389,31 +404,62 @@ impl<A: Arith> Lane<'_, A> {
             &mut self.v[..],
             &mut self.cur[..],
         );
-        let (fired, next_carry) = (&mut lists.fired[..], &mut lists.next_carry);
         for &n32 in &lists.touched {
             let n = n32 as usize - base;
             let input = std::mem::take(&mut acc[n]);
             if has_trace[n] {
                 flag[n] = 0;
-                cur[n] = arith.integrate(cur[n], input);
+                cur[n] = net.arith.integrate(cur[n], input);
                 continue;
             }
-            let v = arith.integrate(vs[n], input);
-            let th = theta[n];
-            let fires = v > th;
-            let over = arith.subtract(v, th);
-            let reset = if subtract[n] { over } else { A::V::default() };
-            vs[n] = if fires { reset } else { v };
-            flag[n] = u8::from(fires & refractory[n]) * REFRACTORY;
-            // Still above threshold after a subtractive reset: fires again at the next fire
-            // phase. Rare: the one branch. `over > theta` implies that it fired (theta > 0).
-            if subtract[n] && over > th && !refractory[n] {
-                next_carry.push(n32);
-            }
-            fired[count] = (n32, A::raw(over));
-            count += usize::from(fires);
+            let u = update(
+                &net.arith,
+                vs[n],
+                input,
+                theta[n],
+                subtract[n],
+                refractory[n],
+            );
+            (vs[n], flag[n]) = (u.v, u.flag);
+            out.put::<A>(n32, &u);
         }
-        lists.fired.truncate(count);
+        out.finish();
+    }
+
+    /// The fire phase's update of the run of `len` neurons from `t0`, a clean range (see
+    /// [`LaneLists::ranges`]): as [`Self::integrate_touched`], with no index loads and no
+    /// check for a synaptic trace.
+    fn integrate_run(&mut self, t0: usize, len: usize) {
+        let net = self.net;
+        let l0 = t0 - self.lists.bounds.start;
+        let lists = &mut *self.lists;
+        let mut out = Out::new(&mut lists.fired, &mut lists.next_carry, len);
+        let (theta, subtract, refractory) = (
+            &net.theta[t0..t0 + len],
+            &net.subtract[t0..t0 + len],
+            &net.refractory[t0..t0 + len],
+        );
+        let (acc, flag, vs) = (
+            &mut self.acc[l0..l0 + len],
+            &mut self.flag[l0..l0 + len],
+            &mut self.v[l0..l0 + len],
+        );
+        for i in 0..len {
+            let input = std::mem::take(&mut acc[i]);
+            let u = update(
+                &net.arith,
+                vs[i],
+                input,
+                theta[i],
+                subtract[i],
+                refractory[i],
+            );
+            (vs[i], flag[i]) = (u.v, u.flag);
+            // t0 + i < 2^28
+            #[allow(clippy::cast_possible_truncation)]
+            out.put::<A>((t0 + i) as u32, &u);
+        }
+        out.finish();
     }
 
     /// A carried neuron fires: reset, refractory flag or carried again, and its spike.
@@ -436,6 +482,80 @@ impl<A: Arith> Lane<'_, A> {
         // n < 2^28
         #[allow(clippy::cast_possible_truncation)]
         self.lists.fired.push((n as u32, A::raw(over)));
+    }
+}
+
+/// The fire phase's update of one LIF neuron (no synaptic trace): see [`update`].
+struct Update<V> {
+    /// New potential and flag.
+    v: V,
+    flag: u8,
+    /// `v - theta` before the reset (raw units).
+    over: V,
+    fires: bool,
+    /// Still above threshold after a subtractive reset: fires again at the next fire phase.
+    carry: bool,
+}
+
+/// Integrate `input` into potential `v`, fire if above `theta`, reset. With no branch on
+/// whether the neuron fires or is carried (each is as likely as not on busy layers).
+#[inline(always)]
+fn update<A: Arith>(
+    arith: &A,
+    v: A::V,
+    input: A::V,
+    theta: A::V,
+    subtract: bool,
+    refractory: bool,
+) -> Update<A::V> {
+    let v = arith.integrate(v, input);
+    let fires = v > theta;
+    let over = arith.subtract(v, theta);
+    let reset = if subtract { over } else { A::V::default() };
+    Update {
+        v: A::select(fires, reset, v),
+        flag: u8::from(fires & refractory) * REFRACTORY,
+        over,
+        fires,
+        // `over > theta` implies that it fired (theta > 0)
+        carry: subtract & !refractory & (over > theta),
+    }
+}
+
+/// Where a fire phase's loop writes spikes and carried neurons: each is written for every
+/// neuron and kept only if it applies, so the loop has no branch on it.
+struct Out<'a> {
+    fired: &'a mut Vec<(u32, f64)>,
+    carry: &'a mut Vec<u32>,
+    n_fired: usize,
+    n_carry: usize,
+}
+
+impl<'a> Out<'a> {
+    /// Room for `n` more neurons' spikes and carries.
+    fn new(fired: &'a mut Vec<(u32, f64)>, carry: &'a mut Vec<u32>, n: usize) -> Self {
+        let (n_fired, n_carry) = (fired.len(), carry.len());
+        fired.resize(n_fired + n, (0, 0.0));
+        carry.resize(n_carry + n, 0);
+        Self {
+            fired,
+            carry,
+            n_fired,
+            n_carry,
+        }
+    }
+
+    #[inline(always)]
+    fn put<A: Arith>(&mut self, n: u32, u: &Update<A::V>) {
+        self.fired[self.n_fired] = (n, A::raw(u.over));
+        self.n_fired += usize::from(u.fires);
+        self.carry[self.n_carry] = n;
+        self.n_carry += usize::from(u.carry);
+    }
+
+    fn finish(self) {
+        self.fired.truncate(self.n_fired);
+        self.carry.truncate(self.n_carry);
     }
 }
 

@@ -47,6 +47,8 @@ pub(crate) struct State<'c, A: Arith> {
     plan: &'c LanePlan,
     /// Touched neurons of busy cores, kept for a later fire phase (`events`, one lane).
     deferred: Vec<u32>,
+    /// Clean ranges of busy cores, kept likewise.
+    deferred_ranges: Vec<(u32, u32)>,
     /// Spikes of a draw.
     drawn: Vec<(u32, f64)>,
     pub queue: SpikeQueue,
@@ -94,6 +96,7 @@ impl<'c, A: Arith> State<'c, A> {
             lanes: plan.bounds.iter().map(|&b| LaneLists::new(b)).collect(),
             plan,
             deferred: Vec::new(),
+            deferred_ranges: Vec::new(),
             drawn: Vec::new(),
             queue: SpikeQueue::new(net.n_sources(), n_groups)?,
             metrics: Metrics::default(),
@@ -264,8 +267,9 @@ impl<'c, A: Arith> State<'c, A> {
         debug_assert_eq!(self.lanes.len(), 1);
         if let Some(busy) = busy {
             // neurons of busy cores wait in `deferred` for the next fire phase
-            let deferred = &mut self.deferred;
+            let (deferred, deferred_ranges) = (&mut self.deferred, &mut self.deferred_ranges);
             deferred.clear();
+            deferred_ranges.clear();
             self.lanes[0].touched.retain(|&n| {
                 let wait = busy(net.core_of[n as usize]);
                 if wait {
@@ -273,9 +277,18 @@ impl<'c, A: Arith> State<'c, A> {
                 }
                 !wait
             });
+            // a range is on one core
+            self.lanes[0].ranges.retain(|&r| {
+                let wait = busy(net.core_of[r.0 as usize]);
+                if wait {
+                    deferred_ranges.push(r);
+                }
+                !wait
+            });
         }
         self.each_lane(false, |lane| lane.fire());
         self.lanes[0].touched.append(&mut self.deferred);
+        self.lanes[0].ranges.append(&mut self.deferred_ranges);
         self.generation += 1;
         self.emit_lanes(when);
     }

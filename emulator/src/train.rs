@@ -223,7 +223,7 @@ impl<T: Real> Model<T> {
                 format!("target {t} is outside 0..{n}"),
             ));
         }
-        if self.slots == 0 || self.slot_neuron.len() % self.slots != 0 {
+        if self.slots == 0 || !self.slot_neuron.len().is_multiple_of(self.slots) {
             return Err(net(
                 "slot_neuron",
                 format!("{} slots in rows of {}", self.slot_neuron.len(), self.slots),

@@ -533,6 +533,7 @@ struct Out<'a> {
 
 impl<'a> Out<'a> {
     /// Room for `n` more neurons' spikes and carries.
+    #[inline]
     fn new(fired: &'a mut Vec<(u32, f64)>, carry: &'a mut Vec<u32>, n: usize) -> Self {
         let (n_fired, n_carry) = (fired.len(), carry.len());
         fired.resize(n_fired + n, (0, 0.0));

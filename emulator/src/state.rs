@@ -119,32 +119,39 @@ impl<'c, A: Arith> State<'c, A> {
     /// Take the pending count of a released source (logging the release with the trace).
     #[inline]
     pub fn take_release(&mut self, when: When, source: u32) -> u32 {
-        let net = self.net;
         let count = std::mem::take(&mut self.queue.count[source as usize]);
         if self.want_trace {
-            let s = source as usize;
-            // n_cores <= 2^20
-            #[allow(clippy::cast_possible_truncation)]
-            let group = if s < net.n_inputs {
-                net.n_cores as u32
-            } else {
-                net.core_of[s - net.n_inputs]
-            };
-            if let Err(e) = mem::reserve(&mut self.releases, 1, "release trace") {
-                self.failed.get_or_insert(e);
-                self.want_trace = false;
-                return count;
-            }
-            self.releases.push(ReleaseRow {
-                frame: when.frame,
-                step: when.step,
-                time: when.time,
-                group,
-                source,
-                count,
-            });
+            self.log_release(when, source, count);
         }
         count
+    }
+
+    /// Add a release to the trace.
+    #[cold]
+    #[inline(never)]
+    fn log_release(&mut self, when: When, source: u32, count: u32) {
+        let net = self.net;
+        let s = source as usize;
+        // n_cores <= 2^20
+        #[allow(clippy::cast_possible_truncation)]
+        let group = if s < net.n_inputs {
+            net.n_cores as u32
+        } else {
+            net.core_of[s - net.n_inputs]
+        };
+        if let Err(e) = mem::reserve(&mut self.releases, 1, "release trace") {
+            self.failed.get_or_insert(e);
+            self.want_trace = false;
+            return;
+        }
+        self.releases.push(ReleaseRow {
+            frame: when.frame,
+            step: when.step,
+            time: when.time,
+            group,
+            source,
+            count,
+        });
     }
 
     /// The view of the one lane of a state that has one (no allocation).
@@ -375,14 +382,17 @@ impl<'c, A: Arith> State<'c, A> {
         }
         let since = (u64::from(when.frame) << 32) | when.step.min(0xffff_ffff);
         self.metrics.spikes += fired.len() as u64;
+        // counts in locals, not in fields re-read and re-written for every spike
+        let want_trace = self.want_trace;
+        let mut active = 0u64;
         for &(n32, overshoot) in fired.iter() {
             let n = n32 as usize;
             let first_in_frame = self.last_spike_frame[n] != when.frame;
             self.last_spike_frame[n] = when.frame;
-            self.metrics.active_neuron_frames += u64::from(first_in_frame);
+            active += u64::from(first_in_frame);
             let core = net.core_of[n];
             self.core_spikes[core as usize] += 1;
-            if self.want_trace {
+            if want_trace {
                 self.trace.push(TraceRow {
                     frame: when.frame,
                     step: when.step,
@@ -421,6 +431,7 @@ impl<'c, A: Arith> State<'c, A> {
                 }
             }
         }
+        self.metrics.active_neuron_frames += active;
     }
 
     /// Finish: potentials in network units and the result record.

@@ -28,9 +28,6 @@ pub trait Arith: Copy + Send + Sync + Debug + 'static {
     fn accumulate(acc: Self::V, w: Self::W, count: u32) -> Self::V;
     /// `v + current` (saturating in fixed point).
     fn integrate(&self, v: Self::V, current: Self::V) -> Self::V;
-    /// `if c { a } else { b }`, computed without a branch (for a condition that is as likely
-    /// as not, such as "the neuron fires").
-    fn select(c: bool, a: Self::V, b: Self::V) -> Self::V;
     /// `beta * v`.
     fn leak(&self, v: Self::V, beta: Self::Leak) -> Self::V;
     /// `v - theta` (saturating in fixed point).
@@ -77,13 +74,6 @@ impl Arith for F32 {
     #[inline]
     fn integrate(&self, v: f32, current: f32) -> f32 {
         v + current
-    }
-    #[inline]
-    fn select(c: bool, a: f32, b: f32) -> f32 {
-        // Through an opaque mask: the compiler would otherwise turn a select of floats back
-        // into a branch.
-        let m = std::hint::black_box(u32::from(c).wrapping_neg());
-        f32::from_bits((a.to_bits() & m) | (b.to_bits() & !m))
     }
     #[inline]
     fn leak(&self, v: f32, beta: f32) -> f32 {
@@ -187,10 +177,6 @@ impl Arith for Fixed {
     #[inline]
     fn integrate(&self, v: i64, current: i64) -> i64 {
         v.saturating_add(current).clamp(self.v_min, self.v_max)
-    }
-    #[inline]
-    fn select(c: bool, a: i64, b: i64) -> i64 {
-        std::hint::select_unpredictable(c, a, b)
     }
     #[inline]
     fn leak(&self, v: i64, beta: i64) -> i64 {

@@ -390,6 +390,7 @@ impl<A: Arith> Lane<'_, A> {
         let net = self.net;
         let base = self.lists.bounds.start;
         let lists = &mut *self.lists;
+        let first = lists.fired.len();
         let mut out = Out::new(&mut lists.fired, &mut lists.next_carry, lists.touched.len());
         // The arrays as local slices: their addresses stay in registers through the loop.
         let (theta, subtract, refractory, has_trace) = (
@@ -420,10 +421,11 @@ impl<A: Arith> Lane<'_, A> {
                 subtract[n],
                 refractory[n],
             );
-            (vs[n], flag[n]) = (u.v, u.flag);
+            (vs[n], flag[n]) = (u.v, 0);
             out.put::<A>(n32, &u);
         }
         out.finish();
+        self.reset_fired(first);
     }
 
     /// The fire phase's update of the run of `len` neurons from `t0`, a clean range (see
@@ -433,6 +435,7 @@ impl<A: Arith> Lane<'_, A> {
         let net = self.net;
         let l0 = t0 - self.lists.bounds.start;
         let lists = &mut *self.lists;
+        let first = lists.fired.len();
         let mut out = Out::new(&mut lists.fired, &mut lists.next_carry, len);
         let (theta, subtract, refractory) = (
             &net.theta[t0..t0 + len],
@@ -454,12 +457,32 @@ impl<A: Arith> Lane<'_, A> {
                 subtract[i],
                 refractory[i],
             );
-            (vs[i], flag[i]) = (u.v, u.flag);
+            (vs[i], flag[i]) = (u.v, 0);
             // t0 + i < 2^28
             #[allow(clippy::cast_possible_truncation)]
             out.put::<A>((t0 + i) as u32, &u);
         }
         out.finish();
+        self.reset_fired(first);
+    }
+
+    /// The reset of the neurons that fired in an update loop (`lists.fired[first..]`; the loop
+    /// left them at their integrated potential): subtract the threshold or set zero, and the
+    /// refractory flag. After the loop rather than in it, where a select between the reset
+    /// and the potential would be a branch taken as often as not.
+    fn reset_fired(&mut self, first: usize) {
+        let net = self.net;
+        let base = self.lists.bounds.start;
+        for &(n32, _) in &self.lists.fired[first..] {
+            let n = n32 as usize;
+            let l = n - base;
+            self.v[l] = if net.subtract[n] {
+                net.arith.subtract(self.v[l], net.theta[n])
+            } else {
+                A::V::default()
+            };
+            self.flag[l] = u8::from(net.refractory[n]) * REFRACTORY;
+        }
     }
 
     /// A carried neuron fires: reset, refractory flag or carried again, and its spike.
@@ -487,18 +510,17 @@ impl<A: Arith> Lane<'_, A> {
 
 /// The fire phase's update of one LIF neuron (no synaptic trace): see [`update`].
 struct Update<V> {
-    /// New potential and flag.
+    /// The integrated potential (before any reset: see [`Lane::reset_fired`]).
     v: V,
-    flag: u8,
-    /// `v - theta` before the reset (raw units).
+    /// `v - theta` (raw units).
     over: V,
     fires: bool,
     /// Still above threshold after a subtractive reset: fires again at the next fire phase.
     carry: bool,
 }
 
-/// Integrate `input` into potential `v`, fire if above `theta`, reset. With no branch on
-/// whether the neuron fires or is carried (each is as likely as not on busy layers).
+/// Integrate `input` into potential `v`, and whether the neuron fires (above `theta`) and is
+/// carried. With no branch on either (each is as likely as not on busy layers).
 #[inline(always)]
 fn update<A: Arith>(
     arith: &A,
@@ -509,14 +531,11 @@ fn update<A: Arith>(
     refractory: bool,
 ) -> Update<A::V> {
     let v = arith.integrate(v, input);
-    let fires = v > theta;
     let over = arith.subtract(v, theta);
-    let reset = if subtract { over } else { A::V::default() };
     Update {
-        v: A::select(fires, reset, v),
-        flag: u8::from(fires & refractory) * REFRACTORY,
+        v,
         over,
-        fires,
+        fires: v > theta,
         // `over > theta` implies that it fired (theta > 0)
         carry: subtract & !refractory & (over > theta),
     }

@@ -382,34 +382,49 @@ impl<'c, A: Arith> State<'c, A> {
         }
         let since = (u64::from(when.frame) << 32) | when.step.min(0xffff_ffff);
         self.metrics.spikes += fired.len() as u64;
-        // counts in locals, not in fields re-read and re-written for every spike
+        // Counts in locals, and the arrays as local slices: a field of `self` would be read again
+        // after every store to any array.
         let want_trace = self.want_trace;
         let mut active = 0u64;
+        let Self {
+            last_spike_frame,
+            core_spikes,
+            queue,
+            trace,
+            out_counts,
+            first_spike,
+            metrics,
+            label,
+            ..
+        } = self;
+        let (last_spike_frame, core_spikes) = (&mut last_spike_frame[..], &mut core_spikes[..]);
+        let (core_of, has_out) = (&net.core_of[..], &net.has_out[..]);
+        let outputs = net.output_start..net.output_start + net.output_size;
         for &(n32, overshoot) in fired.iter() {
             let n = n32 as usize;
-            let first_in_frame = self.last_spike_frame[n] != when.frame;
-            self.last_spike_frame[n] = when.frame;
+            let first_in_frame = last_spike_frame[n] != when.frame;
+            last_spike_frame[n] = when.frame;
             active += u64::from(first_in_frame);
-            let core = net.core_of[n];
-            self.core_spikes[core as usize] += 1;
+            let core = core_of[n];
+            core_spikes[core as usize] += 1;
             if want_trace {
-                self.trace.push(TraceRow {
+                trace.push(TraceRow {
                     frame: when.frame,
                     step: when.step,
                     time: when.time,
                     neuron: n32,
                 });
             }
-            if net.has_out[n] {
+            if has_out[n] {
                 // sources < 2^29
                 #[allow(clippy::cast_possible_truncation)]
                 let src = (net.n_inputs + n) as u32;
-                self.queue.push(core, src, 1, since);
-                self.queue.overshoot[src as usize] = overshoot;
+                queue.push(core, src, 1, since);
+                queue.overshoot[src as usize] = overshoot;
             }
-            if n >= net.output_start && n < net.output_start + net.output_size {
+            if outputs.contains(&n) {
                 let o = n - net.output_start;
-                self.out_counts[when.frame as usize * net.output_size + o] += 1;
+                out_counts[when.frame as usize * net.output_size + o] += 1;
                 let lat = Latency {
                     frame: when.frame,
                     step: when.step,
@@ -418,20 +433,18 @@ impl<'c, A: Arith> State<'c, A> {
                     spikes_before,
                     ns: None,
                 };
-                if self.first_spike[o] < 0 {
-                    self.first_spike[o] = i64::try_from(when.time).unwrap_or(i64::MAX);
+                if first_spike[o] < 0 {
+                    first_spike[o] = i64::try_from(when.time).unwrap_or(i64::MAX);
                 }
-                if self.metrics.first_out.is_none() {
-                    self.metrics.first_out = Some(lat);
+                if metrics.first_out.is_none() {
+                    metrics.first_out = Some(lat);
                 }
-                if self.metrics.first_correct.is_none()
-                    && self.label.is_some_and(|l| l as usize == o)
-                {
-                    self.metrics.first_correct = Some(lat);
+                if metrics.first_correct.is_none() && label.is_some_and(|l| l as usize == o) {
+                    metrics.first_correct = Some(lat);
                 }
             }
         }
-        self.metrics.active_neuron_frames += active;
+        metrics.active_neuron_frames += active;
     }
 
     /// Finish: potentials in network units and the result record.

@@ -103,7 +103,7 @@ MUTANTS = [
            'return _count(value, field_name, 0, "(or \\"inf\\" for no limit)")',
            ["tests/test_errors.py::test_bad_run_inputs", "tests/test_sim.py::test_bad_arguments"]),
     Mutant("O4", "the chip counts every spike as an active (neuron, frame) pair", "emulator/src/state.rs",
-           "let first_in_frame = self.last_spike_frame[n] != when.frame;", "let first_in_frame = true;",
+           "let first_in_frame = last_spike_frame[n] != when.frame;", "let first_in_frame = true;",
            ["tests/test_sim.py::test_exact_agreement_with_the_emulator"],
            ["runs::step_cap_carries_over_and_reports_unreleased"]),
     # ---------------------------------------------------------------- fixed point

@@ -231,102 +231,120 @@ impl<A: Arith> Lane<'_, A> {
     pub fn deliver(&mut self, released: &[(u32, u32)]) {
         let net = self.net;
         if self.plan.len() == 1 {
-            for &(s32, c) in released {
+            self.deliver_runs(released.iter().map(|&(s32, c)| {
                 let s = s32 as usize;
-                self.deliver_run(s, net.seg[s], net.row[s], net.row[s + 1], c);
-            }
+                (s, net.seg[s], net.row[s], net.row[s + 1], c)
+            }));
             return;
         }
         let parts = std::mem::take(&mut self.lists.parts);
-        for p in &parts {
-            let (lo, hi) = (p.lo as usize, p.hi as usize);
-            self.deliver_run(p.src as usize, p.seg as usize, lo, hi, p.count);
-        }
+        self.deliver_runs(parts.iter().map(|p| {
+            (
+                p.src as usize,
+                p.seg as usize,
+                p.lo as usize,
+                p.hi as usize,
+                p.count,
+            )
+        }));
         self.lists.parts = parts;
-    }
-
-    /// Deliver synapses `begin..end` of released source `src` with count `c`: whole segments,
-    /// the first of them `k`.
-    fn deliver_run(&mut self, src: usize, mut k: usize, mut begin: usize, end: usize, c: u32) {
-        while begin < end {
-            self.deliver_segment(src, k, begin, c);
-            begin = self.net.seg_end(k);
-            k += 1;
-        }
     }
 
     /// Deliver segment `k` (one destination core, from synapse `begin`) of released source
     /// `src` with count `c`.
-    #[inline]
     pub fn deliver_segment(&mut self, src: usize, k: usize, begin: usize, c: u32) {
+        let end = self.net.seg_end(k);
+        self.deliver_runs(std::iter::once((src, k, begin, end, c)));
+    }
+
+    /// Deliver runs `(src, k, begin, end, c)`: synapses `begin..end` of released source `src`
+    /// with count `c`, whole segments, the first of them `k`. One function with the arrays in
+    /// local slices, so that their addresses stay in registers through all the deliveries (as
+    /// fields they would be read again after every store).
+    #[inline]
+    fn deliver_runs(&mut self, runs: impl Iterator<Item = (usize, usize, usize, usize, u32)>) {
         let net = self.net;
-        let base = self.lists.bounds.start;
-        let end = net.seg_end(k);
-        let len = end - begin;
-        self.lists.synops += len as u64;
-        let weights = &net.weight[begin..end];
-        let (acc, flag, touched) = (
-            &mut self.acc[..],
-            &mut self.flag[..],
-            &mut self.lists.touched,
+        let (base, core_start, generation) = (
+            self.lists.bounds.start,
+            self.lists.bounds.core_start,
+            self.generation,
         );
-        if net.seg_is_range(k) {
-            // Consecutive targets, from the first: the touched flags once per range and fire
-            // phase, then one loop over the block with no index loads and no branch.
-            let t0 = net.range_start(src, k, begin);
-            self.lists.core_synops[net.core_of[t0] as usize - self.lists.bounds.core_start] +=
-                len as u64;
-            let l0 = t0 - base;
-            let stamp = &mut self.stamp[l0];
-            if stamp.0 != self.generation || (stamp.1 as usize) < len {
-                // len < 2^31
-                #[allow(clippy::cast_possible_truncation)]
-                {
-                    *stamp = (self.generation, len as u32);
-                }
-                let flags = &mut flag[l0..l0 + len];
-                // without a branch per neuron: the usual range is clean (a layer's first input
-                // in a step), and then the fire phase takes it as one run
-                let busy = flags.iter().fold(0, |a, &f| a | f);
-                let traced = net.has_trace[t0..t0 + len]
-                    .iter()
-                    .fold(false, |a, &h| a | h);
-                if busy == 0 && !traced {
-                    flags.fill(TOUCHED);
-                    // t0 < 2^28, len < 2^31
-                    #[allow(clippy::cast_possible_truncation)]
-                    self.lists.ranges.push((t0 as u32, len as u32));
-                } else {
-                    for (t, f) in (t0..).zip(flags) {
-                        if *f == 0 {
-                            *f = TOUCHED;
-                            // t < 2^28
+        let lists = &mut *self.lists;
+        let (acc, flag, stamps) = (&mut self.acc[..], &mut self.flag[..], &mut self.stamp[..]);
+        let (touched, ranges, core_synops) = (
+            &mut lists.touched,
+            &mut lists.ranges,
+            &mut lists.core_synops[..],
+        );
+        let mut synops = 0u64;
+        for (src, mut k, mut begin, end, c) in runs {
+            while begin < end {
+                let seg_end = net.seg_end(k);
+                let len = seg_end - begin;
+                synops += len as u64;
+                let weights = &net.weight[begin..seg_end];
+                if net.seg_is_range(k) {
+                    // Consecutive targets, from the first: the touched flags once per range
+                    // and fire phase, then one loop over the block with no index loads and no
+                    // branch.
+                    let t0 = net.range_start(src, k, begin);
+                    core_synops[net.core_of[t0] as usize - core_start] += len as u64;
+                    let l0 = t0 - base;
+                    let stamp = &mut stamps[l0];
+                    if stamp.0 != generation || (stamp.1 as usize) < len {
+                        // len < 2^31
+                        #[allow(clippy::cast_possible_truncation)]
+                        {
+                            *stamp = (generation, len as u32);
+                        }
+                        let flags = &mut flag[l0..l0 + len];
+                        // without a branch per neuron: the usual range is clean (a layer's
+                        // first input in a step), and then the fire phase takes it as one run
+                        let busy = flags.iter().fold(0, |a, &f| a | f);
+                        let traced = net.has_trace[t0..t0 + len]
+                            .iter()
+                            .fold(false, |a, &h| a | h);
+                        if busy == 0 && !traced {
+                            flags.fill(TOUCHED);
+                            // t0 < 2^28, len < 2^31
                             #[allow(clippy::cast_possible_truncation)]
-                            touched.push(t as u32);
+                            ranges.push((t0 as u32, len as u32));
+                        } else {
+                            for (t, f) in (t0..).zip(flags) {
+                                if *f == 0 {
+                                    *f = TOUCHED;
+                                    // t < 2^28
+                                    #[allow(clippy::cast_possible_truncation)]
+                                    touched.push(t as u32);
+                                }
+                            }
+                        }
+                    }
+                    // A delivery adds to every target, refractory or not, so that the block
+                    // is one loop with no branch; a refractory neuron's sum is never read, and
+                    // is cleared when it leaves its refractory period (at the next frame's
+                    // leak).
+                    for (a, &w) in acc[l0..l0 + len].iter_mut().zip(weights) {
+                        *a = A::accumulate(*a, w, c);
+                    }
+                } else {
+                    let targets = &net.target[begin..seg_end];
+                    core_synops[net.core_of[targets[0] as usize] as usize - core_start] +=
+                        len as u64;
+                    for (&t, &w) in targets.iter().zip(weights) {
+                        let l = t as usize - base;
+                        acc[l] = A::accumulate(acc[l], w, c);
+                        if flag[l] == 0 {
+                            flag[l] = TOUCHED;
+                            touched.push(t);
                         }
                     }
                 }
-            }
-            // A delivery adds to every target, refractory or not, so that the block is one
-            // loop with no branch; a refractory neuron's sum is never read, and is cleared
-            // when it leaves its refractory period (at the next frame's leak).
-            for (a, &w) in acc[l0..l0 + len].iter_mut().zip(weights) {
-                *a = A::accumulate(*a, w, c);
-            }
-            return;
-        }
-        let targets = &net.target[begin..end];
-        self.lists.core_synops
-            [net.core_of[targets[0] as usize] as usize - self.lists.bounds.core_start] +=
-            len as u64;
-        for (&t, &w) in targets.iter().zip(weights) {
-            let l = t as usize - base;
-            acc[l] = A::accumulate(acc[l], w, c);
-            if flag[l] == 0 {
-                flag[l] = TOUCHED;
-                touched.push(t);
+                begin = seg_end;
+                k += 1;
             }
         }
+        lists.synops += synops;
     }
 
     /// Start of a frame: leak every neuron, clear refractory flags, and collect neurons that

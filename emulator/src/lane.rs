@@ -377,19 +377,11 @@ impl<A: Arith> Lane<'_, A> {
     /// touched neuron integrates its input and fires if above threshold. Spikes go to
     /// `lists.fired` (in no particular order).
     pub fn fire(&mut self) {
-        let net = self.net;
-        let base = self.lists.bounds.start;
         self.lists.updates += self.lists.touched.len() as u64;
         self.lists.fired.clear();
         let ranges = std::mem::take(&mut self.lists.ranges);
         self.lists.updates += ranges.iter().map(|r| u64::from(r.1)).sum::<u64>();
-        for i in 0..self.lists.carry.len() {
-            let n = self.lists.carry[i] as usize;
-            let l = n - base;
-            if self.flag[l] == 0 && self.v[l] > net.theta[n] {
-                self.fire_one(n);
-            }
-        }
+        self.fire_carried();
         for &(t0, len) in &ranges {
             self.integrate_run(t0 as usize, len as usize);
         }
@@ -503,26 +495,35 @@ impl<A: Arith> Lane<'_, A> {
         }
     }
 
-    /// A carried neuron fires: reset, refractory flag or carried again, and its spike.
-    fn fire_one(&mut self, n: usize) {
+    /// The neurons carried over fire, those that received no input since (a touched one is
+    /// updated with its input instead): as in [`Self::integrate_touched`], with no input.
+    fn fire_carried(&mut self) {
         let net = self.net;
-        let l = n - self.lists.bounds.start;
-        let over = net.arith.subtract(self.v[l], net.theta[n]);
-        self.v[l] = if net.subtract[n] {
-            over
-        } else {
-            A::V::default()
-        };
-        if net.refractory[n] {
-            self.flag[l] = REFRACTORY;
-        } else if net.subtract[n] && self.v[l] > net.theta[n] {
-            // n < 2^28
-            #[allow(clippy::cast_possible_truncation)]
-            self.lists.next_carry.push(n as u32);
+        let base = self.lists.bounds.start;
+        let lists = &mut *self.lists;
+        let first = lists.fired.len();
+        let mut out = Out::new(&mut lists.fired, &mut lists.next_carry, lists.carry.len());
+        let (theta, subtract, refractory) = (
+            &net.theta[base..],
+            &net.subtract[base..],
+            &net.refractory[base..],
+        );
+        let (flag, vs) = (&self.flag[..], &self.v[..]);
+        for &n32 in &lists.carry {
+            let n = n32 as usize - base;
+            let (v, th) = (vs[n], theta[n]);
+            let fires = flag[n] == 0 && v > th;
+            let over = net.arith.subtract(v, th);
+            let u = Update {
+                v,
+                over,
+                fires,
+                carry: fires & subtract[n] & !refractory[n] & (over > th),
+            };
+            out.put::<A>(n32, &u);
         }
-        // n < 2^28
-        #[allow(clippy::cast_possible_truncation)]
-        self.lists.fired.push((n as u32, A::raw(over)));
+        out.finish();
+        self.reset_fired(first);
     }
 }
 

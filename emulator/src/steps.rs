@@ -114,15 +114,18 @@ pub(crate) fn run_sample<A: Arith>(
                 global_step,
             };
             pairs.clear();
-            let mut synapses = 0usize;
+            // counts in locals: fields of the state would be read and written per release
+            let (mut synapses, mut packets, mut hops) = (0usize, 0u64, 0u64);
             for &s32 in &released {
                 let c = st.take_release(when, s32);
                 pairs.push((s32, c));
                 let s = s32 as usize;
                 synapses += net.row[s + 1] - net.row[s];
-                st.metrics.packets += (net.seg[s + 1] - net.seg[s]) as u64;
-                st.metrics.hops += net.hops_of_source[s];
+                packets += (net.seg[s + 1] - net.seg[s]) as u64;
+                hops += net.hops_of_source[s];
             }
+            st.metrics.packets += packets;
+            st.metrics.hops += hops;
             st.step(&pairs, when, synapses >= PARALLEL_STEP_SYNAPSES);
             k += 1;
             global_step += 1;

@@ -234,6 +234,7 @@ def rust_core() -> dict:
             return {"lines": [f"cargo bench failed: {bench.stderr[-500:]}"], "best": {}, "share": {}}
         for ln in bench.stdout.splitlines():
             if "synops/s" in ln:
+                # the bench prints `{label:40} {rate}` (emulator/benches/throughput.rs)
                 label, rate = ln[:40].strip(), float(ln[40:].split()[0])
                 best[label] = max(best.get(label, 0.0), rate)
     share = {}

@@ -511,15 +511,10 @@ impl<A: Arith> Lane<'_, A> {
         let (flag, vs) = (&self.flag[..], &self.v[..]);
         for &n32 in &lists.carry {
             let n = n32 as usize - base;
-            let (v, th) = (vs[n], theta[n]);
-            let fires = flag[n] == 0 && v > th;
-            let over = net.arith.subtract(v, th);
-            let u = Update {
-                v,
-                over,
-                fires,
-                carry: fires & subtract[n] & !refractory[n] & (over > th),
-            };
+            let mut u = judge(&net.arith, vs[n], theta[n], subtract[n], refractory[n]);
+            // a neuron touched since is updated with its input instead
+            let untouched = flag[n] == 0;
+            (u.fires, u.carry) = (u.fires & untouched, u.carry & untouched);
             out.put::<A>(n32, &u);
         }
         out.finish();
@@ -549,7 +544,25 @@ fn update<A: Arith>(
     subtract: bool,
     refractory: bool,
 ) -> Update<A::V> {
-    let v = arith.integrate(v, input);
+    judge(
+        arith,
+        arith.integrate(v, input),
+        theta,
+        subtract,
+        refractory,
+    )
+}
+
+/// Whether a LIF neuron at potential `v` fires (above `theta`) and is carried, with its
+/// overshoot: [`update`] after the integration, and the fire of a carried neuron (no input).
+#[inline(always)]
+fn judge<A: Arith>(
+    arith: &A,
+    v: A::V,
+    theta: A::V,
+    subtract: bool,
+    refractory: bool,
+) -> Update<A::V> {
     let over = arith.subtract(v, theta);
     Update {
         v,

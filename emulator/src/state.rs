@@ -12,6 +12,18 @@ use crate::scheduler::SpikeQueue;
 use crate::stochastic;
 use rayon::prelude::*;
 
+/// Move the entries of `list` that `wait` picks to `out` (cleared first), keeping the order.
+fn defer<T: Copy>(list: &mut Vec<T>, out: &mut Vec<T>, wait: impl Fn(&T) -> bool) {
+    out.clear();
+    list.retain(|e| {
+        let w = wait(e);
+        if w {
+            out.push(*e);
+        }
+        !w
+    });
+}
+
 /// Where in time a fire phase happens.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct When {
@@ -274,23 +286,13 @@ impl<'c, A: Arith> State<'c, A> {
         debug_assert_eq!(self.lanes.len(), 1);
         if let Some(busy) = busy {
             // neurons of busy cores wait in `deferred` for the next fire phase
-            let (deferred, deferred_ranges) = (&mut self.deferred, &mut self.deferred_ranges);
-            deferred.clear();
-            deferred_ranges.clear();
-            self.lanes[0].touched.retain(|&n| {
-                let wait = busy(net.core_of[n as usize]);
-                if wait {
-                    deferred.push(n);
-                }
-                !wait
+            let lane = &mut self.lanes[0];
+            defer(&mut lane.touched, &mut self.deferred, |&n| {
+                busy(net.core_of[n as usize])
             });
-            // a range is on one core
-            self.lanes[0].ranges.retain(|&r| {
-                let wait = busy(net.core_of[r.0 as usize]);
-                if wait {
-                    deferred_ranges.push(r);
-                }
-                !wait
+            // a range is on one core: its first neuron's
+            defer(&mut lane.ranges, &mut self.deferred_ranges, |r| {
+                busy(net.core_of[r.0 as usize])
             });
         }
         self.each_lane(false, |lane| lane.fire());

@@ -12,16 +12,49 @@ use crate::scheduler::SpikeQueue;
 use crate::stochastic;
 use rayon::prelude::*;
 
-/// Move the entries of `list` that `wait` picks to `out` (cleared first), keeping the order.
-fn defer<T: Copy>(list: &mut Vec<T>, out: &mut Vec<T>, wait: impl Fn(&T) -> bool) {
-    out.clear();
-    list.retain(|e| {
-        let w = wait(e);
-        if w {
-            out.push(*e);
+/// The touched neurons and clean ranges of one busy core, waiting for it to be idle.
+#[derive(Debug, Default)]
+struct Waiting {
+    touched: Vec<u32>,
+    ranges: Vec<(u32, u32)>,
+}
+
+impl Waiting {
+    fn is_empty(&self) -> bool {
+        self.touched.is_empty() && self.ranges.is_empty()
+    }
+}
+
+/// The waiting lists of core `c` if it is busy (listing it among the waiting cores when they
+/// were empty), else `None`.
+fn hold<'w>(
+    waiting: &'w mut [Waiting],
+    cores: &mut Vec<u32>,
+    busy: &dyn Fn(u32) -> bool,
+    c: u32,
+) -> Option<&'w mut Waiting> {
+    if !busy(c) {
+        return None;
+    }
+    let w = &mut waiting[c as usize];
+    if w.is_empty() {
+        cores.push(c);
+    }
+    Some(w)
+}
+
+/// Keep the entries of `list[..n]` that `keep` picks, in order, followed by `list[n..]`.
+fn keep_idle<T: Copy>(list: &mut Vec<T>, n: usize, mut keep: impl FnMut(&T) -> bool) {
+    let mut k = 0;
+    for i in 0..n {
+        let e = list[i];
+        if keep(&e) {
+            list[k] = e;
+            k += 1;
         }
-        !w
-    });
+    }
+    list.copy_within(n.., k);
+    list.truncate(list.len() - (n - k));
 }
 
 /// Where in time a fire phase happens.
@@ -57,10 +90,11 @@ pub(crate) struct State<'c, A: Arith> {
     /// The lanes: runs of whole cores, with their touched, fired and carried neurons.
     lanes: Vec<LaneLists>,
     plan: &'c LanePlan,
-    /// Touched neurons of busy cores, kept for a later fire phase (`events`, one lane).
-    deferred: Vec<u32>,
-    /// Clean ranges of busy cores, kept likewise.
-    deferred_ranges: Vec<(u32, u32)>,
+    /// Touched neurons and clean ranges of each busy core, kept with their core for the first
+    /// fire phase at which it is idle (`events`, one lane; empty until then).
+    waiting: Vec<Waiting>,
+    /// The cores whose `waiting` lists are not empty.
+    waiting_cores: Vec<u32>,
     /// Spikes of a draw.
     drawn: Vec<(u32, f64)>,
     pub queue: SpikeQueue,
@@ -107,8 +141,8 @@ impl<'c, A: Arith> State<'c, A> {
             range_stamp: mem::filled(if net.has_ranges { n } else { 0 }, (0, 0), "target ranges")?,
             lanes: plan.bounds.iter().map(|&b| LaneLists::new(b)).collect(),
             plan,
-            deferred: Vec::new(),
-            deferred_ranges: Vec::new(),
+            waiting: Vec::new(),
+            waiting_cores: Vec::new(),
             drawn: Vec::new(),
             queue: SpikeQueue::new(net.n_sources(), n_groups)?,
             metrics: Metrics::default(),
@@ -245,6 +279,10 @@ impl<'c, A: Arith> State<'c, A> {
     /// are already above threshold (they fire at the next fire phase). Stochastic and
     /// integrator neurons decay their synaptic trace; their potential moves at their draw.
     pub fn leak(&mut self) {
+        debug_assert!(
+            self.waiting_cores.is_empty(),
+            "a core still waits at the frame's end"
+        );
         let parallel = self.lanes.len() > 1;
         self.each_lane(parallel, |lane| lane.leak());
         self.metrics.membrane_updates += self.net.n_neurons as u64;
@@ -282,24 +320,51 @@ impl<'c, A: Arith> State<'c, A> {
     /// A neuron on a core that `busy` marks (the core still has packets to process) keeps
     /// accumulating: the core updates it once it has processed its input.
     pub fn fire(&mut self, when: When, busy: Option<&dyn Fn(u32) -> bool>) {
-        let net = self.net;
         debug_assert_eq!(self.lanes.len(), 1);
         if let Some(busy) = busy {
-            // neurons of busy cores wait in `deferred` for the next fire phase
-            let lane = &mut self.lanes[0];
-            defer(&mut lane.touched, &mut self.deferred, |&n| {
-                busy(net.core_of[n as usize])
-            });
-            // a range is on one core: its first neuron's
-            defer(&mut lane.ranges, &mut self.deferred_ranges, |r| {
-                busy(net.core_of[r.0 as usize])
-            });
+            self.hold_busy(busy);
         }
         self.each_lane(false, |lane| lane.fire());
-        self.lanes[0].touched.append(&mut self.deferred);
-        self.lanes[0].ranges.append(&mut self.deferred_ranges);
         self.generation += 1;
         self.emit_lanes(when);
+    }
+
+    /// Before a fire phase that waits for busy cores: the neurons of the cores that waited
+    /// and are idle now join it, and those touched since the last one on cores that are busy
+    /// wait with their core. Each neuron is looked at once when it waits and once when it
+    /// joins, however many fire phases its core stays busy through (a list of every waiting
+    /// neuron, checked at each phase, cost a third of a Loihi-timed run).
+    fn hold_busy(&mut self, busy: &dyn Fn(u32) -> bool) {
+        let net = self.net;
+        if self.waiting.len() < net.n_cores {
+            self.waiting.resize_with(net.n_cores, Waiting::default);
+        }
+        let (waiting, cores) = (&mut self.waiting, &mut self.waiting_cores);
+        let lane = &mut self.lanes[0];
+        let joined = lane.touched.len();
+        let joined_ranges = lane.ranges.len();
+        cores.retain(|&c| {
+            let idle = !busy(c);
+            if idle {
+                let w = &mut waiting[c as usize];
+                lane.touched.append(&mut w.touched);
+                lane.ranges.append(&mut w.ranges);
+            }
+            !idle
+        });
+        keep_idle(&mut lane.touched, joined, |&n| {
+            let c = net.core_of[n as usize];
+            hold(waiting, cores, busy, c)
+                .map(|w| w.touched.push(n))
+                .is_none()
+        });
+        // a range is on one core: its first neuron's
+        keep_idle(&mut lane.ranges, joined_ranges, |&r| {
+            let c = net.core_of[r.0 as usize];
+            hold(waiting, cores, busy, c)
+                .map(|w| w.ranges.push(r))
+                .is_none()
+        });
     }
 
     /// Record the spikes of every lane's fire phase (lane by lane: ascending neurons).

@@ -94,9 +94,20 @@ struct FlowLink {
 /// a fifth of such a run).
 #[derive(Debug, Default)]
 struct EventQueue {
-    /// `(tick << 2 | phase, events)`, by descending key.
-    buckets: Vec<(u64, VecDeque<Kind>)>,
-    spare: Vec<VecDeque<Kind>>,
+    /// By descending key: the next event is the first unread one of the last bucket.
+    buckets: Vec<Bucket>,
+    /// Emptied buckets' event lists, for reuse.
+    spare: Vec<Vec<Kind>>,
+}
+
+/// The events of one `(tick, phase)`, in the order they were pushed; those before `read` have
+/// run (a vector with a read position: events of a bucket are pushed while it runs).
+#[derive(Debug)]
+struct Bucket {
+    /// `tick << 2 | phase`.
+    key: u64,
+    read: usize,
+    events: Vec<Kind>,
 }
 
 impl EventQueue {
@@ -105,27 +116,36 @@ impl EventQueue {
         debug_assert!(tick <= MAX_TICK && phase < 4);
         let key = (tick << 2) | u64::from(phase);
         let b = &mut self.buckets;
-        let at = b.partition_point(|e| e.0 > key);
+        let at = b.partition_point(|e| e.key > key);
         match b.get_mut(at) {
-            Some(e) if e.0 == key => e.1.push_back(kind),
+            Some(e) if e.key == key => e.events.push(kind),
             _ => {
-                let mut q = self.spare.pop().unwrap_or_default();
-                q.push_back(kind);
-                b.insert(at, (key, q));
+                let mut events = self.spare.pop().unwrap_or_default();
+                events.push(kind);
+                b.insert(
+                    at,
+                    Bucket {
+                        key,
+                        read: 0,
+                        events,
+                    },
+                );
             }
         }
     }
 
     fn pop(&mut self) -> Option<(u64, Kind)> {
-        let (key, q) = self.buckets.last_mut()?;
-        let tick = *key >> 2;
-        let kind = q.pop_front();
-        if q.is_empty() {
-            if let Some((_, q)) = self.buckets.pop() {
-                self.spare.push(q);
+        let b = self.buckets.last_mut()?;
+        let tick = b.key >> 2;
+        let kind = b.events[b.read];
+        b.read += 1;
+        if b.read == b.events.len() {
+            if let Some(mut b) = self.buckets.pop() {
+                b.events.clear();
+                self.spare.push(b.events);
             }
         }
-        kind.map(|k| (tick, k))
+        Some((tick, kind))
     }
 }
 

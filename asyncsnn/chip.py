@@ -57,9 +57,9 @@ _CHOICES = {"overflow": ("backpressure", "drop"), "neuron_update": ("when_idle",
 
 
 def _check_choices(cfg: dict) -> None:
-    for field, allowed in _CHOICES.items():
-        if field in cfg and cfg[field] not in allowed:
-            raise ConfigError(f"invalid chip config: {field}: {cfg[field]!r}; allowed: {', '.join(allowed)}")
+    for name, allowed in _CHOICES.items():
+        if name in cfg and cfg[name] not in allowed:
+            raise ConfigError(f"invalid chip config: {name}: {cfg[name]!r}; allowed: {', '.join(allowed)}")
 
 
 def _check_finite(value: Any, field: str) -> None:

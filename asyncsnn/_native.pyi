@@ -144,6 +144,7 @@ def train_forward(
     fanout: npt.NDArray[np.floating], in_start: npt.NDArray[np.int64], in_target: npt.NDArray[np.int64],
     in_weight: npt.NDArray[np.floating], in_fanout: npt.NDArray[np.floating], frames: npt.NDArray[np.floating],
     scheduler: str, limit: Optional[int], seed: int, sample_offset: int, step_limit: int, limit_is_error: bool,
-    stop_after_output: Optional[int], threads: int,
+    stop_after_output: Optional[int], threads: int, tape: bool = True,
 ) -> tuple[dict[str, npt.NDArray], TrainTape]:
-    """A batch through the training engine: its outputs (batch first) and its tape."""
+    """A batch through the training engine: its outputs (batch first) and its tape (``tape=False``:
+    none is kept, for a run that needs no gradient; its ``backward`` then raises)."""

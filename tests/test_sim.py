@@ -394,6 +394,27 @@ def test_native_engine_keeps_less_for_backward():
     assert 0 < kept["native"] < kept["manual"] / 3, kept
 
 
+def test_native_engine_keeps_no_tape_without_a_gradient():
+    """Under torch.no_grad() (or with weights that need no gradient) the native engine's run
+    has the same outputs and keeps almost nothing for a backward that cannot come (a tape-less
+    run refuses to backpropagate: emulator/src/train.rs)."""
+    net = random_feedforward([200, 40, 30, 5], seed=0, gain=3.0)
+    x = torch.tensor(np.random.default_rng(0).poisson(0.05, (8, 10, 200)).astype(np.float32))
+    sim = AsyncSimulator(net)
+    kw = dict(scheduler="fifo", F=3, engine="native")
+    taped = sim(x, **kw)
+    with torch.no_grad():
+        bare = sim(x, **kw)
+    for w in sim.weights:
+        w.requires_grad_(False)
+    frozen = sim(x, **kw)
+    assert taped.spike_counts.sum() > 0
+    for r in (bare, frozen):
+        for k in ("out_counts", "spike_counts", "v_final", "synaptic_operations", "steps"):
+            assert torch.equal(getattr(r, k), getattr(taped, k)), k
+        assert 0 < r.tape_bytes * 4 < taped.tape_bytes, (r.tape_bytes, taped.tape_bytes)
+
+
 def conv_network(stride=1, padding=1):
     r = np.random.default_rng(0)
     kernel = (r.integers(-16, 48, size=(3, 2, 3, 3)) / 64).astype(np.float32)

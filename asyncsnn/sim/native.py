@@ -101,7 +101,7 @@ class _NativeRun(torch.autograd.Function):
     Differentiable outputs: ``out_counts``, ``spike_counts``, ``v_final``, ``first_time``."""
 
     @staticmethod
-    def forward(ctx, w_in, w_rec, sim, run, box, gradient):  # type: ignore[override]
+    def forward(ctx, w_in, w_rec, sim, run, box, gradient, tape):  # type: ignore[override]
         spec, opts = run.spec, run.options
         params = spec.params
         sup_in, sup = supports(sim)
@@ -116,7 +116,7 @@ class _NativeRun(torch.autograd.Function):
             sup_in.start, sup_in.target, _np(w_in_d[sup_in.target, sup_in.source], dtype), _np(run.fanout_in, dtype),
             _np(run.frames, dtype), opts.scheduler, spec.limit, int(opts.seed), int(opts.sample_offset),
             int(step_limit), bool(is_error), None if spec.stop_after_output is None else int(spec.stop_after_output),
-            torch.get_num_threads())
+            torch.get_num_threads(), tape)
         t = {k: torch.from_numpy(v) for k, v in out.items()}
         ctx.tape, ctx.sim, ctx.spec = tape, sim, spec
         ctx.gradient = gradient
@@ -141,7 +141,7 @@ class _NativeRun(torch.autograd.Function):
         gi[sup_in.target, sup_in.source] = torch.from_numpy(g_wi).to(wdtype)
         gr = torch.zeros(rec_shape, dtype=wdtype)
         gr[sup.target, sup.source] = torch.from_numpy(g_wr).to(wdtype)
-        return gi, gr, None, None, None, None
+        return gi, gr, None, None, None, None, None
 
 
 def run(sim: "AsyncSimulator", r: "_Run", w_in: torch.Tensor, w_rec: torch.Tensor, gradient: str) -> "SimResult":
@@ -150,7 +150,9 @@ def run(sim: "AsyncSimulator", r: "_Run", w_in: torch.Tensor, w_rec: torch.Tenso
     from .simulator import SimResult
 
     box: list = []
-    out_counts, spike_counts, v_final, t_first = _NativeRun.apply(w_in, w_rec, sim, r, box, gradient)
+    # Without a gradient to take (no_grad, or weights that need none) the run keeps no tape.
+    tape = torch.is_grad_enabled() and (w_in.requires_grad or w_rec.requires_grad)
+    out_counts, spike_counts, v_final, t_first = _NativeRun.apply(w_in, w_rec, sim, r, box, gradient, tape)
     t = box[0]
     dt = r.frames.dtype
     return SimResult(

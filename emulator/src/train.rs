@@ -258,6 +258,9 @@ pub struct Schedule {
     pub limit_is_error: bool,
     /// End a sample this many steps after its first output spike.
     pub stop_after_output: Option<u64>,
+    /// Keep the tape that [`backward`] needs; without it (no gradient wanted) a run records
+    /// only its outputs, and [`backward`] refuses it.
+    pub tape: bool,
 }
 
 /// What one sample's forward run returns (the `SimResult` fields, one sample).
@@ -449,6 +452,7 @@ impl<T: Real> Runner<'_, T> {
             ..SampleTape::default()
         };
         let mut first_k = vec![u32::MAX; n_out];
+        let keep = self.s.tape;
         let mut synops = T::ZERO;
         let mut emitted = T::ZERO;
         let mut steps: u64 = 0;
@@ -490,6 +494,10 @@ impl<T: Real> Runner<'_, T> {
                 }
                 x = acc;
             }
+            if !keep {
+                // the frame's events were only needed for its input current
+                tp.inputs.clear();
+            }
             for (vi, &b) in v.iter_mut().zip(&m.beta) {
                 *vi = *vi * b;
             }
@@ -520,7 +528,9 @@ impl<T: Real> Runner<'_, T> {
                     synops = synops + m.fanout[i];
                     p[i] = p[i] - d;
                     n_pending -= 1;
-                    tp.released.push((i as u32, d));
+                    if keep {
+                        tp.released.push((i as u32, d));
+                    }
                 }
                 if j == 0 {
                     for (c, xi) in cur.iter_mut().zip(x.iter_mut()) {
@@ -538,11 +548,13 @@ impl<T: Real> Runner<'_, T> {
                     let vt = if refr[t] { v[t] } else { v[t] + c };
                     let over = vt - m.theta[t];
                     let can = !refr[t];
-                    if can && c != T::ZERO {
+                    if keep && can && c != T::ZERO {
                         tp.gate.push((t as u32, over));
                     }
                     if can && over > T::ZERO {
-                        tp.fired.push(t as u32);
+                        if keep {
+                            tp.fired.push(t as u32);
+                        }
                         fired_now += 1;
                         v[t] = if m.subtract[t] {
                             vt - m.theta[t]
@@ -823,6 +835,8 @@ pub struct Run<T> {
     pub out: Vec<SampleOut<T>>,
     pub tapes: Vec<SampleTape<T>>,
     pub n_frames: usize,
+    /// Whether the tapes were kept ([`Schedule::tape`]).
+    pub taped: bool,
 }
 
 impl<T> Run<T> {
@@ -913,6 +927,7 @@ pub fn forward<T: Real>(
         out,
         tapes,
         n_frames,
+        taped: s.tape,
     })
 }
 
@@ -957,6 +972,13 @@ pub fn backward<T: Real>(
     surrogate: Surrogate,
     threads: usize,
 ) -> Result<(Vec<T>, Vec<T>)> {
+    if !run.taped {
+        return Err(input(
+            "tape",
+            "the forward run kept no tape (it was run with tape = false, as without a gradient); \
+             run it with tape = true to backpropagate",
+        ));
+    }
     let n = m.n();
     let b = run.tapes.len();
     let nf = run.n_frames;
@@ -1095,6 +1117,7 @@ mod tests {
             step_limit: 100,
             limit_is_error: true,
             stop_after_output: None,
+            tape: true,
         }
     }
 
@@ -1177,6 +1200,60 @@ mod tests {
             .collect();
         assert!(runs[0].0.iter().any(|&(s, _)| s > 3));
         assert_eq!(runs[0], runs[1]);
+    }
+
+    #[test]
+    fn a_run_without_tape_has_the_same_outputs_and_refuses_backward() {
+        let (ni, n) = (12usize, 10usize);
+        let w = |k: u64| f64::from(hash::mix(k) % 97) / 64.0 - 0.3;
+        let w_in: Vec<_> = (0..ni as u32)
+            .flat_map(|s| (0..6).map(move |t| (s, t, w(u64::from(s * 31 + t)))))
+            .collect();
+        let rec: Vec<_> = (0..6u32)
+            .flat_map(|s| (6..n as u32).map(move |t| (s, t, w(u64::from(900 + s * 17 + t)))))
+            .collect();
+        let m = model(ni, n, &w_in, &rec);
+        let frames: Vec<f64> = (0..4 * 3 * ni)
+            .map(|k| f64::from(hash::mix(k as u64 + 3) % 3))
+            .collect();
+        let taped = forward(&m, &schedule(Some(2)), &frames, 4, 3, 1).unwrap();
+        let bare = forward(
+            &m,
+            &Schedule {
+                tape: false,
+                ..schedule(Some(2))
+            },
+            &frames,
+            4,
+            3,
+            1,
+        )
+        .unwrap();
+        let key = |r: &Run<f64>| {
+            r.out
+                .iter()
+                .map(|o| (o.steps, o.v_final.clone(), o.spike_counts.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert!(taped
+            .out
+            .iter()
+            .any(|o| o.spike_counts.iter().sum::<f64>() > 0.0));
+        assert_eq!(key(&taped), key(&bare));
+        assert!(
+            bare.tape_bytes() * 2 < taped.tape_bytes(),
+            "{} {}",
+            bare.tape_bytes(),
+            taped.tape_bytes()
+        );
+        let g = vec![1.0; 4 * n];
+        let g_out = vec![0.5; 4 * 3 * (n - 9)];
+        let sg = Surrogate::of("atan", 2.0).unwrap();
+        assert!(backward(&m, &taped, &g_out, &g, &g, None, false, sg, 1).is_ok());
+        assert!(matches!(
+            backward(&m, &bare, &g_out, &g, &g, None, false, sg, 1),
+            Err(Error::Input { .. })
+        ));
     }
 
     #[test]

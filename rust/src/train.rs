@@ -151,7 +151,8 @@ fn back<'py, T: Real + Element>(
 #[pyo3(signature = (theta, beta, subtract, refractory, has_out, layer, slot_neuron, n_inputs, out,
                     src_start, target, weight, fanout, in_start, in_target, in_weight, in_fanout,
                     frames, scheduler, limit,
-                    seed, sample_offset, step_limit, limit_is_error, stop_after_output, threads))]
+                    seed, sample_offset, step_limit, limit_is_error, stop_after_output, threads,
+                    tape=true))]
 #[allow(clippy::too_many_arguments)]
 pub fn train_forward<'py>(
     py: Python<'py>,
@@ -181,6 +182,7 @@ pub fn train_forward<'py>(
     limit_is_error: bool,
     stop_after_output: Option<u64>,
     threads: usize,
+    tape: bool,
 ) -> PyResult<(Bound<'py, PyDict>, PyTrainTape)> {
     let schedule = Schedule {
         scheduler: core(Scheduler::parse(scheduler))?,
@@ -190,6 +192,7 @@ pub fn train_forward<'py>(
         step_limit,
         limit_is_error,
         stop_after_output,
+        tape,
     };
     let arr = frames
         .cast::<numpy::PyUntypedArray>()

@@ -341,8 +341,9 @@ impl<'c, A: Arith> State<'c, A> {
         }
         let (waiting, cores) = (&mut self.waiting, &mut self.waiting_cores);
         let lane = &mut self.lanes[0];
-        let joined = lane.touched.len();
-        let joined_ranges = lane.ranges.len();
+        // touched since the last fire phase; the cores that turn idle add theirs after them
+        let fresh = lane.touched.len();
+        let fresh_ranges = lane.ranges.len();
         cores.retain(|&c| {
             let idle = !busy(c);
             if idle {
@@ -352,14 +353,14 @@ impl<'c, A: Arith> State<'c, A> {
             }
             !idle
         });
-        keep_idle(&mut lane.touched, joined, |&n| {
+        keep_idle(&mut lane.touched, fresh, |&n| {
             let c = net.core_of[n as usize];
             hold(waiting, cores, busy, c)
                 .map(|w| w.touched.push(n))
                 .is_none()
         });
         // a range is on one core: its first neuron's
-        keep_idle(&mut lane.ranges, joined_ranges, |&r| {
+        keep_idle(&mut lane.ranges, fresh_ranges, |&r| {
             let c = net.core_of[r.0 as usize];
             hold(waiting, cores, busy, c)
                 .map(|w| w.ranges.push(r))

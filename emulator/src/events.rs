@@ -899,3 +899,65 @@ pub(crate) fn run_sample<A: Arith>(
     }
     Ok(st.finish())
 }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    proptest! {
+        /// The event queue pops in `(tick, phase)` order, first in first out within one, like
+        /// a sorted map of lists, whatever is pushed while it runs (near, far, or before the
+        /// last tick popped).
+        #[test]
+        fn the_event_queue_pops_in_tick_phase_push_order(
+            ops in proptest::collection::vec(
+                (
+                    // near ahead, far ahead, or (below) behind
+                    prop_oneof![0u64..8, 0u64..700],
+                    0u8..4,
+                    0u8..3,
+                ),
+                1..400,
+            )
+        ) {
+            let mut q = EventQueue::default();
+            let mut model: BTreeMap<(u64, u8), VecDeque<u32>> = BTreeMap::new();
+            let mut now = 0u64;
+            for (n, &(dt, phase, pops)) in ops.iter().enumerate() {
+                // mostly ahead of the last popped tick, sometimes behind it
+                let tick = if n % 17 == 5 { now.saturating_sub(dt % 5) } else { now + dt };
+                let id = n as u32;
+                q.push(tick, phase, Kind::Release(id));
+                model.entry((tick, phase)).or_default().push_back(id);
+                for _ in 0..pops {
+                    let want = model.first_entry().map(|mut e| {
+                        let t = e.key().0;
+                        let v = e.get_mut().pop_front().unwrap();
+                        if e.get().is_empty() {
+                            e.remove();
+                        }
+                        (t, v)
+                    });
+                    let got = q.pop().map(|(t, k)| match k {
+                        Kind::Release(v) => (t, v),
+                        _ => unreachable!(),
+                    });
+                    prop_assert_eq!(got, want);
+                    if let Some((t, _)) = got {
+                        now = t;
+                    }
+                }
+            }
+            while let Some((t, k)) = q.pop() {
+                let Kind::Release(v) = k else { unreachable!() };
+                let mut e = model.first_entry().unwrap();
+                prop_assert_eq!((t, v), (e.key().0, e.get_mut().pop_front().unwrap()));
+                if e.get().is_empty() {
+                    e.remove();
+                }
+            }
+            prop_assert!(model.is_empty());
+        }
+    }
+}

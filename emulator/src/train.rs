@@ -1154,17 +1154,24 @@ mod tests {
         assert!((g_w_in[0] - g_p0 * sg(0.5)).abs() < 1e-15, "{g_w_in:?}");
     }
 
-    #[test]
-    fn same_bits_on_any_thread_count() {
+    /// 12 inputs into neurons 0-5, which feed neurons 6-9: hashed weights in
+    /// `[-shift, 96 / 64 - shift]`.
+    fn two_layers(shift: f64) -> Model<f64> {
         let (ni, n) = (12usize, 10usize);
-        let w = |k: u64| f64::from(hash::mix(k) % 97) / 64.0 - 0.5;
+        let w = |k: u64| f64::from(hash::mix(k) % 97) / 64.0 - shift;
         let w_in: Vec<_> = (0..ni as u32)
             .flat_map(|s| (0..6).map(move |t| (s, t, w(u64::from(s * 31 + t)))))
             .collect();
         let rec: Vec<_> = (0..6u32)
             .flat_map(|s| (6..n as u32).map(move |t| (s, t, w(u64::from(900 + s * 17 + t)))))
             .collect();
-        let mut m = model(ni, n, &w_in, &rec);
+        model(ni, n, &w_in, &rec)
+    }
+
+    #[test]
+    fn same_bits_on_any_thread_count() {
+        let (ni, n) = (12usize, 10usize);
+        let mut m = two_layers(0.5);
         m.slot_neuron = vec![0, 2, 4, 6, 8, 1, 3, 5, 7, 9];
         m.slots = 5;
         let batch = 19;
@@ -1205,14 +1212,7 @@ mod tests {
     #[test]
     fn a_run_without_tape_has_the_same_outputs_and_refuses_backward() {
         let (ni, n) = (12usize, 10usize);
-        let w = |k: u64| f64::from(hash::mix(k) % 97) / 64.0 - 0.3;
-        let w_in: Vec<_> = (0..ni as u32)
-            .flat_map(|s| (0..6).map(move |t| (s, t, w(u64::from(s * 31 + t)))))
-            .collect();
-        let rec: Vec<_> = (0..6u32)
-            .flat_map(|s| (6..n as u32).map(move |t| (s, t, w(u64::from(900 + s * 17 + t)))))
-            .collect();
-        let m = model(ni, n, &w_in, &rec);
+        let m = two_layers(0.3);
         let frames: Vec<f64> = (0..4 * 3 * ni)
             .map(|k| f64::from(hash::mix(k as u64 + 3) % 3))
             .collect();

@@ -174,6 +174,44 @@ fn word_end(word: u32) -> usize {
     (word & !RANGE) as usize
 }
 
+/// The synapse arrays of a [`Compiled`] network as slices held in locals: a delivery loop
+/// that read them through the network would load each array's address again after every
+/// store to the neuron state (the compiler cannot tell that the stores leave the network's
+/// fields alone).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rows<'a, W> {
+    pub seg: &'a [usize],
+    seg_word: &'a [u32],
+    range_base: &'a [u32],
+    range_first: &'a [u32],
+    pub target: &'a [u32],
+    pub weight: &'a [W],
+    pub core_of: &'a [u32],
+}
+
+impl<W> Rows<'_, W> {
+    /// See [`Compiled::seg_end`].
+    #[inline]
+    pub fn seg_end(&self, k: usize) -> usize {
+        word_end(self.seg_word[k])
+    }
+
+    /// See [`Compiled::seg_is_range`].
+    #[inline]
+    pub fn seg_is_range(&self, k: usize) -> bool {
+        self.seg_word[k] & RANGE != 0
+    }
+
+    /// See [`Compiled::range_start`].
+    #[inline]
+    pub fn range_start(&self, src: usize, k: usize, begin: usize) -> usize {
+        match self.range_base[src] {
+            u32::MAX => self.target[begin] as usize,
+            b => self.range_first[b as usize + k - self.seg[src]] as usize,
+        }
+    }
+}
+
 /// Mark every segment whose targets are two or more consecutive neurons (see
 /// [`Compiled::seg_is_range`]), and list the first targets of the sources whose segments all
 /// are ranges (`range_base`, `range_first`). Returns whether any segment is a range. A single
@@ -424,14 +462,14 @@ impl<A: Arith> Compiled<A> {
     #[inline]
     #[must_use]
     pub fn seg_end(&self, k: usize) -> usize {
-        word_end(self.seg_word[k])
+        self.rows().seg_end(k)
     }
 
     /// Whether the targets of segment `k` are two or more consecutive neurons.
     #[inline]
     #[must_use]
     pub fn seg_is_range(&self, k: usize) -> bool {
-        self.seg_word[k] & RANGE != 0
+        self.rows().seg_is_range(k)
     }
 
     /// First target of segment `k` of source `src`, a range starting at synapse `begin`:
@@ -439,9 +477,21 @@ impl<A: Arith> Compiled<A> {
     #[inline]
     #[must_use]
     pub fn range_start(&self, src: usize, k: usize, begin: usize) -> usize {
-        match self.range_base[src] {
-            u32::MAX => self.target[begin] as usize,
-            b => self.range_first[b as usize + k - self.seg[src]] as usize,
+        self.rows().range_start(src, k, begin)
+    }
+
+    /// The synapse arrays as plain slices (see [`Rows`]).
+    #[inline]
+    #[must_use]
+    pub(crate) fn rows(&self) -> Rows<'_, A::W> {
+        Rows {
+            seg: &self.seg,
+            seg_word: &self.seg_word,
+            range_base: &self.range_base,
+            range_first: &self.range_first,
+            target: &self.target,
+            weight: &self.weight,
+            core_of: &self.core_of,
         }
     }
 

@@ -231,9 +231,10 @@ impl<A: Arith> Lane<'_, A> {
     pub fn deliver(&mut self, released: &[(u32, u32)]) {
         let net = self.net;
         if self.plan.len() == 1 {
+            let (seg, row) = (&net.seg[..], &net.row[..]);
             self.deliver_runs(released.iter().map(|&(s32, c)| {
                 let s = s32 as usize;
-                (s, net.seg[s], net.row[s], net.row[s + 1], c)
+                (s, seg[s], row[s], row[s + 1], c)
             }));
             return;
         }
@@ -264,6 +265,8 @@ impl<A: Arith> Lane<'_, A> {
     #[inline]
     fn deliver_runs(&mut self, runs: impl Iterator<Item = (usize, usize, usize, usize, u32)>) {
         let net = self.net;
+        let rows = net.rows();
+        let has_trace = &net.has_trace[..];
         let (base, core_start, generation) = (
             self.lists.bounds.start,
             self.lists.bounds.core_start,
@@ -279,16 +282,16 @@ impl<A: Arith> Lane<'_, A> {
         let mut synops = 0u64;
         for (src, mut k, mut begin, end, c) in runs {
             while begin < end {
-                let seg_end = net.seg_end(k);
+                let seg_end = rows.seg_end(k);
                 let len = seg_end - begin;
                 synops += len as u64;
-                let weights = &net.weight[begin..seg_end];
-                if net.seg_is_range(k) {
+                let weights = &rows.weight[begin..seg_end];
+                if rows.seg_is_range(k) {
                     // Consecutive targets, from the first: the touched flags once per range
                     // and fire phase, then one loop over the block with no index loads and no
                     // branch.
-                    let t0 = net.range_start(src, k, begin);
-                    core_synops[net.core_of[t0] as usize - core_start] += len as u64;
+                    let t0 = rows.range_start(src, k, begin);
+                    core_synops[rows.core_of[t0] as usize - core_start] += len as u64;
                     let l0 = t0 - base;
                     let stamp = &mut stamps[l0];
                     if stamp.0 != generation || (stamp.1 as usize) < len {
@@ -301,9 +304,7 @@ impl<A: Arith> Lane<'_, A> {
                         // without a branch per neuron: the usual range is clean (a layer's
                         // first input in a step), and then the fire phase takes it as one run
                         let busy = flags.iter().fold(0, |a, &f| a | f);
-                        let traced = net.has_trace[t0..t0 + len]
-                            .iter()
-                            .fold(false, |a, &h| a | h);
+                        let traced = has_trace[t0..t0 + len].iter().fold(false, |a, &h| a | h);
                         if busy == 0 && !traced {
                             flags.fill(TOUCHED);
                             // t0 < 2^28, len < 2^31
@@ -328,8 +329,8 @@ impl<A: Arith> Lane<'_, A> {
                         *a = A::accumulate(*a, w, c);
                     }
                 } else {
-                    let targets = &net.target[begin..seg_end];
-                    core_synops[net.core_of[targets[0] as usize] as usize - core_start] +=
+                    let targets = &rows.target[begin..seg_end];
+                    core_synops[rows.core_of[targets[0] as usize] as usize - core_start] +=
                         len as u64;
                     for (&t, &w) in targets.iter().zip(weights) {
                         let l = t as usize - base;
@@ -401,7 +402,6 @@ impl<A: Arith> Lane<'_, A> {
         let base = self.lists.bounds.start;
         let lists = &mut *self.lists;
         let first = lists.fired.len();
-        let mut out = Out::new(&mut lists.fired, &mut lists.next_carry, lists.touched.len());
         // The arrays as local slices: their addresses stay in registers through the loop.
         let (theta, subtract, refractory, has_trace) = (
             &net.theta[base..],
@@ -415,38 +415,45 @@ impl<A: Arith> Lane<'_, A> {
             &mut self.v[..],
             &mut self.cur[..],
         );
-        for &n32 in &lists.touched {
-            let n = n32 as usize - base;
-            let input = std::mem::take(&mut acc[n]);
-            if has_trace[n] {
-                flag[n] = 0;
-                cur[n] = net.arith.integrate(cur[n], input);
-                continue;
-            }
-            let u = update(
-                &net.arith,
-                vs[n],
-                input,
-                theta[n],
-                subtract[n],
-                refractory[n],
-            );
-            (vs[n], flag[n]) = (u.v, 0);
-            out.put::<A>(n32, &u);
-        }
-        out.finish();
+        let touched = &lists.touched[..];
+        Out::fill(
+            &mut lists.fired,
+            &mut lists.next_carry,
+            touched.len(),
+            |out| {
+                for &n32 in touched {
+                    let n = n32 as usize - base;
+                    let input = std::mem::take(&mut acc[n]);
+                    if has_trace[n] {
+                        flag[n] = 0;
+                        cur[n] = net.arith.integrate(cur[n], input);
+                        continue;
+                    }
+                    let u = update(
+                        &net.arith,
+                        vs[n],
+                        input,
+                        theta[n],
+                        subtract[n],
+                        refractory[n],
+                    );
+                    (vs[n], flag[n]) = (u.v, 0);
+                    out.put::<A>(n32, &u);
+                }
+            },
+        );
         self.reset_fired(first);
     }
 
     /// The fire phase's update of the run of `len` neurons from `t0`, a clean range (see
     /// [`LaneLists::ranges`]): as [`Self::integrate_touched`], with no index loads and no
-    /// check for a synaptic trace.
+    /// check for a synaptic trace. In two passes: every neuron integrates its input (one loop
+    /// with no branch, vectorised), then only the neurons above threshold, found 64 at a time
+    /// by a mask, fire and reset.
     fn integrate_run(&mut self, t0: usize, len: usize) {
         let net = self.net;
         let l0 = t0 - self.lists.bounds.start;
         let lists = &mut *self.lists;
-        let first = lists.fired.len();
-        let mut out = Out::new(&mut lists.fired, &mut lists.next_carry, len);
         let (theta, subtract, refractory) = (
             &net.theta[t0..t0 + len],
             &net.subtract[t0..t0 + len],
@@ -457,23 +464,38 @@ impl<A: Arith> Lane<'_, A> {
             &mut self.flag[l0..l0 + len],
             &mut self.v[l0..l0 + len],
         );
-        for i in 0..len {
-            let input = std::mem::take(&mut acc[i]);
-            let u = update(
-                &net.arith,
-                vs[i],
-                input,
-                theta[i],
-                subtract[i],
-                refractory[i],
-            );
-            (vs[i], flag[i]) = (u.v, 0);
-            // t0 + i < 2^28
-            #[allow(clippy::cast_possible_truncation)]
-            out.put::<A>((t0 + i) as u32, &u);
+        // the flag says, for now, whether the neuron is above threshold
+        for (((v, a), f), th) in vs
+            .iter_mut()
+            .zip(acc.iter_mut())
+            .zip(flag.iter_mut())
+            .zip(theta)
+        {
+            *v = net.arith.integrate(*v, std::mem::take(a));
+            *f = u8::from(*v > *th);
         }
-        out.finish();
-        self.reset_fired(first);
+        Out::fill(&mut lists.fired, &mut lists.next_carry, len, |out| {
+            for (c, (vs, flag)) in vs.chunks_mut(64).zip(flag.chunks_mut(64)).enumerate() {
+                let mut above = 0u64;
+                for (k, bytes) in flag.chunks(8).enumerate() {
+                    let mut word = [0u8; 8];
+                    word[..bytes.len()].copy_from_slice(bytes);
+                    above |= pack_bytes(u64::from_le_bytes(word)) << (8 * k);
+                }
+                while above != 0 {
+                    let i = above.trailing_zeros() as usize;
+                    above &= above - 1;
+                    let j = c * 64 + i;
+                    let u = judge(&net.arith, vs[i], theta[j], subtract[j], refractory[j]);
+                    // t0 + j < 2^28
+                    #[allow(clippy::cast_possible_truncation)]
+                    out.put::<A>((t0 + j) as u32, &u);
+                    // the reset (see `reset_fired`)
+                    vs[i] = if subtract[j] { u.over } else { A::V::default() };
+                    flag[i] = u8::from(refractory[j]) * REFRACTORY;
+                }
+            }
+        });
     }
 
     /// The reset of the neurons that fired in an update loop (`lists.fired[first..]`; the loop
@@ -483,15 +505,18 @@ impl<A: Arith> Lane<'_, A> {
     fn reset_fired(&mut self, first: usize) {
         let net = self.net;
         let base = self.lists.bounds.start;
+        let (theta, subtract, refractory) =
+            (&net.theta[..], &net.subtract[..], &net.refractory[..]);
+        let (vs, flag) = (&mut self.v[..], &mut self.flag[..]);
         for &(n32, _) in &self.lists.fired[first..] {
             let n = n32 as usize;
             let l = n - base;
-            self.v[l] = if net.subtract[n] {
-                net.arith.subtract(self.v[l], net.theta[n])
+            vs[l] = if subtract[n] {
+                net.arith.subtract(vs[l], theta[n])
             } else {
                 A::V::default()
             };
-            self.flag[l] = u8::from(net.refractory[n]) * REFRACTORY;
+            flag[l] = u8::from(refractory[n]) * REFRACTORY;
         }
     }
 
@@ -502,24 +527,37 @@ impl<A: Arith> Lane<'_, A> {
         let base = self.lists.bounds.start;
         let lists = &mut *self.lists;
         let first = lists.fired.len();
-        let mut out = Out::new(&mut lists.fired, &mut lists.next_carry, lists.carry.len());
         let (theta, subtract, refractory) = (
             &net.theta[base..],
             &net.subtract[base..],
             &net.refractory[base..],
         );
         let (flag, vs) = (&self.flag[..], &self.v[..]);
-        for &n32 in &lists.carry {
-            let n = n32 as usize - base;
-            let mut u = judge(&net.arith, vs[n], theta[n], subtract[n], refractory[n]);
-            // a neuron touched since is updated with its input instead
-            let untouched = flag[n] == 0;
-            (u.fires, u.carry) = (u.fires & untouched, u.carry & untouched);
-            out.put::<A>(n32, &u);
-        }
-        out.finish();
+        let carry = &lists.carry[..];
+        Out::fill(
+            &mut lists.fired,
+            &mut lists.next_carry,
+            carry.len(),
+            |out| {
+                for &n32 in carry {
+                    let n = n32 as usize - base;
+                    let mut u = judge(&net.arith, vs[n], theta[n], subtract[n], refractory[n]);
+                    // a neuron touched since is updated with its input instead
+                    let untouched = flag[n] == 0;
+                    (u.fires, u.carry) = (u.fires & untouched, u.carry & untouched);
+                    out.put::<A>(n32, &u);
+                }
+            },
+        );
         self.reset_fired(first);
     }
+}
+
+/// The low bits of the 8 bytes of `word` (each 0 or 1), packed into the low 8 bits (byte `k`
+/// to bit `k`).
+#[inline(always)]
+fn pack_bytes(word: u64) -> u64 {
+    word.wrapping_mul(0x0102_0408_1020_4080) >> 56
 }
 
 /// The fire phase's update of one LIF neuron (no synaptic trace): see [`update`].
@@ -574,27 +612,38 @@ fn judge<A: Arith>(
 }
 
 /// Where a fire phase's loop writes spikes and carried neurons: each is written for every
-/// neuron and kept only if it applies, so the loop has no branch on it.
+/// neuron and kept only if it applies, so the loop has no branch on it. Slices rather than
+/// the lists: a list's address and length would be loaded again after every store.
 struct Out<'a> {
-    fired: &'a mut Vec<(u32, f64)>,
-    carry: &'a mut Vec<u32>,
+    fired: &'a mut [(u32, f64)],
+    carry: &'a mut [u32],
     n_fired: usize,
     n_carry: usize,
 }
 
-impl<'a> Out<'a> {
-    /// Room for `n` more neurons' spikes and carries.
-    #[inline]
-    fn new(fired: &'a mut Vec<(u32, f64)>, carry: &'a mut Vec<u32>, n: usize) -> Self {
-        let (n_fired, n_carry) = (fired.len(), carry.len());
-        fired.resize(n_fired + n, (0, 0.0));
-        carry.resize(n_carry + n, 0);
-        Self {
-            fired,
-            carry,
-            n_fired,
-            n_carry,
-        }
+impl Out<'_> {
+    /// Run `body` on room for `n` more neurons' spikes and carries after those of `fired` and
+    /// `carry`, then keep those it put.
+    #[inline(always)]
+    fn fill(
+        fired: &mut Vec<(u32, f64)>,
+        carry: &mut Vec<u32>,
+        n: usize,
+        body: impl FnOnce(&mut Out<'_>),
+    ) {
+        let (f0, c0) = (fired.len(), carry.len());
+        fired.resize(f0 + n, (0, 0.0));
+        carry.resize(c0 + n, 0);
+        let mut out = Out {
+            fired: &mut fired[f0..],
+            carry: &mut carry[c0..],
+            n_fired: 0,
+            n_carry: 0,
+        };
+        body(&mut out);
+        let (nf, nc) = (out.n_fired, out.n_carry);
+        fired.truncate(f0 + nf);
+        carry.truncate(c0 + nc);
     }
 
     #[inline(always)]
@@ -603,11 +652,6 @@ impl<'a> Out<'a> {
         self.n_fired += usize::from(u.fires);
         self.carry[self.n_carry] = n;
         self.n_carry += usize::from(u.carry);
-    }
-
-    fn finish(self) {
-        self.fired.truncate(self.n_fired);
-        self.carry.truncate(self.n_carry);
     }
 }
 
@@ -645,6 +689,14 @@ mod tests {
         let mut chip = ChipConfig::preset("ideal").unwrap();
         chip.mesh_width = 9;
         Compiled::new(&net, &chip, F32, core_of).unwrap()
+    }
+
+    #[test]
+    fn pack_bytes_packs_every_pattern() {
+        for bits in 0u64..256 {
+            let word = (0..8).fold(0u64, |w, k| w | ((bits >> k) & 1) << (8 * k));
+            assert_eq!(pack_bytes(word), bits, "{bits:08b}");
+        }
     }
 
     #[test]

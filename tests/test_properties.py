@@ -33,6 +33,25 @@ def test_steps_mode_equals_numpy_reference(data, net, scheduler, F, seed, input_
     assert res.v_final[0].tolist() == ref["v_final"].tolist()
 
 
+@given(data=st.data(), sizes=st.lists(st.integers(57, 150), min_size=1, max_size=3), scheduler=schedulers,
+       F=st.sampled_from([None, 1, 8]), seed=seeds, reset=st.sampled_from(["subtract", "zero"]),
+       refractory=st.booleans())
+def test_wide_dense_layers_equal_numpy_reference(data, sizes, scheduler, F, seed, reset, refractory):
+    # Layers of more than 56 neurons, each on one core: dense blocks whose fire phase takes the
+    # neurons above threshold 64 at a time (every bit of the mask is used). Weights on the
+    # 1/64 grid: sums exact in any order, as numpy adds them.
+    net = random_feedforward([30, *sizes, 10], seed=seed % 1000, gain=3.0, reset=reset,
+                             refractory=refractory, grid=True)
+    x = data.draw(frames(net.n_inputs, max_frames=3))
+    chip = asyncsnn.Chip.preset("ideal", mesh_width=4, mesh_height=1, core_neurons=150)
+    res = chip.run(net, x[None], scheduler=scheduler, F=F, seed=seed, trace=True)
+    core_of = chip.place(net).core_of
+    ref = reference.simulate(net, x, scheduler=scheduler, F=F, core_of=core_of, seed=seed)
+    assert trace_rows(res) == [list(t) for t in ref["trace"]]
+    assert res.v_final[0].tolist() == ref["v_final"].tolist()
+    assert int(res.metrics["synaptic_operations"][0]) == ref["synaptic_operations"]
+
+
 def _with_observer(net: Network, rng: np.random.Generator) -> tuple[Network, np.ndarray]:
     """Add a population that never fires and listens to every source with grid weights: its
     final potential is the exact sum of every delivered spike times its weight."""

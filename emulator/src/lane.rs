@@ -280,18 +280,40 @@ impl<A: Arith> Lane<'_, A> {
             &mut lists.core_synops[..],
         );
         let mut synops = 0u64;
-        for (src, mut k, mut begin, end, c) in runs {
+        let mut runs = runs.peekable();
+        while let Some((src, mut k, mut begin, end, c)) = runs.next() {
             while begin < end {
                 let seg_end = rows.seg_end(k);
                 let len = seg_end - begin;
-                synops += len as u64;
-                let weights = &rows.weight[begin..seg_end];
                 if rows.seg_is_range(k) {
                     // Consecutive targets, from the first: the touched flags once per range
                     // and fire phase, then one loop over the block with no index loads and no
                     // branch.
                     let t0 = rows.range_start(src, k, begin);
-                    core_synops[rows.core_of[t0] as usize - core_start] += len as u64;
+                    // The next runs that are one segment into the same range (the next
+                    // sources of a layer whose rows are one block each) join this one: one
+                    // pass over the range adds their rows in source order, as a pass each
+                    // would (the same bits), and loads and stores the sums once.
+                    let mut group = [(begin, c); GROUP];
+                    let mut n = 1;
+                    while n < GROUP && seg_end == end {
+                        match runs.peek() {
+                            Some(&(s2, k2, b2, e2, c2))
+                                if e2 - b2 == len
+                                    && rows.seg_end(k2) == e2
+                                    && rows.seg_is_range(k2)
+                                    && rows.range_start(s2, k2, b2) == t0 =>
+                            {
+                                group[n] = (b2, c2);
+                                n += 1;
+                                runs.next();
+                            }
+                            _ => break,
+                        }
+                    }
+                    let ops = (len * n) as u64;
+                    synops += ops;
+                    core_synops[rows.core_of[t0] as usize - core_start] += ops;
                     let l0 = t0 - base;
                     let stamp = &mut stamps[l0];
                     if stamp.0 != generation || (stamp.1 as usize) < len {
@@ -325,10 +347,22 @@ impl<A: Arith> Lane<'_, A> {
                     // is one loop with no branch; a refractory neuron's sum is never read, and
                     // is cleared when it leaves its refractory period (at the next frame's
                     // leak).
-                    for (a, &w) in acc[l0..l0 + len].iter_mut().zip(weights) {
-                        *a = A::accumulate(*a, w, c);
+                    let acc = &mut acc[l0..l0 + len];
+                    let w = |j: usize| &rows.weight[group[j].0..group[j].0 + len];
+                    let c = |j: usize| group[j].1;
+                    match n {
+                        1 => add_rows::<A, 1>(acc, [w(0)], [c(0)]),
+                        2 => add_rows::<A, 2>(acc, [w(0), w(1)], [c(0), c(1)]),
+                        3 => add_rows::<A, 3>(acc, [w(0), w(1), w(2)], [c(0), c(1), c(2)]),
+                        _ => add_rows::<A, 4>(
+                            acc,
+                            [w(0), w(1), w(2), w(3)],
+                            [c(0), c(1), c(2), c(3)],
+                        ),
                     }
                 } else {
+                    synops += len as u64;
+                    let weights = &rows.weight[begin..seg_end];
                     let targets = &rows.target[begin..seg_end];
                     core_synops[rows.core_of[targets[0] as usize] as usize - core_start] +=
                         len as u64;
@@ -550,6 +584,25 @@ impl<A: Arith> Lane<'_, A> {
             },
         );
         self.reset_fired(first);
+    }
+}
+
+/// Most released rows into one range that one pass of a delivery adds (see
+/// [`Lane::deliver_runs`]).
+const GROUP: usize = 4;
+
+/// Add `N` weight rows, times their counts, to the sums `acc` (each row as long), row after
+/// row for each sum: the order and bits of `N` passes, in one.
+#[inline(always)]
+fn add_rows<A: Arith, const N: usize>(acc: &mut [A::V], w: [&[A::W]; N], c: [u32; N]) {
+    let len = acc.len();
+    let w = w.map(|row| &row[..len]);
+    for (i, a) in acc.iter_mut().enumerate() {
+        let mut sum = *a;
+        for j in 0..N {
+            sum = A::accumulate(sum, w[j][i], c[j]);
+        }
+        *a = sum;
     }
 }
 

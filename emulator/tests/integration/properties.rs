@@ -1,6 +1,9 @@
 //! Property tests (proptest) of the core invariants on random networks.
 
-use emulator::{Emulator, InputMode, Mapping, Mode, RunOptions, SampleInput, Scheduler};
+use emulator::{
+    Emulator, InputMode, Mapping, Mode, Network, Population, Projection, Reset, RunOptions,
+    SampleInput, Scheduler, Source, Weights,
+};
 use proptest::prelude::*;
 
 use crate::common::{ideal, random_input, random_net, Rng};
@@ -50,6 +53,42 @@ proptest! {
         prop_assert_eq!(&a.v_final, &b.v_final);
         prop_assert_eq!(a.metrics.synaptic_operations, b.metrics.synaptic_operations);
         prop_assert_eq!(a.metrics.unreleased, b.metrics.unreleased);
+    }
+
+    /// The same on dense layers of plain float weights, one layer per core: there the order of
+    /// the additions shows in the last bits of the potentials. `steps` adds several released
+    /// rows into a block in one pass, `events` one packet at a time; both in source order.
+    #[test]
+    fn events_on_free_chip_equal_steps_on_dense_float_layers(seed in 1u64.., sched in 0u8..4,
+                                                             f in 0usize..6) {
+        let mut rng = Rng(seed);
+        let sizes = [12usize, 9, 5];
+        let mut prev = (Source::Input, 10usize);
+        let mut pops = Vec::new();
+        let mut projs = Vec::new();
+        for (i, &s) in sizes.iter().enumerate() {
+            pops.push(Population::lif(s, 1.0, 0.75, Reset::Subtract, false));
+            // every weight non-zero (a dense block), most of them not exact in a sum
+            let data = (0..s * prev.1)
+                .map(|_| (rng.below(1 << 20) as f32 + 1.0) / (1 << 20) as f32 - 0.35)
+                .collect();
+            projs.push(Projection { source: prev.0, target: i, weights: Weights::Dense { rows: s, cols: prev.1, data } });
+            prev = (Source::Population(i), s);
+        }
+        let net = Network::new(10, pops, projs, 2).unwrap();
+        let core_of: Vec<u32> = sizes.iter().enumerate().flat_map(|(c, &s)| vec![c as u32; s]).collect();
+        let emu = Emulator::new(&net, ideal(3), &Mapping::Explicit(core_of)).unwrap();
+        let x = random_input(&mut rng, 3, 10, 70);
+        let opts = RunOptions {
+            scheduler: scheduler(sched), f: if f == 0 { None } else { Some(f) }, seed, trace: true,
+            max_steps: Some(200), ..RunOptions::default()
+        };
+        let a = emu.run(std::slice::from_ref(&x), None, &opts).unwrap().pop().unwrap();
+        prop_assume!(a.releases.iter().all(|e| e.step + 1 < 200));
+        let b = emu.run(&[x], None, &RunOptions { mode: Mode::Events, ..opts }).unwrap().pop().unwrap();
+        let key = |r: &emulator::SampleResult| r.trace.iter().map(|t| (t.frame, t.step, t.neuron)).collect::<Vec<_>>();
+        prop_assert_eq!(key(&a), key(&b));
+        prop_assert_eq!(&a.v_final, &b.v_final);
     }
 
     /// Each core releases at most F per step; every spike of a projecting neuron is released

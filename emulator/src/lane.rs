@@ -33,10 +33,10 @@ pub(crate) struct LaneLists {
     /// Their neurons are flagged touched, and are in no other run and not in `touched`.
     pub ranges: Vec<(u32, u32)>,
     /// Spikes of the last fire phase: neuron and overshoot `v - theta` (raw units).
-    pub fired: Vec<(u32, f64)>,
+    pub fired: Buf<(u32, f64)>,
     /// Neurons above threshold without input: they fire at the next fire phase.
-    pub carry: Vec<u32>,
-    next_carry: Vec<u32>,
+    pub carry: Buf<u32>,
+    next_carry: Buf<u32>,
     /// Synaptic operations and membrane updates of this lane since they were last collected.
     pub synops: u64,
     pub updates: u64,
@@ -664,6 +664,52 @@ fn judge<A: Arith>(
     }
 }
 
+/// A list over storage that only grows: making room for `n` more entries writes nothing once
+/// the storage has grown to the longest list seen (a `Vec::resize` at every fire phase wrote
+/// every slot of the room it made).
+#[derive(Debug, Default)]
+pub(crate) struct Buf<T> {
+    data: Vec<T>,
+    len: usize,
+}
+
+impl<T: Copy + Default> Buf<T> {
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    pub fn push(&mut self, x: T) {
+        if self.len == self.data.len() {
+            self.data.push(x);
+        } else {
+            self.data[self.len] = x;
+        }
+        self.len += 1;
+    }
+
+    /// The `n` slots after the entries (holding whatever they last held).
+    fn room(&mut self, n: usize) -> &mut [T] {
+        let end = self.len + n;
+        if self.data.len() < end {
+            self.data.resize(end, T::default());
+        }
+        &mut self.data[self.len..end]
+    }
+}
+
+impl<T> std::ops::Deref for Buf<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.data[..self.len]
+    }
+}
+
+impl<T> std::ops::DerefMut for Buf<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.data[..self.len]
+    }
+}
+
 /// Where a fire phase's loop writes spikes and carried neurons: each is written for every
 /// neuron and kept only if it applies, so the loop has no branch on it. Slices rather than
 /// the lists: a list's address and length would be loaded again after every store.
@@ -679,24 +725,21 @@ impl Out<'_> {
     /// `carry`, then keep those it put.
     #[inline(always)]
     fn fill(
-        fired: &mut Vec<(u32, f64)>,
-        carry: &mut Vec<u32>,
+        fired: &mut Buf<(u32, f64)>,
+        carry: &mut Buf<u32>,
         n: usize,
         body: impl FnOnce(&mut Out<'_>),
     ) {
-        let (f0, c0) = (fired.len(), carry.len());
-        fired.resize(f0 + n, (0, 0.0));
-        carry.resize(c0 + n, 0);
         let mut out = Out {
-            fired: &mut fired[f0..],
-            carry: &mut carry[c0..],
+            fired: fired.room(n),
+            carry: carry.room(n),
             n_fired: 0,
             n_carry: 0,
         };
         body(&mut out);
         let (nf, nc) = (out.n_fired, out.n_carry);
-        fired.truncate(f0 + nf);
-        carry.truncate(c0 + nc);
+        fired.len += nf;
+        carry.len += nc;
     }
 
     #[inline(always)]

@@ -373,7 +373,7 @@ impl<'c, A: Arith> State<'c, A> {
         let spikes_before = self.spikes_before_step;
         for i in 0..self.lanes.len() {
             let mut fired = std::mem::take(&mut self.lanes[i].fired);
-            self.emit(&mut fired, when, spikes_before);
+            self.emit(&mut fired[..], when, spikes_before);
             self.lanes[i].fired = fired;
         }
         self.spikes_before_step = self.metrics.spikes;

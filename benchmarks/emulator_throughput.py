@@ -211,7 +211,9 @@ def main() -> int:
                                                     for k, v in sc.items())]
     if "rust_core" in out:
         lines += ["", f"Rust core alone, one thread, and the limit probe (`cargo bench -p asyncsnn-emulator`, "
-                  f"best of {RUST_PROCESSES} processes for every row, the ratios from those bests):", "",
+                  f"best of {RUST_PROCESSES} processes for every row; the shares are the ratio of those "
+                  f"bests, and the median over the processes of the ratio within a round, where a "
+                  f"probe is timed next to its steps run):", "",
                   "```text", *out["rust_core"]["lines"], "```"]
     md = "\n".join(lines)
     name = "emulator_throughput_quick" if args.quick else "emulator_throughput"
@@ -229,9 +231,12 @@ RUST_PROCESSES = 5
 
 def rust_core() -> dict:
     """`cargo bench -p asyncsnn-emulator` in RUST_PROCESSES processes: the best synaptic ops/s of
-    every row, and `steps` mode's share of each limit probe from those bests."""
+    every row, and `steps` mode's share of each limit probe, as the ratio of those bests and as
+    the median over processes of each process's paired share (the median, over its rounds, of
+    the steps run's rate over the probe's timed next to it)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     best: dict[str, float] = {}
+    paired: dict[str, list[float]] = {}
     for _ in range(RUST_PROCESSES):
         bench = subprocess.run(["cargo", "bench", "-q", "-p", "asyncsnn-emulator"], cwd=root,
                                capture_output=True, text=True)
@@ -242,15 +247,19 @@ def rust_core() -> dict:
                 # the bench prints `{label:40} {rate}` (emulator/benches/throughput.rs)
                 label, rate = ln[:40].strip(), float(ln[40:].split()[0])
                 best[label] = max(best.get(label, 0.0), rate)
-    share = {}
+                if "% paired" in ln:
+                    paired.setdefault(label, []).append(float(ln.split("% paired")[0].split()[-1]) / 100)
+    share, share_paired = {}, {}
     for label, rate in best.items():
         if label.startswith("limit probe"):
             steps = best["steps, 4 cores, float weights" if "float" in label else "steps, 4 cores"]
             share[label] = steps / rate
-    lines = [f"{label:40} {rate:10.3e} synops/s" + (f"; steps mode: {100 * share[label]:.1f}% of it (target: 25%)"
+            share_paired[label] = float(np.median(paired[label]))
+    lines = [f"{label:40} {rate:10.3e} synops/s" + (f"; steps mode: {100 * share[label]:.1f}% of it, "
+                                                   f"{100 * share_paired[label]:.1f}% paired (target: 25%)"
                                                    if label in share else "")
              for label, rate in best.items()]
-    return {"lines": lines, "best": best, "share": share}
+    return {"lines": lines, "best": best, "share": share, "share_paired": share_paired}
 
 
 if __name__ == "__main__":

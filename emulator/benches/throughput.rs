@@ -6,6 +6,10 @@
 //! weight row into an array of potentials (CSR: one target index and one weight per synapse):
 //! what one core can do for these synaptic operations with no scheduling, firing or
 //! bookkeeping. `steps` mode is reported as a share of it (issue 23's target: at least 25%).
+//! Every row and probe is timed once per round, so that a probe is timed next to the `steps`
+//! run it is compared with: the share is printed as the ratio of the best times, and as the
+//! median over the rounds of the ratio within a round ("paired", which a change of the
+//! machine's speed during the run does not move).
 //!
 //! `cargo bench -p asyncsnn-emulator` (or `-- --quick`). The full comparison with the numpy
 //! baseline and the 20 000-neuron chip is `benchmarks/emulator_throughput.py`.
@@ -190,7 +194,11 @@ fn main() {
     let ideal_steps = ideal.clone();
     let loihi = ChipConfig::preset("loihi").expect("preset");
     let sizes = [2312usize, 64, 64, 64, 10];
-    let mut steps_rate = [0.0; 2];
+    let repeat = std::env::var("BENCH_REPEAT")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(REPEAT);
+    let mut rows = Vec::new();
     for (label, net, chip, mode) in [
         ("steps, 4 cores", &net, ideal.clone(), Mode::Steps),
         (
@@ -218,19 +226,91 @@ fn main() {
             threads: Some(1),
             ..Default::default()
         };
-        let _ = emu.run(&inputs, None, &opts).expect("runs");
-        // best of several runs: one run takes tens of milliseconds
-        let mut dt = f64::INFINITY;
-        let mut res = Vec::new();
-        let repeat = std::env::var("BENCH_REPEAT")
-            .ok()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(REPEAT);
-        for _ in 0..repeat {
-            let t0 = Instant::now();
-            res = emu.run(&inputs, None, &opts).expect("runs");
-            dt = dt.min(t0.elapsed().as_secs_f64());
+        let res = emu.run(&inputs, None, &opts).expect("runs");
+        rows.push((label, emu, opts, res, f64::INFINITY));
+    }
+    // The limit probes replay the releases of the steps runs (same inputs, options and chip).
+    let n: usize = sizes[1..].iter().sum();
+    let mut probes = Vec::new();
+    if only.is_none() {
+        for (net, steps_label, list) in [
+            (
+                &net,
+                "steps, 4 cores",
+                [
+                    ("limit probe, indexed rows", false, false),
+                    ("limit probe, indexed rows in cache", false, true),
+                ],
+            ),
+            (
+                &dense_net,
+                "steps, 4 cores, float weights",
+                [
+                    ("limit probe, float weights, dense blocks", true, false),
+                    ("limit probe, float weights, in cache", true, true),
+                ],
+            ),
+        ] {
+            let emu = Emulator::new(net, ideal_steps.clone(), &Mapping::Auto).expect("fits");
+            let opts = RunOptions {
+                scheduler: Scheduler::Random,
+                f: Some(16),
+                threads: Some(1),
+                trace: true,
+                ..Default::default()
+            };
+            let res = emu.run(&inputs, None, &opts).expect("runs");
+            let releases: Vec<Vec<(u32, u32)>> = res
+                .iter()
+                .map(|r| r.releases.iter().map(|e| (e.source, e.count)).collect())
+                .collect();
+            let synops: u64 = res.iter().map(|r| r.metrics.synaptic_operations).sum();
+            let k = rows
+                .iter()
+                .position(|r| r.0 == steps_label)
+                .expect("steps row");
+            for (label, blocks, hot) in list {
+                probes.push(Probe {
+                    label,
+                    steps_row: k,
+                    releases: releases.clone(),
+                    rows: csr(net, &sizes),
+                    blocks,
+                    hot,
+                    synops,
+                    best: 0.0,
+                    paired: Vec::new(),
+                });
+            }
         }
+    }
+    // Rounds: every row once, then every probe once, so that a probe and the steps run it is
+    // compared with are timed next to each other (this VM's speed changes by up to a third from
+    // one second to the next); each row's best time is reported, and each probe's share as the
+    // ratio of the bests and as the median of the ratios within a round.
+    for _ in 0..repeat {
+        let mut rates = Vec::new();
+        for (_, emu, opts, res, dt) in &mut rows {
+            let t0 = Instant::now();
+            *res = emu.run(&inputs, None, opts).expect("runs");
+            let t = t0.elapsed().as_secs_f64();
+            *dt = dt.min(t);
+            let synops: u64 = res.iter().map(|r| r.metrics.synaptic_operations).sum();
+            rates.push(synops as f64 / t);
+        }
+        for p in &mut probes {
+            let (rate, ops) = limit_probe(&p.releases, &p.rows, n, p.blocks, p.hot);
+            if !p.hot {
+                assert_eq!(
+                    ops, p.synops,
+                    "the probe replays exactly the run's synaptic operations"
+                );
+            }
+            p.best = p.best.max(rate);
+            p.paired.push(rates[p.steps_row] / rate);
+        }
+    }
+    for (label, _, _, res, dt) in &rows {
         let synops: u64 = res.iter().map(|r| r.metrics.synaptic_operations).sum();
         let spikes: u64 = res.iter().map(|r| r.metrics.spikes).sum();
         println!(
@@ -249,66 +329,35 @@ fn main() {
                 m(|x| x.packets)
             );
         }
-        if mode == Mode::Steps {
-            steps_rate[usize::from(std::ptr::eq(net, &dense_net))] = synops as f64 / dt;
-        }
     }
-    if only.is_some() {
-        return;
+    for p in &mut probes {
+        let (_, _, _, res, dt) = &rows[p.steps_row];
+        let steps: u64 = res.iter().map(|r| r.metrics.synaptic_operations).sum();
+        let steps_best = steps as f64 / dt;
+        p.paired.sort_by(f64::total_cmp);
+        let median = p.paired[p.paired.len() / 2];
+        println!(
+            "{:40} {:>10.3e} synops/s  (bare accumulation of the same releases); steps mode: \
+             {:.1}% of it, {:.1}% paired (target: 25%)",
+            p.label,
+            p.best,
+            100.0 * steps_best / p.best,
+            100.0 * median
+        );
     }
-    // The limit probes on the releases of the steps runs (same inputs, options and chip).
-    let n: usize = sizes[1..].iter().sum();
-    for (k, (net, probes)) in [
-        (
-            &net,
-            [
-                ("limit probe, indexed rows", false, false),
-                ("limit probe, indexed rows in cache", false, true),
-            ],
-        ),
-        (
-            &dense_net,
-            [
-                ("limit probe, float weights, dense blocks", true, false),
-                ("limit probe, float weights, in cache", true, true),
-            ],
-        ),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let emu = Emulator::new(net, ideal_steps.clone(), &Mapping::Auto).expect("fits");
-        let opts = RunOptions {
-            scheduler: Scheduler::Random,
-            f: Some(16),
-            threads: Some(1),
-            trace: true,
-            ..Default::default()
-        };
-        let res = emu.run(&inputs, None, &opts).expect("runs");
-        let releases: Vec<Vec<(u32, u32)>> = res
-            .iter()
-            .map(|r| r.releases.iter().map(|e| (e.source, e.count)).collect())
-            .collect();
-        let synops: u64 = res.iter().map(|r| r.metrics.synaptic_operations).sum();
-        let rows = csr(net, &sizes);
-        for (label, blocks, hot) in probes {
-            let (mut limit, mut ops) = limit_probe(&releases, &rows, n, blocks, hot);
-            for _ in 1..REPEAT {
-                let (l, o) = limit_probe(&releases, &rows, n, blocks, hot);
-                (limit, ops) = (limit.max(l), o);
-            }
-            if !hot {
-                assert_eq!(
-                    ops, synops,
-                    "the probe replays exactly the run's synaptic operations"
-                );
-            }
-            println!(
-                "{label:40} {limit:>10.3e} synops/s  (bare accumulation of the same releases); \
-                 steps mode: {:.1}% of it (target: 25%)",
-                100.0 * steps_rate[k] / limit
-            );
-        }
-    }
+}
+
+/// A limit probe: the releases it replays, the rows it reads, and its timings.
+struct Probe {
+    label: &'static str,
+    /// The steps row whose releases it replays.
+    steps_row: usize,
+    releases: Vec<Vec<(u32, u32)>>,
+    rows: (Vec<usize>, Vec<u32>, Vec<f32>),
+    blocks: bool,
+    hot: bool,
+    synops: u64,
+    best: f64,
+    /// The steps row's rate over the probe's, round by round.
+    paired: Vec<f64>,
 }

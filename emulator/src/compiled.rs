@@ -150,6 +150,11 @@ pub struct Compiled<A: Arith> {
     pub range_base: Vec<u32>,
     /// First targets of the segments of the sources that `range_base` lists.
     pub range_first: Vec<u32>,
+    /// For a source whose row is one range (one segment of consecutive targets: a dense
+    /// block on one core), its first target and length as `(first << 32) | length`; else
+    /// [`NO_BLOCK`]. Empty when no row is one block. A delivery compares two such rows by one
+    /// load each.
+    pub block: Vec<u64>,
     /// Total route hops of one spike of each source (sum over its segments).
     pub hops_of_source: Vec<u64>,
     pub output_start: usize,
@@ -164,6 +169,9 @@ pub struct Compiled<A: Arith> {
     /// thread of its own can update (see [`crate::lane`]).
     pub cores_in_order: bool,
 }
+
+/// [`Compiled::block`] of a source whose row is not one range.
+pub(crate) const NO_BLOCK: u64 = u64::MAX;
 
 /// Top bit of a segment word: its targets are consecutive neurons.
 const RANGE: u32 = 1 << 31;
@@ -184,6 +192,7 @@ pub(crate) struct Rows<'a, W> {
     seg_word: &'a [u32],
     range_base: &'a [u32],
     range_first: &'a [u32],
+    pub block: &'a [u64],
     pub target: &'a [u32],
     pub weight: &'a [W],
     pub core_of: &'a [u32],
@@ -212,16 +221,25 @@ impl<W> Rows<'_, W> {
     }
 }
 
+/// What [`mark_ranges`] finds (see the fields of [`Compiled`] of the same names).
+struct Ranges {
+    any: bool,
+    base: Vec<u32>,
+    first: Vec<u32>,
+    block: Vec<u64>,
+}
+
 /// Mark every segment whose targets are two or more consecutive neurons (see
 /// [`Compiled::seg_is_range`]), and list the first targets of the sources whose segments all
-/// are ranges (`range_base`, `range_first`). Returns whether any segment is a range. A single
-/// target is delivered as well by index.
+/// are ranges (`range_base`, `range_first`) and of those whose row is one range (`block`).
+/// Returns them with whether any segment is a range. A single target is delivered as well by
+/// index.
 fn mark_ranges(
     row: &[usize],
     seg: &[usize],
     seg_word: &mut [u32],
     target: &[u32],
-) -> Result<(bool, Vec<u32>, Vec<u32>)> {
+) -> Result<Ranges> {
     let n_src = seg.len().saturating_sub(1);
     let mut base = mem::filled(n_src, u32::MAX, "range rows")?;
     let mut first = Vec::new();
@@ -250,7 +268,30 @@ fn mark_ranges(
             }
         }
     }
-    Ok((any, base, first))
+    let block = if any {
+        let mut block = mem::filled(n_src, NO_BLOCK, "block rows")?;
+        for (s, b) in block.iter_mut().enumerate() {
+            if base[s] != u32::MAX && seg[s + 1] - seg[s] == 1 {
+                // a first target < 2^28 and a length < 2^31
+                *b = (u64::from(first[base[s] as usize]) << 32) | (row[s + 1] - row[s]) as u64;
+            }
+        }
+        block
+    } else {
+        Vec::new()
+    };
+    // kept only where some row is one block (random sparse rows seldom are)
+    let block = if block.iter().any(|&b| b != NO_BLOCK) {
+        block
+    } else {
+        Vec::new()
+    };
+    Ok(Ranges {
+        any,
+        base,
+        first,
+        block,
+    })
 }
 
 /// Per-core resource use of a compiled network.
@@ -405,8 +446,12 @@ impl<A: Arith> Compiled<A> {
             row.push(target.len());
             seg.push(seg_word.len());
         }
-        let (has_ranges, range_base, range_first) =
-            mark_ranges(&row, &seg, &mut seg_word, &target)?;
+        let Ranges {
+            any: has_ranges,
+            base: range_base,
+            first: range_first,
+            block,
+        } = mark_ranges(&row, &seg, &mut seg_word, &target)?;
         let out = net.output_range();
         let n_cores = chip.n_cores();
         let mut core_neurons = vec![0u64; n_cores];
@@ -438,6 +483,7 @@ impl<A: Arith> Compiled<A> {
             has_ranges,
             range_base,
             range_first,
+            block,
             hops_of_source,
             output_start: out.start,
             output_size: out.len(),
@@ -489,6 +535,7 @@ impl<A: Arith> Compiled<A> {
             seg_word: &self.seg_word,
             range_base: &self.range_base,
             range_first: &self.range_first,
+            block: &self.block,
             target: &self.target,
             weight: &self.weight,
             core_of: &self.core_of,
@@ -526,6 +573,7 @@ impl<A: Arith> Compiled<A> {
             + b(&self.seg_word)
             + b(&self.range_base)
             + b(&self.range_first)
+            + b(&self.block)
             + b(&self.hops_of_source)
             + b(&self.core_neurons)
     }
@@ -666,6 +714,13 @@ mod tests {
             ]
         );
         assert_eq!(c.range_first, vec![0, 4]);
+        // a row of two ranges is not one block (and none is: none is kept); on one core,
+        // input 0's row is (targets 0..7)
+        assert!(c.block.is_empty());
+        let one = Compiled::new(&net, &chip, F32, vec![0; 8]).unwrap();
+        let mut block = vec![NO_BLOCK; 11];
+        block[0] = 7;
+        assert_eq!(one.block, block);
         for s in 0..2 {
             for k in c.seg[s]..c.seg[s + 1] {
                 let begin = c.seg_begin(s, k);

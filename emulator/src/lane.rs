@@ -11,7 +11,7 @@
 //! then recorded lane by lane (ascending neurons), on one thread.
 
 use crate::arith::Arith;
-use crate::compiled::Compiled;
+use crate::compiled::{Compiled, NO_BLOCK};
 
 /// `flag` of a neuron in the fire phase's list already.
 pub(crate) const TOUCHED: u8 = 1;
@@ -289,21 +289,34 @@ impl<A: Arith> Lane<'_, A> {
                     // Consecutive targets, from the first: the touched flags once per range
                     // and fire phase, then one loop over the block with no index loads and no
                     // branch.
-                    let t0 = rows.range_start(src, k, begin);
+                    // a row that is one block: its first target and length in one word
+                    let block = rows.block.get(src).copied().unwrap_or(NO_BLOCK);
+                    #[allow(clippy::cast_possible_truncation)]
+                    let t0 = if block == NO_BLOCK {
+                        rows.range_start(src, k, begin)
+                    } else {
+                        (block >> 32) as usize
+                    };
                     // The next runs that are one segment into the same range (the next
                     // sources of a layer whose rows are one block each) join this one: one
                     // pass over the range adds their rows in source order, as a pass each
                     // would (the same bits), and loads and stores the sums once.
+                    let same = |s2: usize, k2: usize, b2: usize, e2: usize| {
+                        if block == NO_BLOCK {
+                            e2 - b2 == len
+                                && rows.seg_end(k2) == e2
+                                && rows.seg_is_range(k2)
+                                && rows.range_start(s2, k2, b2) == t0
+                        } else {
+                            // a run of a block row is the whole row
+                            rows.block[s2] == block
+                        }
+                    };
                     let mut group = [(begin, c); GROUP];
                     let mut n = 1;
                     while n < GROUP && seg_end == end {
                         match runs.peek() {
-                            Some(&(s2, k2, b2, e2, c2))
-                                if e2 - b2 == len
-                                    && rows.seg_end(k2) == e2
-                                    && rows.seg_is_range(k2)
-                                    && rows.range_start(s2, k2, b2) == t0 =>
-                            {
+                            Some(&(s2, k2, b2, e2, c2)) if same(s2, k2, b2, e2) => {
                                 group[n] = (b2, c2);
                                 n += 1;
                                 runs.next();

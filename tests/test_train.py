@@ -241,11 +241,13 @@ def test_same_seed_same_run(tmp_path):
     assert all(torch.equal(u, v) for u, v in zip(a.sim.weights, b.sim.weights))
 
 
-@pytest.mark.parametrize("model", ["unlayered", "spsn"])
+@pytest.mark.parametrize("model", ["unlayered", "spsn", "lif"])
 def test_same_gradients_on_one_thread_and_on_two(model):
     """Bit-identical outputs and gradients whatever the thread count, on work large enough that
     PyTorch splits its kernels over threads (matrix products, reductions, sorts): an
-    asynchronous run of a 2312-64-64-10 network on 64 samples, and an SPSN step at T = 300."""
+    asynchronous run of a 2312-64-64-10 network on 64 samples, and an SPSN and a LIF step at
+    T = 300 (whose weight gradients sum over 19 200 rows: one product of that length is split by
+    thread count in MKL on AVX-512, see asyncsnn.spsn.functional.linear)."""
     from asyncsnn.spsn import SeqNet
 
     def grads(threads):
@@ -259,7 +261,7 @@ def test_same_gradients_on_one_thread_and_on_two(model):
                 out, params, extra = r.out_counts.sum(1) + r.v_final.sum(1, keepdim=True), sim.weights, 0.0
             else:
                 torch.manual_seed(0)
-                net = SeqNet([700, 128, 128, 20], gain=8.0, theta=4.0)
+                net = SeqNet([700, 128, 128, 20], gain=8.0, theta=4.0, neuron=model)
                 x = (torch.rand(64, 300, 700, generator=torch.Generator().manual_seed(1)) < 0.02).float()
                 o = net(x, generator=torch.Generator().manual_seed(2))
                 out, params, extra = o.logits, list(net.parameters()), 0.1 * o.rate_penalty(0.01)

@@ -402,7 +402,12 @@ impl<A: Arith> Lane<'_, A> {
         let net = self.net;
         let base = self.lists.bounds.start;
         self.lists.carry.clear();
-        for l in 0..self.lists.bounds.end - base {
+        let end = self.lists.bounds.end;
+        if !net.has_trace[base..end].iter().any(|&h| h) {
+            self.leak_lif();
+            return;
+        }
+        for l in 0..end - base {
             let n = base + l;
             if net.has_trace[n] {
                 self.cur[l] = net.arith.leak(self.cur[l], net.trace_leak[n]);
@@ -417,6 +422,45 @@ impl<A: Arith> Lane<'_, A> {
                 // n < 2^28
                 #[allow(clippy::cast_possible_truncation)]
                 self.lists.carry.push(n as u32);
+            }
+        }
+    }
+
+    /// [`Self::leak`] of a lane of LIF neurons only, in branch-free passes (which vectorise):
+    /// leak, clear the refractory flags (and the sums delivered meanwhile), then the neurons
+    /// above threshold, found 64 at a time by a mask, carry (in ascending order, as one loop
+    /// would list them).
+    fn leak_lif(&mut self) {
+        let net = self.net;
+        let (start, end) = (self.lists.bounds.start, self.lists.bounds.end);
+        let (leak, theta) = (&net.leak[start..end], &net.theta[start..end]);
+        let (vs, flag, acc) = (&mut self.v[..], &mut self.flag[..], &mut self.acc[..]);
+        for (v, &beta) in vs.iter_mut().zip(leak) {
+            *v = net.arith.leak(*v, beta);
+        }
+        for (f, a) in flag.iter_mut().zip(acc.iter_mut()) {
+            let refractory = *f & REFRACTORY != 0;
+            *f &= !REFRACTORY;
+            *a = if refractory { A::V::default() } else { *a };
+        }
+        let carry = &mut self.lists.carry;
+        for (c, (vs, theta)) in vs.chunks(64).zip(theta.chunks(64)).enumerate() {
+            let mut bytes = [0u8; 64];
+            for (b, (v, th)) in bytes.iter_mut().zip(vs.iter().zip(theta)) {
+                *b = u8::from(v > th);
+            }
+            let mut above = 0u64;
+            for (k, word) in bytes.chunks_exact(8).enumerate() {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(word);
+                above |= pack_bytes(u64::from_le_bytes(w)) << (8 * k);
+            }
+            while above != 0 {
+                let i = above.trailing_zeros() as usize;
+                above &= above - 1;
+                // n < 2^28
+                #[allow(clippy::cast_possible_truncation)]
+                carry.push((start + c * 64 + i) as u32);
             }
         }
     }

@@ -449,12 +449,7 @@ impl<A: Arith> Lane<'_, A> {
             for (b, (v, th)) in bytes.iter_mut().zip(vs.iter().zip(theta)) {
                 *b = u8::from(v > th);
             }
-            let mut above = 0u64;
-            for (k, word) in bytes.chunks_exact(8).enumerate() {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(word);
-                above |= pack_bytes(u64::from_le_bytes(w)) << (8 * k);
-            }
+            let mut above = bit_mask(&bytes);
             while above != 0 {
                 let i = above.trailing_zeros() as usize;
                 above &= above - 1;
@@ -567,12 +562,7 @@ impl<A: Arith> Lane<'_, A> {
         }
         Out::fill(&mut lists.fired, &mut lists.next_carry, len, |out| {
             for (c, (vs, flag)) in vs.chunks_mut(64).zip(flag.chunks_mut(64)).enumerate() {
-                let mut above = 0u64;
-                for (k, bytes) in flag.chunks(8).enumerate() {
-                    let mut word = [0u8; 8];
-                    word[..bytes.len()].copy_from_slice(bytes);
-                    above |= pack_bytes(u64::from_le_bytes(word)) << (8 * k);
-                }
+                let mut above = bit_mask(flag);
                 while above != 0 {
                     let i = above.trailing_zeros() as usize;
                     above &= above - 1;
@@ -668,6 +658,20 @@ fn add_rows<A: Arith, const N: usize>(acc: &mut [A::V], w: [&[A::W]; N], c: [u32
 #[inline(always)]
 fn pack_bytes(word: u64) -> u64 {
     word.wrapping_mul(0x0102_0408_1020_4080) >> 56
+}
+
+/// Bit `k` set where `bytes[k]` is 1 (at most 64 bytes, each 0 or 1): how the fire phase and
+/// the leak find the neurons above threshold, 64 at a time.
+#[inline(always)]
+fn bit_mask(bytes: &[u8]) -> u64 {
+    debug_assert!(bytes.len() <= 64);
+    let mut mask = 0u64;
+    for (k, chunk) in bytes.chunks(8).enumerate() {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        mask |= pack_bytes(u64::from_le_bytes(word)) << (8 * k);
+    }
+    mask
 }
 
 /// The fire phase's update of one LIF neuron (no synaptic trace): see [`update`].
@@ -842,6 +846,15 @@ mod tests {
         let mut chip = ChipConfig::preset("ideal").unwrap();
         chip.mesh_width = 9;
         Compiled::new(&net, &chip, F32, core_of).unwrap()
+    }
+
+    #[test]
+    fn bit_mask_sets_the_bits_of_the_ones() {
+        for len in [1, 7, 8, 13, 63, 64] {
+            let bytes: Vec<u8> = (0..len).map(|k| u8::from(k % 3 != 1)).collect();
+            let expected = (0..len).fold(0u64, |m, k| m | u64::from(bytes[k]) << k);
+            assert_eq!(bit_mask(&bytes), expected, "{len} bytes");
+        }
     }
 
     #[test]

@@ -231,6 +231,7 @@ fn main() {
     }
     // The limit probes replay the releases of the steps runs (same inputs, options and chip).
     let n: usize = sizes[1..].iter().sum();
+    let mut replays = Vec::new();
     let mut probes = Vec::new();
     if only.is_none() {
         for (net, steps_label, list) in [
@@ -269,15 +270,18 @@ fn main() {
                 .iter()
                 .position(|r| r.0 == steps_label)
                 .expect("steps row");
+            replays.push(Replay {
+                steps_row: k,
+                releases,
+                rows: csr(net, &sizes),
+                synops,
+            });
             for (label, blocks, hot) in list {
                 probes.push(Probe {
                     label,
-                    steps_row: k,
-                    releases: releases.clone(),
-                    rows: csr(net, &sizes),
+                    replay: replays.len() - 1,
                     blocks,
                     hot,
-                    synops,
                     best: 0.0,
                     paired: Vec::new(),
                 });
@@ -299,15 +303,16 @@ fn main() {
             rates.push(synops as f64 / t);
         }
         for p in &mut probes {
-            let (rate, ops) = limit_probe(&p.releases, &p.rows, n, p.blocks, p.hot);
+            let r = &replays[p.replay];
+            let (rate, ops) = limit_probe(&r.releases, &r.rows, n, p.blocks, p.hot);
             if !p.hot {
                 assert_eq!(
-                    ops, p.synops,
+                    ops, r.synops,
                     "the probe replays exactly the run's synaptic operations"
                 );
             }
             p.best = p.best.max(rate);
-            p.paired.push(rates[p.steps_row] / rate);
+            p.paired.push(rates[r.steps_row] / rate);
         }
     }
     for (label, _, _, res, dt) in &rows {
@@ -331,7 +336,7 @@ fn main() {
         }
     }
     for p in &mut probes {
-        let (_, _, _, res, dt) = &rows[p.steps_row];
+        let (_, _, _, res, dt) = &rows[replays[p.replay].steps_row];
         let steps: u64 = res.iter().map(|r| r.metrics.synaptic_operations).sum();
         let steps_best = steps as f64 / dt;
         p.paired.sort_by(f64::total_cmp);
@@ -347,16 +352,22 @@ fn main() {
     }
 }
 
-/// A limit probe: the releases it replays, the rows it reads, and its timings.
-struct Probe {
-    label: &'static str,
-    /// The steps row whose releases it replays.
+/// What the limit probes of one network replay: the releases of its steps run, its rows as
+/// CSR, and the run's synaptic operations.
+struct Replay {
+    /// The steps row whose releases these are.
     steps_row: usize,
     releases: Vec<Vec<(u32, u32)>>,
     rows: (Vec<usize>, Vec<u32>, Vec<f32>),
+    synops: u64,
+}
+
+/// A limit probe: the replay it runs (index into the replays), how, and its timings.
+struct Probe {
+    label: &'static str,
+    replay: usize,
     blocks: bool,
     hot: bool,
-    synops: u64,
     best: f64,
     /// The steps row's rate over the probe's, round by round.
     paired: Vec<f64>,

@@ -232,14 +232,16 @@ impl<A: Arith> Lane<'_, A> {
         let net = self.net;
         if self.plan.len() == 1 {
             let (seg, row) = (&net.seg[..], &net.row[..]);
-            self.deliver_runs(released.iter().map(|&(s32, c)| {
+            self.deliver_runs::<false>(released.iter().map(|&(s32, c)| {
                 let s = s32 as usize;
                 (s, seg[s], row[s], row[s + 1], c)
             }));
             return;
         }
         let parts = std::mem::take(&mut self.lists.parts);
-        self.deliver_runs(parts.iter().map(|p| {
+        // the indexed loop in a function of its own: inline, in this copy, it keeps the
+        // count, the lane's first neuron and a bound on the stack, loaded at every synapse
+        self.deliver_runs::<true>(parts.iter().map(|p| {
             (
                 p.src as usize,
                 p.seg as usize,
@@ -255,7 +257,7 @@ impl<A: Arith> Lane<'_, A> {
     /// `src` with count `c`.
     pub fn deliver_segment(&mut self, src: usize, k: usize, begin: usize, c: u32) {
         let end = self.net.seg_end(k);
-        self.deliver_runs(std::iter::once((src, k, begin, end, c)));
+        self.deliver_runs::<false>(std::iter::once((src, k, begin, end, c)));
     }
 
     /// Deliver runs `(src, k, begin, end, c)`: synapses `begin..end` of released source `src`
@@ -263,7 +265,10 @@ impl<A: Arith> Lane<'_, A> {
     /// local slices, so that their addresses stay in registers through all the deliveries (as
     /// fields they would be read again after every store).
     #[inline]
-    fn deliver_runs(&mut self, runs: impl Iterator<Item = (usize, usize, usize, usize, u32)>) {
+    fn deliver_runs<const OUTLINED: bool>(
+        &mut self,
+        runs: impl Iterator<Item = (usize, usize, usize, usize, u32)>,
+    ) {
         let net = self.net;
         let rows = net.rows();
         let has_trace = &net.has_trace[..];
@@ -379,13 +384,10 @@ impl<A: Arith> Lane<'_, A> {
                     let targets = &rows.target[begin..seg_end];
                     core_synops[rows.core_of[targets[0] as usize] as usize - core_start] +=
                         len as u64;
-                    for (&t, &w) in targets.iter().zip(weights) {
-                        let l = t as usize - base;
-                        acc[l] = A::accumulate(acc[l], w, c);
-                        if flag[l] == 0 {
-                            flag[l] = TOUCHED;
-                            touched.push(t);
-                        }
+                    if OUTLINED {
+                        add_indexed_outlined::<A>(acc, flag, touched, targets, weights, base, c);
+                    } else {
+                        add_indexed::<A>(acc, flag, touched, targets, weights, base, c);
                     }
                 }
                 begin = seg_end;
@@ -651,6 +653,42 @@ fn add_rows<A: Arith, const N: usize>(acc: &mut [A::V], w: [&[A::W]; N], c: [u32
         }
         *a = sum;
     }
+}
+
+/// Add a segment's weights `weights`, times count `c`, to the sums of its targets `targets`
+/// (ids; `acc` and `flag` start at neuron `base`), and list the targets not touched yet.
+#[inline(always)]
+fn add_indexed<A: Arith>(
+    acc: &mut [A::V],
+    flag: &mut [u8],
+    touched: &mut Vec<u32>,
+    targets: &[u32],
+    weights: &[A::W],
+    base: usize,
+    c: u32,
+) {
+    for (&t, &w) in targets.iter().zip(weights) {
+        let l = t as usize - base;
+        acc[l] = A::accumulate(acc[l], w, c);
+        if flag[l] == 0 {
+            flag[l] = TOUCHED;
+            touched.push(t);
+        }
+    }
+}
+
+/// [`add_indexed`] in a function of its own, so that its loop keeps its values in registers.
+#[inline(never)]
+fn add_indexed_outlined<A: Arith>(
+    acc: &mut [A::V],
+    flag: &mut [u8],
+    touched: &mut Vec<u32>,
+    targets: &[u32],
+    weights: &[A::W],
+    base: usize,
+    c: u32,
+) {
+    add_indexed::<A>(acc, flag, touched, targets, weights, base, c);
 }
 
 /// The low bits of the 8 bytes of `word` (each 0 or 1), packed into the low 8 bits (byte `k`

@@ -11,7 +11,7 @@
 //! then recorded lane by lane (ascending neurons), on one thread.
 
 use crate::arith::Arith;
-use crate::compiled::{Compiled, NO_BLOCK};
+use crate::compiled::{Compiled, Rows, NO_BLOCK};
 
 /// `flag` of a neuron in the fire phase's list already.
 pub(crate) const TOUCHED: u8 = 1;
@@ -65,7 +65,22 @@ pub struct LanePlan {
     /// `cut[s * (lanes + 1) + j]`: the first synapse (offset into the CSR) of source `s` in
     /// lane `j`, and the segment it starts (`j = lanes`: the row's end). Empty with one lane.
     cut: Vec<(u32, u32)>,
+    /// Whether the lanes deliver with [`deliver_indexed_parts`]: more than one lane, segments
+    /// of at least [`LONG_SEGMENT`] synapses on average, and at most one in [`RARE_RANGES`] a
+    /// range (a random sparse network has a few by chance).
+    pub(crate) long_segments: bool,
 }
+
+/// The mean synapses per segment from which lanes deliver a network with no range by
+/// [`deliver_indexed_parts`]. Below it the call per part and the loop over segments cost more
+/// than the values the lanes' copy of [`Lane::deliver_runs`] reloads (on the 1e6-neuron
+/// network of `benchmarks/`, about one synapse per segment: two lanes 1.33-1.5x one lane with
+/// that copy, 1.1-1.2x with the function; on the 1e5-neuron one, 20 synapses per segment:
+/// 0.93-0.96x and 1.06-1.37x).
+const LONG_SEGMENT: usize = 8;
+
+/// See [`LanePlan::long_segments`]: each range segment stops [`deliver_indexed_parts`] once.
+const RARE_RANGES: usize = 64;
 
 /// The part of a released source's row that one lane delivers: source, count, synapses
 /// `lo..hi` (offsets into the CSR), and the segment that starts at `lo`.
@@ -106,7 +121,15 @@ impl LanePlan {
                 cuts[bounds.len()] = at(row_end, net.seg[s + 1]);
             }
         }
-        Ok(Self { bounds, cut })
+        let n_segments = net.seg.last().copied().unwrap_or(0);
+        let long_segments = bounds.len() > 1
+            && net.target.len() >= LONG_SEGMENT * n_segments.max(1)
+            && (0..n_segments).filter(|&k| net.seg_is_range(k)).count() * RARE_RANGES <= n_segments;
+        Ok(Self {
+            bounds,
+            cut,
+            long_segments,
+        })
     }
 
     /// Number of lanes.
@@ -232,16 +255,44 @@ impl<A: Arith> Lane<'_, A> {
         let net = self.net;
         if self.plan.len() == 1 {
             let (seg, row) = (&net.seg[..], &net.row[..]);
-            self.deliver_runs::<false>(released.iter().map(|&(s32, c)| {
+            self.deliver_runs(released.iter().map(|&(s32, c)| {
                 let s = s32 as usize;
                 (s, seg[s], row[s], row[s + 1], c)
             }));
             return;
         }
         let parts = std::mem::take(&mut self.lists.parts);
-        // the indexed loop in a function of its own: inline, in this copy, it keeps the
-        // count, the lane's first neuron and a bound on the stack, loaded at every synapse
-        self.deliver_runs::<true>(parts.iter().map(|p| {
+        if self.plan.long_segments {
+            // from part `i`, segment `k` at synapse `begin`
+            let (mut i, mut at) = (0, None);
+            while i < parts.len() {
+                let lists = &mut *self.lists;
+                let (synops, stop) = deliver_indexed_parts::<A>(
+                    net.rows(),
+                    &parts[i..],
+                    at,
+                    self.acc,
+                    self.flag,
+                    &mut lists.touched,
+                    &mut lists.core_synops,
+                    (lists.bounds.start, lists.bounds.core_start),
+                );
+                lists.synops += synops;
+                let Some((j, k, begin)) = stop else { break };
+                // a range segment: delivered as on one lane, then on with the rest
+                let p = parts[i + j];
+                let end = net.seg_end(k);
+                self.deliver_runs(std::iter::once((p.src as usize, k, begin, end, p.count)));
+                if end < p.hi as usize {
+                    (i, at) = (i + j, Some((k + 1, end)));
+                } else {
+                    (i, at) = (i + j + 1, None);
+                }
+            }
+            self.lists.parts = parts;
+            return;
+        }
+        self.deliver_runs(parts.iter().map(|p| {
             (
                 p.src as usize,
                 p.seg as usize,
@@ -257,7 +308,7 @@ impl<A: Arith> Lane<'_, A> {
     /// `src` with count `c`.
     pub fn deliver_segment(&mut self, src: usize, k: usize, begin: usize, c: u32) {
         let end = self.net.seg_end(k);
-        self.deliver_runs::<false>(std::iter::once((src, k, begin, end, c)));
+        self.deliver_runs(std::iter::once((src, k, begin, end, c)));
     }
 
     /// Deliver runs `(src, k, begin, end, c)`: synapses `begin..end` of released source `src`
@@ -265,10 +316,7 @@ impl<A: Arith> Lane<'_, A> {
     /// local slices, so that their addresses stay in registers through all the deliveries (as
     /// fields they would be read again after every store).
     #[inline]
-    fn deliver_runs<const OUTLINED: bool>(
-        &mut self,
-        runs: impl Iterator<Item = (usize, usize, usize, usize, u32)>,
-    ) {
+    fn deliver_runs(&mut self, runs: impl Iterator<Item = (usize, usize, usize, usize, u32)>) {
         let net = self.net;
         let rows = net.rows();
         let has_trace = &net.has_trace[..];
@@ -384,11 +432,7 @@ impl<A: Arith> Lane<'_, A> {
                     let targets = &rows.target[begin..seg_end];
                     core_synops[rows.core_of[targets[0] as usize] as usize - core_start] +=
                         len as u64;
-                    if OUTLINED {
-                        add_indexed_outlined::<A>(acc, flag, touched, targets, weights, base, c);
-                    } else {
-                        add_indexed::<A>(acc, flag, touched, targets, weights, base, c);
-                    }
+                    add_indexed::<A>(acc, flag, touched, targets, weights, base, c);
                 }
                 begin = seg_end;
                 k += 1;
@@ -677,18 +721,50 @@ fn add_indexed<A: Arith>(
     }
 }
 
-/// [`add_indexed`] in a function of its own, so that its loop keeps its values in registers.
+/// Deliver a lane's `parts` of the released rows by index, the first from segment `k` at
+/// synapse `begin` when `at` is `Some((k, begin))`; `base`: the lane's first neuron and first
+/// core. Returns the synaptic operations, and where it stopped at a range segment, if it did
+/// (`(part, k, begin)`: the caller delivers that one, [`LanePlan::long_segments`]).
+///
+/// In a function of its own: inlined into the lanes' copy of [`Lane::deliver_runs`], the
+/// synapse loop kept the count, the lane's first neuron and a bound on the stack and loaded
+/// them at every synapse (the one-lane copy keeps them in registers).
 #[inline(never)]
-fn add_indexed_outlined<A: Arith>(
+#[allow(clippy::too_many_arguments)]
+fn deliver_indexed_parts<A: Arith>(
+    rows: Rows<'_, A::W>,
+    parts: &[Part],
+    at: Option<(usize, usize)>,
     acc: &mut [A::V],
     flag: &mut [u8],
     touched: &mut Vec<u32>,
-    targets: &[u32],
-    weights: &[A::W],
-    base: usize,
-    c: u32,
-) {
-    add_indexed::<A>(acc, flag, touched, targets, weights, base, c);
+    core_synops: &mut [u64],
+    base: (usize, usize),
+) -> (u64, Option<(usize, usize, usize)>) {
+    let (first, core_start) = base;
+    let mut synops = 0u64;
+    for (j, p) in parts.iter().enumerate() {
+        let (mut k, mut begin) = match at {
+            Some(a) if j == 0 => a,
+            _ => (p.seg as usize, p.lo as usize),
+        };
+        let (end, c) = (p.hi as usize, p.count);
+        while begin < end {
+            if rows.seg_is_range(k) {
+                return (synops, Some((j, k, begin)));
+            }
+            let seg_end = rows.seg_end(k);
+            synops += (seg_end - begin) as u64;
+            let targets = &rows.target[begin..seg_end];
+            let weights = &rows.weight[begin..seg_end];
+            core_synops[rows.core_of[targets[0] as usize] as usize - core_start] +=
+                (seg_end - begin) as u64;
+            add_indexed::<A>(acc, flag, touched, targets, weights, first, c);
+            begin = seg_end;
+            k += 1;
+        }
+    }
+    (synops, None)
 }
 
 /// The low bits of the 8 bytes of `word` (each 0 or 1), packed into the low 8 bits (byte `k`
@@ -950,5 +1026,110 @@ mod tests {
         let mixed = compiled((0..70).map(|i| (i % 7) as u32).collect());
         assert!(!mixed.cores_in_order);
         assert_eq!(LanePlan::new(&mixed, 4).unwrap().len(), 1);
+    }
+
+    /// Lanes of a random sparse network deliver their parts of a row in one function, which
+    /// stops at each of the few range segments for the usual delivery, then goes on with the
+    /// rest of the part: the same results as one lane, with float weights (whose sums differ
+    /// in any other order).
+    #[test]
+    fn lanes_of_long_indexed_segments_give_the_results_of_one_lane() {
+        use crate::options::RunOptions;
+        use crate::scheduler::Scheduler;
+        use crate::{Emulator, Mapping, SampleInput};
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (n_in, n1, n2) = (800, 480, 40);
+        // input rows: a quarter of weights zero (no range but by chance), and every 53rd a
+        // range into each even core (40 neurons each): ranges in the middle of lanes' parts
+        let mut w1 = vec![0f32; n1 * n_in];
+        for t in 0..n1 {
+            for s in 0..n_in {
+                let r = next();
+                let range = s % 53 == 0 && (t / 40) % 2 == 0;
+                if range || r % 4 != 0 {
+                    #[allow(clippy::cast_precision_loss)]
+                    let w = ((r >> 11) % 1000) as f32 / 1000.0 * 0.3 - 0.1 + 1e-3;
+                    w1[t * n_in + s] = w;
+                }
+            }
+        }
+        // hidden rows: 40 targets on one core, a quarter of weights zero (few ranges)
+        #[allow(clippy::cast_precision_loss)]
+        let w2 = (0..n2 * n1)
+            .map(|_| match next() {
+                r if r % 4 == 0 => 0.0,
+                r => ((r >> 11) % 1000) as f32 / 1000.0 * 0.2 - 0.05,
+            })
+            .collect();
+        let pops = vec![
+            Population::lif(n1, 1.0, 0.9, Reset::Subtract, false),
+            Population::lif(n2, 1.0, 0.9, Reset::Zero, false),
+        ];
+        let projs = vec![
+            Projection {
+                source: Source::Input,
+                target: 0,
+                weights: Weights::Dense {
+                    rows: n1,
+                    cols: n_in,
+                    data: w1,
+                },
+            },
+            Projection {
+                source: Source::Population(0),
+                target: 1,
+                weights: Weights::Dense {
+                    rows: n2,
+                    cols: n1,
+                    data: w2,
+                },
+            },
+        ];
+        let net = Network::new(n_in, pops, projs, 1).unwrap();
+        let mut chip = ChipConfig::preset("ideal").unwrap();
+        chip.mesh_width = 16;
+        chip.core.neurons = 40;
+        let emu = Emulator::new(&net, chip, &Mapping::Auto).unwrap();
+        // split into lanes (crate::LANE_MIN_SYNAPSES)
+        assert!(emu.n_synapses() >= crate::LANE_MIN_SYNAPSES);
+        for lanes in [2, 3, 8, 12] {
+            let plan = emu.lane_plan(lanes).unwrap();
+            assert!(
+                plan.len() == lanes && plan.long_segments,
+                "{lanes}: {} lanes",
+                plan.len()
+            );
+        }
+        let frames = 4;
+        let counts: Vec<u32> = (0..frames * n_in)
+            .map(|_| u32::from(next() % 10 < 3) * (1 + u32::from(next() % 3 == 0)))
+            .collect();
+        let input = SampleInput::from_dense(&counts, frames, n_in).unwrap();
+        for scheduler in [Scheduler::Random, Scheduler::Momentum] {
+            for f in [Some(5), None] {
+                let run = |threads| {
+                    let opts = RunOptions {
+                        scheduler,
+                        f,
+                        seed: 11,
+                        trace: true,
+                        threads: Some(threads),
+                        ..RunOptions::default()
+                    };
+                    emu.run(std::slice::from_ref(&input), None, &opts).unwrap()
+                };
+                let one = run(1);
+                assert!(one[0].metrics.spikes > 100, "{}", one[0].metrics.spikes);
+                for threads in [2, 3] {
+                    assert_eq!(one, run(threads), "{scheduler:?} F={f:?} threads={threads}");
+                }
+            }
+        }
     }
 }

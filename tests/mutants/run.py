@@ -34,7 +34,7 @@ class Mutant:
     old: str
     new: str
     pytest: list[str] = field(default_factory=list)
-    cargo: list[str] = field(default_factory=list)  # integration test filters
+    cargo: list[str] = field(default_factory=list)  # integration test filters ("lib:" a unit test's)
 
     @property
     def rust(self) -> bool:
@@ -345,6 +345,18 @@ MUTANTS = [
            "carry.push((start + i) as u32);",
            ["tests/test_properties.py::test_wide_dense_layers_equal_numpy_reference"],
            ["golden::"]),
+    Mutant("J8", "lanes: a part's segments after a range segment are not delivered",
+           "emulator/src/lane.rs",
+           "(i, at) = (i + j, Some((k + 1, end)));",
+           "(i, at) = (i + j + 1, None);",
+           [],
+           ["lib:lane::tests::lanes_of_long_indexed_segments_give_the_results_of_one_lane"]),
+    Mutant("J9", "lanes: the indexed parts' delivery adds each weight once, whatever the count",
+           "emulator/src/lane.rs",
+           "add_indexed::<A>(acc, flag, touched, targets, weights, first, c);",
+           "add_indexed::<A>(acc, flag, touched, targets, weights, first, 1);",
+           [],
+           ["lib:lane::tests::lanes_of_long_indexed_segments_give_the_results_of_one_lane"]),
     Mutant("U1", "checkpoints loaded with weights_only=False (a crafted file runs code)", "asyncsnn/checkpoints.py",
            "torch.load(path, map_location=device, weights_only=True)",
            "torch.load(path, map_location=device, weights_only=False)",
@@ -497,7 +509,8 @@ def run_mutant(m: Mutant) -> tuple[str, str]:
             elif r.returncode != 0:
                 return "error", r.stdout[-800:] + r.stderr[-800:]
         for f in m.cargo:
-            r = sh(["cargo", "test", "-q", "-p", "asyncsnn-emulator", "--test", "integration", f])
+            target = ["--lib", f[4:]] if f.startswith("lib:") else ["--test", "integration", f]
+            r = sh(["cargo", "test", "-q", "-p", "asyncsnn-emulator", *target])
             if any(w in r.stdout + r.stderr for w in ("FAILED", "panicked", "TIMEOUT after")):
                 caught.append(f"cargo {f}")
             elif r.returncode != 0:

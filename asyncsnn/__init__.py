@@ -12,12 +12,21 @@ The emulator half (Rust, through :mod:`asyncsnn._native`):
 * :class:`SpikeQueue` -- the chip's arbitration queue and schedulers, driven directly.
 """
 
-from ._native import __version__
-from .chip import Chip, Placement, RunResult
-from .errors import ConfigError, InputError, InternalError, MappingError, NetworkError, RunawayError
-from .network import Conv2d, Network, Population, Projection
-from .options import INPUT_MODES, MODES, RUNAWAY_STEPS, SCHEDULERS, RunOptions
-from .queue import SpikeQueue, hash_key
+import os as _os
+
+# Intel MKL's strict CNR mode (PyTorch's CPU BLAS on x86): matrix products give the same bits on
+# any number of threads. Without it, MKL on AVX-512 splits the sum of a long product (more
+# than about 128 terms) by thread count, and a run of the `manual` or `autograd` engine on one
+# thread and on two differed in the last bits. MKL reads it at its first product, so it is set
+# here, before any; a value the user set is kept. See docs/training.md.
+_os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
+from ._native import __version__  # noqa: E402
+from .chip import Chip, Placement, RunResult  # noqa: E402
+from .errors import ConfigError, InputError, InternalError, MappingError, NetworkError, RunawayError  # noqa: E402
+from .network import Conv2d, Network, Population, Projection  # noqa: E402
+from .options import INPUT_MODES, MODES, RUNAWAY_STEPS, SCHEDULERS, RunOptions  # noqa: E402
+from .queue import SpikeQueue, hash_key  # noqa: E402
 
 __all__ = [
     "Chip",

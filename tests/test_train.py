@@ -241,23 +241,26 @@ def test_same_seed_same_run(tmp_path):
     assert all(torch.equal(u, v) for u, v in zip(a.sim.weights, b.sim.weights))
 
 
-@pytest.mark.parametrize("model", ["unlayered", "spsn", "lif"])
+@pytest.mark.parametrize("model", ["unlayered", "unlayered-manual", "unlayered-autograd", "spsn", "lif"])
 def test_same_gradients_on_one_thread_and_on_two(model):
     """Bit-identical outputs and gradients whatever the thread count, on work large enough that
     PyTorch splits its kernels over threads (matrix products, reductions, sorts): an
-    asynchronous run of a 2312-64-64-10 network on 64 samples, and an SPSN and a LIF step at
-    T = 300 (whose weight gradients sum over 19 200 rows: one product of that length is split by
-    thread count in MKL on AVX-512, see asyncsnn.spsn.functional.linear)."""
+    asynchronous run of a 2312-64-64-10 network on 64 samples (the default engine, and the
+    PyTorch ones, whose input projection sums 2312 terms: MKL on AVX-512 splits such a sum by
+    thread count unless its strict mode is on, which importing asyncsnn sets), and an SPSN and a
+    LIF step at T = 300 (whose weight gradients sum over 19 200 rows, see
+    asyncsnn.spsn.functional.linear)."""
     from asyncsnn.spsn import SeqNet
 
     def grads(threads):
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            if model == "unlayered":
+            if model.startswith("unlayered"):
                 sim = AsyncSimulator(random_feedforward([2312, 64, 64, 10], seed=0, beta=0.875, gain=2.0))
                 x = torch.tensor(np.random.default_rng(1).poisson(0.05, (64, 6, 2312)), dtype=torch.float32)
-                r = sim(x, scheduler="momentum", F=4, seed=3)
+                engine = model.partition("-")[2] or "auto"
+                r = sim(x, scheduler="momentum", F=4, seed=3, engine=engine)
                 out, params, extra = r.out_counts.sum(1) + r.v_final.sum(1, keepdim=True), sim.weights, 0.0
             else:
                 torch.manual_seed(0)

@@ -241,7 +241,8 @@ def test_same_seed_same_run(tmp_path):
     assert all(torch.equal(u, v) for u, v in zip(a.sim.weights, b.sim.weights))
 
 
-@pytest.mark.parametrize("model", ["unlayered", "unlayered-manual", "unlayered-autograd", "spsn", "lif"])
+@pytest.mark.parametrize("model", ["unlayered", "unlayered-manual", "unlayered-autograd", "spsn", "lif",
+                                   "layers-spsn"])
 def test_same_gradients_on_one_thread_and_on_two(model):
     """Bit-identical outputs and gradients whatever the thread count, on work large enough that
     PyTorch splits its kernels over threads (matrix products, reductions, sorts): an
@@ -249,7 +250,9 @@ def test_same_gradients_on_one_thread_and_on_two(model):
     PyTorch ones, whose input projection sums 2312 terms: MKL on AVX-512 splits such a sum by
     thread count unless its strict mode is on, which importing asyncsnn sets), and an SPSN and a
     LIF step at T = 300 (whose weight gradients sum over 19 200 rows, see
-    asyncsnn.spsn.functional.linear)."""
+    asyncsnn.spsn.functional.linear), and a layer-module model of torch.nn.Linear and SPSN
+    layers (whose plain nn.Linear gradients sum over 12 800 rows)."""
+    import asyncsnn.layers as L
     from asyncsnn.spsn import SeqNet
 
     def grads(threads):
@@ -262,13 +265,18 @@ def test_same_gradients_on_one_thread_and_on_two(model):
                 engine = model.partition("-")[2] or "auto"
                 r = sim(x, scheduler="momentum", F=4, seed=3, engine=engine)
                 out, params, extra = r.out_counts.sum(1) + r.v_final.sum(1, keepdim=True), sim.weights, 0.0
+            elif model == "layers-spsn":
+                torch.manual_seed(0)
+                net = L.Sequential(torch.nn.Linear(700, 256), L.SPSN(256), torch.nn.Linear(256, 20), L.LI(20))
+                x = (torch.rand(32, 400, 700, generator=torch.Generator().manual_seed(1)) < 0.02).float()
+                out, params, extra = net(x)[0].sum(1), list(net.parameters()), 0.0  # (output, state)
             else:
                 torch.manual_seed(0)
                 net = SeqNet([700, 128, 128, 20], gain=8.0, theta=4.0, neuron=model)
                 x = (torch.rand(64, 300, 700, generator=torch.Generator().manual_seed(1)) < 0.02).float()
                 o = net(x, generator=torch.Generator().manual_seed(2))
                 out, params, extra = o.logits, list(net.parameters()), 0.1 * o.rate_penalty(0.01)
-            loss = torch.nn.functional.cross_entropy(out, torch.arange(64) % out.shape[1]) + extra
+            loss = torch.nn.functional.cross_entropy(out, torch.arange(out.shape[0]) % out.shape[1]) + extra
             loss.backward()
             return [loss.detach(), out.detach()] + [p.grad for p in params]
         finally:

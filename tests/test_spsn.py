@@ -277,19 +277,3 @@ def test_seqnet_lif_implementations_agree(impl):
     assert 0.05 < float(outs["fused"].spikes[0].detach().mean()) < 0.95
     assert torch.allclose(outs["fused"].logits, outs[impl].logits, atol=1e-5)
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-4) for a, b in zip(grads["fused"], grads[impl]))
-
-
-def test_linear_weight_gradient_is_the_blocked_sum_of_every_row():
-    """The weight gradient of :func:`asyncsnn.spsn.functional.linear`, summed in blocks, is the
-    sum over every row (a length that is not a whole number of blocks), and so are the input
-    and bias gradients; in float64 against autograd's own."""
-    gen = torch.Generator().manual_seed(0)
-    rows = F.GRAD_ROWS + 37
-    x = torch.randn(3, rows, 9, dtype=torch.float64, generator=gen, requires_grad=True)
-    w = torch.randn(5, 9, dtype=torch.float64, generator=gen, requires_grad=True)
-    b = torch.randn(5, dtype=torch.float64, generator=gen, requires_grad=True)
-    g = torch.randn(3, rows, 5, dtype=torch.float64, generator=gen)
-    ours = torch.autograd.grad(F.linear(x, w, b), (x, w, b), g)
-    plain = torch.autograd.grad(torch.nn.functional.linear(x, w, b), (x, w, b), g)
-    for a, e in zip(ours, plain):
-        assert torch.allclose(a, e, rtol=1e-12, atol=1e-12)

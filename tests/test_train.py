@@ -249,9 +249,8 @@ def test_same_gradients_on_one_thread_and_on_two(model):
     asynchronous run of a 2312-64-64-10 network on 64 samples (the default engine, and the
     PyTorch ones, whose input projection sums 2312 terms: MKL on AVX-512 splits such a sum by
     thread count unless its strict mode is on, which importing asyncsnn sets), and an SPSN and a
-    LIF step at T = 300 (whose weight gradients sum over 19 200 rows, see
-    asyncsnn.spsn.functional.linear), and a layer-module model of torch.nn.Linear and SPSN
-    layers (whose plain nn.Linear gradients sum over 12 800 rows)."""
+    LIF step at T = 300 (whose weight gradients sum over 19 200 rows), and a layer-module model
+    of torch.nn.Linear and SPSN layers (whose weight gradients sum over 12 800 rows)."""
     import asyncsnn.layers as L
     from asyncsnn.spsn import SeqNet
 

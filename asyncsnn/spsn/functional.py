@@ -166,59 +166,6 @@ class _CausalFFT(torch.autograd.Function):
         return _fft_filter(g, hf.conj(), ctx.n_fft), None, None
 
 
-GRAD_ROWS = 256  # rows of (batch x time) per product in linear's weight gradient
-GRAD_FLOATS = 1 << 24  # floats of partial weight gradients held at once in linear's backward
-
-
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``torch.nn.functional.linear`` of ``(batch, time, in)`` whose weight gradient is the
-    same bits on any number of CPU threads. The gradient sums over every ``batch x time`` row,
-    and one matrix product of that length lets the BLAS split the sum by thread count (MKL on
-    AVX-512 does, past about 1 000 rows); here the rows go in blocks of :data:`GRAD_ROWS`, one
-    product each (a batched product, which spreads blocks, not sums, over the threads), added
-    in block order. On other devices, or without a weight gradient, the plain function."""
-    if x.device.type != "cpu" or not (torch.is_grad_enabled() and weight.requires_grad):
-        return torch.nn.functional.linear(x, weight, bias)
-    return _Linear.apply(x, weight, bias)
-
-
-class _Linear(torch.autograd.Function):
-    """See :func:`linear`."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias):
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return torch.nn.functional.linear(x, weight, bias)
-
-    @staticmethod
-    def backward(ctx, g):
-        x, weight = ctx.saved_tensors
-        gx = g @ weight if ctx.needs_input_grad[0] else None
-        g2, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1]).to(g.dtype)
-        gw = _blocked_product(g2, x2) if ctx.needs_input_grad[1] else None
-        gb = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return gx, gw, gb
-
-
-def _blocked_product(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``g.T @ x`` over their rows, in blocks of :data:`GRAD_ROWS` rows added in order."""
-    n, out, inp = g.shape[0], g.shape[1], x.shape[1]
-    blocks = -(-n // GRAD_ROWS)
-    pad = blocks * GRAD_ROWS - n
-    if pad:
-        g = torch.nn.functional.pad(g, (0, 0, 0, pad))
-        x = torch.nn.functional.pad(x, (0, 0, 0, pad))
-    gb = g.view(blocks, GRAD_ROWS, out).transpose(1, 2)
-    xb = x.view(blocks, GRAD_ROWS, inp)
-    per = max(1, GRAD_FLOATS // (out * inp))  # blocks per batched product
-    total = None
-    for i in range(0, blocks, per):
-        part = torch.bmm(gb[i:i + per], xb[i:i + per]).sum(0)
-        total = part if total is None else total + part
-    return total
-
-
 def chunk_len(t: int) -> int:
     """The chunked method's chunk length for ``t`` steps: ``t`` itself up to 64 steps (one
     chunk: the direct product). Above, the aim is ``c0 = max(CHUNK, (4 t)^(1/3))``, which

@@ -26,7 +26,6 @@ from typing import Callable, Optional
 import torch
 
 from ..sim.functional import Surrogate, spike
-from .functional import linear
 
 
 def lif_step(i: torch.Tensor, u: torch.Tensor, x: torch.Tensor, alpha: float, beta: float, theta: float,
@@ -125,8 +124,7 @@ def lif_fused(x: torch.Tensor, w: torch.Tensor, alpha: float, beta: float, theta
               bias: Optional[torch.Tensor] = None, surrogate: str = "fast_sigmoid",
               slope: float = 10.0) -> torch.Tensor:
     """:func:`lif_loop` with the projection batched over time and a fused recurrence."""
-    # the weight gradient the same bits on any number of threads (see functional.linear)
-    cur = linear(x, w) if bias is None else linear(x, w) + bias
+    cur = x @ w.t() if bias is None else x @ w.t() + bias
     cur = cur.transpose(0, 1).contiguous()  # (T, B, N)
     s = _Recurrence.apply(cur, float(alpha), float(beta), float(theta), Surrogate.of(surrogate, slope))
     return s.transpose(0, 1)

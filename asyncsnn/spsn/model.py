@@ -106,8 +106,7 @@ class SeqNet(torch.nn.Module):
         else:
             spikes = self._layer_by_layer(x, generator, sample_offset)
         h = spikes[-1] if spikes else x
-        out = F.membrane(F.linear(h, self.layers[-1].weight, self.layers[-1].bias), self.alpha, self.beta,
-                         self.method)
+        out = F.membrane(self.layers[-1](h), self.alpha, self.beta, self.method)
         if self.readout_kind == "max":
             logits = out.amax(1) if out.shape[1] else out.sum(1)
         elif self.readout_kind == "mean":
@@ -124,7 +123,7 @@ class SeqNet(torch.nn.Module):
             if self.neuron == "lif":
                 h = LIF_IMPLS[self.lif_impl](h, layer.weight, self.alpha, self.beta, self.theta, bias=layer.bias)
             else:
-                u = F.membrane(F.linear(h, layer.weight, layer.bias), self.alpha, self.beta, self.method)
+                u = F.membrane(layer(h), self.alpha, self.beta, self.method)
                 mode = self.firing if self.training else self.eval_firing
                 if mode == "hash":  # the chip's own draw (asyncsnn.stochastic), reproducible per seed
                     sample = torch.arange(x.shape[0], device=x.device) + int(sample_offset)
